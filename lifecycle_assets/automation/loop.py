@@ -1,0 +1,140 @@
+"""Running days of the loop as real Dagster runs in the home's instance (in-process executor)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from lifecycle_assets.home import LifecycleHome
+
+
+class RunFailed(RuntimeError):
+    """A Dagster run of the loop failed (not a routine FAIL decision: that run succeeds)."""
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    assets: list[str]
+    partition: str
+    seconds: float
+    step_seconds: float
+
+
+@dataclass
+class DayOutcome:
+    day: dt.date
+    runs: list[RunOutcome] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    decision: dict[str, Any] | None = None
+
+    @property
+    def dagster_seconds(self) -> float:
+        """Run time spent outside the steps' own work: orchestration overhead."""
+        return sum(max(r.seconds - r.step_seconds, 0.0) for r in self.runs)
+
+
+_instances: dict[str, dg.DagsterInstance] = {}
+
+
+def instance_for(home: LifecycleHome) -> dg.DagsterInstance:
+    key = str(home.dagster_home)
+    if key not in _instances:
+        home.activate()
+        _instances[key] = dg.DagsterInstance.from_config(str(home.dagster_home))
+    return _instances[key]
+
+
+def materialize(home: LifecycleHome, assets: list[str], partition: str) -> RunOutcome:
+    """One run of the loop's job for the selected assets of one partition."""
+    from lifecycle_assets.definitions import defs  # deferred: keeps CLI start-up light
+
+    home.activate()
+    instance = instance_for(home)
+    job = defs.resolve_job_def("lifecycle_loop")
+    started = time.perf_counter()
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=partition,
+        asset_selection=[dg.AssetKey(a) for a in assets],
+        raise_on_error=False,
+        tags={"lifecycle/stage": ",".join(assets)},
+    )
+    seconds = time.perf_counter() - started
+    if not result.success:
+        failures = [
+            f"{ev.step_key}: {_root_cause(ev.event_specific_data.error)}"  # type: ignore[union-attr]
+            for ev in result.all_events
+            if ev.is_step_failure and ev.event_specific_data is not None
+        ]
+        raise RunFailed(
+            f"run {result.run_id} for {partition} ({', '.join(assets)}) failed: "
+            + ("; ".join(failures) or "see `lifecycle ui` for the run's logs")
+        )
+    stats = instance.get_run_step_stats(result.run_id)
+    step_seconds = sum((s.end_time or 0) - (s.start_time or 0) for s in stats)
+    return RunOutcome(result.run_id, assets, partition, seconds, step_seconds)
+
+
+def _root_cause(error: Any) -> str:
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[-1] if error is not None else "unknown error"
+
+
+def run_day(
+    home: LifecycleHome, day: dt.date, echo: Callable[[str], None] = lambda _: None
+) -> DayOutcome:
+    """Ingest day D, refresh the days whose labels may still be landing, then train/validate."""
+    from lifecycle_assets.definitions import INGEST, LABELS, TRAINING
+
+    config = home.config()
+    out = DayOutcome(day)
+    key = day.isoformat()
+
+    t0 = time.perf_counter()
+    out.runs.append(materialize(home, INGEST + LABELS, key))
+    out.stage_seconds["ingest"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    start = config.simulation.start_date
+    for back in range(config.labels.maturity_days, 0, -1):
+        past = day - dt.timedelta(days=back)
+        if past >= start:
+            out.runs.append(materialize(home, LABELS, past.isoformat()))
+    out.stage_seconds["late_labels"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    run = materialize(home, TRAINING, key)
+    out.runs.append(run)
+    out.stage_seconds["training"] = time.perf_counter() - t0
+    out.decision = _decision_for(home, run.run_id)
+    echo(
+        f"{key}: "
+        + (
+            f"decision {out.decision['decision']} ({out.decision.get('reason', '')})"
+            if out.decision
+            else "no challenger (collecting matured labels)"
+        )
+    )
+    return out
+
+
+def _decision_for(home: LifecycleHome, run_id: str) -> dict[str, Any] | None:
+    """The decision record materialised by this run, if the gate ran."""
+    instance = instance_for(home)
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    for rec in records:
+        mat = rec.asset_materialization
+        if mat is not None and mat.asset_key == dg.AssetKey("validation_report"):
+            path = home.assets / "validation_report" / f"{mat.partition}.json"
+            return json.loads(path.read_text())
+    return None

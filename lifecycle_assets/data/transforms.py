@@ -1,0 +1,179 @@
+"""Logs → labelled examples → features → train/test splits. Plain polars, no Dagster."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from lifecycle_assets.config import LifecycleConfig
+from lifecycle_assets.records import GROUND_TRUTH_SCHEMA, QUARANTINE_SCHEMA
+
+__all__ = ["GROUND_TRUTH_SCHEMA", "build_feature_table", "build_labeled_examples", "build_split"]
+
+LABELED, MATURED_NEGATIVE, PENDING = "labeled", "matured_negative", "pending"
+
+
+def _quarantine(frame: pl.DataFrame, reason: str, source: str) -> pl.DataFrame:
+    return frame.select(
+        pl.lit(source).alias("source"),
+        pl.lit(reason).alias("reason"),
+        pl.struct(pl.all()).struct.json_encode().alias("raw"),
+    )
+
+
+def build_labeled_examples(
+    predictions: pl.DataFrame,
+    labels: pl.DataFrame,
+    day: dt.date,
+    today: dt.date,
+    config: LifecycleConfig,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Join one day's predictions to the labels that arrived within its maturity window.
+
+    Returns (examples, quarantine). `label_status` says whether a row's label is observed,
+    inferred negative after maturity (per `labels.unlabeled_after_maturity`), or pending.
+    """
+    label_col = config.problem.label
+    maturity = config.labels.maturity_days
+    quarantined = []
+
+    dup = predictions.filter(pl.col("request_id").is_duplicated())
+    if dup.height:
+        quarantined.append(_quarantine(dup, "duplicate_request_id", "raw_prediction_logs"))
+        predictions = predictions.unique("request_id", keep="first", maintain_order=True)
+
+    window_end = dt.datetime.combine(day + dt.timedelta(days=maturity + 1), dt.time(), dt.UTC)
+    first_labels = (
+        labels.filter(pl.col("observed_time") < window_end)
+        .sort("observed_time")
+        .unique("request_id", keep="first", maintain_order=True)
+    )
+    joined = predictions.join(first_labels, on="request_id", how="left", maintain_order="left")
+    leaked = joined.filter(pl.col("observed_time") < pl.col("event_time"))
+    if leaked.height:
+        quarantined.append(_quarantine(leaked, "label_before_prediction", "ground_truth"))
+        joined = joined.filter(
+            pl.col("observed_time").is_null() | (pl.col("observed_time") >= pl.col("event_time"))
+        )
+
+    matured = day + dt.timedelta(days=maturity) <= today
+    if matured and config.labels.unlabeled_after_maturity == "negative":
+        fill = pl.when(pl.col("label").is_null()).then(0.0).otherwise(pl.col("label"))
+        status_unlabeled = pl.lit(MATURED_NEGATIVE)
+    else:
+        fill = pl.col("label")
+        status_unlabeled = pl.lit(PENDING)
+    examples = joined.with_columns(
+        fill.alias(label_col),
+        pl.when(pl.col("label").is_not_null())
+        .then(pl.lit(LABELED))
+        .otherwise(status_unlabeled)
+        .alias("label_status"),
+        pl.lit(matured).alias("label_matured"),
+    ).drop("label")
+    quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    return examples, quarantine
+
+
+def build_feature_table(examples: pl.DataFrame, config: LifecycleConfig) -> pl.DataFrame:
+    """Model features plus label and provenance; identifying columns never pass this point."""
+    p = config.problem
+    keep = [
+        "request_id",
+        "entity_id",
+        "event_time",
+        *p.numeric_features,
+        *p.categorical_features,
+        p.label,
+        "label_status",
+        "label_matured",
+        "model_version",
+        "score",
+    ]
+    drop_pii = [c for c in p.pii_columns if c in examples.columns]
+    return examples.drop(drop_pii).select(keep)
+
+
+def split_windows(day: dt.date, config: LifecycleConfig) -> dict[str, tuple[dt.date, dt.date]]:
+    """For day D: test = the newest `test_days` matured days; train = the `train_days` before."""
+    w = config.windows
+    matured_end = day - dt.timedelta(days=config.labels.maturity_days)
+    test_start = matured_end - dt.timedelta(days=w.test_days - 1)
+    train_end = test_start - dt.timedelta(days=1)
+    train_start = train_end - dt.timedelta(days=w.train_days - 1)
+    return {"train": (train_start, train_end), "test": (test_start, matured_end)}
+
+
+def build_split(
+    features: pl.DataFrame, day: dt.date, which: str, config: LifecycleConfig
+) -> pl.DataFrame:
+    """Rows of the window with a usable (matured) label, ordered by event time."""
+    start, end = split_windows(day, config)[which]
+    lo = dt.datetime.combine(start, dt.time(), dt.UTC)
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+    return features.filter(
+        (pl.col("event_time") >= lo)
+        & (pl.col("event_time") < hi)
+        & pl.col("label_matured")
+        & pl.col(config.problem.label).is_not_null()
+    ).sort("event_time", "request_id")
+
+
+def feature_table_problems(features: pl.DataFrame, config: LifecycleConfig) -> list[str]:
+    """What makes a feature partition unusable for training; empty when it is well formed."""
+    p = config.problem
+    problems = []
+    for col in (*p.numeric_features, *p.categorical_features, "request_id", "event_time"):
+        if col not in features.columns:
+            problems.append(f"missing column {col}")
+        elif features[col].null_count():
+            problems.append(f"{features[col].null_count()} nulls in {col}")
+    if "request_id" in features.columns and features["request_id"].is_duplicated().any():
+        problems.append("duplicate request ids")
+    if p.task == "binary" and p.label in features.columns:
+        bad = features.filter(pl.col(p.label).is_not_null() & ~pl.col(p.label).is_in([0.0, 1.0]))
+        if bad.height:
+            problems.append(f"{bad.height} labels outside {{0, 1}}")
+    return problems
+
+
+def data_card(split: pl.DataFrame, name: str, day: dt.date, config: LifecycleConfig) -> dict:
+    """What a reviewer needs to know about a dataset version (DESIGN §4)."""
+    start, end = split_windows(day, config)[name.removesuffix("_split")]
+    p = config.problem
+    label_rate = float(split[p.label].mean() or 0.0) if split.height and p.label in split.columns else 0.0
+    return {
+        "dataset": name,
+        "partition": day.isoformat(),
+        "window_start": start.isoformat(),
+        "window_end": end.isoformat(),
+        "rows": split.height,
+        "label": p.label,
+        "label_rate": label_rate,
+        "null_rates": {
+            c: (split[c].null_count() / split.height if split.height else 0.0) for c in split.columns
+        },
+        "schema": {c: str(t) for c, t in split.schema.items()},
+        "pii_handling": f"dropped before versioning: {list(p.pii_columns)}",
+        "access_policy": "owner-only files in the lifecycle home and its DVC remote",
+    }
+
+
+def data_card_markdown(card: dict) -> str:
+    lines = [
+        f"# Data card: {card['dataset']} for {card['partition']}",
+        "",
+        f"- Window: {card['window_start']} to {card['window_end']} (event time, matured labels only)",
+        f"- Rows: {card['rows']}",
+        f"- Label `{card['label']}` rate: {card['label_rate']:.4f}",
+        f"- PII: {card['pii_handling']}",
+        f"- Access: {card['access_policy']}",
+        "",
+        "| column | type | null rate |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {c} | {t} | {card['null_rates'].get(c, 0.0):.4f} |" for c, t in card["schema"].items()
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,71 @@
+"""The lifecycle's Dagster definitions: the asset graph, its checks, job, schedule and
+resources. Nothing here reads the environment: resources find the home at run time."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lifecycle_assets.data.assets import (
+    feature_table,
+    ground_truth,
+    labeled_examples,
+    raw_prediction_logs,
+    test_split,
+    train_split,
+)
+from lifecycle_assets.partitions import daily
+from lifecycle_assets.registry.assets import production_model
+from lifecycle_assets.resources.alerts import AlertSinkResource
+from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.resources.io_manager import LifecycleIOManager
+from lifecycle_assets.resources.registry import RegistryResource
+from lifecycle_assets.resources.versioning import VersioningResource
+from lifecycle_assets.training.assets import candidate_model
+from lifecycle_assets.validation.assets import validation_report
+
+ASSETS = [
+    raw_prediction_logs,
+    ground_truth,
+    labeled_examples,
+    feature_table,
+    train_split,
+    test_split,
+    candidate_model,
+    validation_report,
+    production_model,
+]
+
+# Stages of one day of the loop, in order (the demo and the CLI run them by name).
+INGEST = ["raw_prediction_logs", "ground_truth"]
+LABELS = ["labeled_examples", "feature_table"]
+TRAINING = ["train_split", "test_split", "candidate_model", "validation_report", "production_model"]
+
+lifecycle_loop = dg.define_asset_job(
+    "lifecycle_loop",
+    selection=dg.AssetSelection.assets(*ASSETS),
+    partitions_def=daily,
+    description="One day of the loop: logs → datasets → challenger → gate → production.",
+)
+
+daily_retraining = dg.build_schedule_from_partitioned_job(
+    lifecycle_loop, hour_of_day=1, name="daily_retraining"
+)
+
+
+def build_resources(workdir: str | None = None) -> dict[str, object]:
+    home = LifecycleHomeResource(workdir=workdir)
+    return {
+        "home": home,
+        "io_manager": LifecycleIOManager(home=home),
+        "versioning": VersioningResource(home=home),
+        "registry": RegistryResource(home=home),
+        "alerts": AlertSinkResource(home=home),
+    }
+
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    jobs=[lifecycle_loop],
+    schedules=[daily_retraining],
+    resources=build_resources(),
+)

@@ -1,0 +1,239 @@
+"""`lifecycle demo`: the whole loop on the built-in simulator, on real components.
+
+Each simulated day: payments go through a real `bentoml serve` (`/predict_batch`), matured
+chargebacks through `/feedback`, then the day's Dagster runs turn the service's own logs
+into datasets, a challenger, a decision and the production model, which the service follows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+
+from lifecycle_assets.automation.loop import DayOutcome, run_day
+from lifecycle_assets.home import LifecycleHome, set_simulated_today
+from lifecycle_assets.home_setup import init_home
+from lifecycle_assets.records import read_predictions
+from lifecycle_assets.registry.registry import Registry, alias_version
+from lifecycle_assets.serving.process import ServiceProcess
+from lifecycle_assets.simulator.fraud import FraudSimulator
+from lifecycle_assets.validation.gate import roc_auc
+
+DEFAULT_DAYS = 14
+BATCH = 500
+
+
+def _say(msg: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    resp = client.post(path, json=body)
+    if resp.status_code != 200:
+        raise RuntimeError(f"POST {path} → {resp.status_code}: {resp.text[:300]}")
+    return resp.json()
+
+
+def serve_day(client: httpx.Client, sim: FraudSimulator, index: int) -> dict[str, Any]:
+    """Send the day's payments through /predict_batch; returns counts and live quality."""
+    payments = sim.payments(index)
+    served, scores, truth, versions = 0, [], [], set()
+    for start in range(0, len(payments), BATCH):
+        chunk = payments[start : start + BATCH]
+        body = {
+            "requests": [
+                {
+                    "request_id": p.request_id,
+                    "entity_id": p.card_id,
+                    "event_time": p.event_time.isoformat(),
+                    "features": p.features,
+                }
+                for p in chunk
+            ]
+        }
+        preds = _post(client, "/predict_batch", body)["predictions"]
+        served += len(preds)
+        for p, pred in zip(chunk, preds, strict=True):
+            versions.add(pred["model_version"])
+            if pred["score"] is not None:
+                scores.append(pred["score"])
+                truth.append(p.is_fraud)
+    quality = (
+        roc_auc(np.array(truth), np.array(scores))
+        if len(scores) == len(payments) and scores
+        else None
+    )
+    return {"served": served, "quality": quality, "versions": sorted(str(v) for v in versions)}
+
+
+def send_labels(client: httpx.Client, sim: FraudSimulator, index: int) -> int:
+    labels = sim.chargebacks_arriving(index)
+    sent = 0
+    for start in range(0, len(labels), BATCH):
+        chunk = labels[start : start + BATCH]
+        body = {
+            "labels": [
+                {
+                    "request_id": g.request_id,
+                    "label": g.label,
+                    "observed_time": g.observed_time.isoformat(),
+                }
+                for g in chunk
+            ]
+        }
+        _post(client, "/feedback", body)
+        sent += len(chunk)
+    return sent
+
+
+def wait_for_version(client: httpx.Client, version: str | None, timeout: float = 30.0) -> None:
+    """Let the service pick up an alias move before the next day's traffic."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/healthz").json().get("model_version") == version:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the service did not switch to {version} within {timeout:.0f}s")
+
+
+def run_demo(
+    workdir: str | None = None, days: int | None = None, seed: int | None = None, port: int | None = None
+) -> dict[str, Any]:
+    days = days or DEFAULT_DAYS
+    if days < 1:
+        raise ValueError("--days must be at least 1")
+    wall0 = time.perf_counter()
+    home: LifecycleHome = init_home(workdir)
+    config = home.config()
+    if seed is not None:
+        config = config.model_copy(
+            update={"simulation": config.simulation.model_copy(update={"seed": seed})}
+        )
+    sim = FraudSimulator(config)
+    registry = Registry(home, config.problem.name)
+    summary: dict[str, Any] = {
+        "completed": False,
+        "home": str(home.root),
+        "start_date": sim.date(0).isoformat(),
+        "end_date": sim.date(days - 1).isoformat(),
+        "days": days,
+        "seed": config.simulation.seed,
+        "run_ids": [],
+        "predictions_served": 0,
+        "labels_recorded": 0,
+        "daily": [],
+    }
+    _say(f"home {home.root}; {days} simulated days from {summary['start_date']}")
+    service = ServiceProcess(home, port=port)
+    dagster_seconds = 0.0
+    try:
+        set_simulated_today(home, sim.date(0))
+        t0 = time.perf_counter()
+        service.start()
+        _say(f"bentoml serve up at {service.url} ({time.perf_counter() - t0:.1f}s)")
+        with httpx.Client(base_url=service.url, timeout=60) as client:
+            for index in range(days):
+                day = sim.date(index)
+                set_simulated_today(home, day)
+                timings: dict[str, float] = {}
+                t0 = time.perf_counter()
+                served = serve_day(client, sim, index)
+                timings["serve"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                labels = send_labels(client, sim, index)
+                timings["feedback"] = time.perf_counter() - t0
+                summary["predictions_served"] += served["served"]
+                summary["labels_recorded"] += labels
+                outcome: DayOutcome = run_day(home, day)
+                timings.update(outcome.stage_seconds)
+                dagster_seconds += outcome.dagster_seconds
+                summary["run_ids"] += [r.run_id for r in outcome.runs]
+                production = alias_version(home, "production")
+                t0 = time.perf_counter()
+                if production is not None:
+                    wait_for_version(client, production)
+                timings["service_swap"] = time.perf_counter() - t0
+                decision = outcome.decision or {}
+                summary["daily"].append(
+                    {
+                        "date": day.isoformat(),
+                        "served": served["served"],
+                        "served_by": served["versions"],
+                        "production_quality_roc_auc": served["quality"],
+                        "labels": labels,
+                        "decision": decision.get("decision"),
+                        "challenger": decision.get("challenger_version"),
+                        "incumbent": decision.get("production_version"),
+                        "production_after": production,
+                        "seconds": {k: round(v, 3) for k, v in timings.items()},
+                    }
+                )
+                q = served["quality"]
+                _say(
+                    f"day {index + 1}/{days} {day}: served {served['served']} "
+                    f"(by {', '.join(served['versions'])}; live ROC-AUC "
+                    f"{'—' if q is None else f'{q:.3f}'}), labels {labels}, "
+                    f"decision {decision.get('decision', '— (collecting labels)')}, "
+                    f"production {production or '—'}"
+                )
+    finally:
+        service.stop()
+        _say("service stopped")
+    summary.update(_tally(home, registry, summary, config, sim, days))
+    total = time.perf_counter() - wall0
+    summary["wall_seconds"] = round(total, 2)
+    summary["dagster_seconds"] = round(dagster_seconds, 2)
+    summary["dagster_share"] = round(dagster_seconds / total, 4)
+    summary["completed"] = True
+    (home.root / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    _print_summary(summary)
+    return summary
+
+
+def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:
+    logged = 0
+    for index in range(days):
+        frame, quarantine = read_predictions(
+            home.logs, sim.date(index), config.problem.numeric_features, config.problem.categorical_features
+        )
+        logged += frame.height + quarantine.height
+    decisions = [d["decision"] for d in summary["daily"] if d["decision"]]
+    promotions = [e for e in registry.history() if e["alias"] == "production"]
+    return {
+        "predictions_logged": logged,
+        "models_trained": len(registry.versions()),
+        "models_promoted": len(promotions),
+        "promotions_over_existing": sum(
+            1 for d in summary["daily"] if d["decision"] == "PASS" and d["incumbent"]
+        ),
+        "models_rejected": decisions.count("FAIL"),
+        "decisions": {k: decisions.count(k) for k in sorted(set(decisions))},
+        "production_model_version": registry.alias("production"),
+    }
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    print()
+    print(f"lifecycle demo: {s['start_date']} … {s['end_date']} ({s['days']} days), home {s['home']}")
+    print(f"  predictions served {s['predictions_served']}, logged {s['predictions_logged']}; labels {s['labels_recorded']}")
+    print(
+        f"  models trained {s['models_trained']}, promoted {s['models_promoted']} "
+        f"(over an existing model {s['promotions_over_existing']}), rejected {s['models_rejected']}"
+    )
+    print(f"  production model now {s['production_model_version']}")
+    print("  date        served-by  live ROC-AUC  decision     production")
+    for d in s["daily"]:
+        q = d["production_quality_roc_auc"]
+        print(
+            f"  {d['date']}  {','.join(d['served_by']):9}  {'—' if q is None else f'{q:.3f}':12}  "
+            f"{d['decision'] or '—':11}  {d['production_after'] or '—'}"
+        )
+    print(
+        f"  wall time {s['wall_seconds']}s; Dagster's share {s['dagster_share']:.1%}; "
+        f"summary at {s['home']}/summary.json"
+    )

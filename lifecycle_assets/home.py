@@ -1,0 +1,176 @@
+"""The lifecycle home: one directory holding all runtime state (DESIGN §3).
+
+Layout::
+
+    HOME/lifecycle.yaml     the active config
+    HOME/clock.json         the loop's clock when it is simulated (absent: wall time)
+    HOME/dagster/           DAGSTER_HOME (SQLite instance, dagster.yaml)
+    HOME/bentoml/           BENTOML_HOME (model store, bentos)
+    HOME/repo/              git + DVC repo: dataset and model versions, the registry
+    HOME/dvc-remote/        default DVC remote (a local directory)
+    HOME/logs/              the log store: prediction and ground-truth segments
+    HOME/lookup/            the offline lookup store
+    HOME/assets/            Dagster asset outputs (Parquet, model artifacts)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from lifecycle_assets.config import LifecycleConfig, load_config
+
+HOME_ENV = "LIFECYCLE_HOME"
+DEFAULT_HOME_NAME = ".lifecycle"
+
+
+class HomeError(RuntimeError):
+    """The lifecycle home is missing or unusable; the message says how to fix it."""
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def default_home() -> Path:
+    return project_root() / DEFAULT_HOME_NAME
+
+
+def resolve_home(workdir: str | Path | None = None) -> Path:
+    """--workdir wins, then $LIFECYCLE_HOME, then the project's `.lifecycle/`."""
+    if workdir:
+        return Path(workdir).expanduser().resolve()
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return default_home()
+
+
+@dataclass(frozen=True)
+class LifecycleHome:
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "lifecycle.yaml"
+
+    @property
+    def clock_path(self) -> Path:
+        return self.root / "clock.json"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return self.root / "bentoml"
+
+    @property
+    def repo(self) -> Path:
+        return self.root / "repo"
+
+    @property
+    def default_remote(self) -> Path:
+        return self.root / "dvc-remote"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def lookup(self) -> Path:
+        return self.root / "lookup"
+
+    @property
+    def assets(self) -> Path:
+        return self.root / "assets"
+
+    @property
+    def alerts_path(self) -> Path:
+        return self.root / "alerts.jsonl"
+
+    def exists(self) -> bool:
+        return self.config_path.is_file() and (self.repo / ".dvc").is_dir()
+
+    def require(self) -> LifecycleHome:
+        if not self.exists():
+            raise HomeError(
+                f"no lifecycle home at {self.root}: run `lifecycle init --workdir {self.root}` first"
+            )
+        return self
+
+    def config(self) -> LifecycleConfig:
+        return load_config(self.config_path)
+
+    def remote_url(self, config: LifecycleConfig | None = None) -> str:
+        cfg = config or self.config()
+        return cfg.versioning.dvc_remote or str(self.default_remote)
+
+    def tool_env(self) -> dict[str, str]:
+        """Environment that keeps every tool's state inside the home, telemetry off."""
+        return {
+            HOME_ENV: str(self.root),
+            "DAGSTER_HOME": str(self.dagster_home),
+            "BENTOML_HOME": str(self.bentoml_home),
+            "DVC_SITE_CACHE_DIR": str(self.root / "dvc-site-cache"),
+            "DVC_GLOBAL_CONFIG_DIR": str(self.root / "dvc-global-config"),
+            "DVC_NO_ANALYTICS": "1",
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            "BENTOML_DO_NOT_TRACK": "true",
+            "UV_CACHE_DIR": str(self.root / "uv-cache"),
+            "PJRT_DEVICE": os.environ.get("PJRT_DEVICE", "CPU"),
+            "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "lifecycle"),
+            "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "lifecycle@localhost"),
+            "GIT_COMMITTER_NAME": os.environ.get("GIT_COMMITTER_NAME", "lifecycle"),
+            "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", "lifecycle@localhost"),
+        }
+
+    def activate(self) -> None:
+        """Point this process's tools at the home (call at command start, never at import)."""
+        os.environ.update(self.tool_env())
+
+
+# --- the one clock -------------------------------------------------------------------------
+
+
+def today(home: LifecycleHome | None) -> dt.date:
+    """The loop's "today": the simulated date when the home has one, else the wall clock."""
+    if home is not None and home.clock_path.is_file():
+        return dt.date.fromisoformat(json.loads(home.clock_path.read_text())["today"])
+    return dt.datetime.now(dt.UTC).date()
+
+
+def now(home: LifecycleHome | None) -> dt.datetime:
+    """The loop's current time; with a simulated date, noon UTC of that date."""
+    if home is not None and home.clock_path.is_file():
+        day = today(home)
+        return dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
+    return dt.datetime.now(dt.UTC)
+
+
+def set_simulated_today(home: LifecycleHome, day: dt.date) -> None:
+    tmp = home.clock_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"today": day.isoformat()}))
+    tmp.replace(home.clock_path)
+
+
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 1
+"""
+
+
+def copy_if_changed(src: Path, dst: Path) -> None:
+    if not dst.exists() or dst.read_bytes() != src.read_bytes():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)

@@ -1,0 +1,40 @@
+"""`lifecycle init`: make a lifecycle home idempotently (DESIGN §3–§4)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from lifecycle_assets.config import ConfigError, example_config_path, load_config
+from lifecycle_assets.home import DAGSTER_YAML, HomeError, LifecycleHome, project_root, resolve_home
+from lifecycle_assets.versioning.repo import VersionedRepo
+
+
+def project_dvc_yaml() -> Path:
+    return project_root() / "dvc.yaml"
+
+
+def init_home(workdir: str | Path | None = None, config_file: str | Path | None = None) -> LifecycleHome:
+    """Create or update the home; running it again with the same inputs changes nothing."""
+    home = LifecycleHome(resolve_home(workdir))
+    if home.root.exists() and not home.root.is_dir():
+        raise HomeError(f"{home.root} exists and is not a directory; pick another --workdir")
+    for folder in (home.root, home.dagster_home, home.bentoml_home, home.logs, home.lookup, home.assets):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+    if config_file is not None:
+        load_config(config_file)  # validate before it replaces anything
+        if not home.config_path.exists() or Path(config_file).read_bytes() != home.config_path.read_bytes():
+            shutil.copyfile(config_file, home.config_path)
+    elif not home.config_path.exists():
+        shutil.copyfile(example_config_path(), home.config_path)
+    try:
+        config = home.config()
+    except ConfigError as err:
+        raise ConfigError(f"{err} (edit it, or re-run init with --config FILE)") from None
+    dagster_yaml = home.dagster_home / "dagster.yaml"
+    if not dagster_yaml.exists():
+        dagster_yaml.write_text(DAGSTER_YAML)
+    home.activate()
+    VersionedRepo.init(home.repo, home.remote_url(config), project_dvc_yaml(), env=home.tool_env())
+    return home

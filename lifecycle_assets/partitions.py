@@ -1,0 +1,27 @@
+"""The daily partitioning of the loop and the windows that map partitions onto each other."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from lifecycle_assets.config import MAX_LOOKBACK_DAYS, PARTITIONS_START
+
+daily = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START)
+
+# labeled_examples[D] reads the labels that arrived on D … D+30 (the longest maturity window
+# the config allows); the config's own window is applied to the rows at run time.
+LABEL_ARRIVAL_WINDOW = dg.TimeWindowPartitionMapping(
+    start_offset=0, end_offset=30, allow_nonexistent_upstream_partitions=True
+)
+
+# train_split[D] / test_split[D] read the trailing feature partitions that can hold their
+# windows; the config's windows select the days inside it at run time.
+TRAILING_FEATURES = dg.TimeWindowPartitionMapping(
+    start_offset=-(MAX_LOOKBACK_DAYS - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+)
+
+
+def partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:
+    return dt.date.fromisoformat(context.partition_key)

@@ -1,0 +1,211 @@
+"""The model registry (DESIGN §4): numbered immutable versions and audited aliases.
+
+The source of truth is the home's git repo: `registry/versions.json` (every version and its
+lineage), `registry/aliases.json` (where `production` and `candidate` point now) and
+`registry/history.jsonl` (every alias move with actor, time, reason, from and to). Each
+registration and each move is a git commit, so `git log` is the audit trail. Every version is
+also exported to the BentoML model store (`NAME:vN`) for serving and `bentoml build`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.training.artifact import ModelArtifact, load_artifact, read_manifest
+
+VERSION_RE = re.compile(r"^v[1-9][0-9]{0,8}$")
+ALIASES = ("production", "candidate")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot be done; the message names what and why."""
+
+
+def validate_version(version: str) -> str:
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise RegistryError(f"invalid model version {version!r}: expected v<number>, e.g. v3")
+    return version
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def registry_dir(home: LifecycleHome) -> Path:
+    return home.repo / "registry"
+
+
+def read_aliases(home: LifecycleHome) -> dict[str, dict[str, Any]]:
+    path = registry_dir(home) / "aliases.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def alias_version(home: LifecycleHome, alias: str) -> str | None:
+    entry = read_aliases(home).get(alias)
+    return entry["version"] if entry else None
+
+
+def bento_model_tag(model_name: str, version: str) -> str:
+    return f"{model_name}:{validate_version(version)}"
+
+
+def model_path(model_name: str, version: str) -> Path:
+    """Where the BentoML model store keeps a version's files (needs BENTOML_HOME set)."""
+    import bentoml
+
+    try:
+        return Path(bentoml.models.get(bento_model_tag(model_name, version)).path)
+    except bentoml.exceptions.NotFound:
+        raise RegistryError(
+            f"model {model_name}:{version} is not in the BentoML model store "
+            f"({os.environ.get('BENTOML_HOME', '~/bentoml')})"
+        ) from None
+
+
+def load_version(model_name: str, version: str) -> ModelArtifact:
+    artifact = load_artifact(model_path(model_name, version))
+    if artifact.version != version:
+        raise RegistryError(f"artifact in the store for {version} says it is {artifact.version}")
+    return artifact
+
+
+class Registry:
+    """Registry operations on one home. Callers commit through `commit_paths` (see assets)."""
+
+    def __init__(self, home: LifecycleHome, model_name: str) -> None:
+        self.home = home
+        self.model_name = model_name
+        self.dir = registry_dir(home)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def versions(self) -> dict[str, dict[str, Any]]:
+        path = self.dir / "versions.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def aliases(self) -> dict[str, dict[str, Any]]:
+        return read_aliases(self.home)
+
+    def alias(self, alias: str) -> str | None:
+        return alias_version(self.home, alias)
+
+    def history(self) -> list[dict[str, Any]]:
+        path = self.dir / "history.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def served_at(self, when: dt.datetime, alias: str = "production") -> str | None:
+        """The version the alias pointed at, at time `when` (by the loop's clock)."""
+        current = None
+        for event in self.history():
+            if event["alias"] == alias and dt.datetime.fromisoformat(event["time"]) <= when:
+                current = event["to"]
+        return current
+
+    def load(self, version: str) -> ModelArtifact:
+        return load_version(self.model_name, version)
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def next_version(self) -> str:
+        numbers = [int(v[1:]) for v in self.versions()]
+        return f"v{max(numbers, default=0) + 1}"
+
+    def register(self, artifact_dir: Path, info: dict[str, Any]) -> str:
+        """Record an artifact (already saved with its version) and export it to BentoML."""
+        import bentoml
+
+        manifest = read_manifest(artifact_dir)
+        version = validate_version(manifest["version"])
+        versions = self.versions()
+        if version in versions:
+            if versions[version]["weights_sha256"] != manifest["weights_sha256"]:
+                raise RegistryError(f"{version} is already registered with different weights")
+            return version
+        labels = {"stage": "registered", "task": manifest["task"]}
+        with bentoml.models.create(
+            bento_model_tag(self.model_name, version),
+            labels=labels,
+            # BentoML metadata takes no nulls; the full record stays in versions.json.
+            metadata={
+                "weights_sha256": manifest["weights_sha256"],
+                **{k: v for k, v in info.items() if v is not None},
+            },
+        ) as ref:
+            for name in os.listdir(artifact_dir):
+                src = Path(artifact_dir) / name
+                if src.is_file():
+                    shutil.copy2(src, Path(ref.path) / name)
+        versions[version] = {"weights_sha256": manifest["weights_sha256"], **info}
+        _write_json_atomic(self.dir / "versions.json", versions)
+        return version
+
+    def move_alias(
+        self, alias: str, version: str | None, *, actor: str, reason: str, when: dt.datetime
+    ) -> dict[str, Any]:
+        if alias not in ALIASES:
+            raise RegistryError(f"unknown alias {alias!r}: expected one of {ALIASES}")
+        if version is not None:
+            validate_version(version)
+            if version not in self.versions():
+                raise RegistryError(f"cannot point {alias} at {version}: no such version")
+        aliases = self.aliases()
+        previous = aliases.get(alias, {}).get("version")
+        event = {
+            "alias": alias,
+            "from": previous,
+            "to": version,
+            "actor": actor,
+            "reason": reason,
+            "time": when.isoformat(),
+        }
+        # History first: a crash between the two writes leaves a logged move whose alias
+        # still points at the old version, which readers treat as not yet moved.
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "history.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if version is None:
+            aliases.pop(alias, None)
+        else:
+            aliases[alias] = {"version": version, "since": event["time"], "actor": actor}
+        _write_json_atomic(self.dir / "aliases.json", aliases)
+        return event
+
+
+def _served_path(home: LifecycleHome) -> Path:
+    return registry_dir(home) / "served.json"
+
+
+def served_ledger(home: LifecycleHome) -> dict[str, str]:
+    """Day → the version that served after that day's decision (the production_model chain)."""
+    path = _served_path(home)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def record_served(home: LifecycleHome, day: dt.date, version: str) -> None:
+    ledger = served_ledger(home)
+    ledger[day.isoformat()] = validate_version(version)
+    _write_json_atomic(_served_path(home), ledger)
+
+
+def served_before(home: LifecycleHome, day: dt.date) -> str | None:
+    """The incumbent for day D's decision: what served after the latest earlier decision."""
+    earlier = [d for d in served_ledger(home) if d < day.isoformat()]
+    return served_ledger(home)[max(earlier)] if earlier else None

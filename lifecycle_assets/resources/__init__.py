@@ -1,0 +1,1 @@
+"""Every external system the loop touches, as a typed Dagster resource."""

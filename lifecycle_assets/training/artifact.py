@@ -1,0 +1,151 @@
+"""The model artifact (DESIGN §3): weights (safetensors) plus a JSON manifest holding the
+fitted preprocessing, the architecture, the decision thresholds and metadata.
+
+Serving, batch scoring and validation all load it through `load_artifact` and score through
+`ModelArtifact.score`: one artifact, one scoring function, no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from safetensors.torch import load_file, save_file
+
+from lifecycle_assets.training.features import Preprocessor
+from lifecycle_assets.training.model import TabularNet
+
+WEIGHTS = "model.safetensors"
+MANIFEST = "model.json"
+FORMAT_VERSION = 1
+
+
+class ArtifactError(RuntimeError):
+    """A model artifact that is missing, malformed or does not match its recorded hash."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ModelArtifact:
+    task: str
+    preprocessor: Preprocessor
+    net: TabularNet
+    architecture: dict[str, int]
+    thresholds: dict[str, float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None
+
+    def score(self, frame: pl.DataFrame) -> np.ndarray:
+        """Scores for a frame of raw features: probabilities (binary) or values (regression)."""
+        num, cat = self.preprocessor.transform(frame)
+        return self._score_arrays(num, cat)
+
+    def score_rows(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        num, cat = self.preprocessor.transform_rows(rows)
+        return self._score_arrays(num, cat)
+
+    def _score_arrays(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
+        if num.shape[0] == 0:
+            return np.zeros(0, dtype=np.float64)
+        self.net.eval()
+        with torch.inference_mode():
+            out = self.net(torch.from_numpy(num), torch.from_numpy(cat))
+            if self.task == "binary":
+                out = torch.sigmoid(out)
+        return out.double().numpy()
+
+    def decide(self, scores: np.ndarray) -> list[str]:
+        """Post-processing: the score becomes a decision by the validated thresholds."""
+        review, decline = self.thresholds["review"], self.thresholds["decline"]
+        return [
+            "decline" if s >= decline else "review" if s >= review else "approve" for s in scores
+        ]
+
+
+def build_net(preprocessor: Preprocessor, architecture: dict[str, int]) -> TabularNet:
+    return TabularNet(
+        n_numeric=len(preprocessor.numeric),
+        cardinalities=preprocessor.cardinalities(),
+        embedding_dim=architecture["embedding_dim"],
+        hidden_units=architecture["hidden_units"],
+    )
+
+
+def save_artifact(artifact: ModelArtifact, directory: Path) -> str:
+    """Write the artifact into `directory` (weights first, manifest last); returns its hash."""
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / WEIGHTS
+    state = {k: v.detach().cpu().contiguous() for k, v in artifact.net.state_dict().items()}
+    save_file(state, str(weights))
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "version": artifact.version,
+        "task": artifact.task,
+        "architecture": artifact.architecture,
+        "preprocessor": artifact.preprocessor.to_json(),
+        "thresholds": artifact.thresholds,
+        "metadata": artifact.metadata,
+        "weights_sha256": sha256_file(weights),
+    }
+    tmp = directory / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(tmp, directory / MANIFEST)
+    return manifest["weights_sha256"]
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{directory}: no {MANIFEST}; not a model artifact")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{path}: malformed manifest ({err})") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: unsupported format_version {manifest.get('format_version')}")
+    return manifest
+
+
+def load_artifact(directory: str | Path) -> ModelArtifact:
+    """Load and verify an artifact; a hash mismatch is refused, never served."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise ArtifactError(f"{directory}: no {WEIGHTS}")
+    actual = sha256_file(weights)
+    if actual != manifest.get("weights_sha256"):
+        raise ArtifactError(
+            f"{weights}: sha256 {actual[:12]}… does not match the manifest's "
+            f"{str(manifest.get('weights_sha256'))[:12]}…; refusing a tampered or corrupt model"
+        )
+    preprocessor = Preprocessor.from_json(manifest["preprocessor"])
+    net = build_net(preprocessor, manifest["architecture"])
+    try:
+        net.load_state_dict(load_file(str(weights)))
+    except (RuntimeError, KeyError) as err:
+        raise ArtifactError(f"{weights}: weights do not fit the architecture ({err})") from None
+    net.eval()
+    return ModelArtifact(
+        task=manifest["task"],
+        preprocessor=preprocessor,
+        net=net,
+        architecture=manifest["architecture"],
+        thresholds={k: float(v) for k, v in manifest["thresholds"].items()},
+        metadata=manifest.get("metadata", {}),
+        version=manifest.get("version"),
+    )

@@ -1,0 +1,90 @@
+"""Training stage asset: a thin wrapper over `training.train`."""
+
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from lifecycle_assets.lineage import code_version
+from lifecycle_assets.partitions import daily, partition_day
+from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.resources.registry import RegistryResource
+from lifecycle_assets.resources.versioning import VersioningResource
+from lifecycle_assets.training.artifact import save_artifact
+from lifecycle_assets.training.card import model_card_markdown
+from lifecycle_assets.training.train import train_model
+
+
+@dg.asset(
+    partitions_def=daily,
+    group_name="training",
+    kinds={"pytorch", "dvc"},
+    output_required=False,
+)
+def candidate_model(
+    context: dg.AssetExecutionContext,
+    home: LifecycleHomeResource,
+    versioning: VersioningResource,
+    registry: RegistryResource,
+    train_split: pl.DataFrame,
+):
+    """The challenger trained on day D's train split; registered as a new version."""
+    cfg = home.config()
+    label = cfg.problem.label
+    rows = train_split.height
+    if rows < cfg.windows.min_train_rows or train_split[label].n_unique() < 2:
+        # Cold start: not enough matured labels yet. Nothing to validate or promote today.
+        context.log.info(
+            f"train split has {rows} matured rows (< windows.min_train_rows="
+            f"{cfg.windows.min_train_rows} or one class): no challenger today"
+        )
+        return
+    reg = registry.get()
+    version = reg.next_version()
+    result = train_model(train_split, cfg, version)
+    day = partition_day(context)
+    lineage = {
+        "day": day.isoformat(),
+        "train_split_tag": f"train_split/{context.partition_key}",
+        "train_rows": rows,
+        "created_at": home.now().isoformat(),
+        "device": result.device,
+        "train_seconds": round(result.seconds, 3),
+        **code_version(),
+    }
+    result.artifact.metadata.update(lineage)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / version
+        save_artifact(result.artifact, staged)
+        (staged / "model_card.md").write_text(model_card_markdown(result.artifact, cfg))
+        reg.register(staged, lineage)
+        reg.move_alias(
+            "candidate",
+            version,
+            actor=f"dagster:{context.run_id}",
+            reason=f"trained on train_split/{context.partition_key}",
+            when=home.now(),
+        )
+        meta = versioning.publish(
+            "candidate_model",
+            context.partition_key,
+            "models/candidate",
+            lambda folder: shutil.copytree(staged, folder),
+            message=f"model {version}: trained on train_split/{context.partition_key}",
+            tag=f"model/{version}",
+            extra_paths=("registry",),
+        )
+    yield dg.Output(
+        result.artifact,
+        metadata={
+            "model_version": version,
+            **meta,
+            "train_rows": rows,
+            "train_seconds": round(result.seconds, 3),
+            "final_loss": result.losses[-1],
+            "loss_curve": dg.MetadataValue.json([round(x, 5) for x in result.losses]),
+        },
+    )

@@ -1,0 +1,108 @@
+"""The one feature code path: training, validation, batch scoring and the service all turn
+raw feature values into model inputs here, with preprocessing fitted at training time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+OOV_INDEX = 0  # index 0 of every vocabulary is the out-of-vocabulary bucket
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    means: tuple[float, ...]
+    stds: tuple[float, ...]
+    vocabularies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def fit(
+        cls, frame: pl.DataFrame, numeric: tuple[str, ...], categorical: tuple[str, ...]
+    ) -> Preprocessor:
+        means, stds = [], []
+        for col in numeric:
+            values = frame[col].cast(pl.Float64)
+            mean = float(values.mean() or 0.0)
+            std = float(values.std() or 0.0)
+            means.append(mean)
+            stds.append(std if std > 1e-12 else 1.0)
+        vocab = {
+            col: tuple(sorted(frame[col].drop_nulls().unique().to_list())) for col in categorical
+        }
+        return cls(tuple(numeric), tuple(categorical), tuple(means), tuple(stds), vocab)
+
+    def cardinalities(self) -> list[int]:
+        return [len(self.vocabularies[c]) + 1 for c in self.categorical]
+
+    def transform(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(numeric float32 [n, k], categorical int64 [n, m]) for a frame of raw features."""
+        n = frame.height
+        if self.numeric:
+            num = (
+                frame.select(
+                    [
+                        ((pl.col(c).cast(pl.Float64) - m) / s).alias(c)
+                        for c, m, s in zip(self.numeric, self.means, self.stds, strict=True)
+                    ]
+                )
+                .to_numpy()
+                .astype(np.float32, copy=False)
+            )
+        else:
+            num = np.zeros((n, 0), dtype=np.float32)
+        if self.categorical:
+            cats = []
+            for col in self.categorical:
+                vocab = self.vocabularies[col]
+                mapping = pl.DataFrame(
+                    {col: list(vocab), "_idx": np.arange(1, len(vocab) + 1, dtype=np.int64)},
+                    schema={col: pl.String(), "_idx": pl.Int64()},
+                )
+                idx = (
+                    frame.select(pl.col(col).cast(pl.String))
+                    .join(mapping, on=col, how="left", maintain_order="left")["_idx"]
+                    .fill_null(OOV_INDEX)
+                )
+                cats.append(idx.to_numpy())
+            cat = np.stack(cats, axis=1).astype(np.int64, copy=False)
+        else:
+            cat = np.zeros((n, 0), dtype=np.int64)
+        return np.ascontiguousarray(num), np.ascontiguousarray(cat)
+
+    def transform_rows(self, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """The same transform for request payloads (a list of feature dicts)."""
+        frame = pl.DataFrame(
+            {
+                **{c: [float(r[c]) for r in rows] for c in self.numeric},
+                **{c: [str(r[c]) for r in rows] for c in self.categorical},
+            },
+            schema={
+                **{c: pl.Float64() for c in self.numeric},
+                **{c: pl.String() for c in self.categorical},
+            },
+        )
+        return self.transform(frame)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "means": list(self.means),
+            "stds": list(self.stds),
+            "vocabularies": {k: list(v) for k, v in self.vocabularies.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Preprocessor:
+        return cls(
+            numeric=tuple(data["numeric"]),
+            categorical=tuple(data["categorical"]),
+            means=tuple(float(x) for x in data["means"]),
+            stds=tuple(float(x) for x in data["stds"]),
+            vocabularies={k: tuple(str(x) for x in v) for k, v in data["vocabularies"].items()},
+        )
