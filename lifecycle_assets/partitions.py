@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import dagster as dg
 
@@ -12,15 +13,23 @@ daily = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START)
 
 # labeled_examples[D] reads the labels that arrived on D … D+30 (the longest maturity window
 # the config allows); the config's own window is applied to the rows at run time.
-LABEL_ARRIVAL_WINDOW = dg.TimeWindowPartitionMapping(
-    start_offset=0, end_offset=30, allow_nonexistent_upstream_partitions=True
-)
+# `allow_nonexistent_upstream_partitions` is marked beta; it is what lets day D read
+# D … D+30 while the later days do not exist yet.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    LABEL_ARRIVAL_WINDOW = dg.TimeWindowPartitionMapping(
+        start_offset=0, end_offset=30, allow_nonexistent_upstream_partitions=True
+    )
 
 # train_split[D] / test_split[D] read the trailing feature partitions that can hold their
 # windows; the config's windows select the days inside it at run time.
-TRAILING_FEATURES = dg.TimeWindowPartitionMapping(
-    start_offset=-(MAX_LOOKBACK_DAYS - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
-)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    TRAILING_FEATURES = dg.TimeWindowPartitionMapping(
+        start_offset=-(MAX_LOOKBACK_DAYS - 1),
+        end_offset=0,
+        allow_nonexistent_upstream_partitions=True,
+    )
 
 
 def partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:

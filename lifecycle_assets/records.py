@@ -192,6 +192,11 @@ def read_predictions(
                 reason = "bad_event_time"
             elif not isinstance(row.get("features"), dict):
                 reason = "missing_features"
+            # a non-string here would make the frame constructor fail the whole day
+            elif not isinstance(row.get("model_version"), str | None):
+                reason = "bad_model_version"
+            elif not isinstance(row.get("decision"), str | None):
+                reason = "bad_decision"
             if reason is None and row is not None:
                 feats = row["features"]
                 if any(not _is_number(feats.get(n)) for n in numeric):

@@ -64,6 +64,7 @@ def materialize(home: LifecycleHome, assets: list[str], partition: str) -> RunOu
         partition_key=partition,
         asset_selection=[dg.AssetKey(a) for a in assets],
         raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         tags={"lifecycle/stage": ",".join(assets)},
     )
     seconds = time.perf_counter() - started

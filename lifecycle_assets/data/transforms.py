@@ -64,14 +64,20 @@ def build_labeled_examples(
     else:
         fill = pl.col("label")
         status_unlabeled = pl.lit(PENDING)
-    examples = joined.with_columns(
-        fill.alias(label_col),
-        pl.when(pl.col("label").is_not_null())
-        .then(pl.lit(LABELED))
-        .otherwise(status_unlabeled)
-        .alias("label_status"),
-        pl.lit(matured).alias("label_matured"),
-    ).drop("label")
+    # Through a temporary name: a config whose label column is itself called "label" must not
+    # lose it to the drop of the ground-truth column.
+    examples = (
+        joined.with_columns(
+            fill.alias("_label_value"),
+            pl.when(pl.col("label").is_not_null())
+            .then(pl.lit(LABELED))
+            .otherwise(status_unlabeled)
+            .alias("label_status"),
+            pl.lit(matured).alias("label_matured"),
+        )
+        .drop("label")
+        .rename({"_label_value": label_col})
+    )
     quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     return examples, quarantine
 

@@ -63,21 +63,32 @@ def bento_model_tag(model_name: str, version: str) -> str:
     return f"{model_name}:{validate_version(version)}"
 
 
-def model_path(model_name: str, version: str) -> Path:
-    """Where the BentoML model store keeps a version's files (needs BENTOML_HOME set)."""
+def model_store(home: LifecycleHome):
+    """The home's BentoML model store, named explicitly: BentoML resolves BENTOML_HOME once
+    per process, and one process (a test session, the CLI) may work on several homes."""
+    from bentoml._internal.models import ModelStore
+
+    path = home.bentoml_home / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return ModelStore(str(path))
+
+
+def model_path(home: LifecycleHome, model_name: str, version: str) -> Path:
+    """Where the home's BentoML model store keeps a version's files."""
     import bentoml
 
     try:
-        return Path(bentoml.models.get(bento_model_tag(model_name, version)).path)
+        return Path(
+            bentoml.models.get(bento_model_tag(model_name, version), _model_store=model_store(home)).path
+        )
     except bentoml.exceptions.NotFound:
         raise RegistryError(
-            f"model {model_name}:{version} is not in the BentoML model store "
-            f"({os.environ.get('BENTOML_HOME', '~/bentoml')})"
+            f"model {model_name}:{version} is not in the BentoML model store of {home.root}"
         ) from None
 
 
-def load_version(model_name: str, version: str) -> ModelArtifact:
-    artifact = load_artifact(model_path(model_name, version))
+def load_version(home: LifecycleHome, model_name: str, version: str) -> ModelArtifact:
+    artifact = load_artifact(model_path(home, model_name, version))
     if artifact.version != version:
         raise RegistryError(f"artifact in the store for {version} says it is {artifact.version}")
     return artifact
@@ -118,7 +129,7 @@ class Registry:
         return current
 
     def load(self, version: str) -> ModelArtifact:
-        return load_version(self.model_name, version)
+        return load_version(self.home, self.model_name, version)
 
     # --- writes ----------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ def train_model(train: pl.DataFrame, config: LifecycleConfig, version: str) -> T
     architecture = {"embedding_dim": cfg.embedding_dim, "hidden_units": cfg.hidden_units}
     net = build_net(preprocessor, architecture)
     num, cat = preprocessor.transform(train)
-    y = train[problem.label].cast(pl.Float32).to_numpy()
+    y = train[problem.label].cast(pl.Float32).to_numpy().copy()
 
     loss_fn: nn.Module
     if problem.task == "binary":

@@ -1,0 +1,33 @@
+# The two set-up commands of the README: `make demo` and `make test`. Each bootstraps the
+# installer (uv, pinned) into .tools/, syncs .venv from uv.lock, then runs.
+PYTHON ?= python3
+UV := .tools/bin/uv
+export UV_CACHE_DIR := $(CURDIR)/.cache/uv
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+export UV_PYTHON_DOWNLOADS := never
+export PJRT_DEVICE ?= CPU
+
+.PHONY: demo test lint typecheck unit venv
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+venv: .venv/.synced
+
+demo: .venv/.synced
+	.venv/bin/lifecycle demo $(ARGS)
+
+lint: .venv/.synced
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck: .venv/.synced
+	.venv/bin/mypy lifecycle_assets bentos
+
+test: lint typecheck
+	.venv/bin/pytest $(ARGS)

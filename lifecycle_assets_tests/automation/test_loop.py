@@ -1,0 +1,118 @@
+"""The whole graph, materialised day by day against a real Dagster instance, DVC repo and
+remote, and BentoML model store in a temp home; traffic written by the simulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import dagster as dg
+import pytest
+import yaml
+
+from lifecycle_assets.automation.loop import DayOutcome, instance_for, run_day
+from lifecycle_assets.home import LifecycleHome, set_simulated_today
+from lifecycle_assets.records import LogWriter
+from lifecycle_assets.registry.registry import Registry, served_ledger
+from lifecycle_assets.simulator.fraud import FraudSimulator
+from lifecycle_assets.versioning.repo import VersionedRepo
+
+pytestmark = pytest.mark.slow
+
+
+def simulate_and_run(home: LifecycleHome, index: int) -> DayOutcome:
+    config = home.config()
+    sim = FraudSimulator(config)
+    registry = Registry(home, config.problem.name)
+    day = sim.date(index)
+    set_simulated_today(home, day)
+    production = registry.alias("production")
+    writer = LogWriter(home.logs, "simulator")
+    sim.write_day(writer, index, registry.load(production) if production else None)
+    writer.close()
+    return run_day(home, day)
+
+
+@pytest.fixture(scope="module")
+def history(module_home: LifecycleHome) -> list[DayOutcome]:
+    # Day 5 is the first with a full matured training day (maturity 3, test 2 days).
+    return [simulate_and_run(module_home, i) for i in range(8)]
+
+
+def test_first_model_then_promotion_over_existing(
+    module_home: LifecycleHome, history: list[DayOutcome]
+) -> None:
+    decisions = [d.decision["decision"] if d.decision else None for d in history]
+    assert decisions[:5] == [None] * 5, "no challenger before matured labels exist"
+    assert decisions[5] == "FIRST_MODEL"
+    assert "PASS" in decisions[6:], decisions
+    registry = Registry(module_home, module_home.config().problem.name)
+    assert sorted(registry.versions()) == ["v1", "v2", "v3"]
+    moves = [e for e in registry.history() if e["alias"] == "production"]
+    assert moves[0]["to"] == "v1" and moves[0]["from"] is None
+    assert moves[0]["reason"].startswith("FIRST_MODEL")
+    # Each later decision compared against what served the day before, on identical rows.
+    for outcome in history[6:]:
+        assert outcome.decision is not None
+        assert outcome.decision["production_version"] == served_ledger(module_home)[
+            (outcome.day.replace(day=outcome.day.day - 1)).isoformat()
+        ]
+        assert outcome.decision["n_rows"] == outcome.decision["test_rows"]
+
+
+def test_versions_are_dvc_native_and_status_clean(
+    module_home: LifecycleHome, history: list[DayOutcome]
+) -> None:
+    repo = VersionedRepo(module_home.repo, env=module_home.tool_env())
+    assert repo.status() == {}
+    tags = repo.tags()
+    assert {"model/v1", "model/v2", "model/v3"} <= set(tags)
+    assert "train_split/2026-06-08" in tags and "test_split/2026-06-08" in tags
+    log = subprocess.run(
+        ["git", "-C", str(module_home.repo), "log", "--format=%s"],
+        capture_output=True, text=True, check=True, env=module_home.tool_env() | {"PATH": "/usr/bin:/bin"},
+    ).stdout  # fmt: skip
+    assert "model v1: trained on train_split/2026-06-06" in log
+    assert "production 2026-06-06: v1 (promoted, FIRST_MODEL)" in log
+    # The materialisation metadata carries the DVC hash and tag of each version.
+    instance = instance_for(module_home)
+    event = instance.get_latest_materialization_event(dg.AssetKey("train_split"))
+    assert event is not None and event.asset_materialization is not None
+    meta = event.asset_materialization.metadata
+    assert meta["git_tag"].value == f"train_split/{history[-1].day.isoformat()}"
+    assert meta["dvc_hash"].value == repo.out_hash("datasets/train_split")
+
+
+def test_fail_day_carries_production_over_and_next_day_runs(
+    module_home: LifecycleHome, history: list[DayOutcome]
+) -> None:
+    registry = Registry(module_home, module_home.config().problem.name)
+    before = registry.alias("production")
+    original = module_home.config_path.read_text()
+    broken = yaml.safe_load(original)
+    # A challenger that cannot learn: its weights barely move from initialisation.
+    broken["training"]["learning_rate"] = 1e-9
+    module_home.config_path.write_text(yaml.safe_dump(broken))
+    try:
+        fail_day = simulate_and_run(module_home, len(history))
+    finally:
+        module_home.config_path.write_text(original)
+    assert fail_day.decision is not None
+    assert fail_day.decision["decision"] == "FAIL"
+    assert registry.alias("production") == before
+    assert served_ledger(module_home)[fail_day.day.isoformat()] == before
+    alerts = [json.loads(x) for x in module_home.alerts_path.read_text().splitlines()]
+    assert alerts[-1]["kind"] == "gate" and fail_day.day.isoformat() in alerts[-1]["title"]
+    # The check on the decision failed visibly; the run itself succeeded.
+    instance = instance_for(module_home)
+    run_id = fail_day.runs[-1].run_id
+    assert instance.get_run_by_id(run_id).is_success  # type: ignore[union-attr]
+    checks = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    evaluation = checks[0].event_log_entry.dagster_event.event_specific_data  # type: ignore[union-attr]
+    assert evaluation.passed is False  # type: ignore[union-attr]
+
+    next_day = simulate_and_run(module_home, len(history) + 1)
+    assert next_day.decision is not None
+    assert next_day.decision["production_version"] == before

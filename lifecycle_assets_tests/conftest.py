@@ -1,0 +1,51 @@
+"""Shared fixtures: real lifecycle homes in temp dirs, with every tool's state inside them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lifecycle_assets.home import LifecycleHome
+
+
+def _isolate(home_root: Path, mp: pytest.MonkeyPatch) -> None:
+    for key, value in LifecycleHome(home_root).tool_env().items():
+        mp.setenv(key, value)
+
+
+@pytest.fixture
+def make_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., LifecycleHome]:
+    """`make_home(config_text=None)` → an initialised home under tmp_path."""
+    from lifecycle_assets.home_setup import init_home
+
+    def make(config_text: str | None = None, name: str = "home") -> LifecycleHome:
+        root = tmp_path / name
+        _isolate(root, monkeypatch)
+        config_file = None
+        if config_text is not None:
+            config_file = tmp_path / f"{name}.yaml"
+            config_file.write_text(config_text)
+        return init_home(root, config_file)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LifecycleHome]:
+    """One home shared by a module's slow tests (the loop over several simulated days)."""
+    from lifecycle_assets.home_setup import init_home
+
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("module") / "home"
+    _isolate(root, mp)
+    try:
+        yield init_home(root)
+    finally:
+        mp.undo()
+
+
+def subprocess_env(home: LifecycleHome) -> dict[str, str]:
+    return {**os.environ, **home.tool_env()}

@@ -1,0 +1,78 @@
+"""The `lifecycle` command line: init is idempotent; bad input gets one line, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from lifecycle_assets.config import example_config_path
+
+
+def lifecycle(*args: str, env_home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "LIFECYCLE_HOME"}
+    if env_home is not None:
+        env["LIFECYCLE_HOME"] = str(env_home)
+    return subprocess.run(
+        [sys.executable, "-m", "lifecycle_assets.cli", *args],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+
+
+def _one_line_error(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    return lines[0]
+
+
+def test_init_is_idempotent(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = lifecycle("init", "--workdir", str(home))
+    assert first.returncode == 0, first.stderr
+    head = subprocess.run(
+        ["git", "-C", str(home / "repo"), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout
+    second = lifecycle("init", "--workdir", str(home))
+    assert second.returncode == 0, second.stderr
+    again = subprocess.run(
+        ["git", "-C", str(home / "repo"), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout
+    assert head == again
+    for sub in ("lifecycle.yaml", "dagster/dagster.yaml", "repo/.dvc", "repo/dvc.yaml", "logs"):
+        assert (home / sub).exists(), sub
+    assert (home / "dvc-remote").is_dir()
+    assert oct((home / "dvc-remote").stat().st_mode & 0o777) == "0o700"
+
+
+def test_wrong_config_names_the_field(tmp_path: Path) -> None:
+    config = yaml.safe_load(example_config_path().read_text())
+    config["windows"]["train_days"] = "ten"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    line = _one_line_error(lifecycle("init", "--workdir", str(tmp_path / "h"), "--config", str(bad)))
+    assert "windows.train_days" in line and "integer" in line
+
+
+def test_missing_home_says_how_to_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    line = _one_line_error(
+        lifecycle("materialize", "--workdir", str(missing), "--select", "ground_truth",
+                  "--partition", "2026-06-01")  # fmt: skip
+    )
+    assert str(missing) in line and "lifecycle init" in line
+
+
+def test_unreachable_remote_is_one_line(tmp_path: Path) -> None:
+    config = yaml.safe_load(example_config_path().read_text())
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    config["versioning"]["dvc_remote"] = str(blocker / "remote")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    line = _one_line_error(lifecycle("init", "--workdir", str(tmp_path / "h"), "--config", str(cfg)))
+    assert "remote" in line.lower()
