@@ -6,8 +6,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -15,6 +13,10 @@ from lifecycle_assets.config import ConfigError
 from lifecycle_assets.home import HomeError, LifecycleHome, project_root, resolve_home
 
 EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """A command-line argument that cannot be used; the message says which."""
 
 
 def _home(args: argparse.Namespace) -> LifecycleHome:
@@ -36,7 +38,16 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
     home = _home(args)
     assets = [a.strip() for a in args.select.split(",") if a.strip()]
-    dt.date.fromisoformat(args.partition)
+    try:
+        dt.date.fromisoformat(args.partition)
+    except ValueError:
+        raise UsageError(f"--partition {args.partition!r} is not a date (YYYY-MM-DD)") from None
+    from lifecycle_assets.definitions import ASSETS
+
+    names = {a.key.to_user_string() for a in ASSETS}
+    unknown = sorted(set(assets) - names)
+    if unknown or not assets:
+        raise UsageError(f"--select {unknown or '(empty)'}: not assets of the loop; choose from {sorted(names)}")
     outcome = materialize(home, assets, args.partition)
     print(f"run {outcome.run_id}: materialised {', '.join(assets)} for {args.partition}")
     return 0
@@ -45,30 +56,25 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from lifecycle_assets.demo import run_demo
 
-    summary = run_demo(workdir=args.workdir, days=args.days, seed=args.seed, port=args.port)
-    return 0 if summary.get("completed") else 1
+    summary = run_demo(
+        workdir=args.workdir, days=args.days, seed=args.seed, port=args.port,
+        config_file=args.config,
+    )  # fmt: skip
+    return 0 if summary["completed"] else 130
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
     home = _home(args)
-    env = {**os.environ, **home.tool_env()}
     cmd = [
         sys.executable, "-m", "dagster", "dev",
         "-w", str(project_root() / "workspace.yaml"),
         "--host", args.host, "--port", str(args.port),
     ]  # fmt: skip
     print(f"Dagster UI for {home.root} on http://{args.host}:{args.port} (Ctrl-C stops it)")
-    # Its own process group, so Ctrl-C stops the webserver and the daemon together.
-    proc = subprocess.Popen(cmd, env=env, cwd=project_root(), start_new_session=True)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        return 130
+    sys.stdout.flush()
+    # Become `dagster dev`: signals reach it directly and it stops its webserver and daemon.
+    os.chdir(project_root())
+    os.execve(sys.executable, cmd, {**os.environ, **home.tool_env()})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_materialize)
 
     p = add("demo", "run the end-to-end demo on the built-in simulator")
-    p.add_argument("--days", type=int, default=None, help="simulated days (default 14)")
+    p.add_argument("--days", type=int, default=None, help="simulated days (default 18)")
     p.add_argument("--seed", type=int, default=None, help="simulator seed")
     p.add_argument("--port", type=int, default=None, help="port for bentoml serve")
+    p.add_argument("--config", help="a lifecycle.yaml for the simulator (default: the example)")
     p.set_defaults(func=cmd_demo)
 
     p = add("ui", "start `dagster dev` on the home")
@@ -112,13 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lifecycle_assets.training.artifact import ArtifactError
 
     known: tuple[type[BaseException], ...] = (
-        ConfigError, HomeError, RegistryError, ArtifactError, ValueError,
+        ConfigError, HomeError, RegistryError, ArtifactError, UsageError,
     )  # fmt: skip
     try:
         from lifecycle_assets.automation.loop import RunFailed
+        from lifecycle_assets.demo import DemoError
         from lifecycle_assets.versioning.repo import VersioningError
 
-        known = (*known, VersioningError, RunFailed)
+        known = (*known, VersioningError, RunFailed, DemoError)
         return int(args.func(args) or 0)
     except known as err:
         print(f"lifecycle {args.command}: error: {err}", file=sys.stderr)

@@ -74,7 +74,7 @@ class LabelsConfig(_Section):
 
 
 class WindowsConfig(_Section):
-    train_days: int = Field(10, ge=1)
+    train_days: int = Field(8, ge=1)
     test_days: int = Field(2, ge=1)
     min_train_rows: int = Field(2000, ge=10)
     min_test_rows: int = Field(400, ge=10)

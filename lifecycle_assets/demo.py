@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import signal
 import time
 from typing import Any
 
@@ -16,7 +18,7 @@ import httpx
 import numpy as np
 
 from lifecycle_assets.automation.loop import DayOutcome, run_day
-from lifecycle_assets.home import LifecycleHome, set_simulated_today
+from lifecycle_assets.home import LifecycleHome, resolve_home, set_simulated_today
 from lifecycle_assets.home_setup import init_home
 from lifecycle_assets.records import read_predictions
 from lifecycle_assets.registry.registry import Registry, alias_version
@@ -24,7 +26,7 @@ from lifecycle_assets.serving.process import ServiceProcess
 from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets.validation.gate import roc_auc
 
-DEFAULT_DAYS = 14
+DEFAULT_DAYS = 18
 BATCH = 500
 
 
@@ -101,14 +103,62 @@ def wait_for_version(client: httpx.Client, version: str | None, timeout: float =
     raise RuntimeError(f"the service did not switch to {version} within {timeout:.0f}s")
 
 
+DEMO_MARKER = "demo.json"
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run here; the message says why and what to do."""
+
+
+def prepare_demo_home(workdir: str | None, config_file: str | None) -> LifecycleHome:
+    """A fresh home for the demo. A previous demo's home is replaced; any other home with
+    state in it is refused, so the demo never mixes its traffic into real logs."""
+    root = resolve_home(workdir)
+    if root.exists() and any(root.iterdir()):
+        if not (root / DEMO_MARKER).is_file():
+            raise DemoError(
+                f"{root} holds a lifecycle home that is not a demo's; "
+                "pass an empty or new --workdir for the demo"
+            )
+        shutil.rmtree(root)
+    home = init_home(root, config_file)
+    (home.root / DEMO_MARKER).write_text(json.dumps({"created": dt.datetime.now(dt.UTC).isoformat()}))
+    return home
+
+
+class _StopRequest:
+    """First Ctrl-C: finish the current day's step, then stop cleanly. Second: stop now."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopRequest:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        _say("Ctrl-C: stopping after the current step (press again to stop at once)")
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
 def run_demo(
-    workdir: str | None = None, days: int | None = None, seed: int | None = None, port: int | None = None
+    workdir: str | None = None,
+    days: int | None = None,
+    seed: int | None = None,
+    port: int | None = None,
+    config_file: str | None = None,
 ) -> dict[str, Any]:
-    days = days or DEFAULT_DAYS
+    days = DEFAULT_DAYS if days is None else days
     if days < 1:
-        raise ValueError("--days must be at least 1")
+        raise DemoError("--days must be at least 1")
     wall0 = time.perf_counter()
-    home: LifecycleHome = init_home(workdir)
+    home = prepare_demo_home(workdir, config_file)
     config = home.config()
     if seed is not None:
         config = config.model_copy(
@@ -118,6 +168,7 @@ def run_demo(
     registry = Registry(home, config.problem.name)
     summary: dict[str, Any] = {
         "completed": False,
+        "interrupted": False,
         "home": str(home.root),
         "start_date": sim.date(0).isoformat(),
         "end_date": sim.date(days - 1).isoformat(),
@@ -131,68 +182,80 @@ def run_demo(
     _say(f"home {home.root}; {days} simulated days from {summary['start_date']}")
     service = ServiceProcess(home, port=port)
     dagster_seconds = 0.0
-    try:
-        set_simulated_today(home, sim.date(0))
-        t0 = time.perf_counter()
-        service.start()
-        _say(f"bentoml serve up at {service.url} ({time.perf_counter() - t0:.1f}s)")
-        with httpx.Client(base_url=service.url, timeout=60) as client:
-            for index in range(days):
-                day = sim.date(index)
-                set_simulated_today(home, day)
-                timings: dict[str, float] = {}
-                t0 = time.perf_counter()
-                served = serve_day(client, sim, index)
-                timings["serve"] = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                labels = send_labels(client, sim, index)
-                timings["feedback"] = time.perf_counter() - t0
-                summary["predictions_served"] += served["served"]
-                summary["labels_recorded"] += labels
-                outcome: DayOutcome = run_day(home, day)
-                timings.update(outcome.stage_seconds)
-                dagster_seconds += outcome.dagster_seconds
-                summary["run_ids"] += [r.run_id for r in outcome.runs]
-                production = alias_version(home, "production")
-                t0 = time.perf_counter()
-                if production is not None:
-                    wait_for_version(client, production)
-                timings["service_swap"] = time.perf_counter() - t0
-                decision = outcome.decision or {}
-                summary["daily"].append(
-                    {
-                        "date": day.isoformat(),
-                        "served": served["served"],
-                        "served_by": served["versions"],
-                        "production_quality_roc_auc": served["quality"],
-                        "labels": labels,
-                        "decision": decision.get("decision"),
-                        "challenger": decision.get("challenger_version"),
-                        "incumbent": decision.get("production_version"),
-                        "production_after": production,
-                        "seconds": {k: round(v, 3) for k, v in timings.items()},
-                    }
-                )
-                q = served["quality"]
-                _say(
-                    f"day {index + 1}/{days} {day}: served {served['served']} "
-                    f"(by {', '.join(served['versions'])}; live ROC-AUC "
-                    f"{'—' if q is None else f'{q:.3f}'}), labels {labels}, "
-                    f"decision {decision.get('decision', '— (collecting labels)')}, "
-                    f"production {production or '—'}"
-                )
-    finally:
-        service.stop()
-        _say("service stopped")
-    summary.update(_tally(home, registry, summary, config, sim, days))
+    with _StopRequest() as stop:
+        try:
+            set_simulated_today(home, sim.date(0))
+            t0 = time.perf_counter()
+            service.start()
+            _say(f"bentoml serve up at {service.url} ({time.perf_counter() - t0:.1f}s)")
+            with httpx.Client(base_url=service.url, timeout=60) as client:
+                for index in range(days):
+                    if stop.requested:
+                        summary["interrupted"] = True
+                        break
+                    day_summary, outcome = _run_one_day(home, client, sim, index)
+                    dagster_seconds += outcome.dagster_seconds
+                    summary["run_ids"] += [r.run_id for r in outcome.runs]
+                    summary["predictions_served"] += day_summary["served"]
+                    summary["labels_recorded"] += day_summary["labels"]
+                    summary["daily"].append(day_summary)
+                    q = day_summary["production_quality_roc_auc"]
+                    _say(
+                        f"day {index + 1}/{days} {day_summary['date']}: served "
+                        f"{day_summary['served']} (by {', '.join(day_summary['served_by'])}; "
+                        f"live ROC-AUC {'—' if q is None else f'{q:.3f}'}), labels "
+                        f"{day_summary['labels']}, decision "
+                        f"{day_summary['decision'] or '— (collecting labels)'}, production "
+                        f"{day_summary['production_after'] or '—'}"
+                    )
+        except KeyboardInterrupt:
+            summary["interrupted"] = True
+        finally:
+            service.stop()
+            _say("service stopped")
+    summary.update(_tally(home, registry, summary, config, sim, len(summary["daily"])))
     total = time.perf_counter() - wall0
     summary["wall_seconds"] = round(total, 2)
     summary["dagster_seconds"] = round(dagster_seconds, 2)
     summary["dagster_share"] = round(dagster_seconds / total, 4)
-    summary["completed"] = True
+    summary["completed"] = not summary["interrupted"]
     (home.root / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     _print_summary(summary)
     return summary
+
+
+def _run_one_day(
+    home: LifecycleHome, client: httpx.Client, sim: FraudSimulator, index: int
+) -> tuple[dict[str, Any], DayOutcome]:
+    day = sim.date(index)
+    set_simulated_today(home, day)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    served = serve_day(client, sim, index)
+    timings["serve"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    labels = send_labels(client, sim, index)
+    timings["feedback"] = time.perf_counter() - t0
+    outcome = run_day(home, day)
+    timings.update(outcome.stage_seconds)
+    production = alias_version(home, "production")
+    t0 = time.perf_counter()
+    if production is not None:
+        wait_for_version(client, production)
+    timings["service_swap"] = time.perf_counter() - t0
+    decision = outcome.decision or {}
+    return {
+        "date": day.isoformat(),
+        "served": served["served"],
+        "served_by": served["versions"],
+        "production_quality_roc_auc": served["quality"],
+        "labels": labels,
+        "decision": decision.get("decision"),
+        "challenger": decision.get("challenger_version"),
+        "incumbent": decision.get("production_version"),
+        "production_after": production,
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+    }, outcome
 
 
 def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:

@@ -157,6 +157,7 @@ class Registry:
                 "weights_sha256": manifest["weights_sha256"],
                 **{k: v for k, v in info.items() if v is not None},
             },
+            _model_store=model_store(self.home),
         ) as ref:
             for name in os.listdir(artifact_dir):
                 src = Path(artifact_dir) / name

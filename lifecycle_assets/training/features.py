@@ -3,6 +3,7 @@ raw feature values into model inputs here, with preprocessing fitted at training
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,19 +75,26 @@ class Preprocessor:
             cat = np.zeros((n, 0), dtype=np.int64)
         return np.ascontiguousarray(num), np.ascontiguousarray(cat)
 
+    @functools.cached_property
+    def _index(self) -> dict[str, dict[str, int]]:
+        return {c: {v: i for i, v in enumerate(self.vocabularies[c], 1)} for c in self.categorical}
+
     def transform_rows(self, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """The same transform for request payloads (a list of feature dicts)."""
-        frame = pl.DataFrame(
-            {
-                **{c: [float(r[c]) for r in rows] for c in self.numeric},
-                **{c: [str(r[c]) for r in rows] for c in self.categorical},
-            },
-            schema={
-                **{c: pl.Float64() for c in self.numeric},
-                **{c: pl.String() for c in self.categorical},
-            },
-        )
-        return self.transform(frame)
+        """The same transform for request payloads (a list of feature dicts).
+
+        Plain numpy and dict lookups: a single request must not pay for building a frame.
+        The arithmetic is the frame path's (float64, then float32), so results are identical.
+        """
+        n = len(rows)
+        num = np.array([[float(r[c]) for c in self.numeric] for r in rows], dtype=np.float64)
+        num = num.reshape(n, len(self.numeric))
+        num = ((num - np.array(self.means)) / np.array(self.stds)).astype(np.float32)
+        index = self._index
+        cat = np.array(
+            [[index[c].get(str(r[c]), OOV_INDEX) for c in self.categorical] for r in rows],
+            dtype=np.int64,
+        ).reshape(n, len(self.categorical))
+        return np.ascontiguousarray(num), np.ascontiguousarray(cat)
 
     def to_json(self) -> dict[str, Any]:
         return {

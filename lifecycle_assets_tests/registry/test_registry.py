@@ -1,0 +1,369 @@
+"""The model registry: numbered immutable versions exported to the home's BentoML model store,
+audited alias moves, and the served-version ledger.
+
+BentoML resolves `BENTOML_HOME` once per process (on first use, not at import), so a test
+session that touched BentoML earlier would keep the first home's store. The registry therefore
+names each home's store explicitly (`model_store(home)`), and these tests list that store the
+same way, so every test gets its own store under `tmp_path` whatever ran before it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import bentoml
+import numpy as np
+import polars as pl
+import pytest
+
+from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.registry.registry import (
+    Registry,
+    RegistryError,
+    alias_version,
+    bento_model_tag,
+    load_version,
+    model_path,
+    model_store,
+    record_served,
+    served_before,
+    served_ledger,
+    validate_version,
+)
+from lifecycle_assets.training.artifact import (
+    ArtifactError,
+    ModelArtifact,
+    build_net,
+    save_artifact,
+)
+from lifecycle_assets.training.features import Preprocessor
+
+NAME = "card-fraud"
+UTC = dt.UTC
+FRAME = pl.DataFrame({"amount": [1.0, 2.0, 3.0, 4.0], "country": ["DE", "FR", "DE", "US"]})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def default_bentoml_home_in_tmp(tmp_path_factory):
+    """Belt and braces: if BentoML's process-wide store is first resolved here, it is a temp
+    dir, so nothing that fell back to the default store could write into `~/bentoml`."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BENTOML_HOME", str(tmp_path_factory.mktemp("default-bentoml-home")))
+    mp.setenv("BENTOML_DO_NOT_TRACK", "true")
+    yield
+    mp.undo()
+
+
+@pytest.fixture
+def home(tmp_path) -> LifecycleHome:
+    return LifecycleHome(tmp_path / "home")
+
+
+def make_artifact(version: str, seed: int = 0) -> ModelArtifact:
+    """A train-free artifact: fitted preprocessing, seeded random weights."""
+    import torch
+
+    torch.manual_seed(seed)
+    pre = Preprocessor.fit(FRAME, ("amount",), ("country",))
+    architecture = {"embedding_dim": 2, "hidden_units": 4}
+    return ModelArtifact(
+        task="binary",
+        preprocessor=pre,
+        net=build_net(pre, architecture),
+        architecture=architecture,
+        thresholds={"review": 0.3, "decline": 0.7},
+        version=version,
+    )
+
+
+def stage(tmp_path, version: str, seed: int = 0) -> tuple:
+    directory = tmp_path / "staged" / f"{version}-{seed}"
+    artifact = make_artifact(version, seed)
+    digest = save_artifact(artifact, directory)
+    return directory, artifact, digest
+
+
+def store_tags(home: LifecycleHome) -> list[str]:
+    return sorted(str(m.tag) for m in bentoml.models.list(_model_store=model_store(home)))
+
+
+def test_versions_are_numbered_from_v1(tmp_path, home):
+    registry = Registry(home, NAME)
+    assert registry.versions() == {}
+    assert registry.next_version() == "v1"
+    for expected in ("v1", "v2", "v3"):
+        version = registry.next_version()
+        assert version == expected
+        directory, _, _ = stage(tmp_path, version)
+        assert registry.register(directory, {"source": "test"}) == expected
+    assert list(registry.versions()) == ["v1", "v2", "v3"]
+    assert registry.next_version() == "v4"
+
+
+def test_next_version_counts_numerically_not_lexically(tmp_path, home):
+    registry = Registry(home, NAME)
+    for i in range(1, 11):
+        directory, _, _ = stage(tmp_path, f"v{i}")
+        registry.register(directory, {})
+    assert registry.next_version() == "v11"
+
+
+def test_register_exports_to_the_homes_bentoml_store(tmp_path, home):
+    registry = Registry(home, NAME)
+    directory, artifact, digest = stage(tmp_path, "v1")
+    registry.register(directory, {"train_split": "abc123", "note": None})
+
+    assert store_tags(home) == [f"{NAME}:v1"]
+    model = bentoml.models.get(f"{NAME}:v1", _model_store=model_store(home))
+    assert model.info.labels == {"stage": "registered", "task": "binary"}
+    # BentoML metadata takes no nulls; the registry's own record keeps them
+    assert model.info.metadata == {"weights_sha256": digest, "train_split": "abc123"}
+    assert registry.versions() == {
+        "v1": {"weights_sha256": digest, "train_split": "abc123", "note": None}
+    }
+    assert model_path(home, NAME, "v1").is_relative_to(home.bentoml_home)
+
+    loaded = load_version(home, NAME, "v1")
+    assert loaded.version == "v1"
+    np.testing.assert_array_equal(loaded.score(FRAME), artifact.score(FRAME))
+    assert registry.load("v1").version == "v1"
+
+
+def test_two_homes_in_one_process_keep_separate_stores(tmp_path):
+    first, second = LifecycleHome(tmp_path / "a"), LifecycleHome(tmp_path / "b")
+    Registry(first, NAME).register(stage(tmp_path, "v1", seed=1)[0], {})
+    Registry(second, NAME).register(stage(tmp_path, "v1", seed=2)[0], {})
+    Registry(second, NAME).register(stage(tmp_path, "v2", seed=3)[0], {})
+    assert store_tags(first) == [f"{NAME}:v1"]
+    assert store_tags(second) == [f"{NAME}:v1", f"{NAME}:v2"]
+    with pytest.raises(RegistryError, match="not in the BentoML model store"):
+        load_version(first, NAME, "v2")
+
+
+def test_reregistering_the_same_artifact_is_a_no_op(tmp_path, home):
+    registry = Registry(home, NAME)
+    directory, _, _ = stage(tmp_path, "v1")
+    registry.register(directory, {"run": "first"})
+    assert registry.register(directory, {"run": "second"}) == "v1"
+    assert registry.versions()["v1"]["run"] == "first"
+    assert store_tags(home) == [f"{NAME}:v1"]
+
+
+def test_reregistering_a_version_with_different_weights_is_refused(tmp_path, home):
+    registry = Registry(home, NAME)
+    registry.register(stage(tmp_path, "v1", seed=1)[0], {})
+    before = registry.versions()
+    with pytest.raises(RegistryError, match="already registered with different weights"):
+        registry.register(stage(tmp_path, "v1", seed=2)[0], {})
+    assert registry.versions() == before
+    assert store_tags(home) == [f"{NAME}:v1"]
+
+
+def test_a_tampered_store_copy_is_refused_at_load(tmp_path, home):
+    registry = Registry(home, NAME)
+    registry.register(stage(tmp_path, "v1")[0], {})
+    weights = model_path(home, NAME, "v1") / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_version(home, NAME, "v1")
+
+
+def test_load_of_an_unknown_version(home):
+    with pytest.raises(RegistryError, match="not in the BentoML model store"):
+        load_version(home, NAME, "v9")
+
+
+def test_register_refuses_a_directory_without_a_manifest(tmp_path, home):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArtifactError):
+        Registry(home, NAME).register(tmp_path / "empty", {})
+    assert Registry(home, NAME).versions() == {}
+
+
+def test_register_refuses_an_artifact_with_an_invalid_version(tmp_path, home):
+    directory = tmp_path / "bad"
+    save_artifact(make_artifact("../v1"), directory)
+    with pytest.raises(RegistryError, match="invalid model version"):
+        Registry(home, NAME).register(directory, {})
+    assert not home.root.exists()
+
+
+# --- aliases ---------------------------------------------------------------------------------
+
+
+def test_move_alias_records_history_and_served_at_answers_by_time(tmp_path, home):
+    registry = Registry(home, NAME)
+    for version in ("v1", "v2"):
+        registry.register(stage(tmp_path, version)[0], {})
+    t1 = dt.datetime(2026, 6, 1, 12, tzinfo=UTC)
+    t2 = dt.datetime(2026, 6, 3, 12, tzinfo=UTC)
+    t3 = dt.datetime(2026, 6, 5, 12, tzinfo=UTC)
+
+    first = registry.move_alias("production", "v1", actor="loop", reason="FIRST_MODEL", when=t1)
+    registry.move_alias("production", "v2", actor="loop", reason="PASS", when=t2)
+    registry.move_alias("production", "v1", actor="alice", reason="rollback: bad v2", when=t3)
+
+    assert first == {
+        "alias": "production",
+        "from": None,
+        "to": "v1",
+        "actor": "loop",
+        "reason": "FIRST_MODEL",
+        "time": t1.isoformat(),
+    }
+    history = registry.history()
+    assert [(e["from"], e["to"], e["actor"], e["reason"]) for e in history] == [
+        (None, "v1", "loop", "FIRST_MODEL"),
+        ("v1", "v2", "loop", "PASS"),
+        ("v2", "v1", "alice", "rollback: bad v2"),
+    ]
+    assert [e["time"] for e in history] == [t.isoformat() for t in (t1, t2, t3)]
+    assert registry.alias("production") == "v1"
+    assert alias_version(home, "production") == "v1"
+    assert registry.aliases()["production"] == {
+        "version": "v1",
+        "since": t3.isoformat(),
+        "actor": "alice",
+    }
+
+    second = dt.timedelta(seconds=1)
+    assert registry.served_at(t1 - second) is None
+    assert registry.served_at(t1) == "v1"
+    assert registry.served_at(t2 - second) == "v1"
+    assert registry.served_at(t2) == "v2"
+    assert registry.served_at(t3 - second) == "v2"
+    assert registry.served_at(t3 + dt.timedelta(days=100)) == "v1"
+    # a time in another zone is compared as the same instant
+    assert registry.served_at(t2.astimezone(dt.timezone(dt.timedelta(hours=-5)))) == "v2"
+
+
+def test_aliases_are_independent(tmp_path, home):
+    registry = Registry(home, NAME)
+    for version in ("v1", "v2"):
+        registry.register(stage(tmp_path, version)[0], {})
+    t = dt.datetime(2026, 6, 1, tzinfo=UTC)
+    registry.move_alias("production", "v1", actor="loop", reason="first", when=t)
+    registry.move_alias("candidate", "v2", actor="loop", reason="review", when=t)
+    assert (registry.alias("production"), registry.alias("candidate")) == ("v1", "v2")
+    assert registry.served_at(t) == "v1"
+    assert registry.served_at(t, alias="candidate") == "v2"
+
+
+def test_clearing_an_alias(tmp_path, home):
+    registry = Registry(home, NAME)
+    registry.register(stage(tmp_path, "v1")[0], {})
+    t = dt.datetime(2026, 6, 1, tzinfo=UTC)
+    registry.move_alias("candidate", "v1", actor="loop", reason="review", when=t)
+    event = registry.move_alias(
+        "candidate", None, actor="bob", reason="rejected", when=t + dt.timedelta(hours=1)
+    )
+    assert (event["from"], event["to"]) == ("v1", None)
+    assert registry.alias("candidate") is None
+    assert "candidate" not in registry.aliases()
+    assert registry.served_at(t + dt.timedelta(hours=2), alias="candidate") is None
+
+
+@pytest.mark.parametrize(
+    ("alias", "version", "match"),
+    [
+        ("staging", "v1", "unknown alias"),
+        ("production", "v2", "no such version"),
+        ("production", "../v1", "invalid model version"),
+    ],
+)
+def test_move_alias_refuses_bad_moves_without_writing(tmp_path, home, alias, version, match):
+    registry = Registry(home, NAME)
+    registry.register(stage(tmp_path, "v1")[0], {})
+    with pytest.raises(RegistryError, match=match):
+        registry.move_alias(alias, version, actor="x", reason="y", when=dt.datetime.now(UTC))
+    assert registry.history() == []
+    assert registry.aliases() == {}
+
+
+def test_history_file_is_one_json_object_per_line(tmp_path, home):
+    registry = Registry(home, NAME)
+    registry.register(stage(tmp_path, "v1")[0], {})
+    for hour in range(3):
+        registry.move_alias(
+            "production",
+            "v1",
+            actor="loop",
+            reason=f"tick {hour}",
+            when=dt.datetime(2026, 6, 1, hour, tzinfo=UTC),
+        )
+    lines = (home.repo / "registry" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["reason"] for line in lines] == ["tick 0", "tick 1", "tick 2"]
+
+
+# --- version names ---------------------------------------------------------------------------
+
+INVALID_VERSIONS = [
+    "../v1",
+    "v0",
+    "v1/..",
+    "latest",
+    "",
+    "v01",
+    "V1",
+    "v1 ",
+    "v-1",
+    "v1.0",
+    "/v1",
+    "v1234567890",
+    None,
+    3,
+]
+
+
+@pytest.mark.parametrize("version", INVALID_VERSIONS, ids=[repr(v) for v in INVALID_VERSIONS])
+def test_invalid_versions_are_refused_before_touching_the_filesystem(tmp_path, version):
+    home = LifecycleHome(tmp_path / "home")
+    with pytest.raises(RegistryError, match="invalid model version"):
+        validate_version(version)
+    with pytest.raises(RegistryError, match="invalid model version"):
+        bento_model_tag(NAME, version)
+    with pytest.raises(RegistryError, match="invalid model version"):
+        load_version(home, NAME, version)
+    with pytest.raises(RegistryError, match="invalid model version"):
+        Registry(home, NAME).load(version)
+    with pytest.raises(RegistryError, match="invalid model version"):
+        record_served(home, dt.date(2026, 6, 1), version)
+    assert not home.root.exists()
+
+
+@pytest.mark.parametrize("version", ["v1", "v9", "v10", "v123456789"])
+def test_valid_versions(version):
+    assert validate_version(version) == version
+    assert bento_model_tag(NAME, version) == f"{NAME}:{version}"
+
+
+# --- the served ledger -----------------------------------------------------------------------
+
+
+def test_record_served_and_served_before_chain(home):
+    d = dt.date(2026, 6, 10)
+    assert served_ledger(home) == {}
+    assert served_before(home, d) is None
+
+    record_served(home, d, "v1")
+    record_served(home, d + dt.timedelta(days=1), "v1")
+    record_served(home, d + dt.timedelta(days=3), "v2")
+
+    assert served_ledger(home) == {"2026-06-10": "v1", "2026-06-11": "v1", "2026-06-13": "v2"}
+    assert served_before(home, d) is None  # nothing decided before the first day
+    assert served_before(home, d + dt.timedelta(days=1)) == "v1"
+    assert served_before(home, d + dt.timedelta(days=3)) == "v1"  # the 12th had no decision
+    assert served_before(home, d + dt.timedelta(days=4)) == "v2"
+    assert served_before(home, d + dt.timedelta(days=400)) == "v2"
+
+
+def test_record_served_replays_idempotently(home):
+    d = dt.date(2026, 6, 10)
+    record_served(home, d, "v1")
+    record_served(home, d + dt.timedelta(days=1), "v2")
+    record_served(home, d + dt.timedelta(days=1), "v3")  # the day re-run: last decision wins
+    assert served_ledger(home) == {"2026-06-10": "v1", "2026-06-11": "v3"}
+    assert served_before(home, d + dt.timedelta(days=2)) == "v3"

@@ -1,0 +1,244 @@
+"""One worker's serving runtime without a server: cold start, following the production alias
+(verify → load → warm up → swap), keeping the old model when a load fails, the loop's clock,
+feedback and logging. Models come from an in-memory loader instead of the BentoML store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from lifecycle_assets.config import example_config_path, load_config
+from lifecycle_assets.home import LifecycleHome, set_simulated_today
+from lifecycle_assets.records import read_ground_truth, read_predictions
+from lifecycle_assets.registry.registry import Registry, registry_dir
+from lifecycle_assets.serving.requests import FeedbackRequest, PredictRequest, RequestError
+from lifecycle_assets.serving.runtime import ServingRuntime
+from lifecycle_assets.training.artifact import ModelArtifact, build_net
+from lifecycle_assets.training.features import Preprocessor
+
+PROBLEM = load_config().problem
+DAY = dt.date(2026, 6, 5)
+NOON = dt.datetime.combine(DAY, dt.time(12), tzinfo=dt.UTC)
+
+
+def make_artifact(version: str, seed: int = 0, problem: Any = PROBLEM) -> ModelArtifact:
+    rng = np.random.default_rng(seed)
+    n = 64
+    frame = pl.DataFrame(
+        {
+            **{c: rng.normal(size=n) for c in problem.numeric_features},
+            **{c: rng.choice(["a", "b", "c"], n) for c in problem.categorical_features},
+        }
+    )
+    pre = Preprocessor.fit(frame, problem.numeric_features, problem.categorical_features)
+    arch = {"embedding_dim": 4, "hidden_units": 8}
+    torch.manual_seed(seed)
+    return ModelArtifact(
+        task="binary",
+        preprocessor=pre,
+        net=build_net(pre, arch),
+        architecture=arch,
+        thresholds={"review": 0.3, "decline": 0.7},
+        version=version,
+    )
+
+
+def features(i: int = 0) -> dict[str, Any]:
+    return {
+        "amount": 10.0 + i,
+        "merchant_risk": 0.1,
+        "hour": i % 24,
+        "card_age_days": 100,
+        "txn_count_24h": 2,
+        "merchant_category": "a",
+        "country": "b",
+        "channel": "never-seen",
+    }
+
+
+class FakeStore:
+    """Stands in for the BentoML model store: `load_version(home, name, version)`."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, ModelArtifact] = {}
+        self.loads: list[str] = []
+
+    def __call__(self, home: LifecycleHome, name: str, version: str) -> ModelArtifact:
+        assert name == PROBLEM.name
+        self.loads.append(version)
+        if version not in self.models:
+            raise RuntimeError(f"{version} is not in the store")
+        return self.models[version]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> LifecycleHome:
+    home = LifecycleHome(tmp_path / "home")
+    home.repo.mkdir(parents=True)
+    shutil.copyfile(example_config_path(), home.config_path)
+    set_simulated_today(home, DAY)
+    return home
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+def point(home: LifecycleHome, version: str | None) -> None:
+    """Move `production` with the registry's own alias writer."""
+    reg = Registry(home, PROBLEM.name)
+    versions = reg.versions()
+    if version is not None and version not in versions:
+        versions[version] = {"weights_sha256": "0" * 64}
+        (registry_dir(home) / "versions.json").parent.mkdir(parents=True, exist_ok=True)
+        (registry_dir(home) / "versions.json").write_text(json.dumps(versions))
+    reg.move_alias("production", version, actor="test", reason="test", when=NOON)
+
+
+def runtime(home: LifecycleHome, store: FakeStore, **kwargs: Any) -> ServingRuntime:
+    return ServingRuntime(home, writer_id="unit", loader=store, check_interval_s=0.0, **kwargs)
+
+
+def predict_one(rt: ServingRuntime, i: int = 0, **kwargs: Any) -> Any:
+    return rt.predict([PredictRequest(entity_id=f"c{i}", features=features(i), **kwargs)])[0]
+
+
+def logged(home: LifecycleHome) -> pl.DataFrame:
+    rows, bad = read_predictions(
+        home.logs, DAY, PROBLEM.numeric_features, PROBLEM.categorical_features
+    )
+    assert bad.is_empty()
+    return rows
+
+
+def test_cold_start_logs_unscored_predictions(home: LifecycleHome, store: FakeStore) -> None:
+    rt = runtime(home, store)
+    out = predict_one(rt)
+    assert (out.model_version, out.score, out.decision) == (None, None, None)
+    health = rt.health()
+    assert (health.status, health.model_version, health.alias_version) == ("ok", None, None)
+    rows = logged(home)  # flushed per request: readable before close
+    assert rows["request_id"].to_list() == [out.request_id]
+    assert rows["event_time"].to_list() == [NOON]  # the simulated clock's "now"
+    assert rows["model_version"].to_list() == [None]
+    rt.close()
+
+
+def test_starts_with_the_production_model(home: LifecycleHome, store: FakeStore) -> None:
+    store.models["v1"] = make_artifact("v1")
+    point(home, "v1")
+    rt = runtime(home, store, background_loads=False)
+    assert rt.model.served.version == "v1"
+    out = predict_one(rt, 3)
+    expected = store.models["v1"].score_rows([features(3)])
+    assert out.model_version == "v1"
+    assert out.score == pytest.approx(float(expected[0]), abs=1e-6)
+    assert out.decision == store.models["v1"].decide(expected)[0]
+    assert logged(home)["score"].to_list() == [out.score]
+
+
+def test_follows_alias_moves_and_keeps_the_old_model_when_a_load_fails(
+    home: LifecycleHome, store: FakeStore
+) -> None:
+    rt = runtime(home, store)
+    store.models["v1"] = make_artifact("v1", seed=1)
+    point(home, "v1")
+    predict_one(rt)  # notices the move; the load runs in the background
+    rt.model.wait(10)
+    assert predict_one(rt).model_version == "v1"
+
+    point(home, "v2")  # not in the store: the load fails
+    rt.tick()
+    rt.model.wait(10)
+    assert predict_one(rt).model_version == "v1"
+    health = rt.health()
+    assert health.status == "degraded" and health.alias_version == "v2"
+    assert health.error is not None and "v2" in health.error
+    loads = len(store.loads)
+    rt.tick()
+    rt.model.wait(10)
+    assert len(store.loads) == loads, "a failed version is not retried on every check"
+
+    point(home, "v1")  # rolled back: healthy again without a load
+    rt.tick()
+    assert rt.health().status == "ok" and rt.health().model_version == "v1"
+
+    store.models["v3"] = make_artifact("v3", seed=3)
+    point(home, "v3")
+    rt.tick()
+    rt.model.wait(10)
+    out = predict_one(rt, 5)
+    assert out.model_version == "v3"
+    expected = store.models["v3"].score_rows([features(5)])[0]
+    assert out.score == pytest.approx(float(expected), abs=1e-6)
+
+    point(home, None)  # alias cleared: back to unscored
+    rt.tick()
+    assert predict_one(rt).model_version is None
+    rt.close()
+    assert logged(home)["model_version"].to_list() == [None, "v1", "v1", "v3", None]
+
+
+def test_refuses_a_model_trained_on_other_features(home: LifecycleHome, store: FakeStore) -> None:
+    other = PROBLEM.model_copy(update={"numeric_features": ("amount", "hour")})
+    store.models["v1"] = make_artifact("v1", problem=other)
+    point(home, "v1")
+    rt = runtime(home, store, background_loads=False)
+    assert rt.model.served.version is None
+    assert "features" in (rt.health().error or "")
+
+
+def test_batch_scores_match_single_scores(home: LifecycleHome, store: FakeStore) -> None:
+    store.models["v1"] = make_artifact("v1")
+    point(home, "v1")
+    rt = runtime(home, store, background_loads=False)
+    reqs = [PredictRequest(entity_id=f"c{i}", features=features(i)) for i in range(20)]
+    batch = rt.predict(reqs)
+    singles = [predict_one(rt, i) for i in range(20)]
+    assert len({p.request_id for p in batch + singles}) == 40
+    for b, s in zip(batch, singles, strict=True):
+        assert b.score == pytest.approx(s.score, abs=1e-6)
+
+
+def test_bad_request_logs_nothing(home: LifecycleHome, store: FakeStore) -> None:
+    rt = runtime(home, store)
+    good = PredictRequest(entity_id="c", features=features())
+    bad = PredictRequest(entity_id="c", features={**features(), "amount": float("nan")})
+    with pytest.raises(RequestError):
+        rt.predict([good, bad])
+    assert logged(home).is_empty()
+
+
+def test_the_clock_follows_the_home(home: LifecycleHome, store: FakeStore) -> None:
+    rt = runtime(home, store)
+    assert predict_one(rt).request_id
+    set_simulated_today(home, DAY + dt.timedelta(days=1))
+    rt.tick()
+    assert rt.now() == NOON + dt.timedelta(days=1)
+    home.clock_path.unlink()
+    rt.tick()
+    assert abs(rt.now() - dt.datetime.now(dt.UTC)) < dt.timedelta(seconds=5)
+
+
+def test_feedback_is_logged_and_needs_the_token(home: LifecycleHome, store: FakeStore) -> None:
+    rt = runtime(home, store, feedback_token="s3cret")
+    req = FeedbackRequest.model_validate({"request_id": "r1", "label": 1})
+    with pytest.raises(RequestError) as info:
+        rt.feedback(req, None)
+    assert info.value.status == 401
+    with pytest.raises(RequestError) as info:
+        rt.feedback(req, "Bearer wrong")
+    assert info.value.status == 403
+    assert rt.feedback(req, "Bearer s3cret") == 1
+    rt.close()
+    truth, _ = read_ground_truth(home.logs, DAY)
+    assert truth.rows() == [("r1", 1.0, NOON)]

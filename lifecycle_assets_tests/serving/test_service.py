@@ -1,0 +1,491 @@
+"""The prediction service as users run it: a real `bentoml serve bentos.service:Lifecycle`
+subprocess on a temp lifecycle home, started once for the module.
+
+The tests run in file order against the one server: cold start first, then a model is
+registered and promoted, then batch, feedback, the logs, and a graceful shutdown last.
+Registration runs in a child process with the home's environment, because BentoML fixes its
+model store's location the first time a process uses it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+import pytest
+
+from lifecycle_assets.config import example_config_path, load_config
+from lifecycle_assets.home import LifecycleHome, project_root, set_simulated_today
+from lifecycle_assets.records import read_ground_truth, read_predictions
+
+pytestmark = pytest.mark.slow
+
+PROBLEM = load_config().problem
+DAY = dt.date(2026, 6, 5)
+NOON = dt.datetime.combine(DAY, dt.time(12), tzinfo=dt.UTC)
+TOKEN = "test-feedback-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+START_TIMEOUT_S = 90
+
+
+def features(i: int = 0) -> dict[str, Any]:
+    return {
+        "amount": 5.0 + 7.5 * i,
+        "merchant_risk": (i % 10) / 10,
+        "hour": i % 24,
+        "card_age_days": 30 * i,
+        "txn_count_24h": i % 5,
+        "merchant_category": ["grocery", "travel", "online"][i % 3],
+        "country": ["US", "GB", "DE", "ZZ-unknown"][i % 4],
+        "channel": ["web", "pos"][i % 2],
+    }
+
+
+PROBES = [features(i) for i in range(8)]
+
+
+# --- child-process helpers (`python -c` with the home's environment) -----------------------
+
+
+def register_model(home_root: str, version: str) -> None:
+    """Train-free model: fit preprocessing on random rows, random weights; register, promote."""
+    import numpy as np
+    import torch
+
+    from lifecycle_assets.registry.registry import Registry
+    from lifecycle_assets.training.artifact import ModelArtifact, build_net, save_artifact
+    from lifecycle_assets.training.features import Preprocessor
+
+    home = LifecycleHome(Path(home_root))
+    problem = home.config().problem
+    rng = np.random.default_rng(7)
+    n = 200
+    frame = pl.DataFrame(
+        {
+            **{c: rng.normal(10, 5, size=n) for c in problem.numeric_features},
+            "merchant_category": rng.choice(["grocery", "travel", "online"], n),
+            "country": rng.choice(["US", "GB", "DE"], n),
+            "channel": rng.choice(["web", "pos"], n),
+        }
+    )
+    pre = Preprocessor.fit(frame, problem.numeric_features, problem.categorical_features)
+    arch = {"embedding_dim": 4, "hidden_units": 16}
+    torch.manual_seed(int(version[1:]))
+    artifact = ModelArtifact(
+        task="binary",
+        preprocessor=pre,
+        net=build_net(pre, arch),
+        architecture=arch,
+        thresholds={"review": 0.3, "decline": 0.7},
+        version=version,
+    )
+    directory = home.root / "staging" / version
+    save_artifact(artifact, directory)
+    registry = Registry(home, problem.name)
+    registry.register(directory, {"source": "test_service"})
+    registry.move_alias("production", version, actor="test", reason="test", when=NOON)
+
+
+def score_with_registry(home_root: str, version: str) -> None:
+    """Print the batch scoring function's scores for PROBES, through `load_version`."""
+    from lifecycle_assets.registry.registry import load_version
+
+    home = LifecycleHome(Path(home_root))
+    artifact = load_version(home, home.config().problem.name, version)
+    scores = artifact.score_rows(PROBES)
+    print(json.dumps({"scores": scores.tolist(), "decisions": artifact.decide(scores)}))
+
+
+def point_at_missing_version(home_root: str, version: str) -> None:
+    """Move production to a version that is registered but missing from the model store."""
+    from lifecycle_assets.registry.registry import Registry, _write_json_atomic, registry_dir
+
+    home = LifecycleHome(Path(home_root))
+    registry = Registry(home, home.config().problem.name)
+    versions = registry.versions()
+    versions[version] = {"weights_sha256": "0" * 64}
+    _write_json_atomic(registry_dir(home) / "versions.json", versions)
+    registry.move_alias("production", version, actor="test", reason="test", when=NOON)
+
+
+def in_child(home: LifecycleHome, func: str, *args: str) -> str:
+    code = f"from {__name__} import {func}; {func}(*{list(args)!r})"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=project_root(),
+        env={**os.environ, **home.tool_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, home: LifecycleHome, port: int, log: Path) -> None:
+        self.home = home
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+        self.sent: list[str] = []  # request ids acknowledged with a 200
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._port = port
+
+    def start(self) -> None:
+        env = {**os.environ, **self.home.tool_env(), "LIFECYCLE_FEEDBACK_TOKEN": TOKEN}
+        command = [sys.executable, "-m", "bentoml", "serve", "bentos.service:Lifecycle"]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [*command, "--host", "127.0.0.1", "--port", str(self._port)],
+                cwd=project_root(),
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, stopped as a whole
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"bentoml serve exited early:\n{self.tail()}")
+            try:
+                if self.client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"bentoml serve did not answer /healthz in {START_TIMEOUT_S}s:\n{self.tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        self.client.close()
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        try:
+            os.killpg(self.proc.pid, sig)
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            return None
+        except ProcessLookupError:
+            return self.proc.wait(10)
+
+    def tail(self, n: int = 6000) -> str:
+        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+    def predict(self, payload: dict[str, Any]) -> dict[str, Any]:
+        resp = self.client.post("/predict", json=payload)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        self.sent.append(body["request_id"])
+        return body
+
+    def predict_batch(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        resp = self.client.post("/predict_batch", json={"requests": payloads})
+        assert resp.status_code == 200, resp.text
+        predictions = resp.json()["predictions"]
+        self.sent.extend(p["request_id"] for p in predictions)
+        return predictions
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("serving") / "home"
+    home = LifecycleHome(root)
+    home.repo.mkdir(parents=True)
+    shutil.copyfile(example_config_path(), home.config_path)
+    set_simulated_today(home, DAY)  # default event times: noon of the simulated day
+    srv = Server(home, free_port(), root.parent / "serve.log")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in home.tool_env().items():
+            mp.setenv(key, value)
+        try:
+            srv.start()
+            yield srv
+        finally:
+            srv.stop()
+
+
+@pytest.fixture(scope="module")
+def expected(server: Server) -> dict[str, Any]:
+    """Register v1, promote it, and score PROBES through the registry in a fresh process."""
+    in_child(server.home, "register_model", str(server.home.root), "v1")
+    return json.loads(in_child(server.home, "score_with_registry", str(server.home.root), "v1"))
+
+
+def logged(home: LifecycleHome) -> pl.DataFrame:
+    days = sorted(
+        dt.date.fromisoformat(p.name.removeprefix("date="))
+        for p in (home.logs / "predictions").glob("date=*")
+    )
+    frames = []
+    for day in days:
+        rows, bad = read_predictions(
+            home.logs, day, PROBLEM.numeric_features, PROBLEM.categorical_features
+        )
+        assert bad.is_empty(), bad.to_dicts()
+        frames.append(rows)
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+# --- tests, in order -----------------------------------------------------------------------
+
+
+def test_health_before_the_first_model(server: Server) -> None:
+    resp = server.client.get("/healthz")
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "ok"
+    assert resp.json()["model_version"] is None
+    assert server.client.get("/livez").status_code == 200  # BentoML's probe is still there
+
+
+def test_cold_start_predictions_are_unscored_and_logged(server: Server) -> None:
+    body = server.predict({"entity_id": "card-0", "features": features(0)})
+    assert body["model_version"] is None and body["score"] is None and body["decision"] is None
+    assert len(body["request_id"]) == 32
+    rows = logged(server.home).filter(pl.col("request_id") == body["request_id"])
+    assert rows.height == 1
+    assert rows["event_time"][0] == NOON
+    assert rows["model_version"][0] is None and rows["score"][0] is None
+    assert rows["entity_id"][0] == "card-0"
+
+
+BAD_FEATURES: list[tuple[str, dict[str, Any]]] = [
+    ("missing feature", {k: v for k, v in features().items() if k != "amount"}),
+    ("extra feature", {**features(), "colour": "red"}),
+    ("string numeric", {**features(), "amount": "12"}),
+    ("bool numeric", {**features(), "hour": True}),
+    ("null numeric", {**features(), "hour": None}),
+    ("numeric categorical", {**features(), "country": 7}),
+]
+
+
+def _malformed() -> list[Any]:
+    good = {"entity_id": "c", "features": features()}
+    nan_body = json.dumps(good).replace('"amount": 5.0', '"amount": NaN')
+    inf_body = json.dumps(good).replace('"amount": 5.0', '"amount": Infinity')
+    big_body = json.dumps(good).replace('"amount": 5.0', '"amount": 1' + "0" * 400)
+    cases: list[Any] = [
+        pytest.param("/predict", b"{not json", {}, id="bad JSON"),
+        pytest.param("/predict", b"", {}, id="empty body"),
+        pytest.param("/predict", b"[1, 2]", {}, id="JSON array"),
+        pytest.param("/predict", nan_body.encode(), {}, id="NaN numeric"),
+        pytest.param("/predict", inf_body.encode(), {}, id="Infinity numeric"),
+        pytest.param("/predict", big_body.encode(), {}, id="huge numeric"),
+        pytest.param("/predict", {"features": features()}, {}, id="no entity_id"),
+        pytest.param(
+            "/predict", {**good, "event_time": "2026-06-05T10:00:00"}, {}, id="naive time"
+        ),
+        pytest.param(
+            "/predict", {**good, "event_time": "0001-01-01T00:00:00+14:00"}, {}, id="time range"
+        ),
+        pytest.param("/predict", {**good, "request_id": "a/../b"}, {}, id="bad request_id"),
+        pytest.param("/predict", {**good, "colour": 1}, {}, id="extra field"),
+        pytest.param(
+            "/predict", b"--x\r\n", {"Content-Type": "multipart/form-data"}, id="multipart"
+        ),
+        pytest.param("/predict", b"a=1", {"Content-Type": "text/plain"}, id="text body"),
+        pytest.param("/predict_batch", {"requests": []}, {}, id="empty batch"),
+        pytest.param("/predict_batch", {"requests": [good] * 1001}, {}, id="batch of 1001"),
+        pytest.param(
+            "/predict_batch",
+            {"requests": [{**good, "request_id": "same"}, {**good, "request_id": "same"}]},
+            {},
+            id="duplicate ids",
+        ),
+        pytest.param(
+            "/predict_batch",
+            {"requests": [good, {**good, "features": {**features(), "amount": "x"}}]},
+            {},
+            id="one bad item",
+        ),
+        pytest.param("/feedback", {"request_id": "r", "label": 1}, {}, id="feedback no token"),
+        pytest.param(
+            "/feedback",
+            {"request_id": "r", "label": 1},
+            {"Authorization": "Bearer wrong"},
+            id="feedback wrong token",
+        ),
+        pytest.param("/feedback", {"request_id": "r", "label": "yes"}, AUTH, id="string label"),
+        pytest.param("/feedback", {"request_id": "r", "label": 2}, AUTH, id="binary label 2"),
+        pytest.param("/feedback", {"labels": []}, AUTH, id="no labels"),
+    ]
+    cases += [
+        pytest.param("/predict", {**good, "features": feats}, {}, id=name)
+        for name, feats in BAD_FEATURES
+    ]
+    return cases
+
+
+@pytest.mark.parametrize(("route", "body", "headers"), _malformed())
+def test_malformed_requests_get_a_4xx_with_a_reason(
+    server: Server, route: str, body: Any, headers: dict[str, str]
+) -> None:
+    if isinstance(body, bytes):
+        resp = server.client.post(
+            route, content=body, headers={"Content-Type": "application/json", **headers}
+        )
+    else:
+        resp = server.client.post(route, json=body, headers=headers)
+    assert 400 <= resp.status_code < 500, (resp.status_code, resp.text)
+    assert resp.text and "error" in resp.text
+
+
+def test_malformed_requests_were_not_logged(server: Server) -> None:
+    assert sorted(logged(server.home)["request_id"].to_list()) == sorted(server.sent)
+
+
+def test_a_promoted_model_is_served_within_seconds(
+    server: Server, expected: dict[str, Any]
+) -> None:
+    deadline = time.monotonic() + 15
+    body = server.predict({"entity_id": "card-1", "features": PROBES[1]})
+    while body["model_version"] != "v1" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        body = server.predict({"entity_id": "card-1", "features": PROBES[1]})
+    assert body["model_version"] == "v1", server.tail()
+    assert server.client.get("/healthz").json()["model_version"] == "v1"
+    for i, probe in enumerate(PROBES):
+        body = server.predict(
+            {"entity_id": f"card-{i}", "event_time": "2026-06-05T09:30:00+02:00", "features": probe}
+        )
+        assert body["model_version"] == "v1"
+        assert 0.0 <= body["score"] <= 1.0
+        # No skew: the served score is the batch scoring function's, through the registry.
+        assert body["score"] == pytest.approx(expected["scores"][i], abs=1e-6)
+        assert body["decision"] == expected["decisions"][i]
+
+
+def test_batch_predictions(server: Server, expected: dict[str, Any]) -> None:
+    payloads = [
+        {"request_id": f"batch-{i}", "entity_id": f"card-{i}", "features": probe}
+        for i, probe in enumerate(PROBES)
+    ]
+    payloads.append({"entity_id": "card-x", "features": PROBES[0]})  # id generated
+    predictions = server.predict_batch(payloads)
+    assert [p["request_id"] for p in predictions[:-1]] == [f"batch-{i}" for i in range(8)]
+    assert len(predictions[-1]["request_id"]) == 32
+    scores = [p["score"] for p in predictions]
+    assert scores == pytest.approx([*expected["scores"], expected["scores"][0]], abs=1e-6)
+    assert {p["model_version"] for p in predictions} == {"v1"}
+
+
+def test_feedback_is_recorded_and_joins_to_predictions(server: Server) -> None:
+    one = server.client.post("/feedback", json={"request_id": "batch-0", "label": 1}, headers=AUTH)
+    assert one.status_code == 200, one.text
+    assert one.json() == {"count": 1}
+    many = server.client.post(
+        "/feedback",
+        json={
+            "labels": [
+                {"request_id": "batch-1", "label": 0, "observed_time": "2026-06-05T18:00:00Z"},
+                {"request_id": "batch-2", "label": 1.0},
+            ]
+        },
+        headers=AUTH,
+    )
+    assert many.status_code == 200, many.text
+    assert many.json() == {"count": 2}
+
+    truth, bad = read_ground_truth(server.home.logs, DAY)
+    assert bad.is_empty()
+    assert sorted(truth["request_id"].to_list()) == ["batch-0", "batch-1", "batch-2"]
+    joined = logged(server.home).join(truth, on="request_id", how="inner")
+    assert joined.height == 3
+    assert dict(zip(joined["request_id"], joined["label"], strict=True)) == {
+        "batch-0": 1.0,
+        "batch-1": 0.0,
+        "batch-2": 1.0,
+    }
+    assert joined["model_version"].to_list() == ["v1"] * 3
+
+
+def test_a_failed_load_keeps_the_old_model(server: Server) -> None:
+    in_child(server.home, "point_at_missing_version", str(server.home.root), "v9")
+    deadline = time.monotonic() + 15
+    health = server.client.get("/healthz").json()
+    while health["status"] != "degraded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        health = server.client.get("/healthz").json()
+    assert health["status"] == "degraded" and health["alias_version"] == "v9", health
+    assert health["model_version"] == "v1"
+    assert server.predict({"entity_id": "c", "features": PROBES[2]})["model_version"] == "v1"
+
+
+def test_every_acknowledged_prediction_is_logged_once(server: Server) -> None:
+    rows = logged(server.home)
+    assert rows.height == len(server.sent)
+    assert sorted(rows["request_id"].to_list()) == sorted(server.sent)
+    assert rows["request_id"].n_unique() == rows.height
+    assert rows["logged_at"].null_count() == 0
+
+
+def test_graceful_shutdown_closes_the_log(server: Server) -> None:
+    before = len(server.sent)
+    server.predict({"entity_id": "last", "features": PROBES[3]})
+    assert server.stop(signal.SIGTERM) is not None, "the server did not stop on SIGTERM"
+    assert "Completed cleanup hook: close" in server.tail(20000)
+    rows = logged(server.home)
+    assert rows.height == before + 1
+    assert sorted(rows["request_id"].to_list()) == sorted(server.sent)
+    segments = list((server.home.logs / "predictions").rglob("*.jsonl"))
+    assert segments and all(p.name.startswith("service-") for p in segments)
+
+
+def test_the_bento_builds_offline_and_serves_from_its_own_files(tmp_path: Path) -> None:
+    """`bentoml build` with the project's bentofile, then import the service from the Bento's
+    `src/` alone: every module it needs is included, and none of them pulls in Dagster."""
+    home = LifecycleHome(tmp_path / "home")
+    home.repo.mkdir(parents=True)
+    shutil.copyfile(example_config_path(), home.config_path)
+    env = {**os.environ, **home.tool_env()}
+    built = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", "-f", "bentos/bentofile.yaml", "."],
+        cwd=project_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    (src,) = home.bentoml_home.glob("bentos/lifecycle/*/src")
+    requirements = (src.parent / "env" / "python" / "requirements.txt").read_text()
+    assert "torch==2.9.0" in requirements and "dagster" not in requirements
+    code = (
+        "import sys, bentos.service as s, lifecycle_assets as la; "
+        "assert la.__file__.startswith(sys.argv[1]), la.__file__; "
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'dvc', 'torch_xla'}); "
+        "assert not bad, bad; print(s.Lifecycle.name)"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", code, str(src)],
+        cwd=src,  # the Bento's own files come first on sys.path
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert imported.stdout.strip() == "lifecycle"

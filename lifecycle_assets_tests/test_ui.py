@@ -1,0 +1,53 @@
+"""`lifecycle ui` starts `dagster dev` on the home; its GraphQL endpoint lists every asset."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from lifecycle_assets.serving.process import free_port
+from lifecycle_assets_tests.conftest import subprocess_env
+from lifecycle_assets_tests.test_definitions import EXPECTED_ASSETS
+
+pytestmark = pytest.mark.slow
+
+QUERY = "{ assetNodes { assetKey { path } } }"
+
+
+def test_ui_serves_every_asset(make_home) -> None:
+    home = make_home()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lifecycle_assets.cli", "ui", "--workdir", str(home.root),
+         "--port", str(port)],
+        env=subprocess_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        nodes = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                resp = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": QUERY}, timeout=5)
+                data = resp.json().get("data") or {}
+                if data.get("assetNodes"):
+                    nodes = data["assetNodes"]
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(1)
+        assert nodes is not None, "dagster dev did not answer GraphQL in time"
+        assert {"/".join(n["assetKey"]["path"]) for n in nodes} == EXPECTED_ASSETS
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

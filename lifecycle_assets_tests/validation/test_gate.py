@@ -1,0 +1,228 @@
+"""The validation gate: metrics checked against brute force and hand computation; the paired
+non-inferiority decision on constructed challenger/production pairs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lifecycle_assets.config import ValidationConfig
+from lifecycle_assets.validation.gate import (
+    FAIL,
+    FIRST_MODEL,
+    PASS,
+    decide,
+    log_loss,
+    mae,
+    metric,
+    paired_bootstrap_delta,
+    rmse,
+    roc_auc,
+)
+
+
+def brute_force_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counting one half."""
+    pos, neg = s[y == 1], s[y == 0]
+    wins = 0.0
+    for p in pos:
+        for n in neg:
+            wins += 1.0 if p > n else 0.5 if p == n else 0.0
+    return wins / (len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("levels", [None, 3, 10], ids=["continuous", "3-levels", "10-levels"])
+def test_roc_auc_matches_brute_force(seed, levels):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 120))
+    y = (rng.random(n) < 0.3).astype(int)
+    y[0], y[1] = 0, 1  # both classes present
+    s = rng.random(n) + 0.4 * y
+    if levels is not None:  # heavy ties
+        s = np.floor(s * levels) / levels
+    assert roc_auc(y, s) == pytest.approx(brute_force_auc(y, s), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("y", "s", "expected"),
+    [
+        ([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], 1.0),
+        ([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1], 0.0),
+        ([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], 0.5),
+        ([0, 1, 1], [0.3, 0.3, 0.9], 0.75),
+        ([True, False], [0.2, 0.1], 1.0),
+    ],
+)
+def test_roc_auc_hand_computed(y, s, expected):
+    assert roc_auc(np.array(y), np.array(s)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "y", [[0, 0, 0], [1, 1], []], ids=["all-negative", "all-positive", "empty"]
+)
+def test_roc_auc_of_one_class_is_nan(y):
+    s = np.linspace(0, 1, len(y))
+    assert math.isnan(roc_auc(np.array(y), s))
+
+
+def test_roc_auc_ignores_scale():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 200)
+    s = rng.normal(size=200) + y
+    assert roc_auc(y, s) == pytest.approx(roc_auc(y, 1 / (1 + np.exp(-3 * s))))
+
+
+@pytest.mark.parametrize(
+    ("name", "y", "p", "expected"),
+    [
+        ("log_loss", [1, 0], [0.8, 0.4], -(math.log(0.8) + math.log(0.6)) / 2),
+        ("log_loss", [1, 1, 0], [0.5, 0.5, 0.5], math.log(2)),
+        # clipped at 1e-7: a confident wrong answer costs a finite amount
+        ("log_loss", [1], [0.0], -math.log(1e-7)),
+        ("log_loss", [0], [1.0], -math.log(1e-7)),
+        ("rmse", [1.0, 2.0, 3.0], [1.0, 2.0, 5.0], math.sqrt(4 / 3)),
+        ("rmse", [0.0, 0.0], [3.0, -4.0], math.sqrt(12.5)),
+        ("mae", [1.0, 2.0, 3.0], [2.0, 2.0, 1.0], 1.0),
+        ("mae", [0.0, 0.0], [3.0, -4.0], 3.5),
+    ],
+)
+def test_metrics_hand_computed(name, y, p, expected):
+    fn = {"log_loss": log_loss, "rmse": rmse, "mae": mae}[name]
+    assert fn(np.array(y), np.array(p)) == pytest.approx(expected, rel=1e-9)
+    assert metric(name, np.array(y), np.array(p)) == pytest.approx(expected, rel=1e-9)
+
+
+# --- the decision ---------------------------------------------------------------------------
+
+CFG = ValidationConfig(bootstrap_samples=300)
+
+
+def informative_data(n: int = 800, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(np.float64)
+    good = 1 / (1 + np.exp(-(3.0 * y - 1.5 + rng.normal(0, 1, n))))
+    noise = rng.random(n)
+    return y, good, noise
+
+
+def test_first_model_when_nothing_is_in_production():
+    y, good, _ = informative_data()
+    record = decide(y, good, None, CFG)
+    assert record["decision"] == FIRST_MODEL
+    assert record["challenger_metric"] == pytest.approx(roc_auc(y, good))
+    assert record["production_metric"] is None
+    assert record["delta"] is None
+    assert record["delta_lower_bound"] is None
+    assert record["n_rows"] == len(y)
+    assert record["n_positive"] == int(y.sum())
+    assert (record["metric"], record["higher_is_better"]) == ("roc_auc", True)
+    assert (record["margin"], record["alpha"]) == (CFG.margin, CFG.alpha)
+
+
+def test_identical_models_pass():
+    y, good, _ = informative_data()
+    record = decide(y, good, good.copy(), CFG)
+    assert record["delta"] == 0.0
+    assert record["delta_lower_bound"] == 0.0
+    assert record["delta_upper_bound"] == 0.0
+    assert record["decision"] == PASS
+
+
+def test_clearly_worse_challenger_fails():
+    y, good, noise = informative_data()
+    record = decide(y, noise, good, CFG)
+    assert record["delta"] < -0.2
+    assert record["delta_upper_bound"] < -CFG.margin
+    assert record["decision"] == FAIL
+
+
+def test_clearly_better_challenger_passes():
+    y, good, noise = informative_data()
+    record = decide(y, good, noise, CFG)
+    assert record["delta"] > 0.2
+    assert record["delta_lower_bound"] > 0
+    assert record["decision"] == PASS
+
+
+def test_slightly_worse_within_margin_passes_but_beyond_it_fails():
+    y, good, _ = informative_data(n=2000)
+    rng = np.random.default_rng(9)
+    # swap a few scores: a worse model, by far less than a generous margin
+    worse = good.copy()
+    idx = rng.choice(len(y), 40, replace=False)
+    worse[idx] = rng.random(40)
+    generous = ValidationConfig(bootstrap_samples=300, margin=0.1)
+    strict = ValidationConfig(bootstrap_samples=300, margin=0.0)
+    assert decide(y, worse, good, generous)["decision"] == PASS
+    assert decide(y, worse, good, strict)["decision"] == FAIL
+
+
+@pytest.mark.parametrize("metric_name", ["log_loss", "roc_auc"])
+def test_better_probabilities_pass_and_worse_fail_whatever_the_orientation(metric_name):
+    y, good, noise = informative_data()
+    cfg = ValidationConfig(metric=metric_name, bootstrap_samples=300)
+    better = decide(y, good, noise, cfg)
+    worse = decide(y, noise, good, cfg)
+    assert better["decision"] == PASS
+    assert worse["decision"] == FAIL
+    assert better["delta"] > 0 > worse["delta"]
+
+
+def test_log_loss_delta_is_oriented_so_higher_is_better():
+    y, good, noise = informative_data()
+    cfg = ValidationConfig(metric="log_loss", bootstrap_samples=300)
+    record = decide(y, good, noise, cfg)
+    assert record["higher_is_better"] is False
+    assert record["challenger_metric"] < record["production_metric"]
+    assert record["delta"] == pytest.approx(
+        record["production_metric"] - record["challenger_metric"]
+    )
+    assert record["delta_lower_bound"] <= record["delta"] <= record["delta_upper_bound"]
+
+
+@pytest.mark.parametrize("metric_name", ["rmse", "mae"])
+def test_regression_metrics_are_lower_is_better(metric_name):
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=500)
+    close = y + rng.normal(0, 0.1, 500)
+    far = y + rng.normal(0, 1.0, 500)
+    cfg = ValidationConfig(metric=metric_name, bootstrap_samples=300)
+    assert decide(y, close, far, cfg)["decision"] == PASS
+    assert decide(y, far, close, cfg)["decision"] == FAIL
+
+
+def test_different_lengths_raise():
+    y, good, _ = informative_data()
+    with pytest.raises(ValueError, match="same rows"):
+        decide(y, good, good[:-1], CFG)
+
+
+def test_decision_is_deterministic_for_a_seed():
+    y, good, _ = informative_data()
+    rng = np.random.default_rng(1)
+    other = np.clip(good + rng.normal(0, 0.2, len(y)), 0, 1)
+    first = decide(y, other, good, CFG, seed=5)
+    assert decide(y, other, good, CFG, seed=5) == first
+    different = decide(y, other, good, CFG, seed=6)
+    assert different["delta"] == first["delta"]
+    assert different["delta_lower_bound"] != first["delta_lower_bound"]
+
+
+def test_bootstrap_resamples_the_same_rows_for_both_models():
+    """Paired: with identical scores every resample's Δ is exactly zero, whatever the rows."""
+    y, good, _ = informative_data(n=50)
+    deltas = paired_bootstrap_delta("roc_auc", y, good, good.copy(), 200, seed=0)
+    assert len(deltas) == 200
+    assert np.all(deltas == 0.0)
+
+
+def test_bootstrap_drops_one_class_resamples():
+    y = np.array([1.0] + [0.0] * 9)
+    s = np.linspace(0, 1, 10)
+    deltas = paired_bootstrap_delta("roc_auc", y, s, s[::-1].copy(), 500, seed=0)
+    # a resample without the single positive has no AUC and is dropped, not counted as nan
+    assert 0 < len(deltas) < 500
+    assert np.all(np.isfinite(deltas))
