@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -47,7 +46,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     names = {a.key.to_user_string() for a in ASSETS}
     unknown = sorted(set(assets) - names)
     if unknown or not assets:
-        raise UsageError(f"--select {unknown or '(empty)'}: not assets of the loop; choose from {sorted(names)}")
+        raise UsageError(
+            f"--select {unknown or '(empty)'}: not assets of the loop; choose from {sorted(names)}"
+        )
     outcome = materialize(home, assets, args.partition)
     print(f"run {outcome.run_id}: materialised {', '.join(assets)} for {args.partition}")
     return 0

@@ -122,7 +122,9 @@ def prepare_demo_home(workdir: str | None, config_file: str | None) -> Lifecycle
             )
         shutil.rmtree(root)
     home = init_home(root, config_file)
-    (home.root / DEMO_MARKER).write_text(json.dumps({"created": dt.datetime.now(dt.UTC).isoformat()}))
+    (home.root / DEMO_MARKER).write_text(
+        json.dumps({"created": dt.datetime.now(dt.UTC).isoformat()})
+    )
     return home
 
 
@@ -262,7 +264,10 @@ def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:
     logged = 0
     for index in range(days):
         frame, quarantine = read_predictions(
-            home.logs, sim.date(index), config.problem.numeric_features, config.problem.categorical_features
+            home.logs,
+            sim.date(index),
+            config.problem.numeric_features,
+            config.problem.categorical_features,
         )
         logged += frame.height + quarantine.height
     decisions = [d["decision"] for d in summary["daily"] if d["decision"]]
@@ -282,8 +287,12 @@ def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:
 
 def _print_summary(s: dict[str, Any]) -> None:
     print()
-    print(f"lifecycle demo: {s['start_date']} … {s['end_date']} ({s['days']} days), home {s['home']}")
-    print(f"  predictions served {s['predictions_served']}, logged {s['predictions_logged']}; labels {s['labels_recorded']}")
+    print(
+        f"lifecycle demo: {s['start_date']} … {s['end_date']} ({s['days']} days), home {s['home']}"
+    )
+    print(
+        f"  predictions served {s['predictions_served']}, logged {s['predictions_logged']}; labels {s['labels_recorded']}"
+    )
     print(
         f"  models trained {s['models_trained']}, promoted {s['models_promoted']} "
         f"(over an existing model {s['promotions_over_existing']}), rejected {s['models_rejected']}"

@@ -14,17 +14,29 @@ def project_dvc_yaml() -> Path:
     return project_root() / "dvc.yaml"
 
 
-def init_home(workdir: str | Path | None = None, config_file: str | Path | None = None) -> LifecycleHome:
+def init_home(
+    workdir: str | Path | None = None, config_file: str | Path | None = None
+) -> LifecycleHome:
     """Create or update the home; running it again with the same inputs changes nothing."""
     home = LifecycleHome(resolve_home(workdir))
     if home.root.exists() and not home.root.is_dir():
         raise HomeError(f"{home.root} exists and is not a directory; pick another --workdir")
-    for folder in (home.root, home.dagster_home, home.bentoml_home, home.logs, home.lookup, home.assets):
+    for folder in (
+        home.root,
+        home.dagster_home,
+        home.bentoml_home,
+        home.logs,
+        home.lookup,
+        home.assets,
+    ):
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
     if config_file is not None:
         load_config(config_file)  # validate before it replaces anything
-        if not home.config_path.exists() or Path(config_file).read_bytes() != home.config_path.read_bytes():
+        if (
+            not home.config_path.exists()
+            or Path(config_file).read_bytes() != home.config_path.read_bytes()
+        ):
             shutil.copyfile(config_file, home.config_path)
     elif not home.config_path.exists():
         shutil.copyfile(example_config_path(), home.config_path)

@@ -29,5 +29,7 @@ def code_version() -> dict[str, Any]:
     return {
         "code_commit": git("rev-parse", "HEAD"),
         "code_dirty": bool(status) if status is not None else None,
-        "lockfile_sha256": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None,
+        "lockfile_sha256": hashlib.sha256(lock.read_bytes()).hexdigest()
+        if lock.is_file()
+        else None,
     }

@@ -54,15 +54,24 @@ def test_wrong_config_names_the_field(tmp_path: Path) -> None:
     config["windows"]["train_days"] = "ten"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(config))
-    line = _one_line_error(lifecycle("init", "--workdir", str(tmp_path / "h"), "--config", str(bad)))
+    line = _one_line_error(
+        lifecycle("init", "--workdir", str(tmp_path / "h"), "--config", str(bad))
+    )
     assert "windows.train_days" in line and "integer" in line
 
 
 def test_missing_home_says_how_to_fix(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     line = _one_line_error(
-        lifecycle("materialize", "--workdir", str(missing), "--select", "ground_truth",
-                  "--partition", "2026-06-01")  # fmt: skip
+        lifecycle(
+            "materialize",
+            "--workdir",
+            str(missing),
+            "--select",
+            "ground_truth",
+            "--partition",
+            "2026-06-01",
+        )
     )
     assert str(missing) in line and "lifecycle init" in line
 
@@ -74,5 +83,7 @@ def test_unreachable_remote_is_one_line(tmp_path: Path) -> None:
     config["versioning"]["dvc_remote"] = str(blocker / "remote")
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    line = _one_line_error(lifecycle("init", "--workdir", str(tmp_path / "h"), "--config", str(cfg)))
+    line = _one_line_error(
+        lifecycle("init", "--workdir", str(tmp_path / "h"), "--config", str(cfg))
+    )
     assert "remote" in line.lower()

@@ -34,7 +34,9 @@ def test_ui_serves_every_asset(make_home) -> None:
         nodes = None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                resp = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": QUERY}, timeout=5)
+                resp = httpx.post(
+                    f"http://127.0.0.1:{port}/graphql", json={"query": QUERY}, timeout=5
+                )
                 data = resp.json().get("data") or {}
                 if data.get("assetNodes"):
                     nodes = data["assetNodes"]

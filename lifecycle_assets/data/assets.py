@@ -1,15 +1,20 @@
 """Data stage assets: thin wrappers over `records` and `data.transforms`."""
 
-
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from lifecycle_assets.data import transforms
-from lifecycle_assets.partitions import LABEL_ARRIVAL_WINDOW, TRAILING_FEATURES, daily, partition_day
+from lifecycle_assets.partitions import (
+    LABEL_ARRIVAL_WINDOW,
+    TRAILING_FEATURES,
+    daily,
+    partition_day,
+)
 from lifecycle_assets.records import read_ground_truth, read_predictions
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.versioning import VersioningResource, write_json
@@ -25,7 +30,7 @@ def _schema_metadata(frame: pl.DataFrame) -> dg.TableSchema:
 
 def _quarantine_metadata(
     home: LifecycleHomeResource, asset: str, day: str, quarantine: pl.DataFrame
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Bad rows are kept, with their reason, next to the asset; their counts go to metadata."""
     if quarantine.height:
         folder = home.get().assets / "quarantine" / asset
@@ -38,7 +43,7 @@ def _quarantine_metadata(
     }
 
 
-def _frame_metadata(frame: pl.DataFrame) -> dict[str, object]:
+def _frame_metadata(frame: pl.DataFrame) -> dict[str, Any]:
     return {"dagster/row_count": frame.height, "dagster/column_schema": _schema_metadata(frame)}
 
 
@@ -159,8 +164,10 @@ def _split_asset(which: str):
     ) -> pl.DataFrame:
         cfg = home.config()
         day = partition_day(context)
-        split = transforms.build_split(feature_table, day, which, cfg) if feature_table.width else (
-            feature_table
+        split = (
+            transforms.build_split(feature_table, day, which, cfg)
+            if feature_table.width
+            else (feature_table)
         )
         card = transforms.data_card(split, f"{which}_split", day, cfg)
         stage = f"{which}_split"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 import polars as pl
 
@@ -148,7 +149,11 @@ def data_card(split: pl.DataFrame, name: str, day: dt.date, config: LifecycleCon
     """What a reviewer needs to know about a dataset version (DESIGN §4)."""
     start, end = split_windows(day, config)[name.removesuffix("_split")]
     p = config.problem
-    label_rate = float(split[p.label].mean() or 0.0) if split.height and p.label in split.columns else 0.0
+    label_rate = (
+        cast(float, split[p.label].mean() or 0.0)
+        if split.height and p.label in split.columns
+        else 0.0
+    )
     return {
         "dataset": name,
         "partition": day.isoformat(),
@@ -158,7 +163,8 @@ def data_card(split: pl.DataFrame, name: str, day: dt.date, config: LifecycleCon
         "label": p.label,
         "label_rate": label_rate,
         "null_rates": {
-            c: (split[c].null_count() / split.height if split.height else 0.0) for c in split.columns
+            c: (split[c].null_count() / split.height if split.height else 0.0)
+            for c in split.columns
         },
         "schema": {c: str(t) for c, t in split.schema.items()},
         "pii_handling": f"dropped before versioning: {list(p.pii_columns)}",

@@ -1,6 +1,5 @@
 """The production model: what served after day D's decision (promoted or carried over)."""
 
-
 from typing import Any
 
 import dagster as dg
@@ -28,9 +27,7 @@ def production_model(
     promote = decision in PROMOTABLE
     version = validation_report["challenger_version" if promote else "production_version"]
     if version is None:
-        raise dg.Failure(
-            f"decision {decision} on {context.partition_key} leaves no model to serve"
-        )
+        raise dg.Failure(f"decision {decision} on {context.partition_key} leaves no model to serve")
     # Verify before the alias moves: the registered artifact loads (hash checked) and scores.
     model = reg.load(version)
     model.score_rows([_example_row(model)])

@@ -79,7 +79,9 @@ def model_path(home: LifecycleHome, model_name: str, version: str) -> Path:
 
     try:
         return Path(
-            bentoml.models.get(bento_model_tag(model_name, version), _model_store=model_store(home)).path
+            bentoml.models.get(
+                bento_model_tag(model_name, version), _model_store=model_store(home)
+            ).path
         )
     except bentoml.exceptions.NotFound:
         raise RegistryError(

@@ -1,6 +1,5 @@
 """Alerts: a file of JSON lines in the home plus the run log (a webhook sink comes later)."""
 
-
 import json
 import logging
 from typing import Any

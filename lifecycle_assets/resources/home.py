@@ -1,6 +1,5 @@
 """The lifecycle home as a resource: found at run time, never at import time."""
 
-
 import datetime as dt
 
 import dagster as dg

@@ -1,7 +1,6 @@
 """Asset values on disk without pickle: frames as Parquet, models as safetensors + JSON,
 records as JSON. One file (or directory) per asset partition under `<home>/assets/`."""
 
-
 import json
 import os
 import shutil
@@ -76,10 +75,10 @@ class LifecycleIOManager(dg.ConfigurableIOManager):
         # starts, or not yet arrived) contribute no rows.
         frames = [f for f in (self._load_one(key, k) for k in keys) if f is not None]
         if not frames:
-            return self._empty_frame(key, keys)
+            return self._empty_frame(key)
         return pl.concat(frames, how="vertical_relaxed")
 
-    def _empty_frame(self, key: dg.AssetKey, keys: list[str]) -> pl.DataFrame:
+    def _empty_frame(self, key: dg.AssetKey) -> pl.DataFrame:
         # Take the schema from any materialised partition so downstream code sees the columns.
         base = self._base(key)
         for sample in sorted(base.glob("*.parquet")) if base.is_dir() else []:

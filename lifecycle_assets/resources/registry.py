@@ -1,6 +1,5 @@
 """The model registry as a resource."""
 
-
 import dagster as dg
 
 from lifecycle_assets.registry.registry import Registry

@@ -1,6 +1,5 @@
 """DVC-native versions in the home's repo, as a resource (DESIGN §4)."""
 
-
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ class VersioningResource(dg.ConfigurableResource):
         stage: str,
         day: str,
         out: str,
-        write: Callable[[Path], None],
+        write: Callable[[Path], object],
         *,
         message: str,
         tag: str | None,

@@ -104,7 +104,7 @@ def save_artifact(artifact: ModelArtifact, directory: Path) -> str:
     tmp = directory / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     os.replace(tmp, directory / MANIFEST)
-    return manifest["weights_sha256"]
+    return str(manifest["weights_sha256"])
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

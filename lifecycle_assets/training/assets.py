@@ -1,6 +1,5 @@
 """Training stage asset: a thin wrapper over `training.train`."""
 
-
 import shutil
 import tempfile
 from pathlib import Path

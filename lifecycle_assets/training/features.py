@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -28,8 +28,8 @@ class Preprocessor:
         means, stds = [], []
         for col in numeric:
             values = frame[col].cast(pl.Float64)
-            mean = float(values.mean() or 0.0)
-            std = float(values.std() or 0.0)
+            mean = cast(float, values.mean() or 0.0)
+            std = cast(float, values.std() or 0.0)
             means.append(mean)
             stds.append(std if std > 1e-12 else 1.0)
         vocab = {

@@ -18,10 +18,10 @@ class TabularNet(nn.Module):
             nn.ReLU(),
             nn.Linear(hidden_units, hidden_units),
             nn.ReLU(),
-            nn.Linear(hidden_units, 1),
         )
+        self.head = nn.Linear(hidden_units, 1)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         parts = [numeric]
         parts += [emb(categorical[:, i]) for i, emb in enumerate(self.embeddings)]
-        return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+        return self.head(self.mlp(torch.cat(parts, dim=1))).squeeze(1)

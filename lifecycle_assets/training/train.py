@@ -47,7 +47,7 @@ def train_model(train: pl.DataFrame, config: LifecycleConfig, version: str) -> T
         positive_rate = float(y.mean())
         # Start the output at the base rate so early epochs are not spent learning it.
         with torch.no_grad():
-            net.mlp[-1].bias.fill_(float(np.log(positive_rate / (1 - positive_rate))))
+            net.head.bias.fill_(float(np.log(positive_rate / (1 - positive_rate))))
         loss_fn = nn.BCEWithLogitsLoss()
     else:
         loss_fn = nn.MSELoss()

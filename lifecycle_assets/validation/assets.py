@@ -1,6 +1,5 @@
 """Validation stage: the decision record and its visible (non-blocking) gate check."""
 
-
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,7 +55,9 @@ def validation_report(
             "metric": cfg.validation.metric,
         }
     else:
-        record = decide(y, challenger_scores, production_scores, cfg.validation, seed=day.toordinal())
+        record = decide(
+            y, challenger_scores, production_scores, cfg.validation, seed=day.toordinal()
+        )
         record["reason"] = _reason(record)
     record.update(
         {

@@ -54,9 +54,12 @@ def test_first_model_then_promotion_over_existing(
     # Each later decision compared against what served the day before, on identical rows.
     for outcome in history[6:]:
         assert outcome.decision is not None
-        assert outcome.decision["production_version"] == served_ledger(module_home)[
-            (outcome.day.replace(day=outcome.day.day - 1)).isoformat()
-        ]
+        assert (
+            outcome.decision["production_version"]
+            == served_ledger(module_home)[
+                (outcome.day.replace(day=outcome.day.day - 1)).isoformat()
+            ]
+        )
         assert outcome.decision["n_rows"] == outcome.decision["test_rows"]
 
 

@@ -1,0 +1,128 @@
+"""`lifecycle demo` end to end: real `bentoml serve`, real Dagster runs, real DVC and git."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from lifecycle_assets.config import example_config_path
+from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.serving.process import free_port
+from lifecycle_assets.versioning.repo import VersionedRepo
+
+pytestmark = pytest.mark.slow
+
+
+def small_config(tmp_path: Path) -> Path:
+    """Small traffic so a week of simulated days runs in about a minute."""
+    config = yaml.safe_load(example_config_path().read_text())
+    config["simulation"].update({"payments_per_day": 800, "fraud_rate": 0.05})
+    config["windows"].update({"min_train_rows": 600, "min_test_rows": 300})
+    config["training"].update({"epochs": 4})
+    config["validation"].update({"bootstrap_samples": 300, "margin": 0.02})
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def demo_cmd(home: Path, config: Path, days: int, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "lifecycle_assets.cli", "demo", "--workdir", str(home),
+        "--config", str(config), "--days", str(days), "--port", str(port),
+    ]  # fmt: skip
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "LIFECYCLE_HOME"}
+
+
+def test_short_demo_closes_the_loop(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    out = subprocess.run(
+        demo_cmd(home, small_config(tmp_path), 8, free_port()),
+        capture_output=True, text=True, env=clean_env(), timeout=900,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    summary = json.loads((home / "summary.json").read_text())
+    for key in (
+        "start_date", "end_date", "days", "run_ids", "predictions_served",
+        "predictions_logged", "labels_recorded", "models_trained", "models_promoted",
+        "promotions_over_existing", "models_rejected", "production_model_version",
+        "daily", "dagster_share",
+    ):  # fmt: skip
+        assert key in summary, key
+    assert summary["days"] == 8 and len(summary["daily"]) == 8
+    assert summary["predictions_served"] == summary["predictions_logged"] == 8 * 800
+    assert summary["labels_recorded"] > 0
+    assert summary["promotions_over_existing"] >= 1
+    assert summary["models_promoted"] == summary["promotions_over_existing"] + 1  # + FIRST_MODEL
+    assert summary["production_model_version"] is not None
+    assert 0 < summary["dagster_share"] < 1
+    day = summary["daily"][-1]
+    assert set(day["seconds"]) >= {"serve", "feedback", "ingest", "late_labels", "training"}
+    assert day["production_quality_roc_auc"] is not None
+    # The home's audit trail and DVC state after the demo.
+    lc = LifecycleHome(home)
+    repo = VersionedRepo(lc.repo, env=lc.tool_env())
+    assert repo.status() == {}
+    assert "model/v1" in repo.tags()
+    # Every run is in the home's Dagster instance.
+    assert len(summary["run_ids"]) == len(set(summary["run_ids"])) > 8
+
+
+def test_ctrl_c_stops_the_server_and_leaves_the_home_consistent(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port = free_port()
+    proc = subprocess.Popen(
+        demo_cmd(home, small_config(tmp_path), 8, port),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        seen.append(line)
+        if "day 2/8" in line or time.monotonic() > deadline:
+            break
+    assert any("day 2/8" in line for line in seen), "".join(seen)[-3000:]
+    os.kill(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert "service stopped" in rest
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    summary = json.loads((home / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["completed"] is False
+    assert summary["predictions_served"] == summary["predictions_logged"]
+    lc = LifecycleHome(home)
+    git = subprocess.run(
+        ["git", "-C", str(lc.repo), "status", "--porcelain"], capture_output=True, text=True
+    )
+    assert git.stdout == ""
+    repo = VersionedRepo(lc.repo, env=lc.tool_env())
+    assert repo.status(["train_split", "test_split"]) == {}
+
+
+def test_demo_refuses_a_home_that_is_not_a_demo(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    init = subprocess.run(
+        [sys.executable, "-m", "lifecycle_assets.cli", "init", "--workdir", str(home)],
+        capture_output=True, text=True, env=clean_env(),
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    out = subprocess.run(
+        demo_cmd(home, small_config(tmp_path), 2, free_port()),
+        capture_output=True, text=True, env=clean_env(), timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "not a demo's" in out.stderr and "Traceback" not in out.stderr
