@@ -92,7 +92,7 @@ def _root_cause(error: Any) -> str:
 def run_day(
     home: LifecycleHome, day: dt.date, echo: Callable[[str], None] = lambda _: None
 ) -> DayOutcome:
-    """Ingest day D, refresh the days whose labels may still be landing, then train/validate."""
+    """Ingest day D, finalise the labels of the day that matured today, then train/validate."""
     from lifecycle_assets.definitions import INGEST, LABELS, TRAINING
 
     config = home.config()
@@ -104,11 +104,12 @@ def run_day(
     out.stage_seconds["ingest"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    start = config.simulation.start_date
-    for back in range(config.labels.maturity_days, 0, -1):
-        past = day - dt.timedelta(days=back)
-        if past >= start:
-            out.runs.append(materialize(home, LABELS, past.isoformat()))
+    # The day whose maturity window closes today gets its final labels before it enters the
+    # train/test windows. Younger days are still pending and are not used for training yet.
+    matured = day - dt.timedelta(days=config.labels.maturity_days)
+    ingested = (home.assets / "raw_prediction_logs" / f"{matured.isoformat()}.parquet").is_file()
+    if config.labels.maturity_days and ingested:
+        out.runs.append(materialize(home, LABELS, matured.isoformat()))
     out.stage_seconds["late_labels"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -185,7 +185,11 @@ def test_follows_alias_moves_and_keeps_the_old_model_when_a_load_fails(
     rt.tick()
     assert predict_one(rt).model_version is None
     rt.close()
-    assert logged(home)["model_version"].to_list() == [None, "v1", "v1", "v3", None]
+    versions = logged(home)["model_version"].to_list()
+    # The first request only triggers the background load; it is served by whichever model
+    # is in place when it is scored, so either answer is right.
+    assert versions[0] in (None, "v1")
+    assert versions[1:] == ["v1", "v1", "v3", None]
 
 
 def test_refuses_a_model_trained_on_other_features(home: LifecycleHome, store: FakeStore) -> None:
