@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 
-from lifecycle_assets.config import ConfigError
-from lifecycle_assets.home import HomeError, LifecycleHome, project_root, resolve_home
+from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.home import LifecycleHome, project_root, resolve_home
 
 EXIT_USAGE = 2
 
 
-class UsageError(ValueError):
+class UsageError(LifecycleError):
     """A command-line argument that cannot be used; the message says which."""
 
 
@@ -78,6 +79,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     os.execve(sys.executable, cmd, {**os.environ, **home.tool_env()})
 
 
+# Command groups that live with their stage; each module has `register(add)`, where
+# `add(name, help)` returns a sub-parser that already takes --workdir.
+COMMAND_GROUPS: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lifecycle", description="Keep a fresh, validated model in production."
@@ -111,25 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
+
+    for module in COMMAND_GROUPS:
+        importlib.import_module(module).register(add)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from lifecycle_assets.registry.registry import RegistryError
-    from lifecycle_assets.training.artifact import ArtifactError
-
-    known: tuple[type[BaseException], ...] = (
-        ConfigError, HomeError, RegistryError, ArtifactError, UsageError,
-    )  # fmt: skip
     try:
-        from lifecycle_assets.automation.loop import RunFailed
-        from lifecycle_assets.demo import DemoError
-        from lifecycle_assets.versioning.repo import VersioningError
-
-        known = (*known, VersioningError, RunFailed, DemoError)
         return int(args.func(args) or 0)
-    except known as err:
+    except LifecycleError as err:
         print(f"lifecycle {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lifecycle_assets.errors import LifecycleError
+
 # Train/test windows are mapped onto upstream partitions by a static Dagster partition
 # mapping (see `lifecycle_assets.partitions`); the config's windows must fit inside it.
 MAX_LOOKBACK_DAYS = 60
@@ -22,7 +24,7 @@ MAX_LOOKBACK_DAYS = 60
 PARTITIONS_START = "2026-01-01"
 
 
-class ConfigError(ValueError):
+class ConfigError(LifecycleError, ValueError):
     """A config file that cannot be used; the message names the field and the fix."""
 
 

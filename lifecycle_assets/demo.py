@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 
 from lifecycle_assets.automation.loop import DayOutcome, run_day
+from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, resolve_home, set_simulated_today
 from lifecycle_assets.home_setup import init_home
 from lifecycle_assets.records import read_predictions
@@ -106,7 +107,7 @@ def wait_for_version(client: httpx.Client, version: str | None, timeout: float =
 DEMO_MARKER = "demo.json"
 
 
-class DemoError(RuntimeError):
+class DemoError(LifecycleError, RuntimeError):
     """The demo cannot run here; the message says why and what to do."""
 
 

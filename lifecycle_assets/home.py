@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lifecycle_assets.config import LifecycleConfig, load_config
+from lifecycle_assets.errors import LifecycleError
 
 HOME_ENV = "LIFECYCLE_HOME"
 DEFAULT_HOME_NAME = ".lifecycle"
 
 
-class HomeError(RuntimeError):
+class HomeError(LifecycleError, RuntimeError):
     """The lifecycle home is missing or unusable; the message says how to fix it."""
 
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import dagster as dg
 
+from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
 
 
-class RunFailed(RuntimeError):
+class RunFailed(LifecycleError, RuntimeError):
     """A Dagster run of the loop failed (not a routine FAIL decision: that run succeeds)."""
 
 

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.training.artifact import ModelArtifact, load_artifact, read_manifest
 
@@ -24,7 +25,7 @@ VERSION_RE = re.compile(r"^v[1-9][0-9]{0,8}$")
 ALIASES = ("production", "candidate")
 
 
-class RegistryError(RuntimeError):
+class RegistryError(LifecycleError, RuntimeError):
     """A registry operation that cannot be done; the message names what and why."""
 
 

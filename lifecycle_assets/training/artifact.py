@@ -19,6 +19,7 @@ import polars as pl
 import torch
 from safetensors.torch import load_file, save_file
 
+from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.training.features import Preprocessor
 from lifecycle_assets.training.model import TabularNet
 
@@ -27,7 +28,7 @@ MANIFEST = "model.json"
 FORMAT_VERSION = 1
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(LifecycleError, RuntimeError):
     """A model artifact that is missing, malformed or does not match its recorded hash."""
 
 

@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from lifecycle_assets.config import LifecycleConfig
+from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.training.artifact import ModelArtifact, build_net
 from lifecycle_assets.training.features import Preprocessor
 
 
-class TrainingError(RuntimeError):
+class TrainingError(LifecycleError, RuntimeError):
     """Training cannot proceed on this data; the message says why."""
 
 

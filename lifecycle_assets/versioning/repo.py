@@ -43,6 +43,8 @@ from urllib.parse import urlparse
 
 import yaml
 
+from lifecycle_assets.errors import LifecycleError
+
 REMOTE_NAME = "storage"
 DEFAULT_BRANCH = "main"
 DVC_YAML = "dvc.yaml"
@@ -82,7 +84,7 @@ _REPO_LOCKS: dict[str, list[Any]] = {}
 _REPO_LOCKS_GUARD = threading.Lock()
 
 
-class VersioningError(RuntimeError):
+class VersioningError(LifecycleError, RuntimeError):
     """The versioned repo cannot do what was asked; the message says what and how to fix it."""
 
 
