@@ -133,6 +133,14 @@ class SimulationConfig(_Section):
         return self
 
 
+class MonitoringConfig(_Section):
+    # Staleness: the trigger fires once per episode of any of these, then waits cooldown_days.
+    psi_threshold: float = Field(0.25, gt=0)
+    quality_drop: float = Field(0.05, gt=0)
+    bias_tolerance: float = Field(0.02, ge=0)
+    cooldown_days: int = Field(3, ge=0)
+
+
 class LifecycleConfig(_Section):
     problem: ProblemConfig = ProblemConfig()
     labels: LabelsConfig = LabelsConfig()
@@ -142,6 +150,7 @@ class LifecycleConfig(_Section):
     postprocessing: PostprocessingConfig = PostprocessingConfig()
     versioning: VersioningConfig = VersioningConfig()
     simulation: SimulationConfig = SimulationConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @model_validator(mode="after")
     def _fits_partition_mapping(self) -> LifecycleConfig:

@@ -13,6 +13,8 @@ from lifecycle_assets.data.assets import (
     test_split,
     train_split,
 )
+from lifecycle_assets.monitoring.assets import live_quality, prediction_drift
+from lifecycle_assets.monitoring.sensors import broken_run_alert, build_staleness_sensor
 from lifecycle_assets.partitions import daily
 from lifecycle_assets.registry.assets import production_model
 from lifecycle_assets.resources.alerts import AlertSinkResource
@@ -33,11 +35,13 @@ ASSETS = [
     candidate_model,
     validation_report,
     production_model,
+    prediction_drift,
+    live_quality,
 ]
 
 # Stages of one day of the loop, in order (the demo and the CLI run them by name).
-INGEST = ["raw_prediction_logs", "ground_truth"]
-LABELS = ["labeled_examples", "feature_table"]
+INGEST = ["raw_prediction_logs", "ground_truth", "prediction_drift"]
+LABELS = ["labeled_examples", "feature_table", "live_quality"]
 TRAINING = ["train_split", "test_split", "candidate_model", "validation_report", "production_model"]
 
 lifecycle_loop = dg.define_asset_job(
@@ -50,6 +54,9 @@ lifecycle_loop = dg.define_asset_job(
 daily_retraining = dg.build_schedule_from_partitioned_job(
     lifecycle_loop, hour_of_day=1, name="daily_retraining"
 )
+
+staleness_retrain = build_staleness_sensor(lifecycle_loop, TRAINING)
+SENSORS = [staleness_retrain, broken_run_alert]
 
 
 def build_resources(workdir: str | None = None) -> dict[str, object]:
@@ -67,5 +74,6 @@ defs = dg.Definitions(
     assets=ASSETS,
     jobs=[lifecycle_loop],
     schedules=[daily_retraining],
+    sensors=SENSORS,
     resources=build_resources(),
 )

@@ -25,6 +25,8 @@ EXPECTED_ASSETS = {
     "candidate_model",
     "validation_report",
     "production_model",
+    "prediction_drift",
+    "live_quality",
 }
 
 
@@ -40,6 +42,7 @@ def test_definitions_load_with_every_asset_and_check() -> None:
     assert len(ASSETS) == len(EXPECTED_ASSETS)
     assert defs.resolve_job_def("lifecycle_loop") is not None
     assert defs.resolve_schedule_def("daily_retraining") is not None
+    assert {s.name for s in defs.sensors} >= {"staleness_retrain", "broken_run_alert"}
 
 
 def test_selection_parser_works() -> None:

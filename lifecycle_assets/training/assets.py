@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from lifecycle_assets.lineage import code_version
+from lifecycle_assets.monitoring.metrics import feature_reference
 from lifecycle_assets.partitions import daily, partition_day
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
@@ -55,6 +56,11 @@ def candidate_model(
         **code_version(),
     }
     result.artifact.metadata.update(lineage)
+    # What monitoring compares live traffic with; it travels inside the artifact.
+    result.artifact.metadata["train_label_mean"] = float(train_split[label].mean() or 0.0)
+    result.artifact.metadata["monitoring_reference"] = feature_reference(
+        train_split, cfg.problem.numeric_features, cfg.problem.categorical_features
+    )
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / version
         save_artifact(result.artifact, staged)

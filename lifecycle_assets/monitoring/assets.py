@@ -1,0 +1,136 @@
+"""Monitoring assets: thin wrappers over `monitoring.metrics`, plotted per partition in the UI."""
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from lifecycle_assets.monitoring import metrics
+from lifecycle_assets.partitions import daily, partition_day
+from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.resources.registry import RegistryResource
+from lifecycle_assets.validation.gate import metric
+
+GROUP = "monitoring"
+
+
+def _num(value: float | None) -> float:
+    """Numeric metadata for the UI's plots; NaN where there is nothing to measure."""
+    return float("nan") if value is None else float(value)
+
+
+@dg.asset(partitions_def=daily, group_name=GROUP, kinds={"polars"})
+def prediction_drift(
+    context: dg.AssetExecutionContext,
+    home: LifecycleHomeResource,
+    registry: RegistryResource,
+    raw_prediction_logs: pl.DataFrame,
+) -> dict[str, Any]:
+    """Day D's traffic against the serving model's training data: feature PSI, mean prediction
+    against the training label mean, and the model's age."""
+    cfg = home.config()
+    day = partition_day(context)
+    scored = raw_prediction_logs.filter(pl.col("score").is_not_null())
+    report: dict[str, Any] = {"day": context.partition_key, "rows": raw_prediction_logs.height}
+    versions = scored["model_version"].drop_nulls().unique().sort().to_list()
+    report["model_versions"] = versions
+    if not versions:
+        report.update(
+            {"max_psi": None, "psi": {}, "model_age_days": None, "bias_vs_training": None}
+        )
+        context.add_output_metadata({"rows": raw_prediction_logs.height, "scored_rows": 0})
+        return report
+    # The version that served most of the day stands for the day.
+    main = scored.group_by("model_version").len().sort("len", descending=True)["model_version"][0]
+    model = registry.get().load(main)
+    reference = model.metadata.get("monitoring_reference") or {}
+    psi = metrics.feature_drift(
+        raw_prediction_logs.select(
+            [c for c in cfg.problem.features if c in raw_prediction_logs.columns]
+        ),
+        reference,
+    )
+    created = model.metadata.get("created_at")
+    age = (day - dt.datetime.fromisoformat(created).date()).days if created else None
+    train_mean = model.metadata.get("train_label_mean")
+    mean_pred = metrics.mean_interval(scored["score"].to_numpy())
+    bias = (
+        None if train_mean is None or mean_pred["mean"] is None else mean_pred["mean"] - train_mean
+    )
+    report.update(
+        {
+            "model_version": main,
+            "psi": psi,
+            "max_psi": max(psi.values()) if psi else None,
+            "max_psi_feature": max(psi, key=lambda k: psi[k]) if psi else None,
+            "model_age_days": age,
+            "mean_prediction": mean_pred,
+            "train_label_mean": train_mean,
+            "bias_vs_training": bias,
+        }
+    )
+    context.add_output_metadata(
+        {
+            "model_version": main,
+            "max_psi": _num(report["max_psi"]),
+            "max_psi_feature": str(report["max_psi_feature"]),
+            "model_age_days": _num(age),
+            "mean_prediction": _num(mean_pred["mean"]),
+            "bias_vs_training": _num(bias),
+            "psi": dg.MetadataValue.json({k: round(v, 4) for k, v in psi.items()}),
+        }
+    )
+    return report
+
+
+@dg.asset(partitions_def=daily, group_name=GROUP, kinds={"polars"})
+def live_quality(
+    context: dg.AssetExecutionContext,
+    home: LifecycleHomeResource,
+    labeled_examples: pl.DataFrame,
+) -> dict[str, Any]:
+    """Quality of what was served on day D, measured on its labels; final once D matures.
+    Recomputed whenever day D's labelled examples are, so late labels update it."""
+    cfg = home.config()
+    label = cfg.problem.label
+    usable = labeled_examples.filter(pl.col("score").is_not_null() & pl.col(label).is_not_null())
+    matured = bool(labeled_examples["label_matured"].all()) if labeled_examples.height else False
+    y = usable[label].to_numpy()
+    s = usable["score"].to_numpy()
+    quality = metric(cfg.validation.metric, y, s) if usable.height else None
+    if quality is not None and not np.isfinite(quality):
+        quality = None
+    bias = metrics.prediction_bias(s, y)
+    coverage = (
+        labeled_examples.filter(pl.col("label_status") == "labeled").height
+        / labeled_examples.height
+        if labeled_examples.height
+        else 0.0
+    )
+    versions = usable.group_by("model_version").len().sort("len", descending=True)
+    main = versions["model_version"][0] if versions.height else None
+    report = {
+        "day": context.partition_key,
+        "model_version": main,
+        "matured": matured,
+        "metric": cfg.validation.metric,
+        "quality": quality,
+        "rows_scored": usable.height,
+        "label_coverage": coverage,
+        "prediction_bias": bias,
+    }
+    context.add_output_metadata(
+        {
+            "matured": matured,
+            "model_version": str(main),
+            "quality": _num(quality),
+            "label_coverage": coverage,
+            "prediction_bias": _num(bias["bias"]),
+            "prediction_bias_low": _num(bias["low"]),
+            "prediction_bias_high": _num(bias["high"]),
+            "rows_scored": usable.height,
+        }
+    )
+    return report
