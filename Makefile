@@ -5,9 +5,8 @@ UV := .tools/bin/uv
 export UV_CACHE_DIR := $(CURDIR)/.cache/uv
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 export UV_PYTHON_DOWNLOADS := never
-export PJRT_DEVICE ?= CPU
 
-.PHONY: demo test lint typecheck unit venv
+.PHONY: demo test lint typecheck unit venv browser
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -29,5 +28,10 @@ lint: .venv/.synced
 typecheck: .venv/.synced
 	.venv/bin/mypy lifecycle_assets bentos
 
-test: lint typecheck
-	.venv/bin/pytest $(ARGS)
+# The replay report is tested in headless Chromium (Debian's package; needs apt and root).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+# The tests exercise the torch-xla path on the CPU, as DESIGN §4 prescribes.
+test: lint typecheck browser
+	PJRT_DEVICE=CPU .venv/bin/pytest $(ARGS)

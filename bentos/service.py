@@ -6,21 +6,31 @@ alias following and logging live there and are unit-tested without a server. No 
 
     POST /predict        {request_id?, entity_id, event_time?, features} -> Prediction
     POST /predict_batch  {"requests": [...]} (1..1000)                   -> {"predictions": [...]}
-    POST /feedback       {request_id, label, observed_time?} | {"labels": [...]} -> {"count"}
+    POST /feedback       {request_id, label, observed_time?} | {"labels": [...]}
+                                                              -> {"count", "duplicates"}
+    GET  /lookup/{scheduled_payment_id}   precomputed (or rescored) answer -> LookupResponse
+    POST /lookup         {"scheduled_payment_id"}  the same, for clients that prefer a body
     GET  /healthz        {"status", "model_version", "alias_version", "error"}
+    GET  /docs.json      the OpenAPI document (BentoML's)
 """
 
 import json
 import logging
+import re
 from http import HTTPStatus
 from typing import Any, cast
 
 import bentoml
 from bentoml.exceptions import BentoMLException, InvalidArgument
+from pydantic import ValidationError
 
 from lifecycle_assets.serving.requests import (
+    ID_PATTERN,
+    MAX_ID_LENGTH,
     FeedbackRequest,
     FeedbackResponse,
+    LookupRequest,
+    LookupResponse,
     PredictBatchRequest,
     PredictBatchResponse,
     Prediction,
@@ -37,7 +47,15 @@ def _http_error(err: RequestError) -> BentoMLException:
 
 
 # The access log is off: every prediction is already logged, with more detail, by the service.
-@bentoml.service(name="lifecycle", logging={"access": {"enabled": False}})
+# The hot routes are not traced either: an OpenTelemetry span per request cost about as much
+# as the model (see docs/serving.md); every other route still is.
+SERVER_SETTINGS: dict[str, Any] = {
+    "logging": {"access": {"enabled": False}},
+    "tracing": {"excluded_urls": ["/predict", "/predict_batch", "/lookup", "/healthz"]},
+}
+
+
+@bentoml.service(name="lifecycle", **SERVER_SETTINGS)
 class Lifecycle:
     def __init__(self) -> None:
         # BentoML's logging config shows warnings only for loggers it does not own; model
@@ -65,18 +83,79 @@ class Lifecycle:
     @bentoml.api(route="/feedback")
     async def feedback(self, body: FeedbackRequest, /, ctx: bentoml.Context) -> FeedbackResponse:
         try:
-            count = self.runtime.feedback(body, ctx.request.headers.get("authorization"))
+            return self.runtime.feedback(body, ctx.request.headers.get("authorization"))
         except RequestError as err:
             raise _http_error(err) from None
-        return FeedbackResponse(count=count)
+
+    @bentoml.api(route="/lookup")
+    async def lookup(self, body: LookupRequest, /) -> LookupResponse:
+        found = self.runtime.lookup(body.scheduled_payment_id)
+        if found is None:
+            raise _http_error(RequestError(_not_found(body.scheduled_payment_id), status=404))
+        return found
 
     @bentoml.on_shutdown
     def close(self) -> None:
         self.runtime.close()
 
 
-API_ROUTES = frozenset({"/predict", "/predict_batch", "/feedback"})
+API_ROUTES = frozenset({"/predict", "/predict_batch", "/feedback", "/lookup"})
 MAX_BODY_BYTES = 8 << 20  # a full 1000-request batch is well under 1 MiB
+LOOKUP_PREFIX = "/lookup/"
+FAST_ROUTES = frozenset({"/predict", "/predict_batch"})
+_ID = re.compile(ID_PATTERN)
+
+
+def _not_found(item_id: str) -> str:
+    return f"no offline prediction for scheduled payment {item_id!r}"
+
+
+class BodyError(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise BodyError(f"{name} is not a JSON number")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BodyError(f"field {key!r} appears twice in one object")
+            seen.add(key)
+    return out
+
+
+def parse_json(body: bytes) -> tuple[Any, str | None]:
+    """(the parsed body, None), or (None, why it is refused).
+
+    Python's and pydantic's parsers accept what the contract refuses (a repeated key keeps
+    the last value; NaN and Infinity are read as floats) or fail in ways that surface as
+    5xx (nesting deep enough to exhaust the recursion limit); here each gets a 400."""
+    if not body:
+        return None, "empty body: send a JSON object"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return None, f"body is not valid UTF-8 (byte {err.start})"
+    try:
+        return json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
+        ), None
+    except BodyError as err:
+        return None, str(err)
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except ValueError as err:
+        return None, f"malformed JSON: {err}"
+
+
+def check_json(body: bytes) -> str | None:
+    """Why a JSON body is refused before it is validated, or None."""
+    return parse_json(body)[1]
 
 
 class Edge:
@@ -85,8 +164,13 @@ class Edge:
     - `GET /healthz` answers with the model version. BentoML's own `/healthz` (a bare liveness
       probe, kept at `/livez`) is routed before any API, so it is answered here first.
     - The JSON APIs take JSON only: BentoML would hand a multipart or form body to other
-      parsers, some of which fail with a 500; here such a request gets 415, and a body larger
-      than `MAX_BODY_BYTES` (by its Content-Length) gets 413.
+      parsers, some of which fail with a 500; here such a request gets 415, a body larger
+      than `MAX_BODY_BYTES` (by its Content-Length, or counted as it streams in) gets 413,
+      and a body that is not strict JSON (invalid UTF-8, a repeated key, NaN/Infinity, deep
+      nesting) gets 400 with the reason.
+    - `/feedback` checks its token here, so a 401/403 says which it was.
+    - `/predict` and `/predict_batch` are answered here, on the body parsed once (see
+      `_predict`); `GET /lookup/{id}` too. Everything else goes on to BentoML.
     """
 
     def __init__(self, app: Any) -> None:
@@ -98,12 +182,74 @@ class Edge:
             if path == "/healthz" and method == "GET":
                 await self._health(send)
                 return
+            if path.startswith(LOOKUP_PREFIX) and method == "GET":
+                await self._lookup(path[len(LOOKUP_PREFIX) :], send)
+                return
             if path in API_ROUTES and method == "POST":
                 refusal = _refuse_body(scope["headers"])
+                if refusal is None and path == "/feedback":
+                    refusal = _refuse_feedback(scope["headers"])
+                if refusal is None:
+                    body, parsed, refusal = await _read_body(receive)
                 if refusal is not None:
                     await _send_json(send, refusal[0], {"error": refusal[1]})
                     return
+                if path in FAST_ROUTES:
+                    await self._predict(path, parsed, send)
+                    return
+                receive = _replay(body, receive)
         await self.app(scope, receive, send)
+
+    async def _predict(self, path: str, parsed: Any, send: Any) -> None:
+        """`/predict` and `/predict_batch` answered here, on the body already parsed for the
+        checks above: BentoML's API dispatch (a second parse, its IO descriptors, context
+        and metrics) cost more than the model. The API methods below stay: the OpenAPI
+        document describes these routes, and the contract is the same pydantic models."""
+        try:
+            runtime: ServingRuntime = bentoml.get_current_service().runtime
+        except BentoMLException:
+            await _send_json(send, 503, {"error": "the service is starting"})
+            return
+        try:
+            if path == "/predict":
+                request = PredictRequest.model_validate(parsed)
+                payload = runtime.predict([request])[0].model_dump_json()
+            else:
+                batch = PredictBatchRequest.model_validate(parsed)
+                payload = PredictBatchResponse(
+                    predictions=runtime.predict(batch.requests)
+                ).model_dump_json()
+        except ValidationError as err:
+            detail = err.errors(include_url=False, include_context=False, include_input=False)
+            await _send_json(
+                send,
+                400,
+                {"error": f"{err.error_count()} validation error(s)", "detail": detail},
+            )
+            return
+        except RequestError as err:
+            await _send_json(send, err.status, {"error": str(err)})
+            return
+        await _send_bytes(send, 200, payload.encode())
+
+    @staticmethod
+    async def _lookup(item_id: str, send: Any) -> None:
+        # Answered here, not through BentoML's routing: a path parameter, and the cheapest
+        # path for a key-value read (the `/lookup` POST API is the same answer, documented
+        # in the OpenAPI document).
+        if not (len(item_id) <= MAX_ID_LENGTH and _ID.match(item_id)):
+            await _send_json(send, 400, {"error": "malformed scheduled_payment_id"})
+            return
+        try:
+            service = bentoml.get_current_service()
+        except BentoMLException:
+            await _send_json(send, 503, {"error": "the service is starting"})
+            return
+        found = service.runtime.lookup(item_id)
+        if found is None:
+            await _send_json(send, 404, {"error": _not_found(item_id)})
+            return
+        await _send_bytes(send, 200, found.model_dump_json().encode())
 
     @staticmethod
     async def _health(send: Any) -> None:
@@ -134,8 +280,60 @@ def _refuse_body(headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
     return None
 
 
+def _refuse_feedback(headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
+    # Checked here rather than in the API: BentoML answers a 401/403 raised inside an API
+    # with a bare "Authorization error", and the client should learn which one it was.
+    try:
+        runtime: ServingRuntime = bentoml.get_current_service().runtime
+    except BentoMLException:
+        return 503, "the service is starting"
+    authorization = next((v.decode("latin-1") for k, v in headers if k == b"authorization"), None)
+    try:
+        runtime.check_feedback_auth(authorization)
+    except RequestError as err:
+        return err.status, str(err)
+    return None
+
+
+async def _read_body(receive: Any) -> tuple[bytes, Any, tuple[int, str] | None]:
+    """The whole request body (also when sent chunked, without a Content-Length), refused
+    past `MAX_BODY_BYTES` or when it is not JSON the contract can take."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", None, (400, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return b"", None, (413, f"request body over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    parsed, reason = parse_json(body)
+    return body, parsed, (None if reason is None else (400, reason))
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
-    payload = json.dumps(body).encode()
+    await _send_bytes(send, status, json.dumps(body).encode())
+
+
+async def _send_bytes(send: Any, status: int, payload: bytes) -> None:
     await send(
         {
             "type": "http.response.start",

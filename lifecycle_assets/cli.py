@@ -81,7 +81,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 # Command groups that live with their stage; each module has `register(add)`, where
 # `add(name, help)` returns a sub-parser that already takes --workdir.
-COMMAND_GROUPS: tuple[str, ...] = ()
+COMMAND_GROUPS: tuple[str, ...] = (
+    "lifecycle_assets.data.cli",
+    "lifecycle_assets.validation.cli",
+    "lifecycle_assets.registry.cli",
+    "lifecycle_assets.replay.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,29 +89,154 @@ class TrainingConfig(_Section):
     hidden_units: int = Field(32, ge=1)
     embedding_dim: int = Field(4, ge=1)
     seed: int = 7
+    # auto: torch-xla when PJRT_DEVICE is set (TPU VMs; PJRT_DEVICE=CPU in tests), else eager.
+    device: Literal["auto", "cpu", "xla"] = "auto"
+    # Eager PyTorch's intra-op threads while training: a small MLP gains nothing from more,
+    # loses much on a busy machine, and a fixed count keeps CPU results bitwise reproducible.
+    cpu_threads: int = Field(1, ge=1)
+
+
+class RegistryConfig(_Section):
+    # auto: a passing gate releases the challenger; manual: it waits for `lifecycle models
+    # approve` (or the `approve_model` job in the Dagster UI) and production carries over.
+    approval: Literal["auto", "manual"] = "auto"
 
 
 class ValidationConfig(_Section):
-    metric: Literal["roc_auc", "log_loss", "rmse", "mae"] = "roc_auc"
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "rmse", "mae"] = "roc_auc"
     margin: float = Field(0.01, ge=0)
     alpha: float = Field(0.05, gt=0, lt=0.5)
     bootstrap_samples: int = Field(1000, ge=100)
+    # Calibration guard: |mean prediction − mean label| beyond this (label units) blocks a
+    # challenger that is also worse calibrated than production; None disables it.
+    calibration_tolerance: float | None = Field(0.02, gt=0)
+    # Slice guard: categorical features to slice by (None: all categorical features).
+    slice_features: tuple[str, ...] | None = None
+    slice_min_rows: int = Field(500, ge=10)
+    slice_min_positives: int = Field(20, ge=1)
+    slice_margin: float = Field(0.05, ge=0)
+    # A pinned dataset version (a git tag of the home repo holding a split, e.g.
+    # `test_split/2026-06-10`) scored too; a confident regression there blocks promotion.
+    golden_dataset: str | None = None
+    golden_margin: float = Field(0.0, ge=0)
+
+
+class AlertsConfig(_Section):
+    # None: alerts go to <home>/alerts.jsonl and the log only. With a URL they are also
+    # POSTed there as JSON, retried with exponential backoff.
+    webhook_url: str | None = None
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_retries: int = Field(3, ge=0, le=10)
+    webhook_backoff_s: float = Field(0.5, ge=0)
+
+
+Decision = Literal["approve", "review", "decline"]
+
+
+class FeatureRule(_Section):
+    """A business rule on one feature: it applies when the feature is `in` the listed
+    categories, or (numeric) above / below a bound; `decision` is what it sets (a legal
+    override) or the least it allows (a cap)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    feature: str
+    in_: tuple[str, ...] | None = Field(None, alias="in")
+    above: float | None = None
+    below: float | None = None
+    decision: Decision
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> FeatureRule:
+        given = [c for c in (self.in_, self.above, self.below) if c is not None]
+        if len(given) != 1:
+            raise ValueError(f"rule {self.name!r} needs exactly one of `in`, `above`, `below`")
+        return self
 
 
 class PostprocessingConfig(_Section):
+    """score → calibrated probability → decision by thresholds → business rules → response.
+
+    The thresholds here are what training writes into the artifact; serving decides by the
+    thresholds the artifact carries (the ones it was validated with)."""
+
     review_threshold: float = Field(0.3, ge=0, le=1)
     decline_threshold: float = Field(0.7, ge=0, le=1)
+    calibration: bool = True  # apply the artifact's fitted calibration, where it has one
+    deny_entities: tuple[str, ...] = ()  # always declined
+    allow_entities: tuple[str, ...] = ()  # never declined or reviewed by the model's score
+    caps: tuple[FeatureRule, ...] = ()  # at least `decision` when the condition holds
+    overrides: tuple[FeatureRule, ...] = ()  # legal: exactly `decision`, over everything else
 
     @model_validator(mode="after")
     def _ordered(self) -> PostprocessingConfig:
         if self.review_threshold > self.decline_threshold:
             raise ValueError("review_threshold must not exceed decline_threshold")
+        both = set(self.deny_entities) & set(self.allow_entities)
+        if both:
+            raise ValueError(f"entities {sorted(both)} are on both the deny and the allow list")
+        names = [r.name for r in (*self.caps, *self.overrides)]
+        if len(names) != len(set(names)):
+            raise ValueError("caps and overrides need distinct names")
         return self
+
+
+class ServingConfig(_Section):
+    """The prediction service's policies (see docs/serving.md)."""
+
+    # `required`: /feedback needs `Authorization: Bearer $LIFECYCLE_FEEDBACK_TOKEN` and the
+    # service refuses to start without the variable; `none`: anyone may post labels.
+    feedback_auth: Literal["required", "none"] = "required"
+    # A label for a request id this service never logged: kept for later joining, or 404.
+    unknown_request_id: Literal["accept", "reject"] = "accept"
+    # Prediction logs are written off the request path every this many ms (0: before the
+    # response); a SIGKILL loses at most the records acknowledged in the last interval.
+    log_flush_interval_ms: int = Field(5, ge=0, le=1000)
+    # fsync at most this often: what a machine crash (not a process crash) may lose.
+    log_fsync_interval_ms: int = Field(1000, ge=0, le=60000)
+    # /lookup: rescore online when the cached score is from another model than the one
+    # serving (`stale_or_missing`), only when it has no score (`missing`), or never.
+    lookup_rescore: Literal["stale_or_missing", "missing", "never"] = "stale_or_missing"
 
 
 class VersioningConfig(_Section):
     # A DVC remote URL or local path; None means `<home>/dvc-remote`.
     dvc_remote: str | None = None
+    # Retention (`lifecycle data gc`): the newest N versions of each dataset are kept, plus
+    # every version a registered model was trained or tested on.
+    keep_versions: int = Field(30, ge=1)
+
+
+class DataConfig(_Section):
+    """Validation and privacy rules of the data pipeline (docs/data.md)."""
+
+    # Identifying columns: dropped, or replaced by an HMAC-SHA256 keyed with the home's secret.
+    pii_mode: Literal["drop", "hash"] = "drop"
+    # The HMAC key file; None means `<home>/secrets/pii_hmac.key` (made owner-only by init).
+    pii_key_file: str | None = None
+    # Event-time plausibility against the loop's clock: older rows and rows from the future
+    # (beyond the allowed clock skew) are quarantined.
+    max_event_age_days: int = Field(365, ge=1)
+    max_clock_skew_seconds: int = Field(300, ge=0)
+    # Quarantined share of a day above which the (non-blocking) quality check fails.
+    max_quarantine_rate: float = Field(0.01, ge=0, le=1)
+    # Train rows whose entity also appears in the test window are left out of training.
+    entity_disjoint_split: bool = False
+    # Known values per categorical feature; others are kept, mapped to the OOV bucket and
+    # counted. A feature not listed here is not checked.
+    categories: dict[str, tuple[str, ...]] = {
+        "merchant_category": (
+            "grocery",
+            "restaurant",
+            "fuel",
+            "retail",
+            "electronics",
+            "travel",
+            "digital_goods",
+            "gaming",
+        ),
+        "country": ("US", "GB", "DE", "FR", "BR", "NG"),
+        "channel": ("online", "pos", "atm", "moto"),
+    }
 
 
 class SimulationConfig(_Section):
@@ -141,16 +266,48 @@ class MonitoringConfig(_Section):
     cooldown_days: int = Field(3, ge=0)
 
 
+class ReplayConfig(_Section):
+    """`lifecycle replay` (docs/replay.md): each period of the file is replayed as one day
+    of the loop, so the loop's day-counted windows and maturity count periods in a replay."""
+
+    policies: tuple[Literal["never", "periodic", "triggered"], ...] = (
+        "never",
+        "periodic",
+        "triggered",
+    )
+    period: Literal["day", "week", "month"] = "day"
+    # Label delay model: each label arrives this many days (uniform, in the data's own time)
+    # after its event, unless `label_time_column` names a column of arrival times (a null
+    # there: the label never arrives).
+    label_delay_days: tuple[float, float] = (1.0, 3.0)
+    label_time_column: str | None = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _valid(self) -> ReplayConfig:
+        low, high = self.label_delay_days
+        if not 0 <= low <= high:
+            raise ValueError("label_delay_days must be [min, max] with 0 <= min <= max")
+        if not self.policies or len(set(self.policies)) != len(self.policies):
+            raise ValueError("policies must name at least one policy, each once")
+        return self
+
+
 class LifecycleConfig(_Section):
     problem: ProblemConfig = ProblemConfig()
     labels: LabelsConfig = LabelsConfig()
     windows: WindowsConfig = WindowsConfig()
     training: TrainingConfig = TrainingConfig()
     validation: ValidationConfig = ValidationConfig()
+    alerts: AlertsConfig = AlertsConfig()
     postprocessing: PostprocessingConfig = PostprocessingConfig()
+    serving: ServingConfig = ServingConfig()
     versioning: VersioningConfig = VersioningConfig()
+    registry: RegistryConfig = RegistryConfig()
     simulation: SimulationConfig = SimulationConfig()
+    data: DataConfig = DataConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    replay: ReplayConfig = ReplayConfig()
 
     @model_validator(mode="after")
     def _fits_partition_mapping(self) -> LifecycleConfig:
@@ -160,10 +317,35 @@ class LifecycleConfig(_Section):
                 f"labels.maturity_days + windows.train_days + windows.test_days = {lookback} "
                 f"exceeds the {MAX_LOOKBACK_DAYS}-day lookback of the partition mapping"
             )
-        if self.validation.metric in ("roc_auc",) and self.problem.task != "binary":
-            raise ValueError("validation.metric roc_auc needs problem.task binary")
+        if self.validation.metric in ("roc_auc", "pr_auc", "log_loss") and (
+            self.problem.task != "binary"
+        ):
+            raise ValueError(
+                f"validation.metric {self.validation.metric} needs problem.task binary"
+            )
+        slices, categorical = self.validation.slice_features, self.problem.categorical_features
+        unknown = set(slices or ()) - set(categorical)
+        if unknown:
+            raise ValueError(
+                f"validation.slice_features {sorted(unknown)} are not categorical features"
+            )
         if self.validation.metric in ("rmse", "mae") and self.problem.task != "regression":
             raise ValueError(f"validation.metric {self.validation.metric} needs task regression")
+        if self.problem.task == "regression" and self.labels.unlabeled_after_maturity != "drop":
+            raise ValueError(
+                "labels.unlabeled_after_maturity must be `drop` for task regression: a missing "
+                "label cannot be inferred as 0"
+            )
+        for rule in (*self.postprocessing.caps, *self.postprocessing.overrides):
+            numeric = rule.in_ is None
+            allowed = (
+                self.problem.numeric_features if numeric else self.problem.categorical_features
+            )
+            if rule.feature not in allowed:
+                kind = "numeric" if numeric else "categorical"
+                raise ValueError(
+                    f"postprocessing rule {rule.name!r}: {rule.feature!r} is not a {kind} feature"
+                )
         return self
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from lifecycle_assets.automation.sensors import late_labels
 from lifecycle_assets.data.assets import (
     feature_table,
     ground_truth,
@@ -17,11 +18,14 @@ from lifecycle_assets.monitoring.assets import live_quality, prediction_drift
 from lifecycle_assets.monitoring.sensors import broken_run_alert, build_staleness_sensor
 from lifecycle_assets.partitions import daily
 from lifecycle_assets.registry.assets import production_model
+from lifecycle_assets.registry.jobs import approve_model
 from lifecycle_assets.resources.alerts import AlertSinkResource
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.io_manager import LifecycleIOManager
+from lifecycle_assets.resources.lookup import LookupStoreResource
 from lifecycle_assets.resources.registry import RegistryResource
 from lifecycle_assets.resources.versioning import VersioningResource
+from lifecycle_assets.serving.assets import offline_predictions, production_bento
 from lifecycle_assets.training.assets import candidate_model
 from lifecycle_assets.validation.assets import validation_report
 
@@ -37,6 +41,8 @@ ASSETS = [
     production_model,
     prediction_drift,
     live_quality,
+    offline_predictions,
+    production_bento,
 ]
 
 # Stages of one day of the loop, in order (the demo and the CLI run them by name).
@@ -56,7 +62,7 @@ daily_retraining = dg.build_schedule_from_partitioned_job(
 )
 
 staleness_retrain = build_staleness_sensor(lifecycle_loop, TRAINING)
-SENSORS = [staleness_retrain, broken_run_alert]
+SENSORS = [staleness_retrain, broken_run_alert, late_labels]
 
 
 def build_resources(workdir: str | None = None) -> dict[str, object]:
@@ -67,12 +73,13 @@ def build_resources(workdir: str | None = None) -> dict[str, object]:
         "versioning": VersioningResource(home=home),
         "registry": RegistryResource(home=home),
         "alerts": AlertSinkResource(home=home),
+        "lookup_store": LookupStoreResource(home=home),
     }
 
 
 defs = dg.Definitions(
     assets=ASSETS,
-    jobs=[lifecycle_loop],
+    jobs=[lifecycle_loop, approve_model],
     schedules=[daily_retraining],
     sensors=SENSORS,
     resources=build_resources(),

@@ -184,6 +184,7 @@ def run_demo(
     }
     _say(f"home {home.root}; {days} simulated days from {summary['start_date']}")
     service = ServiceProcess(home, port=port)
+    never = NeverBaseline(registry)
     dagster_seconds = 0.0
     with _StopRequest() as stop:
         try:
@@ -191,12 +192,14 @@ def run_demo(
             t0 = time.perf_counter()
             service.start()
             _say(f"bentoml serve up at {service.url} ({time.perf_counter() - t0:.1f}s)")
-            with httpx.Client(base_url=service.url, timeout=60) as client:
+            with httpx.Client(
+                base_url=service.url, timeout=60, headers=service.auth_headers
+            ) as client:
                 for index in range(days):
                     if stop.requested:
                         summary["interrupted"] = True
                         break
-                    day_summary, outcome = _run_one_day(home, client, sim, index)
+                    day_summary, outcome = _run_one_day(home, client, sim, index, never)
                     dagster_seconds += outcome.dagster_seconds
                     summary["run_ids"] += [r.run_id for r in outcome.runs]
                     summary["predictions_served"] += day_summary["served"]
@@ -217,6 +220,9 @@ def run_demo(
             service.stop()
             _say("service stopped")
     summary.update(_tally(home, registry, summary, config, sim, len(summary["daily"])))
+    summary["never_vs_periodic"] = compare_never_periodic(
+        summary["daily"], config.simulation.drift_day
+    )
     total = time.perf_counter() - wall0
     summary["wall_seconds"] = round(total, 2)
     summary["dagster_seconds"] = round(dagster_seconds, 2)
@@ -227,12 +233,74 @@ def run_demo(
     return summary
 
 
+class NeverBaseline:
+    """The `never retrain` policy on the same traffic: each day's payments scored also by the
+    first model ever promoted, which that policy would still be serving."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.version: str | None = None
+        self._model: Any = None
+
+    def quality(self, sim: FraudSimulator, index: int) -> float | None:
+        if self._model is None:
+            moves = [e for e in self.registry.history() if e["alias"] == "production"]
+            if not moves:
+                return None
+            self.version = moves[0]["to"]
+            self._model = self.registry.load(moves[0]["to"])
+        payments = sim.payments(index)
+        scores = self._model.score_rows([p.features for p in payments])
+        truth = np.array([p.is_fraud for p in payments])
+        return roc_auc(truth, scores) if 0 < truth.sum() < len(truth) else None
+
+
+def compare_never_periodic(daily: list[dict[str, Any]], drift_index: int | None) -> dict:
+    """Mean live ROC-AUC of daily retraining (what served) against never retraining (the first
+    model), over the days both served a model, and over those after the drift."""
+    both = [
+        (i, d)
+        for i, d in enumerate(daily)
+        if d["production_quality_roc_auc"] is not None
+        and d.get("never_quality_roc_auc") is not None
+    ]
+
+    def means(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+        if not rows:
+            return {"days": 0, "never": None, "periodic": None, "periodic_minus_never": None}
+        never = float(np.mean([d["never_quality_roc_auc"] for _, d in rows]))
+        periodic = float(np.mean([d["production_quality_roc_auc"] for _, d in rows]))
+        return {
+            "days": len(rows),
+            "never": never,
+            "periodic": periodic,
+            "periodic_minus_never": periodic - never,
+        }
+
+    after = [(i, d) for i, d in both if drift_index is not None and i >= drift_index]
+    return {
+        "metric": "roc_auc",
+        "policies": {"never": "the first model, kept", "periodic": "retrained daily (served)"},
+        "drift_date": daily[drift_index]["date"]
+        if drift_index is not None and drift_index < len(daily)
+        else None,
+        "all_days": means(both),
+        "after_drift": means(after),
+    }
+
+
 def _run_one_day(
-    home: LifecycleHome, client: httpx.Client, sim: FraudSimulator, index: int
+    home: LifecycleHome,
+    client: httpx.Client,
+    sim: FraudSimulator,
+    index: int,
+    never: NeverBaseline | None = None,
 ) -> tuple[dict[str, Any], DayOutcome]:
     day = sim.date(index)
     set_simulated_today(home, day)
     timings: dict[str, float] = {}
+    # Before the day's run: the first model, if one was promoted on an earlier day.
+    never_quality = never.quality(sim, index) if never is not None else None
     t0 = time.perf_counter()
     served = serve_day(client, sim, index)
     timings["serve"] = time.perf_counter() - t0
@@ -252,6 +320,7 @@ def _run_one_day(
         "served": served["served"],
         "served_by": served["versions"],
         "production_quality_roc_auc": served["quality"],
+        "never_quality_roc_auc": never_quality,
         "labels": labels,
         "decision": decision.get("decision"),
         "challenger": decision.get("challenger_version"),
@@ -299,13 +368,24 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"(over an existing model {s['promotions_over_existing']}), rejected {s['models_rejected']}"
     )
     print(f"  production model now {s['production_model_version']}")
-    print("  date        served-by  live ROC-AUC  decision     production")
+    print("  date        served-by  live ROC-AUC  never-retrain  decision     production")
     for d in s["daily"]:
         q = d["production_quality_roc_auc"]
+        n = d.get("never_quality_roc_auc")
         print(
             f"  {d['date']}  {','.join(d['served_by']):9}  {'—' if q is None else f'{q:.3f}':12}  "
+            f"{'—' if n is None else f'{n:.3f}':13}  "
             f"{d['decision'] or '—':11}  {d['production_after'] or '—'}"
         )
+    cmp = s.get("never_vs_periodic")
+    if cmp:
+        for name, part in (("all days", cmp["all_days"]), ("after the drift", cmp["after_drift"])):
+            if part["days"]:
+                print(
+                    f"  daily retraining vs never, {name} ({part['days']}): ROC-AUC "
+                    f"{part['periodic']:.3f} vs {part['never']:.3f} "
+                    f"({part['periodic_minus_never']:+.3f})"
+                )
     print(
         f"  wall time {s['wall_seconds']}s; Dagster's share {s['dagster_share']:.1%}; "
         f"summary at {s['home']}/summary.json"

@@ -114,7 +114,7 @@ class LifecycleHome:
 
     def tool_env(self) -> dict[str, str]:
         """Environment that keeps every tool's state inside the home, telemetry off."""
-        return {
+        env = {
             HOME_ENV: str(self.root),
             "DAGSTER_HOME": str(self.dagster_home),
             "BENTOML_HOME": str(self.bentoml_home),
@@ -124,12 +124,16 @@ class LifecycleHome:
             "DAGSTER_DISABLE_TELEMETRY": "1",
             "BENTOML_DO_NOT_TRACK": "true",
             "UV_CACHE_DIR": str(self.root / "uv-cache"),
-            "PJRT_DEVICE": os.environ.get("PJRT_DEVICE", "CPU"),
             "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "lifecycle"),
             "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "lifecycle@localhost"),
             "GIT_COMMITTER_NAME": os.environ.get("GIT_COMMITTER_NAME", "lifecycle"),
             "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", "lifecycle@localhost"),
         }
+        # Training takes the torch-xla path only where PJRT_DEVICE is set (a TPU VM, or the
+        # tests with PJRT_DEVICE=CPU); on a plain CPU machine it trains with eager PyTorch.
+        if os.environ.get("PJRT_DEVICE"):
+            env["PJRT_DEVICE"] = os.environ["PJRT_DEVICE"]
+        return env
 
     def activate(self) -> None:
         """Point this process's tools at the home (call at command start, never at import)."""

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from lifecycle_assets.config import ConfigError, example_config_path, load_config
+from lifecycle_assets.data.validation import ensure_pii_key
 from lifecycle_assets.home import DAGSTER_YAML, HomeError, LifecycleHome, project_root, resolve_home
 from lifecycle_assets.versioning.repo import VersionedRepo
 
@@ -49,4 +50,6 @@ def init_home(
         dagster_yaml.write_text(DAGSTER_YAML)
     home.activate()
     VersionedRepo.init(home.repo, home.remote_url(config), project_dvc_yaml(), env=home.tool_env())
+    # The HMAC key for `data.pii_mode: hash` lives in the home (owner-only), never in a repo.
+    ensure_pii_key(home.root, config)
     return home

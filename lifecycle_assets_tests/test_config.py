@@ -115,6 +115,11 @@ WRONG_CONFIGS = [
     ),
     ("rmse-on-binary", "validation:\n  metric: rmse\n", ["validation.metric", "regression"]),
     (
+        "regression-infers-negatives",
+        "problem:\n  task: regression\nvalidation:\n  metric: rmse\n",
+        ["unlabeled_after_maturity", "drop"],
+    ),
+    (
         "lookback-too-long",
         f"windows:\n  train_days: {MAX_LOOKBACK_DAYS}\n",
         ["windows.train_days", str(MAX_LOOKBACK_DAYS)],
@@ -180,7 +185,10 @@ def test_lookback_exactly_at_the_limit_is_accepted():
     [("binary", "roc_auc"), ("binary", "log_loss"), ("regression", "rmse"), ("regression", "mae")],
 )
 def test_metric_compatible_with_task_is_accepted(task, metric):
-    cfg = parse_config({"problem": {"task": task}, "validation": {"metric": metric}})
+    labels = {"unlabeled_after_maturity": "drop" if task == "regression" else "negative"}
+    cfg = parse_config(
+        {"problem": {"task": task}, "validation": {"metric": metric}, "labels": labels}
+    )
     assert (cfg.problem.task, cfg.validation.metric) == (task, metric)
 
 

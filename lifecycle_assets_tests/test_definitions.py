@@ -27,6 +27,8 @@ EXPECTED_ASSETS = {
     "production_model",
     "prediction_drift",
     "live_quality",
+    "offline_predictions",
+    "production_bento",
 }
 
 
@@ -37,12 +39,19 @@ def test_definitions_load_with_every_asset_and_check() -> None:
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
         ("feature_table", "feature_table_is_well_formed"),
+        ("raw_prediction_logs", "raw_prediction_logs_quarantine_rate"),
+        ("labeled_examples", "label_coverage"),
+        ("train_split", "no_overlap_with_test"),
         ("validation_report", "challenger_not_worse"),
     }
     assert len(ASSETS) == len(EXPECTED_ASSETS)
     assert defs.resolve_job_def("lifecycle_loop") is not None
     assert defs.resolve_schedule_def("daily_retraining") is not None
-    assert {s.name for s in defs.sensors} >= {"staleness_retrain", "broken_run_alert"}
+    assert {s.name for s in defs.sensors} >= {
+        "staleness_retrain",
+        "broken_run_alert",
+        "late_labels",
+    }
 
 
 def test_selection_parser_works() -> None:

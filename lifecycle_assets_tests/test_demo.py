@@ -70,6 +70,15 @@ def test_short_demo_closes_the_loop(tmp_path: Path) -> None:
     day = summary["daily"][-1]
     assert set(day["seconds"]) >= {"serve", "feedback", "ingest", "late_labels", "training"}
     assert day["production_quality_roc_auc"] is not None
+    # never-vs-periodic on the same traffic: the day after FIRST_MODEL both serve the first
+    # model, so the two qualities agree; later days compare daily retraining with never.
+    cmp = summary["never_vs_periodic"]
+    assert cmp["all_days"]["days"] >= 1 and cmp["all_days"]["never"] is not None
+    first = next(d for d in summary["daily"] if d["never_quality_roc_auc"] is not None)
+    assert first["served_by"] == ["v1"]
+    assert first["never_quality_roc_auc"] == pytest.approx(
+        first["production_quality_roc_auc"], abs=1e-3
+    )
     # The home's audit trail and DVC state after the demo.
     lc = LifecycleHome(home)
     repo = VersionedRepo(lc.repo, env=lc.tool_env())

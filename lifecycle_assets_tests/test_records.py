@@ -360,12 +360,12 @@ BAD_PREDICTION_LINES = [
     (
         "nan-in-numeric",
         pred_line(features=feats()).replace('"amount": 5.0', '"amount": NaN'),
-        "bad_numeric_feature",
+        "non_finite_numeric",
     ),
     (
         "infinity-in-numeric",
         pred_line(features=feats()).replace('"amount": 5.0', '"amount": -Infinity'),
-        "bad_numeric_feature",
+        "non_finite_numeric",
     ),
     ("number-in-categorical", pred_line(features=feats(country=49)), "bad_categorical_feature"),
     ("null-categorical", pred_line(features=feats(country=None)), "bad_categorical_feature"),

@@ -91,9 +91,15 @@ def _root_cause(error: Any) -> str:
 
 
 def run_day(
-    home: LifecycleHome, day: dt.date, echo: Callable[[str], None] = lambda _: None
+    home: LifecycleHome,
+    day: dt.date,
+    echo: Callable[[str], None] = lambda _: None,
+    should_train: Callable[[dt.date], bool] | None = None,
 ) -> DayOutcome:
-    """Ingest day D, finalise the labels of the day that matured today, then train/validate."""
+    """Ingest day D, finalise the labels of the day that matured today, then train/validate.
+
+    `should_train(D)`, asked after ingest and labels (so it can read the day's monitoring),
+    lets a retraining policy skip the training stage; None trains every day."""
     from lifecycle_assets.definitions import INGEST, LABELS, TRAINING
 
     config = home.config()
@@ -112,6 +118,10 @@ def run_day(
     if config.labels.maturity_days and ingested:
         out.runs.append(materialize(home, LABELS, matured.isoformat()))
     out.stage_seconds["late_labels"] = time.perf_counter() - t0
+
+    if should_train is not None and not should_train(day):
+        echo(f"{key}: no training today (retraining policy)")
+        return out
 
     t0 = time.perf_counter()
     run = materialize(home, TRAINING, key)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import cast
+from typing import TypeVar, cast
 
 import polars as pl
 
@@ -13,6 +13,7 @@ from lifecycle_assets.records import GROUND_TRUTH_SCHEMA, QUARANTINE_SCHEMA
 __all__ = ["GROUND_TRUTH_SCHEMA", "build_feature_table", "build_labeled_examples", "build_split"]
 
 LABELED, MATURED_NEGATIVE, PENDING = "labeled", "matured_negative", "pending"
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 
 def _quarantine(frame: pl.DataFrame, reason: str, source: str) -> pl.DataFrame:
@@ -98,8 +99,11 @@ def build_feature_table(examples: pl.DataFrame, config: LifecycleConfig) -> pl.D
         "model_version",
         "score",
     ]
-    drop_pii = [c for c in p.pii_columns if c in examples.columns]
-    return examples.drop(drop_pii).select(keep)
+    # Identifying columns reach this point only as keyed hashes (`data.pii_mode: hash`), which
+    # are kept for audits and entity-level joins; raw values were removed at ingestion.
+    if config.data.pii_mode == "hash":
+        keep += [c for c in p.pii_columns if c in examples.columns and c not in keep]
+    return examples.select(keep)
 
 
 def split_windows(day: dt.date, config: LifecycleConfig) -> dict[str, tuple[dt.date, dt.date]]:
@@ -116,6 +120,17 @@ def build_split(
     features: pl.DataFrame, day: dt.date, which: str, config: LifecycleConfig
 ) -> pl.DataFrame:
     """Rows of the window with a usable (matured) label, ordered by event time."""
+    split = window_rows(features, day, which, config)
+    if which == "train" and config.data.entity_disjoint_split:
+        # Entities of the test window never train: the gate then measures generalisation to
+        # unseen entities, as the config asks.
+        test_entities = window_rows(features, day, "test", config)["entity_id"].unique()
+        split = split.filter(~pl.col("entity_id").is_in(test_entities.implode()))
+    return split
+
+
+def window_rows(features: FrameT, day: dt.date, which: str, config: LifecycleConfig) -> FrameT:
+    """Rows of a split's window with a usable (matured) label; eager or lazy frames alike."""
     start, end = split_windows(day, config)[which]
     lo = dt.datetime.combine(start, dt.time(), dt.UTC)
     hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
@@ -127,6 +142,16 @@ def build_split(
     ).sort("event_time", "request_id")
 
 
+def split_overlap(features: pl.DataFrame, day: dt.date, config: LifecycleConfig) -> dict[str, int]:
+    """Request ids (and entities) in both day D's train and test split: both must be 0."""
+    train = build_split(features, day, "train", config)
+    test = build_split(features, day, "test", config)
+    out = {"request_overlap": int(train["request_id"].is_in(test["request_id"].implode()).sum())}
+    if config.data.entity_disjoint_split:
+        out["entity_overlap"] = int(train["entity_id"].is_in(test["entity_id"].implode()).sum())
+    return out
+
+
 def feature_table_problems(features: pl.DataFrame, config: LifecycleConfig) -> list[str]:
     """What makes a feature partition unusable for training; empty when it is well formed."""
     p = config.problem
@@ -136,6 +161,15 @@ def feature_table_problems(features: pl.DataFrame, config: LifecycleConfig) -> l
             problems.append(f"missing column {col}")
         elif features[col].null_count():
             problems.append(f"{features[col].null_count()} nulls in {col}")
+    for col in p.numeric_features:
+        if col in features.columns:
+            if not features.schema[col].is_numeric():
+                problems.append(f"{col} is {features.schema[col]}, not numeric")
+            elif n := features.select((~pl.col(col).is_finite()).sum()).item():
+                problems.append(f"{n} non-finite values in {col}")
+    for col in p.categorical_features:
+        if col in features.columns and features.schema[col] != pl.String():
+            problems.append(f"{col} is {features.schema[col]}, not a string")
     if "request_id" in features.columns and features["request_id"].is_duplicated().any():
         problems.append("duplicate request ids")
     if p.task == "binary" and p.label in features.columns:
@@ -145,8 +179,31 @@ def feature_table_problems(features: pl.DataFrame, config: LifecycleConfig) -> l
     return problems
 
 
-def data_card(split: pl.DataFrame, name: str, day: dt.date, config: LifecycleConfig) -> dict:
+def numeric_ranges(features: pl.DataFrame, config: LifecycleConfig) -> dict[str, list]:
+    """[min, max] of each numeric feature (and the label) in a partition."""
+    cols = [
+        c for c in (*config.problem.numeric_features, config.problem.label) if c in features.columns
+    ]
+    if not features.height:
+        return {c: [None, None] for c in cols}
+    row = features.select(
+        *[pl.col(c).min().alias(f"{c}:min") for c in cols],
+        *[pl.col(c).max().alias(f"{c}:max") for c in cols],
+    ).row(0, named=True)
+    return {c: [row[f"{c}:min"], row[f"{c}:max"]] for c in cols}
+
+
+def data_card(
+    split: pl.DataFrame,
+    name: str,
+    day: dt.date,
+    config: LifecycleConfig,
+    *,
+    content_sha256: str | None = None,
+) -> dict:
     """What a reviewer needs to know about a dataset version (DESIGN §4)."""
+    from lifecycle_assets.data.validation import pii_handling
+
     start, end = split_windows(day, config)[name.removesuffix("_split")]
     p = config.problem
     label_rate = (
@@ -154,11 +211,20 @@ def data_card(split: pl.DataFrame, name: str, day: dt.date, config: LifecycleCon
         if split.height and p.label in split.columns
         else 0.0
     )
+    has_time = split.height and "event_time" in split.columns
     return {
         "dataset": name,
         "partition": day.isoformat(),
         "window_start": start.isoformat(),
         "window_end": end.isoformat(),
+        "source_partitions": (
+            sorted(d.isoformat() for d in split["event_time"].dt.date().unique().to_list())
+            if has_time
+            else []
+        ),
+        "event_time_min": str(split["event_time"].min()) if has_time else None,
+        "event_time_max": str(split["event_time"].max()) if has_time else None,
+        "sha256": content_sha256,
         "rows": split.height,
         "label": p.label,
         "label_rate": label_rate,
@@ -167,9 +233,15 @@ def data_card(split: pl.DataFrame, name: str, day: dt.date, config: LifecycleCon
             for c in split.columns
         },
         "schema": {c: str(t) for c, t in split.schema.items()},
-        "pii_handling": f"dropped before versioning: {list(p.pii_columns)}",
-        "access_policy": "owner-only files in the lifecycle home and its DVC remote",
+        "pii_handling": pii_handling(config),
+        "access_policy": ACCESS_POLICY,
     }
+
+
+ACCESS_POLICY = (
+    "owner-only: files 0600 and directories 0700 in the lifecycle home and its local DVC "
+    "remote; an object-storage remote is restricted by its bucket policy (docs/data.md)"
+)
 
 
 def data_card_markdown(card: dict) -> str:
@@ -177,7 +249,10 @@ def data_card_markdown(card: dict) -> str:
         f"# Data card: {card['dataset']} for {card['partition']}",
         "",
         f"- Window: {card['window_start']} to {card['window_end']} (event time, matured labels only)",
+        f"- Source partitions: {', '.join(card.get('source_partitions') or []) or 'none'}",
+        f"- Event time: {card.get('event_time_min')} to {card.get('event_time_max')}",
         f"- Rows: {card['rows']}",
+        f"- Content SHA-256 (data.parquet): {card.get('sha256') or 'n/a'}",
         f"- Label `{card['label']}` rate: {card['label_rate']:.4f}",
         f"- PII: {card['pii_handling']}",
         f"- Access: {card['access_policy']}",

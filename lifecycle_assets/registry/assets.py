@@ -5,12 +5,13 @@ from typing import Any
 import dagster as dg
 
 from lifecycle_assets.partitions import daily, partition_day
-from lifecycle_assets.registry.registry import record_served
+from lifecycle_assets.registry.registry import move_message
+from lifecycle_assets.registry.release import AWAITING_APPROVAL, request_approval
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
 from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
-from lifecycle_assets.validation.assets import PROMOTABLE
+from lifecycle_assets.validation.promotion import promote_or_carry_over
 
 
 @dg.asset(partitions_def=daily, group_name="registry", kinds={"bentoml", "dvc"})
@@ -23,30 +24,33 @@ def production_model(
 ) -> ModelArtifact:
     """Reads the decision record itself: a run selecting only this asset skips upstream checks."""
     reg = registry.get()
-    decision = validation_report["decision"]
-    promote = decision in PROMOTABLE
-    version = validation_report["challenger_version" if promote else "production_version"]
-    if version is None:
-        raise dg.Failure(f"decision {decision} on {context.partition_key} leaves no model to serve")
-    # Verify before the alias moves: the registered artifact loads (hash checked) and scores.
-    model = reg.load(version)
-    model.score_rows([_example_row(model)])
-    if promote and reg.alias("production") != version:
-        reg.move_alias(
-            "production",
-            version,
-            actor=f"dagster:{context.run_id}",
-            reason=f"{decision} on {context.partition_key}",
-            when=home.now(),
-        )
-    record_served(reg.home, partition_day(context), version)
+    decision_record = validation_report
+    if validation_report["decision"] == "PASS" and home.config().registry.approval == "manual":
+        # Manual release process: the challenger waits for approval (registry/release.py);
+        # the incumbent carries over until someone approves and releases it.
+        request_approval(reg, validation_report, home.now())
+        decision_record = {**validation_report, "decision": AWAITING_APPROVAL}
+    moves_before = len(reg.history())
+    # Verify (hash, load, warm-up) before the alias moves; see validation/promotion.py.
+    outcome = promote_or_carry_over(
+        reg,
+        decision_record,
+        partition_day(context),
+        actor=f"dagster:{context.run_id}",
+        when=home.now(),
+    )
+    decision, promote, version, model = (
+        outcome.decision, outcome.promoted, outcome.version, outcome.artifact
+    )  # fmt: skip
     meta = versioning.publish(
         "production_model",
         context.partition_key,
         "models/production",
         lambda folder: save_artifact(model, folder),
         message=f"production {context.partition_key}: {version} "
-        f"({'promoted' if promote else 'carried over'}, {decision})",
+        f"({'promoted' if promote else 'carried over'}, {decision})"
+        # The audit line of each alias move: actor, time, reason, from and to.
+        + "".join(f"\n\n{move_message(e)}" for e in reg.history()[moves_before:]),
         tag=None,
         extra_paths=("registry",),
     )
@@ -54,10 +58,3 @@ def production_model(
         {"model_version": version, "decision": decision, "promoted": promote, **meta}
     )
     return model
-
-
-def _example_row(model: ModelArtifact) -> dict[str, Any]:
-    pre = model.preprocessor
-    row: dict[str, Any] = {c: m for c, m in zip(pre.numeric, pre.means, strict=True)}
-    row.update({c: (pre.vocabularies[c] or ("",))[0] for c in pre.categorical})
-    return row

@@ -23,6 +23,7 @@ from lifecycle_assets.training.artifact import ModelArtifact, load_artifact, rea
 
 VERSION_RE = re.compile(r"^v[1-9][0-9]{0,8}$")
 ALIASES = ("production", "candidate")
+APPROVAL_STATES = ("awaiting_approval", "approved", "released")
 
 
 class RegistryError(LifecycleError, RuntimeError):
@@ -118,10 +119,9 @@ class Registry:
         return alias_version(self.home, alias)
 
     def history(self) -> list[dict[str, Any]]:
-        path = self.dir / "history.jsonl"
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        """Completed alias moves. A move killed between its two writes (history line, then
+        aliases.json) left a pending last line that aliases.json does not show: not a move."""
+        return _completed(_history_lines(self.dir / "history.jsonl"), self.aliases())
 
     def served_at(self, when: dt.datetime, alias: str = "production") -> str | None:
         """The version the alias pointed at, at time `when` (by the loop's clock)."""
@@ -132,7 +132,24 @@ class Registry:
         return current
 
     def load(self, version: str) -> ModelArtifact:
-        return load_version(self.home, self.model_name, version)
+        return load_version(self.home, self.model_name, validate_version(version))
+
+    def require(self, version: str) -> dict[str, Any]:
+        """The registered record of `version`, or a clear error naming the known versions."""
+        validate_version(version)
+        versions = self.versions()
+        if version not in versions:
+            known = ", ".join(sorted(versions, key=lambda v: int(v[1:]))) or "none yet"
+            raise RegistryError(f"no model version {version} in the registry (known: {known})")
+        return versions[version]
+
+    def approvals(self) -> dict[str, dict[str, Any]]:
+        """Release state per version: awaiting_approval → approved → released."""
+        path = self.dir / "approvals.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def approval(self, version: str) -> dict[str, Any] | None:
+        return self.approvals().get(validate_version(version))
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -151,7 +168,14 @@ class Registry:
             if versions[version]["weights_sha256"] != manifest["weights_sha256"]:
                 raise RegistryError(f"{version} is already registered with different weights")
             return version
-        labels = {"stage": "registered", "task": manifest["task"]}
+        labels = {
+            "stage": "registered",
+            "task": manifest["task"],
+            "version": version,
+            "day": str(info.get("day") or ""),
+            "device": str(info.get("device") or ""),
+            "data_version": str(info.get("train_split_tag") or ""),
+        }
         with bentoml.models.create(
             bento_model_tag(self.model_name, version),
             labels=labels,
@@ -169,6 +193,19 @@ class Registry:
         versions[version] = {"weights_sha256": manifest["weights_sha256"], **info}
         _write_json_atomic(self.dir / "versions.json", versions)
         return version
+
+    def set_approval(self, version: str, status: str, **fields: Any) -> dict[str, Any]:
+        """Record a release-process step for `version` (the caller commits `registry/`)."""
+        if status not in APPROVAL_STATES:
+            raise RegistryError(f"unknown approval status {status!r}: one of {APPROVAL_STATES}")
+        self.require(version)
+        approvals = self.approvals()
+        entry = {**approvals.get(version, {}), **fields, "status": status}
+        entry.setdefault("steps", [])
+        entry["steps"] = [*entry["steps"], {"status": status, **fields}]
+        approvals[version] = entry
+        _write_json_atomic(self.dir / "approvals.json", approvals)
+        return entry
 
     def move_alias(
         self, alias: str, version: str | None, *, actor: str, reason: str, when: dt.datetime
@@ -192,6 +229,7 @@ class Registry:
         # History first: a crash between the two writes leaves a logged move whose alias
         # still points at the old version, which readers treat as not yet moved.
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._drop_pending_moves(aliases)
         with open(self.dir / "history.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(event, sort_keys=True) + "\n")
             fh.flush()
@@ -202,6 +240,54 @@ class Registry:
             aliases[alias] = {"version": version, "since": event["time"], "actor": actor}
         _write_json_atomic(self.dir / "aliases.json", aliases)
         return event
+
+    def _drop_pending_moves(self, aliases: dict[str, dict[str, Any]]) -> None:
+        """Before appending: rewrite the history (atomically) without a killed move's pending
+        line or a torn last line, so the log holds completed moves only."""
+        path = self.dir / "history.jsonl"
+        if not path.is_file():
+            return
+        raw = path.read_text()
+        lines = _history_lines(path)
+        kept = _completed(lines, aliases)
+        if len(kept) == len(lines) and (raw == "" or raw.endswith("\n")):
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(e, sort_keys=True) + "\n" for e in kept)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+def _history_lines(path: Path) -> list[dict[str, Any]]:
+    """Every complete line of history.jsonl (a last line without its newline was cut off
+    by a crash in the middle of an append and is not a move)."""
+    if not path.is_file():
+        return []
+    complete = path.read_text().split("\n")[:-1]
+    return [json.loads(line) for line in complete if line.strip()]
+
+
+def _completed(
+    events: list[dict[str, Any]], aliases: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`events` without each alias's last move when aliases.json does not show it."""
+    kept = list(events)
+    for alias in {e["alias"] for e in events}:
+        last = max(i for i, e in enumerate(kept) if e["alias"] == alias)
+        current = aliases.get(alias, {}).get("version")
+        if kept[last]["to"] != current and kept[last]["from"] == current:
+            del kept[last]
+    return kept
+
+
+def move_message(event: dict[str, Any]) -> str:
+    """The commit line of an alias move: actor, time, reason, from and to (`git log` audits)."""
+    return (
+        f"registry: {event['alias']} {event['from'] or '(none)'} → {event['to'] or '(none)'} "
+        f"by {event['actor']} at {event['time']}: {event['reason']}"
+    )
 
 
 def _served_path(home: LifecycleHome) -> Path:

@@ -49,6 +49,10 @@ class VersioningResource(dg.ConfigurableResource):
         elif target.exists():
             target.unlink()
         os.replace(staging, target)
+        if os.environ.get("DVC_STAGE"):
+            # Run as a stage command by `dvc repro`: DVC records the output itself (dvc.lock,
+            # cache) once the command returns; recording it here as well would race it.
+            return {"dvc_stage": stage, "dvc_hash": "", "git_commit": "", "git_tag": ""}
         repo.set_params(stage, day=day)
         hashes = repo.commit_stage(stage)
         commit = repo.save_version(message, tag, extra_paths=list(extra_paths))

@@ -59,10 +59,16 @@ class PredictBatchRequest(_Payload):
 
 
 class Prediction(BaseModel):
+    """`score` is the model's raw output, `probability` its calibrated form (equal to the
+    score where no calibration was fitted), `decision` the outcome after the business rules
+    and `rule` the rule that changed the model's decision (None: the model decided)."""
+
     request_id: str
     model_version: str | None
     score: float | None
+    probability: float | None = None
     decision: str | None
+    rule: str | None = None
 
 
 class PredictBatchResponse(BaseModel):
@@ -104,7 +110,31 @@ class FeedbackRequest(_Payload):
 
 
 class FeedbackResponse(BaseModel):
+    """`count` labels recorded now; `duplicates` repeated ones this worker had already
+    recorded (not written again); the data pipeline keeps the first label per request id."""
+
     count: int
+    duplicates: int = 0
+
+
+class LookupRequest(_Payload):
+    scheduled_payment_id: RequestId
+
+
+class LookupResponse(BaseModel):
+    """A scheduled item's answer; `source` is `offline` (precomputed) or `rescored` (scored
+    now, because the cached score was from another model or missing)."""
+
+    scheduled_payment_id: str
+    entity_id: str
+    scheduled_time: str
+    model_version: str | None
+    score: float | None
+    probability: float | None
+    decision: str | None
+    rule: str | None
+    computed_at: str
+    source: str
 
 
 class Health(BaseModel):
@@ -234,19 +264,33 @@ def prediction_records(
     requests: Sequence[ValidRequest],
     model_version: str | None,
     scores: Sequence[float] | None,
-    decisions: Sequence[str] | None,
+    decisions: Sequence[str | None] | None,
+    rules: Sequence[str | None] | None = None,
+    logged_at: dt.datetime | None = None,
 ) -> list[PredictionRecord]:
     """The log records for scored requests; `scores` None means cold start (no model)."""
+    stamp = logged_at or dt.datetime.now(dt.UTC)
     if scores is None or decisions is None:
         return [
-            PredictionRecord(r.request_id, r.entity_id, r.event_time, r.features, None, None, None)
+            PredictionRecord(
+                r.request_id, r.entity_id, r.event_time, r.features, None, None, None, stamp
+            )
             for r in requests
         ]
+    rules = rules or [None] * len(requests)
     return [
         PredictionRecord(
-            r.request_id, r.entity_id, r.event_time, r.features, model_version, float(s), d
+            r.request_id,
+            r.entity_id,
+            r.event_time,
+            r.features,
+            model_version,
+            float(s),
+            d,
+            stamp,
+            rule,
         )
-        for r, s, d in zip(requests, scores, decisions, strict=True)
+        for r, s, d, rule in zip(requests, scores, decisions, rules, strict=True)
     ]
 
 

@@ -7,7 +7,9 @@ The model follows the `production` alias in the home's registry (DESIGN §4): at
 new inode or mtime means a move); when the alias points at another version, a background
 thread loads it, verifies it against the config, warms it up with one prediction and only then
 swaps the reference. Requests never wait for a load, and a version that fails to load leaves
-the previous one serving (the error is logged and shown by the health endpoint).
+the previous one serving (the error is logged and shown by the health endpoint). With several
+workers the swap goes through the home's version fence (`serving/fence.py`): responses switch
+only once every worker has the new version loaded, so they never go back to the old one.
 """
 
 from __future__ import annotations
@@ -19,19 +21,29 @@ import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lifecycle_assets.config import ProblemConfig
+from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now, resolve_home
 from lifecycle_assets.records import LogWriter
 from lifecycle_assets.registry.registry import alias_version, load_version, registry_dir
+from lifecycle_assets.serving.fence import FENCE_TIMEOUT_S, VersionFence
+from lifecycle_assets.serving.logbuffer import BatchedLog, NullLog
+from lifecycle_assets.serving.lookup import LookupStore, SqliteLookupStore
+from lifecycle_assets.serving.postprocess import PostProcessor
+from lifecycle_assets.serving.request_index import RequestIndex
 from lifecycle_assets.serving.requests import (
     FeedbackRequest,
+    FeedbackResponse,
     Health,
+    LookupResponse,
     Prediction,
     PredictRequest,
+    RequestError,
     RequestValidator,
     check_bearer,
     ground_truth_records,
@@ -45,6 +57,14 @@ logger = logging.getLogger("lifecycle.serving")
 CHECK_INTERVAL_S = 0.5
 RETRY_AFTER_S = 5.0
 FEEDBACK_TOKEN_ENV = "LIFECYCLE_FEEDBACK_TOKEN"
+NO_LOG_ENV = "LIFECYCLE_BENCHMARK_NO_LOG"
+# Labels already recorded by this worker, remembered to answer repeats as duplicates.
+LABEL_MEMORY = 200_000
+
+
+class ServingSetupError(LifecycleError, RuntimeError):
+    """The service cannot start with this configuration; the message says what to set."""
+
 
 Loader = Callable[[LifecycleHome, str, str], ModelArtifact]  # load_version's shape
 Signature = tuple[int, int, int] | None
@@ -95,12 +115,18 @@ class AliasFollower:
         alias: str = "production",
         background: bool = True,
         loader: Loader = load_version,
+        fence: VersionFence | None = None,
     ) -> None:
         self.home = home
         self.problem = problem
         self.alias = alias
         self.background = background
         self._loader = loader
+        # With a fence, a loaded version waits in `_loaded` until the fence names it.
+        self.fence = fence
+        self._loaded: dict[str, ModelArtifact] = {}
+        self._loaded_at: dict[str, float] = {}
+        self._check_lock = threading.Lock()
         self._aliases_path = registry_dir(home) / "aliases.json"
         self._lock = threading.Lock()
         self._served = Served(None, None)
@@ -112,10 +138,100 @@ class AliasFollower:
 
     @property
     def served(self) -> Served:
+        if self.fence is not None:
+            self._follow_fence()
         return self._served
+
+    def start(self) -> None:
+        """Before the first request: load the alias's version; with a fence, serve what the
+        fence names (a worker started mid-switch loads that one too), or set the fence."""
+        self.check()
+        self.wait()
+        if self.fence is None:
+            return
+        if self.background:
+            # A worker that gets no requests still follows the alias and reports ready, or it
+            # would hold the other workers' switch back until the fence times out.
+            threading.Thread(target=self._watch, name="alias-watcher", daemon=True).start()
+        exists, version = self.fence.current()
+        if not exists:
+            if self.alias_version in self._loaded:
+                self.fence.publish(self.alias_version)
+        elif version is not None and version not in self._loaded:
+            try:
+                artifact = self._loader(self.home, self.problem.name, version)
+                verify(artifact, self.problem)
+            except Exception:  # serve nothing from the fence; the alias version follows
+                logger.exception("cannot load the fenced version %s", version)
+            else:
+                self._keep(version, artifact)
+        self._follow_fence()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(CHECK_INTERVAL_S)
+            try:
+                self.check()
+            except Exception:  # never let the watcher die; the request path checks too
+                logger.exception("alias watcher")
+
+    def _follow_fence(self) -> None:
+        if self.fence is None:
+            return
+        exists, version = self.fence.current()
+        if not exists or version == self._served.version:
+            return
+        if version is None:
+            self._served = Served(None, None)
+            return
+        artifact = self._loaded.get(version)
+        if artifact is None:
+            return  # not loaded here yet (the fence timed out on this worker): keep serving
+        with self._lock:
+            previous = self._served.version
+            self._served = Served(version, artifact)
+        logger.info("now serving %s:%s (was %s)", self.problem.name, version, previous)
+
+    def _keep(self, version: str, artifact: ModelArtifact) -> None:
+        with self._lock:
+            self._loaded[version] = artifact
+            self._loaded_at[version] = time.monotonic()
+            # keep what serves, what the fence names and the newest: older ones are freed
+            keep = {self._served.version, self.alias_version, version}
+            for old in [v for v in self._loaded if v not in keep]:
+                self._loaded.pop(old)
+                self._loaded_at.pop(old, None)
+
+    def _advance(self, version: str) -> None:
+        """Move the fence to `version` once every live worker has it loaded."""
+        if self.fence is None:
+            return
+        exists, current = self.fence.current()
+        if exists and current == version:
+            return
+        ready = self.fence.ready_count(version)
+        waited = time.monotonic() - self._loaded_at.get(version, time.monotonic())
+        if ready >= self.fence.workers or waited >= FENCE_TIMEOUT_S:
+            if ready < self.fence.workers:
+                logger.warning(
+                    "switching to %s with %d of %d workers ready after %.0f s",
+                    version, ready, self.fence.workers, waited,
+                )  # fmt: skip
+            self.fence.publish(version)
 
     def check(self) -> None:
         """Pick up an alias move: cheap when nothing changed (one `stat`)."""
+        # the watcher thread and requests both call this: one at a time, never waiting
+        if not self._check_lock.acquire(blocking=False):
+            return
+        try:
+            self._check()
+        finally:
+            self._check_lock.release()
+
+    def _check(self) -> None:
+        if self.fence is not None and self.alias_version in self._loaded:
+            self._advance(self.alias_version)  # type: ignore[arg-type]
         sig = _signature(self._aliases_path)
         if sig == self._seen or self._loading is not None:
             return
@@ -125,13 +241,17 @@ class AliasFollower:
             self._fail(None, f"cannot read {self._aliases_path}: {err}")
             return
         self.alias_version = version
-        if version == self._served.version:
+        if version == self._served.version or (self.fence is not None and version in self._loaded):
             self._seen = sig
             self.last_error = None
+            if self.fence is not None and version is not None:
+                self._advance(version)
             return
         if version is None:
             logger.warning("alias %r was cleared: serving without a model", self.alias)
             self._served = Served(None, None)
+            if self.fence is not None:
+                self.fence.publish(None)
             self._seen = sig
             self.last_error = None
             return
@@ -160,6 +280,15 @@ class AliasFollower:
             self._fail(version, f"cannot load {self.problem.name}:{version}: {err}")
             logger.exception("keeping %s: failed to load %s", self._served.version, version)
         else:
+            if self.fence is not None:
+                self._keep(version, artifact)
+                with self._lock:
+                    self._seen = sig
+                    self._retry_at.pop(version, None)
+                    self.last_error = None
+                self.fence.mark_ready(version)
+                self._advance(version)
+                return
             with self._lock:
                 previous = self._served.version
                 self._served = Served(version, artifact)
@@ -191,21 +320,39 @@ class ServingRuntime:
         background_loads: bool = True,
         loader: Loader = load_version,
         check_interval_s: float = CHECK_INTERVAL_S,
+        lookup_store: LookupStore | None = None,
     ) -> None:
         self.home = home
         self.check_interval_s = check_interval_s
         self.config = home.config()
+        self.policy = self.config.serving
         self.validator = RequestValidator(self.config.problem)
+        self.postprocess = PostProcessor(self.config.postprocessing)
         self.feedback_token = feedback_token or None
         self.writer = LogWriter(
             home.logs, writer_id=writer_id or f"service-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         )
+        self.request_index = (
+            RequestIndex(home.logs) if self.policy.unknown_request_id == "reject" else None
+        )
+        self.log = BatchedLog(
+            self.writer,
+            flush_interval_s=self.policy.log_flush_interval_ms / 1000,
+            fsync_interval_s=self.policy.log_fsync_interval_ms / 1000,
+            on_written=self.request_index.add if self.request_index is not None else None,
+        )
+        self._labelled: OrderedDict[str, None] = OrderedDict()
+        self.lookup_store = lookup_store or SqliteLookupStore(home.lookup)
+        # Workers of one service switch models together through the home's version fence.
         self.model = AliasFollower(
-            home, self.config.problem, background=background_loads, loader=loader
+            home,
+            self.config.problem,
+            background=background_loads,
+            loader=loader,
+            fence=VersionFence.for_home(home.root),
         )
         # Start with the current production model in place, before the first request.
-        self.model.check()
-        self.model.wait()
+        self.model.start()
         self._clock_seen: Signature | tuple[()] = ()
         self._simulated_now: dt.datetime | None = None
         self._next_check = 0.0
@@ -215,11 +362,19 @@ class ServingRuntime:
     def from_environment(cls) -> ServingRuntime:
         """The home from `LIFECYCLE_HOME` (or the project default), the token from the env."""
         token = os.environ.get(FEEDBACK_TOKEN_ENV) or None
-        if token is None:
-            logger.warning(
-                "%s is not set: /feedback takes labels without a token", FEEDBACK_TOKEN_ENV
+        home = LifecycleHome(resolve_home())
+        if token is None and home.config().serving.feedback_auth == "required":
+            raise ServingSetupError(
+                f"serving.feedback_auth is `required` but no feedback token is set: export "
+                f"{FEEDBACK_TOKEN_ENV}=<secret> (or set serving.feedback_auth: none in "
+                f"{home.config_path})"
             )
-        return cls(LifecycleHome(resolve_home()), feedback_token=token)
+        runtime = cls(home, feedback_token=token)
+        if os.environ.get(NO_LOG_ENV) == "1":  # benchmarks only: what does logging cost?
+            logger.warning("%s=1: PREDICTIONS ARE NOT LOGGED (benchmark mode)", NO_LOG_ENV)
+            runtime.log.close()
+            runtime.log = NullLog()
+        return runtime
 
     def tick(self) -> None:
         """Per request: at most every `check_interval_s`, look for alias and clock changes."""
@@ -248,31 +403,121 @@ class ServingRuntime:
         self.tick()
         valid = prepare(requests, self.validator, self.now())
         served = self.model.served
-        scores: list[float] | None = None
-        decisions: list[str] | None = None
-        if served.artifact is not None:
-            raw = served.artifact.score_rows([r.features for r in valid])
-            decisions = served.artifact.decide(raw)
-            scores = raw.tolist()
-        records = prediction_records(valid, served.version, scores, decisions)
-        self.writer.write_predictions(records)
-        self.writer.flush(durable=False)
+        if served.artifact is None:  # cold start: logged unscored, no decision
+            records = prediction_records(valid, None, None, None)
+            self.log.predictions(records)
+            return [
+                Prediction(request_id=r.request_id, model_version=None, score=None, decision=None)
+                for r in records
+            ]
+        feats = [r.features for r in valid]
+        raw = served.artifact.score_rows(feats)
+        outcomes = self.postprocess.run(served.artifact, raw, [r.entity_id for r in valid], feats)
+        scores = raw.tolist()
+        records = prediction_records(
+            valid,
+            served.version,
+            scores,
+            [o.decision for o in outcomes],
+            [o.rule for o in outcomes],
+        )
+        # Handed to the log writer thread; see `BatchedLog` for the loss window.
+        self.log.predictions(records)
         return [
             Prediction(
                 request_id=r.request_id,
-                model_version=r.model_version,
-                score=r.score,
-                decision=r.decision,
+                model_version=served.version,
+                score=s,
+                probability=o.probability,
+                decision=o.decision,
+                rule=o.rule,
             )
-            for r in records
+            for r, s, o in zip(valid, scores, outcomes, strict=True)
         ]
 
-    def feedback(self, request: FeedbackRequest, authorization: str | None = None) -> int:
-        check_bearer(authorization, self.feedback_token)
-        records = ground_truth_records(request.items(), self.validator, self.now())
-        self.writer.write_ground_truth(records)
-        self.writer.flush(durable=False)
-        return len(records)
+    def feedback(
+        self, request: FeedbackRequest, authorization: str | None = None
+    ) -> FeedbackResponse:
+        """Record labels. Idempotent: a label for a request id this worker already recorded is
+        answered as a duplicate and not written again; across workers and restarts the data
+        pipeline keeps the first label per request id (docs/serving.md)."""
+        self.check_feedback_auth(authorization)
+        items = request.items()
+        records = ground_truth_records(items, self.validator, self.now())
+        if self.request_index is not None:
+            self.log.sync()  # this worker's own recent predictions are indexed first
+            unknown = {r.request_id for r in records} - self.request_index.known(
+                r.request_id for r in records
+            )
+            if unknown:
+                raise RequestError(
+                    f"unknown request_id {sorted(unknown)[0]!r} ({len(unknown)} unknown): "
+                    "serving.unknown_request_id is `reject`",
+                    status=404,
+                )
+        fresh = []
+        seen_now: set[str] = set()
+        for rec in records:
+            if rec.request_id in self._labelled or rec.request_id in seen_now:
+                continue
+            seen_now.add(rec.request_id)
+            fresh.append(rec)
+        if fresh:
+            self.log.ground_truth(fresh)
+            for rec in fresh:
+                self._labelled[rec.request_id] = None
+            while len(self._labelled) > LABEL_MEMORY:
+                self._labelled.popitem(last=False)
+        return FeedbackResponse(count=len(fresh), duplicates=len(records) - len(fresh))
+
+    def check_feedback_auth(self, authorization: str | None) -> None:
+        """`serving.feedback_auth: required` → a valid `Authorization: Bearer <token>`."""
+        if self.policy.feedback_auth == "required":
+            if self.feedback_token is None:
+                raise RequestError("feedback is closed: no token is configured", status=503)
+            check_bearer(authorization, self.feedback_token)
+
+    def lookup(self, item_id: str) -> LookupResponse | None:
+        """A scheduled item's precomputed answer, rescored online when the policy says so."""
+        self.tick()
+        entry = self.lookup_store.get(item_id)
+        if entry is None:
+            return None
+        served = self.model.served
+        policy = self.policy.lookup_rescore
+        stale = entry.model_version != served.version
+        rescore = served.artifact is not None and (
+            (policy == "stale_or_missing" and (stale or entry.score is None))
+            or (policy == "missing" and entry.score is None)
+        )
+        feats = entry.feature_dict() if rescore else None
+        if feats is None or served.artifact is None:
+            return LookupResponse(
+                scheduled_payment_id=entry.item_id,
+                entity_id=entry.entity_id,
+                scheduled_time=entry.scheduled_time,
+                model_version=entry.model_version,
+                score=entry.score,
+                probability=entry.probability,
+                decision=entry.decision,
+                rule=entry.rule,
+                computed_at=entry.computed_at,
+                source="offline",
+            )
+        raw = served.artifact.score_rows([feats])
+        (outcome,) = self.postprocess.run(served.artifact, raw, [entry.entity_id], [feats])
+        return LookupResponse(
+            scheduled_payment_id=entry.item_id,
+            entity_id=entry.entity_id,
+            scheduled_time=entry.scheduled_time,
+            model_version=served.version,
+            score=float(raw[0]),
+            probability=outcome.probability,
+            decision=outcome.decision,
+            rule=outcome.rule,
+            computed_at=self.now().isoformat(),
+            source="rescored",
+        )
 
     def health(self) -> Health:
         self.tick()
@@ -287,4 +532,7 @@ class ServingRuntime:
 
     def close(self) -> None:
         """Graceful shutdown: everything logged is fsynced before the worker exits."""
-        self.writer.close()
+        self.log.close()
+        self.lookup_store.close()
+        if self.request_index is not None:
+            self.request_index.close()

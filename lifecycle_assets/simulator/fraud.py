@@ -23,7 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from lifecycle_assets.config import LifecycleConfig
-from lifecycle_assets.records import GroundTruthRecord, LogWriter, PredictionRecord
+from lifecycle_assets.records import (
+    GroundTruthRecord,
+    LogWriter,
+    PredictionRecord,
+    ScheduledRecord,
+)
 from lifecycle_assets.training.artifact import ModelArtifact
 
 NUMERIC_FEATURES: tuple[str, ...] = (
@@ -498,7 +503,14 @@ class FraudSimulator:
             for p, s, d in zip(payments, scores, decisions, strict=True)
         ]
         labels = self.chargebacks_arriving(day_index)
+        # Tomorrow's recurring charges, known today: the scheduled-items log that
+        # `offline_predictions` scores into the lookup store.
+        scheduled = [
+            ScheduledRecord(s.scheduled_payment_id, s.card_id, s.scheduled_time, dict(s.features))
+            for s in self.scheduled_payments(day_index)
+        ]
         writer.write_predictions(predictions)
         writer.write_ground_truth(labels)
+        writer.write_scheduled(scheduled)
         writer.flush()
-        return {"predictions": len(predictions), "labels": len(labels)}
+        return {"predictions": len(predictions), "labels": len(labels), "scheduled": len(scheduled)}

@@ -10,11 +10,13 @@ import polars as pl
 from lifecycle_assets.lineage import code_version
 from lifecycle_assets.monitoring.metrics import feature_reference
 from lifecycle_assets.partitions import daily, partition_day
+from lifecycle_assets.registry.registry import move_message
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
 from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import save_artifact
 from lifecycle_assets.training.card import model_card_markdown
+from lifecycle_assets.training.plots import loss_curve_markdown
 from lifecycle_assets.training.train import train_model
 
 
@@ -46,18 +48,30 @@ def candidate_model(
     version = reg.next_version()
     result = train_model(train_split, cfg, version)
     day = partition_day(context)
+    split_tag = f"train_split/{context.partition_key}"
     lineage = {
         "day": day.isoformat(),
-        "train_split_tag": f"train_split/{context.partition_key}",
+        "train_split_tag": split_tag,
+        # The data version: the DVC hash of the split's directory at its tag.
+        "train_split_dvc_hash": versioning.repo().out_hash("datasets/train_split", split_tag),
         "train_rows": rows,
         "created_at": home.now().isoformat(),
+        "training_params": cfg.training.model_dump(),
         "device": result.device,
+        "hardware": result.info["hardware"],
+        "device_info": {k: v for k, v in result.info.items() if k != "hardware"},
         "train_seconds": round(result.seconds, 3),
+        "step_ms_per_epoch": [round(s * 1000, 3) for s in result.step_seconds],
+        "xla_compilations": result.compilations[-1] if result.compilations else None,
+        "losses": [round(x, 6) for x in result.losses],
         **code_version(),
     }
     result.artifact.metadata.update(lineage)
     # What monitoring compares live traffic with; it travels inside the artifact.
-    result.artifact.metadata["train_label_mean"] = float(train_split[label].mean() or 0.0)
+    label_mean = train_split[label].cast(pl.Float64).mean()
+    result.artifact.metadata["train_label_mean"] = (
+        float(label_mean) if isinstance(label_mean, float | int) else 0.0
+    )
     result.artifact.metadata["monitoring_reference"] = feature_reference(
         train_split, cfg.problem.numeric_features, cfg.problem.categorical_features
     )
@@ -66,7 +80,7 @@ def candidate_model(
         save_artifact(result.artifact, staged)
         (staged / "model_card.md").write_text(model_card_markdown(result.artifact, cfg))
         reg.register(staged, lineage)
-        reg.move_alias(
+        event = reg.move_alias(
             "candidate",
             version,
             actor=f"dagster:{context.run_id}",
@@ -78,7 +92,8 @@ def candidate_model(
             context.partition_key,
             "models/candidate",
             lambda folder: shutil.copytree(staged, folder),
-            message=f"model {version}: trained on train_split/{context.partition_key}",
+            message=f"model {version}: trained on train_split/{context.partition_key}\n\n"
+            + move_message(event),
             tag=f"model/{version}",
             extra_paths=("registry",),
         )
@@ -89,7 +104,15 @@ def candidate_model(
             **meta,
             "train_rows": rows,
             "train_seconds": round(result.seconds, 3),
+            "device": result.device,
+            "hardware": result.info["hardware"],
+            "xla_compilations": lineage["xla_compilations"],
+            "data_version": f"{split_tag} ({lineage['train_split_dvc_hash']})",
+            "code_commit": str(lineage.get("code_commit")),
+            "code_dirty": bool(lineage.get("code_dirty")),
+            "lockfile_sha256": str(lineage.get("lockfile_sha256")),
+            "training_params": dg.MetadataValue.json(lineage["training_params"]),
             "final_loss": result.losses[-1],
-            "loss_curve": dg.MetadataValue.json([round(x, 5) for x in result.losses]),
+            "loss_curve": dg.MetadataValue.md(loss_curve_markdown(result.losses)),
         },
     )

@@ -11,6 +11,10 @@ import numpy as np
 import polars as pl
 
 OOV_INDEX = 0  # index 0 of every vocabulary is the out-of-vocabulary bucket
+# The data pipeline maps categories outside the configured vocabulary to this value; it is
+# never a vocabulary entry, so it lands in the OOV bucket exactly as unknown values do
+# at serving time (and training gives that bucket a learned embedding).
+OOV_TOKEN = "__oov__"
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,10 @@ class Preprocessor:
             means.append(mean)
             stds.append(std if std > 1e-12 else 1.0)
         vocab = {
-            col: tuple(sorted(frame[col].drop_nulls().unique().to_list())) for col in categorical
+            col: tuple(
+                sorted(v for v in frame[col].drop_nulls().unique().to_list() if v != OOV_TOKEN)
+            )
+            for col in categorical
         }
         return cls(tuple(numeric), tuple(categorical), tuple(means), tuple(stds), vocab)
 

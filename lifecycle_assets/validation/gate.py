@@ -1,11 +1,17 @@
 """The validation gate: challenger and production scored on the identical test rows.
 
 The decision uses a paired bootstrap of Δ = challenger − production (oriented so that higher
-is better): PASS only when the one-sided (1 − α) lower bound of Δ clears −margin.
+is better): PASS only when the one-sided (1 − α) lower bound of Δ clears −margin, and every
+guard (calibration, slices, golden dataset) passes.
+
+The bootstrap is vectorised: a resample is a vector of row multiplicities (weights), and every
+metric here is computed for a whole block of resamples at once from those weights. Both models
+and every slice see the same weight rows, which is what makes the comparison paired.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,52 +19,119 @@ import numpy as np
 from lifecycle_assets.config import ValidationConfig
 
 PASS, FAIL, FIRST_MODEL, FORCED = "PASS", "FAIL", "FIRST_MODEL", "FORCED"
-HIGHER_IS_BETTER = {"roc_auc": True, "log_loss": False, "rmse": False, "mae": False}
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "log_loss": False,
+    "rmse": False,
+    "mae": False,
+}
+# Resamples per block: bounds the (block × rows) weight matrix to a few tens of MB.
+BLOCK = 200
+
+
+# --- metrics --------------------------------------------------------------------------------
 
 
 def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """ROC-AUC by the rank-sum formula, ties averaged."""
-    y = np.asarray(y, dtype=bool)
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = _average_ranks(np.asarray(s, dtype=np.float64))
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """ROC-AUC (ties count one half)."""
+    return float(weighted_metric("roc_auc", y, s, _ones(len(y)))[0])
 
 
-def _average_ranks(s: np.ndarray) -> np.ndarray:
-    order = np.argsort(s, kind="mergesort")
-    sorted_s = s[order]
-    ranks = np.empty(len(s), dtype=np.float64)
-    # group equal scores and give each group its average 1-based rank
-    boundaries = np.flatnonzero(np.diff(sorted_s)) + 1
-    starts = np.concatenate(([0], boundaries))
-    ends = np.concatenate((boundaries, [len(s)]))
-    avg = (starts + ends + 1) / 2.0
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
+def pr_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """Average precision: Σ over score thresholds of precision × recall gained (tied scores
+    form one threshold), the definition scikit-learn's `average_precision_score` uses."""
+    return float(weighted_metric("pr_auc", y, s, _ones(len(y)))[0])
 
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
-    y = np.asarray(y, dtype=np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return float(weighted_metric("log_loss", y, p, _ones(len(y)))[0])
 
 
 def rmse(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((np.asarray(y) - np.asarray(p)) ** 2)))
+    return float(weighted_metric("rmse", y, p, _ones(len(y)))[0])
 
 
 def mae(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean(np.abs(np.asarray(y) - np.asarray(p))))
+    return float(weighted_metric("mae", y, p, _ones(len(y)))[0])
 
 
-METRICS = {"roc_auc": roc_auc, "log_loss": log_loss, "rmse": rmse, "mae": mae}
+METRICS = {"roc_auc": roc_auc, "pr_auc": pr_auc, "log_loss": log_loss, "rmse": rmse, "mae": mae}
 
 
 def metric(name: str, y: np.ndarray, s: np.ndarray) -> float:
-    return METRICS[name](y, s)
+    return METRICS[name](np.asarray(y), np.asarray(s))
+
+
+def _ones(n: int) -> np.ndarray:
+    return np.ones((1, n), dtype=np.float64)
+
+
+def weighted_metric(name: str, y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The metric under each row of weights `w` (resamples × rows); nan where undefined."""
+    y = np.asarray(y, dtype=np.float64)
+    s = np.asarray(s, dtype=np.float64)
+    w = np.atleast_2d(np.asarray(w))
+    if w.dtype not in (np.float32, np.float64):
+        w = w.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if name in ("roc_auc", "pr_auc"):
+            return _ranking_metric(name, y.astype(bool), s, w)
+        total = w.sum(axis=1)
+        if name == "log_loss":
+            p = np.clip(s, 1e-7, 1 - 1e-7)
+            loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+            return (w @ loss) / total
+        if name == "mae":
+            return (w @ np.abs(y - s)) / total
+        if name == "rmse":
+            return np.sqrt((w @ (y - s) ** 2) / total)
+    raise ValueError(f"unknown metric {name!r}: expected one of {sorted(METRICS)}")
+
+
+def _ranking_metric(name: str, y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    if len(s) == 0:
+        return np.full(w.shape[0], np.nan)
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    # one group per distinct score, ascending
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_s)) + 1))
+    wo = w[:, order]
+    pos = np.where(y[order], wo, 0.0)
+    neg = wo - pos
+    if len(starts) < len(s):  # tied scores: one column per distinct score
+        pos = np.add.reduceat(pos, starts, axis=1)
+        neg = np.add.reduceat(neg, starts, axis=1)
+    n_pos = pos.sum(axis=1, dtype=np.float64)
+    n_neg = neg.sum(axis=1, dtype=np.float64)
+    if name == "roc_auc":
+        neg_below = np.cumsum(neg, axis=1) - neg
+        auc = (pos * (neg_below + 0.5 * neg)).sum(axis=1, dtype=np.float64) / (n_pos * n_neg)
+        return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+    # average precision: thresholds from the highest score down
+    tp = np.cumsum(pos[:, ::-1], axis=1, dtype=np.float64)
+    fp = np.cumsum(neg[:, ::-1], axis=1, dtype=np.float64)
+    flagged = tp + fp
+    precision = np.divide(tp, flagged, out=np.zeros_like(tp), where=flagged > 0)
+    ap = (pos[:, ::-1] * precision).sum(axis=1) / n_pos
+    return np.where(n_pos > 0, ap, np.nan)
+
+
+# --- the paired bootstrap -------------------------------------------------------------------
+
+
+def bootstrap_weights(n: int, samples: int, seed: int) -> Iterator[np.ndarray]:
+    """Blocks of resamples with replacement, each resample as row multiplicities (sum n)."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < samples:
+        b = min(BLOCK, samples - done)
+        idx = rng.integers(0, n, size=(b, n))
+        offsets = (np.arange(b) * n)[:, None]
+        counts = np.bincount((idx + offsets).ravel(), minlength=b * n).reshape(b, n)
+        # float32 holds multiplicities exactly and halves the memory traffic of the passes
+        yield counts.astype(np.float32)
+        done += b
 
 
 def paired_bootstrap_delta(
@@ -70,16 +143,20 @@ def paired_bootstrap_delta(
     seed: int,
 ) -> np.ndarray:
     """Bootstrap distribution of the oriented difference, resampling the same rows for both."""
-    rng = np.random.default_rng(seed)
     sign = 1.0 if HIGHER_IS_BETTER[name] else -1.0
-    n = len(y)
-    deltas = np.empty(samples)
-    for b in range(samples):
-        idx = rng.integers(0, n, n)
-        deltas[b] = sign * (
-            metric(name, y[idx], challenger[idx]) - metric(name, y[idx], production[idx])
-        )
-    return deltas[np.isfinite(deltas)]
+    deltas = [
+        sign * (weighted_metric(name, y, challenger, w) - weighted_metric(name, y, production, w))
+        for w in bootstrap_weights(len(y), samples, seed)
+    ]
+    out = np.concatenate(deltas) if deltas else np.zeros(0)
+    return out[np.isfinite(out)]
+
+
+def _quantile(values: np.ndarray, q: float) -> float | None:
+    return float(np.quantile(values, q)) if len(values) else None
+
+
+# --- the decision ---------------------------------------------------------------------------
 
 
 def decide(
@@ -88,11 +165,21 @@ def decide(
     production: np.ndarray | None,
     cfg: ValidationConfig,
     seed: int = 0,
+    slices: dict[str, np.ndarray] | None = None,
+    golden: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """The decision record's numbers: metrics, the interval of Δ and the verdict."""
-    if production is not None and len(production) != len(challenger):
+    """The decision record's numbers: metrics, intervals, guards and the verdict.
+
+    `slices` maps a categorical feature to its value per row (the same rows as `y`); the slice
+    guard runs on those of `cfg.slice_features` (all given ones when that is None). `golden`
+    is (labels, challenger scores, production scores) on the pinned golden dataset.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    challenger = np.asarray(challenger, dtype=np.float64)
+    if len(challenger) != len(y) or (production is not None and len(production) != len(y)):
         raise ValueError("challenger and production must be scored on the same rows")
     name = cfg.metric
+    sign = 1.0 if HIGHER_IS_BETTER[name] else -1.0
     record: dict[str, Any] = {
         "metric": name,
         "higher_is_better": HIGHER_IS_BETTER[name],
@@ -100,21 +187,213 @@ def decide(
         "n_positive": int(np.sum(y)) if len(y) else 0,
         "margin": cfg.margin,
         "alpha": cfg.alpha,
+        "bootstrap_samples": cfg.bootstrap_samples,
+        "seed": seed,
         "challenger_metric": metric(name, y, challenger),
         "production_metric": None,
         "delta": None,
         "delta_lower_bound": None,
         "delta_upper_bound": None,
+        "challenger_interval": None,
+        "production_interval": None,
+        "guards": {},
     }
     if production is None:
         record["decision"] = FIRST_MODEL
         return record
+    production = np.asarray(production, dtype=np.float64)
     record["production_metric"] = metric(name, y, production)
-    sign = 1.0 if HIGHER_IS_BETTER[name] else -1.0
     record["delta"] = sign * (record["challenger_metric"] - record["production_metric"])
-    deltas = paired_bootstrap_delta(name, y, challenger, production, cfg.bootstrap_samples, seed)
-    lower = float(np.quantile(deltas, cfg.alpha)) if len(deltas) else float("-inf")
-    record["delta_lower_bound"] = lower
-    record["delta_upper_bound"] = float(np.quantile(deltas, 1 - cfg.alpha)) if len(deltas) else None
-    record["decision"] = PASS if lower > -cfg.margin else FAIL
+
+    slice_masks = _slice_masks(y, slices or {}, cfg)
+    ch_boot: list[np.ndarray] = []
+    pr_boot: list[np.ndarray] = []
+    bias_boot: list[np.ndarray] = []
+    slice_boot: dict[tuple[str, str], list[np.ndarray]] = {k: [] for k in slice_masks}
+    residual = challenger - y
+    for w in bootstrap_weights(len(y), cfg.bootstrap_samples, seed):
+        ch_boot.append(weighted_metric(name, y, challenger, w))
+        pr_boot.append(weighted_metric(name, y, production, w))
+        bias_boot.append((w @ residual) / w.sum(axis=1))
+        for key, mask in slice_masks.items():
+            ws = w[:, mask]
+            slice_boot[key].append(
+                sign
+                * (
+                    weighted_metric(name, y[mask], challenger[mask], ws)
+                    - weighted_metric(name, y[mask], production[mask], ws)
+                )
+            )
+    ch_all, pr_all = np.concatenate(ch_boot), np.concatenate(pr_boot)
+    deltas = sign * (ch_all - pr_all)
+    deltas = deltas[np.isfinite(deltas)]
+    lower = _quantile(deltas, cfg.alpha)
+    record["delta_lower_bound"] = lower if lower is not None else float("-inf")
+    record["delta_upper_bound"] = _quantile(deltas, 1 - cfg.alpha)
+    record["challenger_interval"] = _interval(ch_all, cfg.alpha)
+    record["production_interval"] = _interval(pr_all, cfg.alpha)
+    non_inferior = record["delta_lower_bound"] > -cfg.margin
+
+    guards = record["guards"]
+    guards["calibration"] = calibration_guard(
+        y, challenger, production, np.concatenate(bias_boot), cfg
+    )
+    guards["slices"] = slice_guard(slice_masks, slice_boot, y, challenger, production, cfg)
+    if golden is not None:
+        guards["golden"] = golden_guard(*golden, cfg, seed)
+    record["decision"] = (
+        PASS if non_inferior and all(g["passed"] for g in guards.values()) else FAIL
+    )
+    record["non_inferior"] = non_inferior
     return record
+
+
+def _interval(values: np.ndarray, alpha: float) -> list[float] | None:
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return None
+    return [float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))]
+
+
+def calibration_guard(
+    y: np.ndarray,
+    challenger: np.ndarray,
+    production: np.ndarray,
+    bias_boot: np.ndarray,
+    cfg: ValidationConfig,
+) -> dict[str, Any]:
+    """Mean prediction against mean label. Fails only when the challenger's bias is outside
+    ±tolerance with confidence (its two-sided 1 − 2α interval lies outside) *and* larger than
+    production's: a challenger better calibrated than the incumbent is never blocked by it."""
+    bias_c = float(np.mean(challenger) - np.mean(y))
+    bias_p = float(np.mean(production) - np.mean(y))
+    tol = cfg.calibration_tolerance
+    interval = _interval(bias_boot, cfg.alpha)
+    result: dict[str, Any] = {
+        "mean_label": float(np.mean(y)),
+        "challenger_mean_prediction": float(np.mean(challenger)),
+        "production_mean_prediction": float(np.mean(production)),
+        "challenger_bias": bias_c,
+        "production_bias": bias_p,
+        "challenger_bias_interval": interval,
+        "tolerance": tol,
+    }
+    if tol is None:
+        return {**result, "passed": True, "reason": "disabled (calibration_tolerance: null)"}
+    lo, hi = interval if interval is not None else (bias_c, bias_c)
+    outside = lo > tol or hi < -tol
+    worse = abs(bias_c) > abs(bias_p)
+    passed = not (outside and worse)
+    reason = (
+        f"challenger bias {bias_c:+.4f} (interval {lo:+.4f}…{hi:+.4f}) "
+        f"{'outside' if outside else 'within'} ±{tol}; production bias {bias_p:+.4f}"
+    )
+    return {**result, "passed": passed, "reason": reason}
+
+
+def _slice_masks(
+    y: np.ndarray, slices: dict[str, np.ndarray], cfg: ValidationConfig
+) -> dict[tuple[str, str], np.ndarray]:
+    """Every large-enough slice (feature, value), with both classes for ranking metrics."""
+    features: Sequence[str] = (
+        cfg.slice_features if cfg.slice_features is not None else sorted(slices)
+    )
+    masks: dict[tuple[str, str], np.ndarray] = {}
+    for feature in features:
+        if feature not in slices:
+            raise ValueError(f"slice feature {feature!r} is not a column of the test split")
+        values = np.asarray(slices[feature]).astype(str)
+        for value in sorted(set(values.tolist())):
+            mask = values == value
+            if mask.sum() < cfg.slice_min_rows:
+                continue
+            if cfg.metric in ("roc_auc", "pr_auc"):
+                positives = int(y[mask].sum())
+                if positives < cfg.slice_min_positives or positives == mask.sum():
+                    continue
+            masks[(feature, value)] = mask
+    return masks
+
+
+def slice_guard(
+    masks: dict[tuple[str, str], np.ndarray],
+    boot: dict[tuple[str, str], list[np.ndarray]],
+    y: np.ndarray,
+    challenger: np.ndarray,
+    production: np.ndarray,
+    cfg: ValidationConfig,
+) -> dict[str, Any]:
+    """A slice blocks when it is worse than −slice_margin with confidence, Holm-corrected.
+
+    Per slice, H0: Δ_slice ≥ −slice_margin; the bootstrap p-value is the share of resampled
+    Δ_slice at or above −slice_margin. Holm's step-down procedure over the m slices keeps the
+    chance of blocking a good challenger because of some slice at most α (family-wise).
+    """
+    name = cfg.metric
+    sign = 1.0 if HIGHER_IS_BETTER[name] else -1.0
+    rows: list[dict[str, Any]] = []
+    for (feature, value), mask in masks.items():
+        deltas = np.concatenate(boot[(feature, value)])
+        deltas = deltas[np.isfinite(deltas)]
+        delta = sign * (
+            metric(name, y[mask], challenger[mask]) - metric(name, y[mask], production[mask])
+        )
+        p_value = (1 + int(np.sum(deltas >= -cfg.slice_margin))) / (len(deltas) + 1)
+        rows.append(
+            {
+                "feature": feature,
+                "value": value,
+                "rows": int(mask.sum()),
+                "positives": int(y[mask].sum()),
+                "delta": float(delta),
+                "delta_interval": _interval(deltas, cfg.alpha),
+                "p_value": p_value,
+                "worse": False,
+            }
+        )
+    m = len(rows)
+    for rank, row in enumerate(sorted(rows, key=lambda r: r["p_value"])):
+        if row["p_value"] > cfg.alpha / (m - rank):
+            break  # Holm: stop at the first hypothesis not rejected
+        row["worse"] = True
+    worse = [f"{r['feature']}={r['value']}" for r in rows if r["worse"]]
+    return {
+        "passed": not worse,
+        "margin": cfg.slice_margin,
+        "correction": "holm",
+        "tested": m,
+        "worse": worse,
+        "slices": rows,
+        "reason": f"worse beyond −{cfg.slice_margin} in {', '.join(worse)}"
+        if worse
+        else f"no slice of {m} worse beyond −{cfg.slice_margin} (Holm, α={cfg.alpha})",
+    }
+
+
+def golden_guard(
+    y: np.ndarray,
+    challenger: np.ndarray,
+    production: np.ndarray,
+    cfg: ValidationConfig,
+    seed: int,
+) -> dict[str, Any]:
+    """The pinned golden dataset: blocks when the challenger is worse there beyond
+    −golden_margin with confidence (the one-sided 1 − α upper bound of Δ is below it)."""
+    name = cfg.metric
+    sign = 1.0 if HIGHER_IS_BETTER[name] else -1.0
+    y = np.asarray(y, dtype=np.float64)
+    deltas = paired_bootstrap_delta(name, y, challenger, production, cfg.bootstrap_samples, seed)
+    delta = sign * (metric(name, y, challenger) - metric(name, y, production))
+    upper = _quantile(deltas, 1 - cfg.alpha)
+    passed = upper is None or upper >= -cfg.golden_margin
+    return {
+        "passed": passed,
+        "rows": len(y),
+        "challenger_metric": metric(name, y, challenger),
+        "production_metric": metric(name, y, production),
+        "delta": float(delta),
+        "delta_upper_bound": upper,
+        "margin": cfg.golden_margin,
+        "reason": f"Δ{name} {delta:+.4f}, upper bound "
+        f"{'n/a' if upper is None else format(upper, '+.4f')} vs −{cfg.golden_margin}",
+    }

@@ -424,6 +424,7 @@ class VersionedRepo:
                 raise VersioningError(
                     f"dvc commit of stage '{stage}' failed: {_one_line(exc)}; {hint}"
                 ) from exc
+            restrict_to_owner(self.path / ".dvc" / "cache")
             return {
                 str(out.def_path): str(out.hash_info.value)
                 for committed_stage in committed
@@ -488,9 +489,14 @@ class VersionedRepo:
         with self.locked(), self._dvc_api() as Repo:
             try:
                 with Repo(str(self.path)) as dvc:
-                    return int(dvc.push(targets=targets))
+                    pushed = int(dvc.push(targets=targets))
             except Exception as exc:  # DvcException, OSError, ImportError (missing dvc-s3)...
                 raise self._unreachable(url, _one_line(exc)) from exc
+            # push re-protects the cache objects it read (0444): restrict both ends again
+            restrict_to_owner(self.path / ".dvc" / "cache")
+            if _is_local_url(url):
+                restrict_to_owner(_local_path(url))
+            return pushed
 
     def _unreachable(self, url: str, why: str) -> VersioningError:
         return VersioningError(
@@ -587,6 +593,60 @@ class VersionedRepo:
             entries.append(entry)
         return entries
 
+    def tag_info(self, prefix: str = "") -> list[dict[str, Any]]:
+        """Tags starting with `prefix` (version order): tag, commit, date (ISO), message."""
+        validate_name(prefix, "tag prefix", prefix=True)
+        fmt = "%(refname:short)%1f%(*objectname)%(objectname)%1f%(creatordate:iso-strict)%1f%(contents:subject)"
+        out = self._git(
+            "for-each-ref", "--sort=version:refname", f"--format={fmt}", f"refs/tags/{prefix}"
+        ).stdout
+        rows = []
+        for line in out.splitlines():
+            tag, commit, date, subject = line.split("\x1f", 3)
+            if not tag.startswith(prefix):
+                continue
+            # annotated tags print the tagged commit, then the tag object: keep the commit
+            rows.append({"tag": tag, "commit": commit[:40], "date": date, "message": subject})
+        return rows
+
+    def gc(self, delete_tags: Sequence[str] = (), *, dry: bool = False) -> dict[str, Any]:
+        """Delete `delete_tags`, then `dvc gc` the cache and the remote down to what the
+        remaining tags, the branch heads and the workspace use (DVC's own machinery).
+
+        Data a kept tag shares with a deleted one stays: DVC keeps every object any kept
+        revision references.
+        """
+        for tag in delete_tags:
+            validate_name(tag, "tag")
+        with self.locked():
+            missing = [t for t in delete_tags if self.tag_commit(t) is None]
+            if missing:
+                raise VersioningError(
+                    f"cannot delete unknown tags {missing}: `lifecycle data versions` lists them"
+                )
+            if dry:
+                return {"deleted_tags": list(delete_tags), "dry_run": True}
+            for tag in delete_tags:
+                self._git("tag", "-d", tag)
+            url = self.remote_url()
+            with self._dvc_api() as Repo:
+                try:
+                    with Repo(str(self.path)) as dvc:
+                        dvc.gc(
+                            workspace=True,
+                            all_tags=True,
+                            all_branches=True,
+                            cloud=True,
+                            remote=REMOTE_NAME,
+                            force=True,
+                        )
+                except Exception as exc:  # DvcException, OSError, missing remote plugin...
+                    raise VersioningError(
+                        f"dvc gc failed in {self.path} (remote {url}): {_one_line(exc)}; the "
+                        "tags are already deleted, re-run `lifecycle data gc` once it is fixed"
+                    ) from exc
+        return {"deleted_tags": list(delete_tags), "dry_run": False}
+
     # --- restore -------------------------------------------------------------------------------
 
     def restore(self, path: str, rev: str, dest: Path, *, overwrite: bool = False) -> None:
@@ -626,6 +686,8 @@ class VersionedRepo:
             target.replace(dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            # a fetch from the remote lands in the cache too (DVC makes it 0444)
+            restrict_to_owner(self.path / ".dvc" / "cache")
 
     # --- locking -----------------------------------------------------------------------------
 
@@ -653,12 +715,17 @@ class VersionedRepo:
                     os.close(fd)
                     raise
                 entry[1] = fd
+                # Owner-only files for everything written under the lock: the workspace, the
+                # DVC cache, git objects and a local remote (DESIGN §4 access). The umask is
+                # process-wide; it is restored when the outermost holder leaves.
+                entry.append(os.umask(0o077))
             entry[2] += 1
             try:
                 yield
             finally:
                 entry[2] -= 1
                 if entry[2] == 0:
+                    os.umask(entry.pop())
                     fd = entry[1]
                     entry[1] = None
                     fcntl.flock(fd, fcntl.LOCK_UN)
@@ -752,6 +819,20 @@ class VersionedRepo:
             if len(record) > 3 and record[3:].endswith(".gitignore"):
                 paths.append(record[3:])
         return paths
+
+
+def restrict_to_owner(root: Path) -> None:
+    """Strip group/other bits under `root` (DVC makes cache files 0444 whatever the umask).
+
+    An object-storage remote is restricted by its bucket policy instead (docs/data.md).
+    """
+    if not root.is_dir():
+        return
+    for folder, dirs, files in os.walk(root):
+        for name in [folder, *(os.path.join(folder, n) for n in (*dirs, *files))]:
+            mode = os.lstat(name).st_mode
+            if mode & 0o077 and not os.path.islink(name):
+                os.chmod(name, mode & 0o700)
 
 
 def _import_dvc_repo() -> Any:

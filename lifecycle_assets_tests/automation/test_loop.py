@@ -113,8 +113,13 @@ def test_fail_day_carries_production_over_and_next_day_runs(
     checks = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
     ).records
-    evaluation = checks[0].event_log_entry.dagster_event.event_specific_data  # type: ignore[union-attr]
-    assert evaluation.passed is False  # type: ignore[union-attr]
+    gate = [
+        c.event_log_entry.dagster_event.event_specific_data  # type: ignore[union-attr]
+        for c in checks
+        if c.event_log_entry.dagster_event.event_specific_data.check_name  # type: ignore[union-attr]
+        == "challenger_not_worse"
+    ]
+    assert len(gate) == 1 and gate[0].passed is False  # type: ignore[union-attr]
 
     next_day = simulate_and_run(module_home, len(history) + 1)
     assert next_day.decision is not None

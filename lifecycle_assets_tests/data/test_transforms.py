@@ -10,6 +10,7 @@ from polars.testing import assert_frame_equal
 
 from lifecycle_assets.config import parse_config
 from lifecycle_assets.data.transforms import (
+    ACCESS_POLICY,
     LABELED,
     MATURED_NEGATIVE,
     PENDING,
@@ -468,7 +469,11 @@ def test_feature_table_problems(mutate, expected):
 
 def test_regression_labels_are_not_held_to_zero_and_one():
     cfg = parse_config(
-        {"problem": {**PROBLEM, "task": "regression"}, "validation": {"metric": "rmse"}}
+        {
+            "problem": {**PROBLEM, "task": "regression"},
+            "validation": {"metric": "rmse"},
+            "labels": {"unlabeled_after_maturity": "drop"},
+        }
     )
     table = clean_table().with_columns(pl.col("is_fraud") * 3.5)
     assert feature_table_problems(table, cfg) == []
@@ -489,13 +494,17 @@ def test_data_card_fields():
         "partition": "2026-06-20",
         "window_start": "2026-06-16",
         "window_end": "2026-06-17",
+        "source_partitions": [],
+        "event_time_min": None,
+        "event_time_max": None,
+        "sha256": None,
         "rows": 4,
         "label": "is_fraud",
         "label_rate": 0.25,
         "null_rates": {"request_id": 0.0, "is_fraud": 0.0, "amount": 0.25},
         "schema": {"request_id": "String", "is_fraud": "Float64", "amount": "Float64"},
-        "pii_handling": "dropped before versioning: ['card_number']",
-        "access_policy": "owner-only files in the lifecycle home and its DVC remote",
+        "pii_handling": "dropped at ingestion, before storage or versioning: ['card_number']",
+        "access_policy": ACCESS_POLICY,
     }
     train_card = data_card(split, "train_split", day, CFG)
     assert (train_card["window_start"], train_card["window_end"]) == ("2026-06-06", "2026-06-15")

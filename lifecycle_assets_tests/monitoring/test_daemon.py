@@ -65,9 +65,7 @@ def test_daemon_fires_the_staleness_sensor_and_the_run_succeeds(make_home) -> No
         run = None
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            runs = instance.get_runs(
-                filters=dg.RunsFilter(tags={"lifecycle/trigger": "staleness"})
-            )
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"lifecycle/trigger": "staleness"}))
             if runs and runs[0].is_finished:
                 run = runs[0]
                 break

@@ -7,7 +7,9 @@ import pytest
 from lifecycle_assets.monitoring import metrics
 
 
-def frame(rng: np.random.Generator, n: int, shift: float = 0.0, cats=("a", "b", "c")) -> pl.DataFrame:
+def frame(
+    rng: np.random.Generator, n: int, shift: float = 0.0, cats=("a", "b", "c")
+) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "x": rng.normal(shift, 1.0, n),

@@ -64,7 +64,9 @@ def test_sensor_requests_one_retrain_per_episode(make_home) -> None:
     instance = instance_for(home)
     sensor = defs.resolve_sensor_def("staleness_retrain")
     resources = {"home": LifecycleHomeResource(workdir=str(home.root))}
-    report(instance, "validation_report", "2026-06-05", challenger_version="v1", challenger_metric=0.9)
+    report(
+        instance, "validation_report", "2026-06-05", challenger_version="v1", challenger_metric=0.9
+    )
     cursor = None
     requested = []
     for day, quality in [("2026-06-10", 0.89), ("2026-06-11", 0.70), ("2026-06-12", 0.65),
@@ -93,7 +95,8 @@ def test_broken_run_alert_reaches_the_sink(make_home) -> None:
     failure = next(
         e.dagster_event
         for e in instance.all_logs(run.run_id)
-        if e.dagster_event is not None and e.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE
+        if e.dagster_event is not None
+        and e.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE
     )
     alerts = AlertSinkResource(home=LifecycleHomeResource(workdir=str(home.root)))
     with dg.build_run_status_sensor_context(

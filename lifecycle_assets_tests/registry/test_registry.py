@@ -116,7 +116,7 @@ def test_register_exports_to_the_homes_bentoml_store(tmp_path, home):
 
     assert store_tags(home) == [f"{NAME}:v1"]
     model = bentoml.models.get(f"{NAME}:v1", _model_store=model_store(home))
-    assert model.info.labels == {"stage": "registered", "task": "binary"}
+    assert {"stage": "registered", "task": "binary"}.items() <= model.info.labels.items()
     # BentoML metadata takes no nulls; the registry's own record keeps them
     assert model.info.metadata == {"weights_sha256": digest, "train_split": "abc123"}
     assert registry.versions() == {

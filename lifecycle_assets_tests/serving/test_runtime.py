@@ -126,7 +126,8 @@ def test_cold_start_logs_unscored_predictions(home: LifecycleHome, store: FakeSt
     assert (out.model_version, out.score, out.decision) == (None, None, None)
     health = rt.health()
     assert (health.status, health.model_version, health.alias_version) == ("ok", None, None)
-    rows = logged(home)  # flushed per request: readable before close
+    rt.log.sync()  # written by the log thread within one flush interval
+    rows = logged(home)
     assert rows["request_id"].to_list() == [out.request_id]
     assert rows["event_time"].to_list() == [NOON]  # the simulated clock's "now"
     assert rows["model_version"].to_list() == [None]
@@ -143,6 +144,7 @@ def test_starts_with_the_production_model(home: LifecycleHome, store: FakeStore)
     assert out.model_version == "v1"
     assert out.score == pytest.approx(float(expected[0]), abs=1e-6)
     assert out.decision == store.models["v1"].decide(expected)[0]
+    rt.log.sync()
     assert logged(home)["score"].to_list() == [out.score]
 
 
@@ -219,6 +221,7 @@ def test_bad_request_logs_nothing(home: LifecycleHome, store: FakeStore) -> None
     bad = PredictRequest(entity_id="c", features={**features(), "amount": float("nan")})
     with pytest.raises(RequestError):
         rt.predict([good, bad])
+    rt.log.sync()
     assert logged(home).is_empty()
 
 
@@ -242,7 +245,7 @@ def test_feedback_is_logged_and_needs_the_token(home: LifecycleHome, store: Fake
     with pytest.raises(RequestError) as info:
         rt.feedback(req, "Bearer wrong")
     assert info.value.status == 403
-    assert rt.feedback(req, "Bearer s3cret") == 1
+    assert rt.feedback(req, "Bearer s3cret").count == 1
     rt.close()
     truth, _ = read_ground_truth(home.logs, DAY)
     assert truth.rows() == [("r1", 1.0, NOON)]

@@ -25,10 +25,12 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
+import yaml
 
 from lifecycle_assets.config import example_config_path, load_config
 from lifecycle_assets.home import LifecycleHome, project_root, set_simulated_today
 from lifecycle_assets.records import read_ground_truth, read_predictions
+from lifecycle_assets.serving.loadgen import in_child as loadgen_child
 
 pytestmark = pytest.mark.slow
 
@@ -235,7 +237,18 @@ def expected(server: Server) -> dict[str, Any]:
     return json.loads(in_child(server.home, "score_with_registry", str(server.home.root), "v1"))
 
 
-def logged(home: LifecycleHome) -> pl.DataFrame:
+def logged(home: LifecycleHome, at_least: int = 0, timeout: float = 10) -> pl.DataFrame:
+    """The prediction log, once it holds `at_least` rows: the service writes it off the
+    request path, within one flush interval (`serving.log_flush_interval_ms`)."""
+    deadline = time.monotonic() + timeout
+    rows = _read_logged(home)
+    while rows.height < at_least and time.monotonic() < deadline:
+        time.sleep(0.02)
+        rows = _read_logged(home)
+    return rows
+
+
+def _read_logged(home: LifecycleHome) -> pl.DataFrame:
     days = sorted(
         dt.date.fromisoformat(p.name.removeprefix("date="))
         for p in (home.logs / "predictions").glob("date=*")
@@ -265,7 +278,7 @@ def test_cold_start_predictions_are_unscored_and_logged(server: Server) -> None:
     body = server.predict({"entity_id": "card-0", "features": features(0)})
     assert body["model_version"] is None and body["score"] is None and body["decision"] is None
     assert len(body["request_id"]) == 32
-    rows = logged(server.home).filter(pl.col("request_id") == body["request_id"])
+    rows = logged(server.home, 1).filter(pl.col("request_id") == body["request_id"])
     assert rows.height == 1
     assert rows["event_time"][0] == NOON
     assert rows["model_version"][0] is None and rows["score"][0] is None
@@ -331,6 +344,30 @@ def _malformed() -> list[Any]:
         pytest.param("/feedback", {"request_id": "r", "label": "yes"}, AUTH, id="string label"),
         pytest.param("/feedback", {"request_id": "r", "label": 2}, AUTH, id="binary label 2"),
         pytest.param("/feedback", {"labels": []}, AUTH, id="no labels"),
+        pytest.param(
+            "/feedback", {"labels": [{"request_id": "r", "label": None}]}, AUTH, id="null label"
+        ),
+        pytest.param(
+            "/predict",
+            json.dumps(good)
+            .replace('"entity_id": "c"', '"entity_id": "c", "entity_id": "d"')
+            .encode(),
+            {},
+            id="duplicated field",
+        ),
+        pytest.param("/predict", {**good, "entity_id": None}, {}, id="null entity_id"),
+        pytest.param("/predict", {**good, "features": None}, {}, id="null features"),
+        pytest.param("/predict", b"null", {}, id="JSON null"),
+        pytest.param("/predict", {**good, "entity_id": 7}, {}, id="numeric entity_id"),
+        pytest.param("/predict", b'{"entity_id": "\xff\xfe"}', {}, id="invalid UTF-8"),
+        pytest.param("/predict", b"[" * 50_000 + b"]" * 50_000, {}, id="deep nesting"),
+        pytest.param(
+            "/predict", {**good, "features": {"amount": {"a": [[[[1]]]]}}}, {}, id="nested value"
+        ),
+        pytest.param("/predict", b" " * (8 << 20) + b"{}", {}, id="body over the limit"),
+        pytest.param("/predict_batch", {"requests": None}, {}, id="null batch"),
+        pytest.param("/lookup", {"scheduled_payment_id": "a/../b"}, {}, id="lookup bad id"),
+        pytest.param("/lookup", {"scheduled_payment_id": "nope"}, {}, id="lookup unknown id"),
     ]
     cases += [
         pytest.param("/predict", {**good, "features": feats}, {}, id=name)
@@ -354,7 +391,8 @@ def test_malformed_requests_get_a_4xx_with_a_reason(
 
 
 def test_malformed_requests_were_not_logged(server: Server) -> None:
-    assert sorted(logged(server.home)["request_id"].to_list()) == sorted(server.sent)
+    rows = logged(server.home, len(server.sent))
+    assert sorted(rows["request_id"].to_list()) == sorted(server.sent)
 
 
 def test_a_promoted_model_is_served_within_seconds(
@@ -395,7 +433,7 @@ def test_batch_predictions(server: Server, expected: dict[str, Any]) -> None:
 def test_feedback_is_recorded_and_joins_to_predictions(server: Server) -> None:
     one = server.client.post("/feedback", json={"request_id": "batch-0", "label": 1}, headers=AUTH)
     assert one.status_code == 200, one.text
-    assert one.json() == {"count": 1}
+    assert one.json() == {"count": 1, "duplicates": 0}
     many = server.client.post(
         "/feedback",
         json={
@@ -407,12 +445,21 @@ def test_feedback_is_recorded_and_joins_to_predictions(server: Server) -> None:
         headers=AUTH,
     )
     assert many.status_code == 200, many.text
-    assert many.json() == {"count": 2}
+    assert many.json() == {"count": 2, "duplicates": 0}
+    # Idempotent: a repeated label is acknowledged as a duplicate and not written again.
+    again = server.client.post(
+        "/feedback", json={"request_id": "batch-0", "label": 1}, headers=AUTH
+    )
+    assert again.status_code == 200 and again.json() == {"count": 0, "duplicates": 1}
 
+    deadline = time.monotonic() + 10
     truth, bad = read_ground_truth(server.home.logs, DAY)
+    while truth.height < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        truth, bad = read_ground_truth(server.home.logs, DAY)
     assert bad.is_empty()
     assert sorted(truth["request_id"].to_list()) == ["batch-0", "batch-1", "batch-2"]
-    joined = logged(server.home).join(truth, on="request_id", how="inner")
+    joined = logged(server.home, len(server.sent)).join(truth, on="request_id", how="inner")
     assert joined.height == 3
     assert dict(zip(joined["request_id"], joined["label"], strict=True)) == {
         "batch-0": 1.0,
@@ -420,6 +467,35 @@ def test_feedback_is_recorded_and_joins_to_predictions(server: Server) -> None:
         "batch-2": 1.0,
     }
     assert joined["model_version"].to_list() == ["v1"] * 3
+
+
+def test_lookup_serves_offline_predictions(server: Server) -> None:
+    rows = json.loads(
+        loadgen_child(server.home, "publish_scheduled", str(server.home.root), "v1", str(DAY))
+    )
+    for row in rows:
+        resp = server.client.get(f"/lookup/{row['item_id']}")
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["source"] == "offline" and body["model_version"] == "v1"
+        assert body["score"] == row["score"] and body["decision"] == row["decision"]
+        assert body["computed_at"] == NOON.isoformat()
+        posted = server.client.post("/lookup", json={"scheduled_payment_id": row["item_id"]})
+        assert posted.status_code == 200 and posted.json() == body
+    missing = server.client.get("/lookup/sched-20990101-00000")
+    assert missing.status_code == 404 and "error" in missing.json()
+    assert server.client.get("/lookup/a..%2F..%2Fetc").status_code == 400
+
+
+def test_a_chunked_body_over_the_limit_is_refused(server: Server) -> None:
+    def chunks():  # no Content-Length: the limit is enforced on the bytes received
+        for _ in range(9):
+            yield b" " * (1 << 20)
+
+    resp = server.client.post(
+        "/predict", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code == 413, resp.text
 
 
 def test_a_failed_load_keeps_the_old_model(server: Server) -> None:
@@ -435,7 +511,7 @@ def test_a_failed_load_keeps_the_old_model(server: Server) -> None:
 
 
 def test_every_acknowledged_prediction_is_logged_once(server: Server) -> None:
-    rows = logged(server.home)
+    rows = logged(server.home, len(server.sent))
     assert rows.height == len(server.sent)
     assert sorted(rows["request_id"].to_list()) == sorted(server.sent)
     assert rows["request_id"].n_unique() == rows.height
@@ -447,31 +523,33 @@ def test_graceful_shutdown_closes_the_log(server: Server) -> None:
     server.predict({"entity_id": "last", "features": PROBES[3]})
     assert server.stop(signal.SIGTERM) is not None, "the server did not stop on SIGTERM"
     assert "Completed cleanup hook: close" in server.tail(20000)
-    rows = logged(server.home)
+    rows = logged(server.home, len(server.sent))
     assert rows.height == before + 1
     assert sorted(rows["request_id"].to_list()) == sorted(server.sent)
     segments = list((server.home.logs / "predictions").rglob("*.jsonl"))
     assert segments and all(p.name.startswith("service-") for p in segments)
 
 
-def test_the_bento_builds_offline_and_serves_from_its_own_files(tmp_path: Path) -> None:
-    """`bentoml build` with the project's bentofile, then import the service from the Bento's
-    `src/` alone: every module it needs is included, and none of them pulls in Dagster."""
-    home = LifecycleHome(tmp_path / "home")
-    home.repo.mkdir(parents=True)
-    shutil.copyfile(example_config_path(), home.config_path)
+def test_a_bento_per_promotion_builds_offline_and_runs_from_its_own_files(
+    server: Server, expected: dict[str, Any]
+) -> None:
+    """`build_bento` (what the `production_bento` asset runs) builds `lifecycle:v1` naming
+    model v1; the service imports from the Bento's `src/` alone, with no Dagster."""
+    from lifecycle_assets.serving.bento import bento_dir, build_bento
+
+    home = server.home
+    tag, built = build_bento(home, PROBLEM.name, "v1")
+    assert (tag, built) == ("lifecycle:v1", True)
+    assert build_bento(home, PROBLEM.name, "v1") == ("lifecycle:v1", False)  # carried over
+    bento = bento_dir(home, "v1")
+    manifest = yaml.safe_load((bento / "bento.yaml").read_text())
+    assert manifest["labels"]["model_version"] == "v1"
+    assert [m["tag"] for m in manifest["models"]] == [f"{PROBLEM.name}:v1"]
+    # BentoML 1.4 references the model from the store; `bentoml containerize` packs it.
+    assert (home.bentoml_home / "models" / PROBLEM.name / "v1").is_dir()
     env = {**os.environ, **home.tool_env()}
-    built = subprocess.run(
-        [sys.executable, "-m", "bentoml", "build", "-f", "bentos/bentofile.yaml", "."],
-        cwd=project_root(),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    (src,) = home.bentoml_home.glob("bentos/lifecycle/*/src")
-    requirements = (src.parent / "env" / "python" / "requirements.txt").read_text()
+    src = bento / "src"
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text()
     assert "torch==2.9.0" in requirements and "dagster" not in requirements
     code = (
         "import sys, bentos.service as s, lifecycle_assets as la; "

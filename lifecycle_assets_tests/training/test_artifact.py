@@ -31,7 +31,8 @@ CATEGORICAL = ("merchant_category", "country", "channel")
 
 def small_config(**training) -> LifecycleConfig:
     cfg = load_config()
-    update = {"epochs": 12, "batch_size": 64, "learning_rate": 0.01, **training}
+    # Eager unless a test asks for XLA (test_xla.py): fast, and the reference for XLA.
+    update = {"epochs": 12, "batch_size": 64, "learning_rate": 0.01, "device": "cpu", **training}
     return cfg.model_copy(update={"training": cfg.training.model_copy(update=update)})
 
 

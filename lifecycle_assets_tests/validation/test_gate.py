@@ -97,7 +97,8 @@ def test_metrics_hand_computed(name, y, p, expected):
 
 # --- the decision ---------------------------------------------------------------------------
 
-CFG = ValidationConfig(bootstrap_samples=300)
+# Scores here are not calibrated probabilities: the calibration guard has its own tests.
+CFG = ValidationConfig(bootstrap_samples=300, calibration_tolerance=None)
 
 
 def informative_data(n: int = 800, seed: int = 0):
@@ -154,8 +155,8 @@ def test_slightly_worse_within_margin_passes_but_beyond_it_fails():
     worse = good.copy()
     idx = rng.choice(len(y), 40, replace=False)
     worse[idx] = rng.random(40)
-    generous = ValidationConfig(bootstrap_samples=300, margin=0.1)
-    strict = ValidationConfig(bootstrap_samples=300, margin=0.0)
+    generous = ValidationConfig(bootstrap_samples=300, margin=0.1, calibration_tolerance=None)
+    strict = ValidationConfig(bootstrap_samples=300, margin=0.0, calibration_tolerance=None)
     assert decide(y, worse, good, generous)["decision"] == PASS
     assert decide(y, worse, good, strict)["decision"] == FAIL
 
@@ -163,7 +164,7 @@ def test_slightly_worse_within_margin_passes_but_beyond_it_fails():
 @pytest.mark.parametrize("metric_name", ["log_loss", "roc_auc"])
 def test_better_probabilities_pass_and_worse_fail_whatever_the_orientation(metric_name):
     y, good, noise = informative_data()
-    cfg = ValidationConfig(metric=metric_name, bootstrap_samples=300)
+    cfg = ValidationConfig(metric=metric_name, bootstrap_samples=300, calibration_tolerance=None)
     better = decide(y, good, noise, cfg)
     worse = decide(y, noise, good, cfg)
     assert better["decision"] == PASS
@@ -173,7 +174,7 @@ def test_better_probabilities_pass_and_worse_fail_whatever_the_orientation(metri
 
 def test_log_loss_delta_is_oriented_so_higher_is_better():
     y, good, noise = informative_data()
-    cfg = ValidationConfig(metric="log_loss", bootstrap_samples=300)
+    cfg = ValidationConfig(metric="log_loss", bootstrap_samples=300, calibration_tolerance=None)
     record = decide(y, good, noise, cfg)
     assert record["higher_is_better"] is False
     assert record["challenger_metric"] < record["production_metric"]
@@ -189,7 +190,7 @@ def test_regression_metrics_are_lower_is_better(metric_name):
     y = rng.normal(size=500)
     close = y + rng.normal(0, 0.1, 500)
     far = y + rng.normal(0, 1.0, 500)
-    cfg = ValidationConfig(metric=metric_name, bootstrap_samples=300)
+    cfg = ValidationConfig(metric=metric_name, bootstrap_samples=300, calibration_tolerance=None)
     assert decide(y, close, far, cfg)["decision"] == PASS
     assert decide(y, far, close, cfg)["decision"] == FAIL
 

@@ -367,3 +367,46 @@ def test_object_storage_remote_without_its_plugin_is_unreachable(home: Lifecycle
 def test_a_repo_that_was_never_initialised_says_so(tmp_path: Path) -> None:
     with pytest.raises(VersioningError, match="lifecycle init"):
         VersionedRepo(tmp_path / "nowhere").save_version("m", None)
+
+
+def _save(repo: VersionedRepo, day: str, rows: int) -> None:
+    write_split(repo.path / "datasets" / "train_split", day, rows)
+    repo.set_params("train_split", day=day)
+    repo.commit_stage("train_split")
+    repo.save_version(f"train_split {day}", f"train_split/{day}")
+    repo.push()
+
+
+def test_gc_drops_deleted_versions_from_cache_and_remote_and_keeps_the_rest(
+    home: LifecycleHome, repo: VersionedRepo, tmp_path: Path
+) -> None:
+    for day, rows in (("2026-06-10", 10), ("2026-06-11", 20), ("2026-06-12", 30)):
+        _save(repo, day, rows)
+    info = repo.tag_info("train_split/")
+    assert [t["tag"] for t in info] == [
+        "train_split/2026-06-10",
+        "train_split/2026-06-11",
+        "train_split/2026-06-12",
+    ]
+    assert all(len(t["commit"]) == 40 for t in info)
+    assert info[0]["commit"] == repo.tag_commit("train_split/2026-06-10")
+    old_dir = repo.out_hash("datasets/train_split", "train_split/2026-06-10")
+    assert old_dir is not None
+
+    def remote_has(md5: str) -> bool:
+        return (home.default_remote / "files" / "md5" / md5[:2] / md5[2:]).exists()
+
+    assert remote_has(old_dir)
+    with pytest.raises(VersioningError, match="unknown tags"):
+        repo.gc(["train_split/1999-01-01"])
+    assert repo.gc(["train_split/2026-06-10"], dry=True)["dry_run"] is True
+    assert repo.tag_commit("train_split/2026-06-10") is not None
+
+    repo.gc(["train_split/2026-06-10"])
+    assert repo.tags("train_split/") == ["train_split/2026-06-11", "train_split/2026-06-12"]
+    assert not remote_has(old_dir)
+    assert not (repo.path / ".dvc" / "cache" / "files" / "md5" / old_dir[:2] / old_dir[2:]).exists()
+    # the kept versions still restore from the remote alone
+    shutil.rmtree(repo.path / ".dvc" / "cache")
+    repo.restore("datasets/train_split", "train_split/2026-06-11", tmp_path / "kept")
+    assert pl.read_parquet(tmp_path / "kept" / "data.parquet").height == 20

@@ -1,0 +1,299 @@
+"""Serving benchmark: the bars of DESIGN §6, as ratios measured side by side in one run.
+
+    .venv/bin/python benchmarks/serving.py [--requests 2000] [--seconds 8] [--rounds 3]
+
+Starts, on localhost, each with one worker:
+  echo       a BentoML echo service: same request model, async API, access log off
+  lifecycle  `bentos/service.py` with a promoted model (config architecture, untrained
+             weights: the same compute per request), post-processing, logging on
+  no-log     the same with logging off (LIFECYCLE_BENCHMARK_NO_LOG=1): the cost of logging
+  adaptive   the same runtime behind BentoML adaptive batching (batchable API)
+  starlette  plain Starlette (FastAPI's core) + uvicorn + the same artifact and scoring call
+and measures, interleaving the services round by round so background load hits them alike:
+  latency    one keep-alive connection, sequential requests: p50 and p99
+  throughput 32 connections, closed loop, for --seconds: 200 responses per second
+  store      the lookup store's read vs a raw sqlite3 primary-key SELECT on the same file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lifecycle_assets.config import example_config_path  # noqa: E402
+from lifecycle_assets.home import LifecycleHome, set_simulated_today  # noqa: E402
+from lifecycle_assets.serving.loadgen import (  # noqa: E402
+    in_child,
+    run_load,
+    sequential,
+    soak_features,
+)
+from lifecycle_assets.serving.lookup import LookupEntry, SqliteLookupStore  # noqa: E402
+from lifecycle_assets.serving.process import free_port  # noqa: E402
+
+APPS = ROOT / "benchmarks" / "serving_apps"
+DAY = "2026-06-05"
+
+
+class Server:
+    """A server process in its own process group."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [*cmd, "--port", str(self.port)], env=env, cwd=ROOT, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def wait(self, path: str = "/healthz", timeout: float = 120) -> Server:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code < 500:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.name} did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def body(i: int, batch: bool = False) -> bytes:
+    req = {"request_id": f"b-{i}", "entity_id": f"card-{i % 500}", "features": soak_features(i)}
+    return json.dumps([req] if batch else req).encode()
+
+
+def pct(data: list[float], q: float) -> float:
+    data = sorted(data)
+    return data[min(len(data) - 1, int(q / 100 * len(data)))]
+
+
+def store_read(directory: Path, keys: int, reads: int) -> dict[str, float]:
+    """Our store's `get` vs `SELECT * ... WHERE item_id = ?` on a plain connection."""
+    store = SqliteLookupStore(directory)
+    feats = json.dumps(soak_features(0))
+    store.publish(
+        (
+            LookupEntry(
+                f"sched-{i:08d}",
+                "card-1",
+                "2026-06-06T10:00:00+00:00",
+                feats,
+                0.5,
+                0.5,
+                "review",
+                None,
+                "v1",
+                "2026-06-05T12:00:00+00:00",
+            )
+            for i in range(keys)
+        ),
+        {},
+    )
+    rng = random.Random(7)
+    sample = [f"sched-{rng.randrange(keys):08d}" for _ in range(reads)]
+    raw = sqlite3.connect(directory / "lookup.sqlite")
+
+    def timed(fn: Callable[[str], object]) -> list[float]:
+        out = []
+        for key in sample:
+            t0 = time.perf_counter()
+            fn(key)
+            out.append((time.perf_counter() - t0) * 1e6)
+        return out
+
+    results: dict[str, list[float]] = {"raw": [], "store": []}
+    for _ in range(3):  # interleaved rounds
+        results["raw"] += timed(
+            lambda k: raw.execute("SELECT * FROM entries WHERE item_id = ?", (k,)).fetchone()
+        )
+        results["store"] += timed(store.get)
+    return {
+        f"{name}_{stat}": round(pct(v, q), 2)
+        for name, v in results.items()
+        for stat, q in (("p50_us", 50), ("p99_us", 99))
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--requests", type=int, default=2000, help="sequential requests per round")
+    ap.add_argument("--seconds", type=float, default=8, help="throughput seconds per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--store-keys", type=int, default=200_000)
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = ap.parse_args()
+    load_before = os.getloadavg()
+    tmp = Path(tempfile.mkdtemp(prefix="serving-bench-"))
+    servers: list[Server] = []
+    try:
+        home = LifecycleHome(tmp / "home")
+        home.repo.mkdir(parents=True)
+        shutil.copyfile(example_config_path(), home.config_path)
+        import datetime as dt
+
+        set_simulated_today(home, dt.date.fromisoformat(DAY))
+        in_child(home, "register_untrained_model", str(home.root), "v1")
+        first = json.loads(in_child(home, "publish_scheduled", str(home.root), "v1", DAY))
+        lookup_ids = [row["item_id"] for row in first]
+        token = "bench-token"
+        env = {**os.environ, **home.tool_env(), "LIFECYCLE_FEEDBACK_TOKEN": token}
+        serve = [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1"]
+        specs = {
+            "echo": (
+                [*serve, "echo_service:Echo", "--working-dir", str(APPS)], env, "/livez"
+            ),
+            "lifecycle": (
+                [*serve, "service:Lifecycle", "--working-dir", str(ROOT / "bentos")], env,
+                "/healthz",
+            ),
+            "no-log": (
+                [*serve, "service:Lifecycle", "--working-dir", str(ROOT / "bentos")],
+                {**env, "LIFECYCLE_BENCHMARK_NO_LOG": "1"}, "/healthz",
+            ),
+            "adaptive": (
+                [*serve, "adaptive_service:Adaptive", "--working-dir", str(APPS)], env, "/livez"
+            ),
+            "starlette": (
+                [
+                    sys.executable, "-m", "uvicorn", "starlette_app:app", "--app-dir",
+                    str(APPS), "--host", "127.0.0.1", "--no-access-log", "--workers", "1",
+                    "--log-level", "warning",
+                ],
+                env, "/predict",
+            ),
+        }  # fmt: skip
+        for name, (cmd, e, _) in specs.items():
+            servers.append(Server(name, cmd, e, tmp / f"{name}.log"))
+        for server in servers:
+            server.wait(specs[server.name][2])
+        by = {s.name: s for s in servers}
+        print(f"servers up; load average before: {load_before}", flush=True)
+
+        latency_targets: dict[str, tuple[str, Callable[[int], str], Callable[[int], bytes | None]]]
+        latency_targets = {
+            "echo /predict": ("echo", lambda i: "/predict", body),
+            "lifecycle /predict": ("lifecycle", lambda i: "/predict", body),
+            "no-log /predict": ("no-log", lambda i: "/predict", body),
+            "lifecycle GET /lookup": (
+                "lifecycle", lambda i: f"/lookup/{lookup_ids[i % len(lookup_ids)]}",
+                lambda i: None,
+            ),
+            "starlette /predict": ("starlette", lambda i: "/predict", body),
+        }  # fmt: skip
+        throughput_targets = {
+            "echo": ("echo", lambda c, s: body(c * 10**6 + s)),
+            "lifecycle": ("lifecycle", lambda c, s: body(c * 10**6 + s)),
+            "adaptive": ("adaptive", lambda c, s: body(c * 10**6 + s, batch=True)),
+            "starlette": ("starlette", lambda c, s: body(c * 10**6 + s)),
+        }
+        for target, path, make in latency_targets.values():  # warm-up
+            sequential(by[target].url, 200, path, make)
+        lat: dict[str, list[float]] = {k: [] for k in latency_targets}
+        p50s: dict[str, list[float]] = {k: [] for k in latency_targets}
+        rates: dict[str, list[float]] = {k: [] for k in throughput_targets}
+        errors: dict[str, dict[str, int]] = {k: {} for k in throughput_targets}
+        for r in range(args.rounds):
+            for name, (target, path, make) in latency_targets.items():
+                got = sequential(by[target].url, args.requests, path, make)
+                lat[name] += got
+                p50s[name].append(statistics.median(got))
+            for name, (target, make2) in throughput_targets.items():
+                res = run_load(
+                    by[target].url, seconds=args.seconds, connections=args.connections,
+                    path=lambda c, s: "/predict", body=make2,
+                )  # fmt: skip
+                rates[name].append(res.rate)
+                for k, v in res.errors.items():
+                    errors[name][k] = errors[name].get(k, 0) + v
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+        store = store_read(tmp / "store", args.store_keys, 20_000)
+        load_after = os.getloadavg()
+
+        p50 = {k: statistics.median(v) for k, v in p50s.items()}
+        p99 = {k: pct(v, 99) for k, v in lat.items()}
+        rate = {k: statistics.median(v) for k, v in rates.items()}
+        ratios = {
+            "predict_p50_vs_echo": p50["lifecycle /predict"] / p50["echo /predict"],
+            "predict_p99_vs_echo": p99["lifecycle /predict"] / p99["echo /predict"],
+            "throughput_vs_starlette_32c": rate["lifecycle"] / rate["starlette"],
+            "adaptive_throughput_vs_plain_32c": rate["adaptive"] / rate["lifecycle"],
+            "logging_cost_p50": p50["lifecycle /predict"] / p50["no-log /predict"] - 1,
+            "lookup_p50_vs_echo": p50["lifecycle GET /lookup"] / p50["echo /predict"],
+            "store_read_p50_vs_raw_sqlite": store["store_p50_us"] / store["raw_p50_us"],
+        }
+        bars = {
+            "predict_p50_vs_echo": 1.3,
+            "predict_p99_vs_echo": 1.5,
+            "throughput_vs_starlette_32c": -1.0,
+            "logging_cost_p50": 0.10,
+            "lookup_p50_vs_echo": 1.2,
+            "store_read_p50_vs_raw_sqlite": 2.0,
+        }
+        print(f"\nlatency, one keep-alive connection, {args.rounds}×{args.requests} requests:")
+        for k in latency_targets:
+            print(f"  {k:24s} p50 {p50[k]:8.0f} µs   p99 {p99[k]:8.0f} µs")
+        print(f"throughput, {args.connections} connections, {args.rounds}×{args.seconds:.0f} s:")
+        for k in throughput_targets:
+            print(f"  {k:24s} {rate[k]:8.0f} req/s   non-200: {errors[k] or 0}")
+        print(f"store read ({args.store_keys} keys): {store}")
+        print("\nratios (bar):")
+        for k, ratio in ratios.items():
+            bar = bars.get(k)
+            if bar is None:
+                verdict = "(measured: decides whether adaptive batching is used)"
+            elif bar < 0:
+                verdict = "PASS" if ratio >= 1 else "MISS (bar: ≥ 1)"
+            else:
+                verdict = "PASS" if ratio <= bar else f"MISS (bar: ≤ {bar})"
+            print(f"  {k:34s} {ratio:7.3f}  {verdict}")
+        print(f"\nload average before {load_before}, after {load_after} (2 shared cores)")
+        if args.out:
+            args.out.write_text(
+                json.dumps(
+                    {
+                        "p50_us": p50, "p99_us": p99, "rate": rate, "errors": errors,
+                        "store": store, "ratios": ratios, "load_before": load_before,
+                        "load_after": load_after, "args": vars(args) | {"out": str(args.out)},
+                    },
+                    indent=2,
+                )
+            )  # fmt: skip
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The late-label sensor: past days whose labels changed are recomputed, and only those.
+
+labeled_examples[D] joins the labels that arrived on D … D + maturity_days and records how
+many it joined (`labels_joined`). A label that lands later for an already materialised day
+(a chargeback backfill, a replayed label feed) is materialised as ground_truth[A] after
+labeled_examples[D]. The sensor finds such pairs from the instance's storage ids, confirms
+from the stored partitions that D's joinable label count really changed, and requests
+labeled_examples + feature_table for exactly those days (idempotent recomputations).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from lifecycle_assets.config import LifecycleConfig
+from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.resources.home import LifecycleHomeResource
+
+LABELED = dg.AssetKey("labeled_examples")
+GROUND_TRUTH = dg.AssetKey("ground_truth")
+RAW = dg.AssetKey("raw_prediction_logs")
+# Days further back than this are not re-examined (the partition mapping's label window).
+LOOKBACK_DAYS = 60
+
+
+def _stored(home: LifecycleHome, key: dg.AssetKey, partition: str) -> Path:
+    # The layout of LifecycleIOManager: HOME/assets/<asset>/<partition>.parquet
+    return home.assets.joinpath(*key.path) / f"{partition}.parquet"
+
+
+def joinable_labels(home: LifecycleHome, day: dt.date, config: LifecycleConfig) -> int:
+    """Labels labeled_examples[D] would join now, from the stored upstream partitions."""
+    raw = _stored(home, RAW, day.isoformat())
+    if not raw.is_file():
+        return 0
+    maturity = config.labels.maturity_days
+    arrivals = [
+        p
+        for i in range(maturity + 1)
+        if (p := _stored(home, GROUND_TRUTH, (day + dt.timedelta(days=i)).isoformat())).is_file()
+    ]
+    if not arrivals:
+        return 0
+    window_end = dt.datetime.combine(day + dt.timedelta(days=maturity + 1), dt.time(), dt.UTC)
+    labels = (
+        pl.scan_parquet(arrivals)
+        .filter(pl.col("observed_time") < window_end)
+        .sort("observed_time")
+        .unique("request_id", keep="first")
+        .select("request_id", "observed_time")
+    )
+    predictions = pl.scan_parquet(raw).select("request_id", "event_time").unique("request_id")
+    # the same rule as build_labeled_examples: a label before its prediction is leakage
+    joined = predictions.join(labels, on="request_id").filter(
+        pl.col("observed_time") >= pl.col("event_time")
+    )
+    return int(joined.select(pl.len()).collect().item())
+
+
+def late_label_requests(
+    instance: dg.DagsterInstance, home: LifecycleHome, today: dt.date
+) -> list[dg.RunRequest]:
+    """Run requests for the past days whose examples miss labels that have since arrived."""
+    config = home.config()
+    maturity = config.labels.maturity_days
+    labeled = instance.get_latest_storage_id_by_partition(
+        LABELED, dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    arrived = instance.get_latest_storage_id_by_partition(
+        GROUND_TRUTH, dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    oldest = today - dt.timedelta(days=LOOKBACK_DAYS)
+    requests = []
+    for partition, storage_id in sorted(labeled.items()):
+        day = dt.date.fromisoformat(partition)
+        if day < oldest:
+            continue
+        window = [(day + dt.timedelta(days=i)).isoformat() for i in range(maturity + 1)]
+        newer = [arrived[a] for a in window if arrived.get(a, -1) > storage_id]
+        if not newer:
+            continue
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=LABELED, asset_partitions=[partition]), limit=1
+        ).records
+        mat = record[0].asset_materialization if record else None
+        recorded = mat.metadata.get("labels_joined") if mat is not None else None
+        now = joinable_labels(home, day, config)
+        if recorded is not None and getattr(recorded, "value", recorded) == now:
+            continue  # the new arrivals hold no label for this day
+        requests.append(
+            dg.RunRequest(
+                # one request per (day, newest arrival): a re-tick before the run finishes
+                # does not queue it twice
+                run_key=f"late-labels:{partition}:{max(newer)}",
+                partition_key=partition,
+                asset_selection=[LABELED, dg.AssetKey("feature_table")],
+                tags={"lifecycle/trigger": "late_labels"},
+            )
+        )
+    return requests
+
+
+@dg.sensor(
+    name="late_labels",
+    job_name="lifecycle_loop",
+    minimum_interval_seconds=300,
+    description="Recompute labeled_examples and feature_table for past days whose labels "
+    "arrived after they were materialised.",
+)
+def late_labels(
+    context: dg.SensorEvaluationContext, home: LifecycleHomeResource
+) -> dg.SensorResult | dg.SkipReason:
+    h = home.get()
+    requests = late_label_requests(context.instance, h, home.today())
+    if not requests:
+        return dg.SkipReason("no late labels for past partitions")
+    return dg.SensorResult(run_requests=requests)

@@ -1,0 +1,147 @@
+"""`lifecycle models …`: list, show, approve, release, rollback, served-at, reproduce.
+
+Every argument naming a version is validated before anything touches the filesystem or git;
+every model is loaded through `load_artifact` (hash-checked) before an alias moves.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home
+from lifecycle_assets.registry import release as rel
+
+EXIT_MISMATCH = 1
+
+
+def register(add: AddCommand) -> None:
+    parser = add("models", "the model registry and its release process")
+    sub = parser.add_subparsers(dest="models_command", required=True)
+
+    def command(name: str, help_: str, func: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument(
+            "--workdir",
+            default=argparse.SUPPRESS,  # given here or before the sub-command
+            help="the lifecycle home (default: $LIFECYCLE_HOME or ./.lifecycle)",
+        )
+        add_json_flag(p)
+        p.set_defaults(func=func)
+        return p
+
+    command("list", "registered versions, their aliases, decisions and approval", cmd_list)
+    p = command("show", "a version's record, decision, alias history and model card", cmd_show)
+    p.add_argument("version", help="e.g. v3")
+    p = command("approve", "approve a version the gate passed (review its card first)", cmd_approve)
+    p.add_argument("version")
+    p.add_argument("--reason", default="reviewed the model card", help="why it is approved")
+    p = command("release", "point production at a version (approved, or passed)", cmd_release)
+    p.add_argument("version")
+    p.add_argument("--force", action="store_true", help="override the gate (FORCED record)")
+    p.add_argument("--reason", help="why (required with --force)")
+    p = command("rollback", "restore an earlier production model", cmd_rollback)
+    p.add_argument("--to", help="the version to restore (default: the previous production)")
+    p.add_argument("--reason", required=True, help="why the rollback")
+    p = command("served-at", "which version served at a time, by the loop's clock", cmd_served_at)
+    p.add_argument("time", help="now, YYYY-MM-DD (end of that day) or an ISO time (UTC)")
+    p = command("reproduce", "retrain a version from its data version and compare", cmd_reproduce)
+    p.add_argument("version")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "xla"),
+        help="train on this path (default: the one that trained the version)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=rel.CROSS_DEVICE_TOLERANCE,
+        help="largest score difference accepted between eager and XLA (default 1e-6)",
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = rel.list_versions(open_home(args))
+    lines = [f"{'version':8} {'aliases':22} {'day':10} {'decision':12} {'approval':18} device"]
+    for r in rows:
+        lines.append(
+            f"{r['version']:8} {','.join(r['aliases']) or '-':22} {r['day'] or '-':10} "
+            f"{r['decision'] or '-':12} {r['approval'] or '-':18} {r['device'] or '-'}"
+        )
+    emit(args, rows, "\n".join(lines) if rows else "no model versions yet")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    version = rel.check_version_arg(args.version)
+    data = rel.show_version(open_home(args), version)
+    decision = data["decision"] or {}
+    text = "\n".join(
+        [
+            f"{version}: aliases {', '.join(data['aliases']) or 'none'}; "
+            f"approval {(data['approval'] or {}).get('status', 'none')}; "
+            f"gate {decision.get('decision', 'none')} on {decision.get('day', '-')}",
+            "",
+            data["model_card"] or "(no model card)",
+        ]
+    )
+    emit(args, data, text)
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    version = rel.check_version_arg(args.version)
+    out = rel.approve(open_home(args), version, actor=rel.cli_actor(), reason=args.reason)
+    emit(args, out, f"{version} approved by {out['approval']['actor']}")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    version = rel.check_version_arg(args.version)
+    out = rel.release(
+        open_home(args), version, actor=rel.cli_actor(), reason=args.reason, force=args.force
+    )
+    emit(args, out, _moved(out))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    to = rel.check_version_arg(args.to) if args.to is not None else None
+    out = rel.rollback(open_home(args), to=to, actor=rel.cli_actor(), reason=args.reason)
+    emit(args, out, _moved(out))
+    return 0
+
+
+def cmd_served_at(args: argparse.Namespace) -> int:
+    home = open_home(args)
+    out = rel.served_at(home, rel.parse_time(args.time, home))
+    text = (
+        f"{out['time']}: {out['version']} (production since {out['since']}, "
+        f"by {out['actor']}: {out['reason']})"
+        if out["version"]
+        else f"{out['time']}: no production model yet"
+    )
+    emit(args, out, text)
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    version = rel.check_version_arg(args.version)
+    out = rel.reproduce(open_home(args), version, device=args.device, tolerance=args.tolerance)
+    verdict = "reproduced" if out["matches"] else "DOES NOT MATCH"
+    text = (
+        f"{version} {verdict}: retrained on {out['data_version']} ({out['rows']} rows) with "
+        f"{out['device_used']} (recorded {out['device_recorded']}); {out['comparison']}: "
+        f"bitwise {out['bitwise_identical']}, max weight Δ {out['max_weight_diff']:.3g}, "
+        f"max score Δ {out['max_score_diff']:.3g}"
+    )
+    emit(args, out, text)
+    return 0 if out["matches"] else EXIT_MISMATCH
+
+
+def _moved(out: dict[str, Any]) -> str:
+    e = out["event"]
+    return (
+        f"{out['action']}: production {e['from'] or '(none)'} → {e['to']} by {e['actor']} at "
+        f"{e['time']} ({e['reason']}); commit {out['git_commit'][:12]}"
+    )

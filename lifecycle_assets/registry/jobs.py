@@ -1,0 +1,34 @@
+"""Manual approval from the Dagster UI: launch `approve_model` with the version as config."""
+
+import dagster as dg
+
+from lifecycle_assets.registry.release import check_version_arg, release_via_dagster
+from lifecycle_assets.resources.home import LifecycleHomeResource
+
+
+class ApprovalConfig(dg.Config):
+    version: str
+    reason: str = "approved in the Dagster UI after reviewing the model card"
+    release: bool = True
+
+
+@dg.op(tags={"kind": "registry"})
+def approve_and_release(
+    context: dg.OpExecutionContext, config: ApprovalConfig, home: LifecycleHomeResource
+) -> None:
+    """Approve a version the gate passed and (unless `release: false`) put it in production;
+    the production_model materialisation is logged by this run."""
+    version = check_version_arg(config.version)
+    out = release_via_dagster(context, home.get(), version, config.reason, config.release)
+    context.log.info(
+        f"{version}: approved by {out['approved']['approval']['actor']}"
+        + (f"; released, commit {out['released']['git_commit'][:12]}" if config.release else "")
+    )
+
+
+@dg.job(
+    description="Approve (and release) a model version: the manual release process. "
+    "Run config: ops.approve_and_release.config.version, e.g. v3.",
+)
+def approve_model() -> None:
+    approve_and_release()

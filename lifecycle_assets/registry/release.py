@@ -1,0 +1,517 @@
+"""The release process (DESIGN §4, §5.4): review → approve → release, rollback, `served-at`,
+and reproducing a version from its recorded data version. Plain functions over a home; the
+CLI (`registry/cli.py`) and the Dagster `approve_model` job are thin wrappers.
+
+Every alias move here is verified first (`validation.promotion.verify_release`: registered,
+hash-checked, loads, answers a warm-up row), then moved, then committed to the home's repo
+with actor, time, reason, from and to in the message, together with the `production_model`
+DVC output; a move made outside a Dagster run reports a runless materialisation of
+`production_model` for the loop's current day so the asset lineage in the UI stays true.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.home import LifecycleHome, now, today
+from lifecycle_assets.lineage import code_version
+from lifecycle_assets.registry.registry import (
+    Registry,
+    RegistryError,
+    move_message,
+    record_served,
+    validate_version,
+)
+from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
+from lifecycle_assets.validation.gate import FORCED
+from lifecycle_assets.versioning.repo import VersionedRepo, validate_name
+
+PASSING = ("PASS", "FIRST_MODEL", "FORCED")
+AWAITING_APPROVAL = "AWAITING_APPROVAL"
+CROSS_DEVICE_TOLERANCE = 1e-6
+
+Report = Callable[[dg.AssetMaterialization], None]
+
+
+class ReleaseError(LifecycleError, RuntimeError):
+    """A release-process step that is not allowed now; the message says why and what to do."""
+
+
+def cli_actor() -> str:
+    """Who acts from the command line: `$USER`, else `lifecycle-cli`."""
+    return os.environ.get("USER") or "lifecycle-cli"
+
+
+def registry_for(home: LifecycleHome) -> Registry:
+    return Registry(home, home.config().problem.name)
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+def decision_records(home: LifecycleHome) -> list[dict[str, Any]]:
+    """The decision records the loop (and forced releases) wrote, oldest day first."""
+    folder = home.assets / "validation_report"
+    records = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            records.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            continue  # a torn write is not a decision; `lifecycle validation show` reports it
+    return records
+
+
+def decision_for(home: LifecycleHome, version: str) -> dict[str, Any] | None:
+    """The latest decision whose challenger was `version`."""
+    found = [r for r in decision_records(home) if r.get("challenger_version") == version]
+    return found[-1] if found else None
+
+
+def model_card(home: LifecycleHome, version: str) -> str:
+    """The card rendered now, with the gate's metrics for the version when it was validated."""
+    from lifecycle_assets.training.card import model_card_markdown
+
+    reg = registry_for(home)
+    record = reg.require(version)
+    artifact = reg.load(version)  # hash-checked
+    return model_card_markdown(
+        artifact, home.config(), decision=decision_for(home, version), record=record
+    )
+
+
+def list_versions(home: LifecycleHome) -> list[dict[str, Any]]:
+    reg = registry_for(home)
+    aliases = {name: entry["version"] for name, entry in reg.aliases().items()}
+    approvals = reg.approvals()
+    rows = []
+    for version, info in sorted(reg.versions().items(), key=lambda kv: int(kv[0][1:])):
+        decision = decision_for(home, version)
+        rows.append(
+            {
+                "version": version,
+                "aliases": sorted(a for a, v in aliases.items() if v == version),
+                "day": info.get("day"),
+                "created_at": info.get("created_at"),
+                "train_split_tag": info.get("train_split_tag"),
+                "device": info.get("device"),
+                "decision": decision.get("decision") if decision else None,
+                "approval": approvals.get(version, {}).get("status"),
+                "weights_sha256": info.get("weights_sha256"),
+            }
+        )
+    return rows
+
+
+def show_version(home: LifecycleHome, version: str) -> dict[str, Any]:
+    reg = registry_for(home)
+    info = reg.require(version)
+    return {
+        "version": version,
+        "record": info,
+        "aliases": sorted(a for a, e in reg.aliases().items() if e["version"] == version),
+        "approval": reg.approval(version),
+        "decision": decision_for(home, version),
+        "alias_history": [e for e in reg.history() if version in (e.get("from"), e.get("to"))],
+        "model_card": model_card(home, version),
+    }
+
+
+def parse_time(text: str, home: LifecycleHome) -> dt.datetime:
+    """`now`, a date (its end: what served after that day's moves) or an ISO time (UTC if
+    naive), all on the loop's clock."""
+    if text == "now":
+        return now(home)
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            return dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ReleaseError(
+            f"time {text!r}: expected now, YYYY-MM-DD or an ISO time like 2026-06-10T12:00"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def served_at(home: LifecycleHome, when: dt.datetime) -> dict[str, Any]:
+    """The production version at `when`, and the alias move that put it there."""
+    reg = registry_for(home)
+    event = None
+    for e in reg.history():
+        if e["alias"] == "production" and dt.datetime.fromisoformat(e["time"]) <= when:
+            event = e
+    return {
+        "time": when.isoformat(),
+        "version": event["to"] if event else None,
+        "since": event["time"] if event else None,
+        "actor": event["actor"] if event else None,
+        "reason": event["reason"] if event else None,
+    }
+
+
+# --- the release process -------------------------------------------------------------------
+
+
+def request_approval(reg: Registry, decision: dict[str, Any], when: dt.datetime) -> None:
+    """Manual mode: a passing challenger waits for a person (the caller commits `registry/`)."""
+    version = decision["challenger_version"]
+    if (reg.approval(version) or {}).get("status") in ("approved", "released"):
+        return
+    reg.set_approval(
+        version,
+        "awaiting_approval",
+        time=when.isoformat(),
+        decision_day=decision.get("day"),
+        decision=decision.get("decision"),
+        incumbent=decision.get("production_version"),
+    )
+
+
+def approve(
+    home: LifecycleHome, version: str, *, actor: str, reason: str = "reviewed the model card"
+) -> dict[str, Any]:
+    """Record a reviewer's approval of a version the gate passed (nothing moves yet)."""
+    reg = registry_for(home)
+    reg.require(version)
+    decision = decision_for(home, version)
+    if decision is None or decision.get("decision") not in PASSING:
+        verdict = decision.get("decision") if decision else "no gate decision"
+        raise ReleaseError(
+            f"{version} has {verdict}: only a version the gate passed can be approved; to "
+            f"release it anyway use `lifecycle models release {version} --force --reason R`"
+        )
+    _verify(reg, version)
+    when = now(home)
+    repo = _repo(home)
+    with repo.locked():
+        entry = reg.set_approval(
+            version,
+            "approved",
+            actor=actor,
+            reason=reason,
+            time=when.isoformat(),
+            decision_day=decision.get("day"),
+        )
+        commit = repo.save_version(
+            f"registry: approve {version} by {actor} at {when.isoformat()}: {reason}",
+            None,
+            extra_paths=["registry"],
+        )
+    return {"version": version, "approval": entry, "git_commit": commit}
+
+
+def release(
+    home: LifecycleHome,
+    version: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+    force: bool = False,
+    report: Report | None = None,
+) -> dict[str, Any]:
+    """Point `production` at `version`: an approved version (manual mode), one the gate passed
+    (auto mode), or any registered version with `force` and a reason (a FORCED record)."""
+    reg = registry_for(home)
+    reg.require(version)
+    current = reg.alias("production")
+    if current == version:
+        raise ReleaseError(f"{version} is already in production")
+    mode = home.config().registry.approval
+    status = (reg.approval(version) or {}).get("status")
+    decision = decision_for(home, version)
+    forced = None
+    if force:
+        if not reason or not reason.strip():
+            raise ReleaseError("a forced release needs --reason: say why the gate is overridden")
+        forced = _forced_record(home, version, current, actor, reason)
+    elif mode == "manual" and status != "approved":
+        raise ReleaseError(
+            f"{version} is not approved (registry.approval is manual; status: "
+            f"{status or 'none'}): run `lifecycle models approve {version}` after review"
+        )
+    elif (
+        mode == "auto"
+        and status != "approved"
+        and (decision is None or decision.get("decision") not in PASSING)
+    ):
+        verdict = decision.get("decision") if decision else "no gate decision"
+        raise ReleaseError(
+            f"{version} has {verdict}: approve it or use --force --reason R to override the gate"
+        )
+    why = reason or (f"approved ({status})" if status == "approved" else "gate passed")
+    result = _move_production(
+        home, reg, version, actor=actor, reason=why, action="release", forced=forced,
+        report=report,
+    )  # fmt: skip
+    return result
+
+
+def rollback(
+    home: LifecycleHome,
+    *,
+    to: str | None,
+    actor: str,
+    reason: str,
+    report: Report | None = None,
+) -> dict[str, Any]:
+    """Restore an earlier production model (weights, preprocessing and feature version travel
+    together in its artifact), verified before the alias moves."""
+    if not reason or not reason.strip():
+        raise ReleaseError("a rollback needs --reason: say why")
+    reg = registry_for(home)
+    current = reg.alias("production")
+    if to is None:
+        to = previous_production(reg)
+        if to is None:
+            raise ReleaseError("no earlier production version to roll back to; pass --to V")
+    validate_version(to)
+    reg.require(to)
+    if to == current:
+        raise ReleaseError(f"{to} is already in production")
+    return _move_production(
+        home, reg, to, actor=actor, reason=reason, action="rollback", report=report
+    )
+
+
+def previous_production(reg: Registry) -> str | None:
+    """The version production pointed at before the current one."""
+    current = reg.alias("production")
+    for event in reversed(reg.history()):
+        if event["alias"] == "production" and event["to"] == current:
+            return event["from"]
+    return None
+
+
+def _verify(reg: Registry, version: str) -> ModelArtifact:
+    from lifecycle_assets.validation.promotion import verify_release
+
+    return verify_release(reg, version)
+
+
+def _repo(home: LifecycleHome) -> VersionedRepo:
+    return VersionedRepo(home.repo, env=home.tool_env())
+
+
+def _forced_record(
+    home: LifecycleHome, version: str, current: str | None, actor: str, reason: str
+) -> dict[str, Any]:
+    """A decision record in the gate's shape (same field names) saying who overrode it."""
+    day = today(home).isoformat()
+    return {
+        "decision": FORCED,
+        "reason": reason,
+        "actor": actor,
+        "challenger_version": version,
+        "production_version": current,
+        "day": day,
+        "decided_at": now(home).isoformat(),
+        "run_id": None,
+        **code_version(),
+    }
+
+
+def _write_forced(home: LifecycleHome, record: dict[str, Any]) -> None:
+    """Where the gate's records live: `<home>/assets/validation_report/<day>.json` (the day's
+    governing decision; a gate record it supersedes is kept inside it), and a git-tracked
+    copy under `registry/decisions/` so `git log` shows the override."""
+    day = record["day"]
+    target = home.assets / "validation_report" / f"{day}.json"
+    if target.is_file():
+        try:
+            previous = json.loads(target.read_text())
+        except json.JSONDecodeError:
+            previous = None
+        if previous is not None:
+            record["superseded"] = previous
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, target)
+    copy = home.repo / "registry" / "decisions" / f"{day}-{record['challenger_version']}.json"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _move_production(
+    home: LifecycleHome,
+    reg: Registry,
+    version: str,
+    *,
+    actor: str,
+    reason: str,
+    action: str,
+    forced: dict[str, Any] | None = None,
+    report: Report | None = None,
+) -> dict[str, Any]:
+    from lifecycle_assets.resources.home import LifecycleHomeResource
+    from lifecycle_assets.resources.versioning import VersioningResource
+
+    model = _verify(reg, version)  # refuses a tampered or broken artifact: nothing moves
+    day = today(home)
+    when = now(home)
+    versioning = VersioningResource(home=LifecycleHomeResource(workdir=str(home.root)))
+    repo = versioning.repo()
+    with repo.locked():
+        if forced is not None:
+            _write_forced(home, forced)
+        event = reg.move_alias("production", version, actor=actor, reason=reason, when=when)
+        record_served(home, day, version)
+        if action == "release":
+            reg.set_approval(version, "released", actor=actor, time=when.isoformat())
+        meta = versioning.publish(
+            "production_model",
+            day.isoformat(),
+            "models/production",
+            lambda folder: save_artifact(model, folder),
+            message=f"{action} {version}: {reason}\n\n{move_message(event)}",
+            tag=None,
+            extra_paths=("registry",),
+        )
+        _store_asset_value(home, day, model)
+    metadata = {
+        "model_version": version,
+        "previous_version": str(event["from"]),
+        "decision": forced["decision"] if forced else action.upper(),
+        "promoted": True,
+        "actor": actor,
+        "reason": reason,
+        "runless": f"lifecycle models {action}",
+        **meta,
+    }
+    materialization = dg.AssetMaterialization(
+        asset_key="production_model", partition=day.isoformat(), metadata=metadata
+    )
+    (report or _report_runless(home))(materialization)
+    return {"action": action, "event": event, "day": day.isoformat(), **meta}
+
+
+def _store_asset_value(home: LifecycleHome, day: dt.date, model: ModelArtifact) -> None:
+    """The production_model partition's stored value (as the IO manager lays it out), so a
+    downstream asset reading today's partition gets the model that now serves."""
+    target = home.assets / "production_model" / day.isoformat()
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_artifact(model, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+
+
+def _report_runless(home: LifecycleHome) -> Report:
+    from lifecycle_assets.automation.loop import instance_for
+
+    instance = instance_for(home)
+    return instance.report_runless_asset_event
+
+
+# --- reproduce ----------------------------------------------------------------------------------
+
+
+def reproduce(
+    home: LifecycleHome,
+    version: str,
+    *,
+    device: str | None = None,
+    tolerance: float = CROSS_DEVICE_TOLERANCE,
+) -> dict[str, Any]:
+    """Retrain `version` from its recorded data version, seed and params; compare the result.
+
+    Same device type as recorded: the weights must be bitwise identical. Eager vs XLA: the
+    scores on the training rows must agree within `tolerance` (and the report gives the
+    largest weight difference too).
+    """
+    from lifecycle_assets.config import TrainingConfig
+    from lifecycle_assets.training.train import resolve_device, train_model
+
+    reg = registry_for(home)
+    info = reg.require(version)
+    original = reg.load(version)  # hash-checked: a tampered artifact is refused here
+    tag = info.get("train_split_tag")
+    if not tag:
+        raise ReleaseError(f"{version} records no train_split_tag: cannot find its data version")
+    validate_name(tag, "data version tag")
+    repo = _repo(home)
+    with tempfile.TemporaryDirectory(prefix="reproduce-", dir=home.root) as tmp:
+        restored = Path(tmp) / "train_split"
+        repo.restore("datasets/train_split", tag, restored)
+        frame = pl.read_parquet(restored / "data.parquet")
+    recorded_hash = info.get("train_split_dvc_hash")
+    restored_hash = repo.out_hash("datasets/train_split", tag)
+    config = home.config()
+    params = info.get("training_params")
+    if params:
+        config = config.model_copy(update={"training": TrainingConfig(**params)})
+    recorded_device = info.get("device") or "cpu"
+    used = resolve_device(device or recorded_device)
+    result = train_model(frame, config, version, device=used)
+    new_state = result.artifact.net.state_dict()
+    old_state = original.net.state_dict()
+    max_weight_diff = max(
+        float((new_state[k].float() - old_state[k].float()).abs().max()) for k in old_state
+    )
+    bitwise = all(
+        new_state[k].dtype == old_state[k].dtype and bool((new_state[k] == old_state[k]).all())
+        for k in old_state
+    )
+    max_score_diff = float(
+        np.max(np.abs(result.artifact.score(frame) - original.score(frame)), initial=0.0)
+    )
+    # "Same device type": eager CPU both times, or XLA on the same kind of chip (a TPU-trained
+    # version retrained on XLA:CPU is compared within the tolerance, not bitwise).
+    recorded_type = (info.get("device_info") or {}).get("xla_device_type")
+    same_device = used == recorded_device and (
+        used == "cpu" or recorded_type == result.info.get("xla_device_type")
+    )
+    matches = bitwise if same_device else max_score_diff <= tolerance
+    code = code_version()
+    return {
+        "version": version,
+        "data_version": tag,
+        "data_hash_recorded": recorded_hash,
+        "data_hash_restored": restored_hash,
+        "rows": frame.height,
+        "device_recorded": recorded_device,
+        "device_used": used,
+        "comparison": "bitwise" if same_device else f"scores within {tolerance:g}",
+        "bitwise_identical": bitwise,
+        "max_weight_diff": max_weight_diff,
+        "max_score_diff": max_score_diff,
+        "code_commit_recorded": info.get("code_commit"),
+        "code_commit_now": code.get("code_commit"),
+        "same_code": info.get("code_commit") == code.get("code_commit")
+        and not info.get("code_dirty")
+        and not code.get("code_dirty"),
+        "matches": bool(matches) and (recorded_hash is None or recorded_hash == restored_hash),
+    }
+
+
+def release_via_dagster(
+    context: Any, home: LifecycleHome, version: str, reason: str, release_now: bool
+) -> dict[str, Any]:
+    """The `approve_model` job's body: approve, and (by default) release, as the run."""
+    actor = f"dagster-ui:{context.run_id}"
+    out: dict[str, Any] = {"approved": approve(home, version, actor=actor, reason=reason)}
+    if release_now:
+        out["released"] = release(
+            home, version, actor=actor, reason=reason, report=context.log_event
+        )
+    return out
+
+
+def check_version_arg(version: str) -> str:
+    """CLI arguments are validated before anything touches the filesystem or git."""
+    try:
+        return validate_version(version)
+    except RegistryError as err:
+        raise ReleaseError(str(err)) from None

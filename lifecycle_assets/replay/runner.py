@@ -1,0 +1,512 @@
+"""`lifecycle replay`: a labelled file replayed as traffic through the whole loop, once per
+retraining policy, each policy in its own lifecycle home (docs/replay.md).
+
+Per period (= one loop day, see `replay.source`): the clock moves to the loop day; the
+period's requests go through the serving code path (`ServingRuntime`: validation, scoring,
+post-processing, logging — in process, or through a real `bentoml serve` with
+`serve="http"`); the labels that arrive that day go to feedback; then the loop's own day runs
+as Dagster runs (`automation.loop.run_day`): logs → monitoring → late labels → datasets and,
+if the policy says so, a challenger, the gate and the production model. The policy decides
+between the monitoring and the training stage, from the day's monitoring assets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import polars as pl
+
+from lifecycle_assets.automation.loop import run_day
+from lifecycle_assets.config import LifecycleConfig, load_config
+from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.home import LifecycleHome, set_simulated_today
+from lifecycle_assets.home_setup import init_home
+from lifecycle_assets.monitoring.metrics import prediction_bias
+from lifecycle_assets.monitoring.sensors import EpisodeState, staleness_reasons, step_episode
+from lifecycle_assets.partitions import daily
+from lifecycle_assets.registry.registry import Registry
+from lifecycle_assets.replay.source import (
+    ENTITY_ID,
+    EVENT_TIME,
+    LABEL,
+    LABEL_TIME,
+    REQUEST_ID,
+    Period,
+    Traffic,
+    load_table,
+    prepare_traffic,
+)
+from lifecycle_assets.serving.requests import (
+    MAX_BATCH,
+    FeedbackRequest,
+    Label,
+    PredictRequest,
+)
+from lifecycle_assets.validation.gate import HIGHER_IS_BETTER, metric
+
+POLICIES = ("never", "periodic", "triggered")
+PROMOTING = ("PASS", "FIRST_MODEL", "FORCED")
+MARKER = "replay-home.json"
+Serve = Literal["inprocess", "http"]
+
+
+class ReplayError(LifecycleError, RuntimeError):
+    """The replay cannot run here; the message says why and what to do."""
+
+
+class Transport(Protocol):
+    """Where the traffic goes: the serving code path, in process or over HTTP."""
+
+    def predict(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+    def feedback(self, labels: list[dict[str, Any]]) -> None: ...
+
+    def sync(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class InProcess:
+    """`ServingRuntime` in this process: the service's own steps without HTTP (fast; the
+    BentoML service is a thin wrapper over the same object)."""
+
+    def __init__(self, home: LifecycleHome, writer_id: str) -> None:
+        from lifecycle_assets.serving.runtime import ServingRuntime
+
+        self.token = secrets.token_urlsafe(16)
+        # No background loads and a check on every call: an alias move made by the loop is
+        # served from the next period's first request, as a real service would within 0.5 s.
+        self.runtime = ServingRuntime(
+            home,
+            writer_id=writer_id,
+            feedback_token=self.token,
+            background_loads=False,
+            check_interval_s=0.0,
+        )
+
+    def predict(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        preds = self.runtime.predict([PredictRequest.model_validate(b) for b in batch])
+        return [p.model_dump() for p in preds]
+
+    def feedback(self, labels: list[dict[str, Any]]) -> None:
+        request = FeedbackRequest(labels=[Label.model_validate(x) for x in labels])
+        self.runtime.feedback(request, authorization=f"Bearer {self.token}")
+
+    def sync(self) -> None:
+        self.runtime.log.sync()
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+class OverHttp:
+    """A real `bentoml serve` of the home: the full HTTP path, slower to start and per call."""
+
+    def __init__(self, home: LifecycleHome) -> None:
+        import httpx
+
+        from lifecycle_assets.serving.process import ServiceProcess
+
+        self.service = ServiceProcess(home).start()
+        self.client = httpx.Client(base_url=self.service.url, timeout=120)
+        self.home = home
+
+    def _post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None):
+        resp = self.client.post(path, json=body, headers=headers)
+        if resp.status_code != 200:
+            raise ReplayError(f"POST {path} → {resp.status_code}: {resp.text[:300]}")
+        return resp.json()
+
+    def predict(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self._wait_for_alias()
+        return list(self._post("/predict_batch", {"requests": batch})["predictions"])
+
+    def feedback(self, labels: list[dict[str, Any]]) -> None:
+        self._post("/feedback", {"labels": labels}, self.service.auth_headers)
+
+    def _wait_for_alias(self, timeout: float = 60.0) -> None:
+        from lifecycle_assets.registry.registry import alias_version
+
+        want = alias_version(self.home, "production")
+        deadline = time.monotonic() + timeout
+        while self.client.get("/healthz").json().get("model_version") != want:
+            if time.monotonic() > deadline:
+                raise ReplayError(f"the service did not switch to {want} in {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def sync(self) -> None:
+        # The service writes its log off the request path every few ms (serving config).
+        time.sleep(0.5)
+
+    def close(self) -> None:
+        self.client.close()
+        self.service.stop()
+
+
+def _json_time(value: dt.datetime) -> str:
+    return value.isoformat()
+
+
+def serve_period(transport: Transport, rows: pl.DataFrame, config: LifecycleConfig) -> dict:
+    """Send one period's requests; returns the served scores and versions."""
+    p = config.problem
+    feats = rows.select(*p.numeric_features, *p.categorical_features).to_dicts()
+    ids, entities, times = rows[REQUEST_ID], rows[ENTITY_ID], rows[EVENT_TIME]
+    scores: list[float | None] = []
+    versions: set[str] = set()
+    for start in range(0, rows.height, MAX_BATCH):
+        stop = min(start + MAX_BATCH, rows.height)
+        batch = [
+            {
+                "request_id": ids[i],
+                "entity_id": entities[i],
+                "event_time": _json_time(times[i]),
+                "features": feats[i],
+            }
+            for i in range(start, stop)
+        ]
+        for pred in transport.predict(batch):
+            scores.append(pred["score"])
+            if pred["model_version"] is not None:
+                versions.add(pred["model_version"])
+    return {"scores": scores, "versions": sorted(versions)}
+
+
+def send_labels(transport: Transport, labels: pl.DataFrame) -> int:
+    rows = labels.select(REQUEST_ID, LABEL, LABEL_TIME).rows()
+    for start in range(0, len(rows), MAX_BATCH):
+        transport.feedback(
+            [
+                {"request_id": rid, "label": value, "observed_time": _json_time(at)}
+                for rid, value, at in rows[start : start + MAX_BATCH]
+            ]
+        )
+    return len(rows)
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def served_quality(scores: Sequence[float | None], labels: pl.Series, metric_name: str) -> dict:
+    """Quality of what was served in a period against the file's labels (all of them, not
+    only those that reached the loop): the policy comparison's yardstick."""
+    s = np.array([np.nan if x is None else x for x in scores], dtype=np.float64)
+    y = labels.to_numpy().astype(np.float64)
+    ok = np.isfinite(s) & np.isfinite(y)
+    out: dict[str, Any] = {"scored": int(np.isfinite(s).sum()), "evaluated": int(ok.sum())}
+    if not ok.any() or ok.sum() != np.isfinite(y).sum():
+        # Unscored (cold start) or partly unscored: no quality for the period.
+        return {**out, "quality": None, "bias": None, "bias_low": None, "bias_high": None}
+    yv, sv = y[ok], s[ok]
+    quality = None
+    if metric_name not in ("roc_auc", "pr_auc") or 0 < yv.sum() < len(yv):
+        quality = _finite(metric(metric_name, yv, sv))
+    bias = prediction_bias(sv, yv)
+    return {
+        **out,
+        "quality": quality,
+        "mean_prediction": float(sv.mean()),
+        "mean_label": float(yv.mean()),
+        "bias": _finite(bias["bias"]),
+        "bias_low": _finite(bias["low"]),
+        "bias_high": _finite(bias["high"]),
+    }
+
+
+def _read_asset(home: LifecycleHome, asset: str, day: dt.date) -> dict[str, Any] | None:
+    path = home.assets / asset / f"{day.isoformat()}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _alerts(home: LifecycleHome) -> list[dict[str, Any]]:
+    if not home.alerts_path.is_file():
+        return []
+    out = []
+    for line in home.alerts_path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+@dataclass
+class PolicyState:
+    """What a policy remembers between periods."""
+
+    policy: str
+    episode: EpisodeState = field(default_factory=EpisodeState)
+    validated: dict[str, float] = field(default_factory=dict)  # version → gate metric
+    reasons: list[str] = field(default_factory=list)
+    fired: bool = False
+    episode_model: str | None = None  # the serving model the open episode is about
+
+
+def decide_training(
+    state: PolicyState,
+    home: LifecycleHome,
+    config: LifecycleConfig,
+    day: dt.date,
+    production: str | None,
+) -> bool:
+    """The retraining policy for loop day `day`, after its monitoring has run."""
+    state.reasons, state.fired = [], False
+    if state.policy == "periodic" or production is None:
+        return True  # cold start: every policy trains until a first model exists
+    if state.policy == "never":
+        return False
+    if production != state.episode_model:
+        # Staleness is a property of the serving model: a new one starts a fresh episode, so
+        # a retrained model that is stale too is retrained again once the cooldown has passed.
+        state.episode = EpisodeState(state.episode.last_day, False, state.episode.last_fired)
+        state.episode_model = production
+    drift = _read_asset(home, "prediction_drift", day) or {}
+    matured = day - dt.timedelta(days=config.labels.maturity_days)
+    live = _read_asset(home, "live_quality", matured) or {}
+    bias = live.get("prediction_bias") or {}
+    version = live.get("model_version")
+    state.reasons = staleness_reasons(
+        drift.get("max_psi"),
+        live.get("quality") if live.get("matured") else None,
+        state.validated.get(version) if version else None,
+        bias.get("low"),
+        bias.get("high"),
+        config.monitoring,
+        higher_is_better=HIGHER_IS_BETTER[config.validation.metric],
+    )
+    fire, state.episode = step_episode(
+        state.episode, day.isoformat(), state.reasons, config.monitoring.cooldown_days
+    )
+    state.fired = fire
+    return fire
+
+
+def replay_policy(
+    home: LifecycleHome,
+    traffic: Traffic,
+    policy: str,
+    serve: Serve = "inprocess",
+    echo: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Replay every period through one home under one policy; returns its results."""
+    home.activate()
+    config = home.config()
+    registry = Registry(home, config.problem.name)
+    state = PolicyState(policy)
+    transport: Transport = (
+        OverHttp(home) if serve == "http" else InProcess(home, f"replay-{policy}")
+    )
+    periods: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    try:
+        for span in traffic.periods:
+            t_period = time.perf_counter()
+            day = span.loop_day
+            set_simulated_today(home, day)
+            rows = traffic.requests(span.index)
+            t0 = time.perf_counter()
+            served = serve_period(transport, rows, config)
+            labels = send_labels(transport, traffic.labels_arriving(day))
+            transport.sync()
+            serve_s = time.perf_counter() - t0
+            production_before = registry.alias("production")
+            alerts_before = len(_alerts(home))
+            outcome = run_day(
+                home,
+                day,
+                should_train=partial(
+                    decide_training, state, home, config, production=production_before
+                ),
+            )
+            decision = outcome.decision or {}
+            if decision.get("challenger_version") and decision.get("challenger_metric") is not None:
+                state.validated[decision["challenger_version"]] = decision["challenger_metric"]
+            production = registry.alias("production")
+            drift = _read_asset(home, "prediction_drift", day) or {}
+            matured = day - dt.timedelta(days=config.labels.maturity_days)
+            live = _read_asset(home, "live_quality", matured) or {}
+            quality = served_quality(served["scores"], rows[LABEL], config.validation.metric)
+            record = {
+                "index": span.index,
+                "loop_day": day.isoformat(),
+                "data_start": span.data_start.isoformat(),
+                "data_end": span.data_end.isoformat(),
+                "requests": rows.height,
+                "served_by": served["versions"],
+                "labels_sent": labels,
+                **quality,
+                "max_psi": drift.get("max_psi"),
+                "max_psi_feature": drift.get("max_psi_feature"),
+                "loop_live_quality": live.get("quality") if live.get("matured") else None,
+                "loop_live_quality_day": matured.isoformat() if live else None,
+                "staleness_reasons": state.reasons,
+                "trigger_fired": state.fired,
+                "trained": "training" in outcome.stage_seconds,
+                "decision": decision.get("decision"),
+                "reason": decision.get("reason"),
+                "challenger": decision.get("challenger_version"),
+                "incumbent": decision.get("production_version"),
+                "challenger_metric": decision.get("challenger_metric"),
+                "production_metric": decision.get("production_metric"),
+                "production_before": production_before,
+                "production_after": production,
+                "promoted": production != production_before,
+                "alerts": [a.get("kind") for a in _alerts(home)[alerts_before:]],
+                "seconds": {
+                    "serve": round(serve_s, 3),
+                    **{k: round(v, 3) for k, v in outcome.stage_seconds.items()},
+                    "dagster_overhead": round(outcome.dagster_seconds, 3),
+                    "period": round(time.perf_counter() - t_period, 3),
+                },
+            }
+            periods.append(record)
+            q = record["quality"]
+            echo(
+                f"{policy:9} {span.index + 1}/{len(traffic.periods)} {day} "
+                f"({span.data_start.date()}): {rows.height} requests, labels {labels}, "
+                f"quality {'—' if q is None else f'{q:.4f}'}, "
+                f"{record['decision'] or ('no training' if not record['trained'] else '—')}"
+                f", production {production or '—'}"
+            )
+    finally:
+        transport.close()
+    wall = time.perf_counter() - started
+    return summarise_policy(policy, periods, wall, config)
+
+
+def summarise_policy(
+    policy: str, periods: list[dict[str, Any]], wall: float, config: LifecycleConfig
+) -> dict[str, Any]:
+    decisions = [p["decision"] for p in periods if p["decision"]]
+    qualities = [p["quality"] for p in periods if p["quality"] is not None]
+    return {
+        "policy": policy,
+        "retrains": sum(1 for p in periods if p["challenger"]),
+        "promotions": sum(1 for p in periods if p["promoted"]),
+        "rejections": decisions.count("FAIL"),
+        "decisions": {k: decisions.count(k) for k in sorted(set(decisions))},
+        "alerts": sum(len(p["alerts"]) for p in periods),
+        "triggers_fired": sum(1 for p in periods if p["trigger_fired"]),
+        "mean_quality": float(np.mean(qualities)) if qualities else None,
+        "final_production": periods[-1]["production_after"] if periods else None,
+        "wall_seconds": round(wall, 2),
+        "seconds_per_period": round(wall / len(periods), 3) if periods else None,
+        "periods": periods,
+    }
+
+
+def compare(policies: dict[str, dict[str, Any]], higher_is_better: bool) -> dict[str, Any]:
+    """Mean quality per policy over the periods in which every policy served a model."""
+    names = list(policies)
+    n = min(len(policies[k]["periods"]) for k in names) if names else 0
+    common = [
+        i for i in range(n) if all(policies[k]["periods"][i]["quality"] is not None for k in names)
+    ]
+    means = {
+        k: (
+            float(np.mean([policies[k]["periods"][i]["quality"] for i in common]))
+            if common
+            else None
+        )
+        for k in names
+    }
+    ranked = sorted(
+        (k for k in names if means[k] is not None),
+        key=lambda k: means[k] or 0.0,
+        reverse=higher_is_better,
+    )
+    return {
+        "periods_compared": [policies[names[0]]["periods"][i]["loop_day"] for i in common]
+        if names
+        else [],
+        "mean_quality": means,
+        "best": ranked[0] if ranked else None,
+    }
+
+
+def prepare_replay_dir(workdir: str | Path) -> Path:
+    """DIR for the replay: new, empty, or a previous replay's (replaced); nothing else."""
+    root = Path(workdir).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise ReplayError(f"{root} is not a directory; pass another --workdir")
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).is_file():
+            raise ReplayError(
+                f"{root} is not empty and holds no previous replay; pass an empty or new --workdir"
+            )
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text(json.dumps({"created": dt.datetime.now(dt.UTC).isoformat()}))
+    return root
+
+
+def run_replay(
+    data: str | Path,
+    config_file: str | Path,
+    workdir: str | Path,
+    policies: Sequence[str] | None = None,
+    period: Period | None = None,
+    serve: Serve = "inprocess",
+    echo: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Replay `data` once per policy under `workdir`; writes replay.json and report.html."""
+    from lifecycle_assets.replay.report import write_report
+
+    config = load_config(config_file)
+    chosen = tuple(policies or config.replay.policies)
+    unknown = sorted(set(chosen) - set(POLICIES))
+    if unknown:
+        raise ReplayError(f"unknown policies {unknown}; choose from {list(POLICIES)}")
+    per: Period = period or config.replay.period
+    last = dt.date.fromisoformat(daily.get_last_partition_key() or "2026-01-01")
+    traffic = prepare_traffic(load_table(data), config, per, last)
+    root = prepare_replay_dir(workdir)
+    echo(
+        f"replaying {traffic.frame.height} requests in {len(traffic.periods)} {per}s "
+        f"({traffic.periods[0].data_start.date()} … {traffic.periods[-1].data_end.date()}) as "
+        f"loop days from {traffic.loop_start}; policies {', '.join(chosen)}; serving {serve}"
+    )
+    started = time.perf_counter()
+    results: dict[str, dict[str, Any]] = {}
+    for policy in dict.fromkeys(chosen):
+        home = init_home(root / policy, config_file)
+        results[policy] = replay_policy(home, traffic, policy, serve, echo)
+    higher = HIGHER_IS_BETTER[config.validation.metric]
+    summary = {
+        "data": str(Path(data).resolve()),
+        "config": str(Path(config_file).resolve()),
+        "problem": config.problem.name,
+        "task": config.problem.task,
+        "metric": config.validation.metric,
+        "higher_is_better": higher,
+        "period": per,
+        "periods": len(traffic.periods),
+        "requests": traffic.frame.height,
+        "rejected": traffic.rejected,
+        "mapping": {
+            "loop_start": traffic.loop_start.isoformat(),
+            "one_loop_day_is": f"one {per} of data",
+            "maturity_periods": config.labels.maturity_days,
+            "train_periods": config.windows.train_days,
+            "test_periods": config.windows.test_days,
+        },
+        "serving": serve,
+        "psi_threshold": config.monitoring.psi_threshold,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "comparison": compare(results, higher),
+        "policies": results,
+    }
+    (root / "replay.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_report(summary, root / "report.html")
+    return summary

@@ -1,0 +1,57 @@
+"""Serving-stage assets: thin wrappers over `serving.offline` and `serving.bento`."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from lifecycle_assets.partitions import daily, partition_day
+from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.resources.lookup import LookupStoreResource
+from lifecycle_assets.serving.bento import build_bento
+from lifecycle_assets.serving.offline import publish_offline_predictions
+from lifecycle_assets.training.artifact import ModelArtifact
+
+
+@dg.asset(partitions_def=daily, group_name="serving", kinds={"sqlite"})
+def offline_predictions(
+    context: dg.AssetExecutionContext,
+    home: LifecycleHomeResource,
+    lookup_store: LookupStoreResource,
+    production_model: ModelArtifact,
+) -> pl.DataFrame:
+    """Day D+1's scheduled payments scored by the model serving after day D, swapped into
+    the lookup store atomically; the service answers `GET /lookup/{id}` from it."""
+    h = home.get()
+    target = partition_day(context) + dt.timedelta(days=1)
+    frame, generation = publish_offline_predictions(
+        h.logs, h.config(), target, production_model, lookup_store.get(), home.now()
+    )
+    context.add_output_metadata(
+        {
+            "scheduled_date": target.isoformat(),
+            "rows": frame.height,
+            "model_version": production_model.version,
+            "quarantined": generation["quarantined"],
+            "decisions": {str(k): int(v) for k, v in frame["decision"].value_counts().rows()},
+            "generation": generation["generation"],
+        }
+    )
+    return frame
+
+
+@dg.asset(partitions_def=daily, group_name="serving", kinds={"bentoml"})
+def production_bento(
+    context: dg.AssetExecutionContext,
+    home: LifecycleHomeResource,
+    production_model: ModelArtifact,
+) -> dict[str, object]:
+    """The deployable Bento for the model serving after day D (built once per promotion;
+    a carried-over model reuses its Bento)."""
+    h = home.get()
+    version = production_model.version
+    if version is None:
+        raise dg.Failure("the production model has no version to tag a Bento with")
+    tag, built = build_bento(h, h.config().problem.name, version)
+    context.add_output_metadata({"bento": tag, "built": built, "model_version": version})
+    return {"bento": tag, "model_version": version, "built": built}

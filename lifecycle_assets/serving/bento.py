@@ -1,0 +1,76 @@
+"""A Bento per promotion: `bentoml build` of `bentos/` tagged `lifecycle:<model version>`,
+naming that model version in its `models:` (BentoML references it from the home's model
+store and `bentoml containerize lifecycle:<version>` packs it into the image), so every
+production model has a deployable artifact. Offline-safe: the bentofile does not lock
+packages against an index, and the build runs with the home's BENTOML_HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.home import LifecycleHome, project_root
+from lifecycle_assets.registry.registry import bento_model_tag, validate_version
+
+BENTO_NAME = "lifecycle"
+BENTOFILE = Path("bentos") / "bentofile.yaml"
+
+
+class BentoBuildError(LifecycleError, RuntimeError):
+    """`bentoml build` failed; the message carries the end of its output."""
+
+
+def bento_dir(home: LifecycleHome, version: str) -> Path:
+    return home.bentoml_home / "bentos" / BENTO_NAME / validate_version(version)
+
+
+def bentofile_for(model_name: str, version: str) -> dict[str, object]:
+    """The project's bentofile plus the model version it ships and a label naming it."""
+    spec = yaml.safe_load((project_root() / BENTOFILE).read_text())
+    spec["models"] = [bento_model_tag(model_name, version)]
+    spec["labels"] = {**spec.get("labels", {}), "model_version": version}
+    return dict(spec)
+
+
+def build_bento(
+    home: LifecycleHome, model_name: str, version: str, timeout: float = 900
+) -> tuple[str, bool]:
+    """(tag, built): builds `lifecycle:<version>` unless the home already has it."""
+    tag = f"{BENTO_NAME}:{validate_version(version)}"
+    if (bento_dir(home, version) / "bento.yaml").is_file():
+        return tag, False
+    spec_dir = home.root / "bento-builds"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = spec_dir / f"bentofile-{version}.yaml"
+    spec_path.write_text(yaml.safe_dump(bentofile_for(model_name, version), sort_keys=False))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "build",
+            "-f",
+            str(spec_path),
+            "--version",
+            version,
+            "-o",
+            "tag",
+            ".",
+        ],
+        cwd=project_root(),
+        env={**os.environ, **home.tool_env()},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise BentoBuildError(
+            f"bentoml build of {tag} failed ({done.returncode}): "
+            + (done.stdout + done.stderr)[-2000:]
+        )
+    return tag, True

@@ -1,0 +1,176 @@
+"""Prediction and label logging off the request path, in batches (DESIGN §6 reliability).
+
+A request hands its records to `BatchedLog` (a list append) and returns. The first record of
+a batch schedules a drain `flush_interval_s` later: on the worker's event loop when there is
+one (the service: the drain runs between requests, after the responses went out, with no
+thread switch — a writer thread contending for the GIL cost more latency than the writes),
+else on a background thread (in-process use). A drain encodes the batch, appends it to the
+day's segment (`LogWriter`) and hands it to the OS in one write; a background thread fsyncs
+at most every `fsync_interval_s`, without blocking the writes.
+
+Loss windows (measured by `benchmarks/soak.py --crash` and the SIGKILL test):
+
+- graceful shutdown (SIGTERM): zero — `close()` drains, writes and fsyncs everything;
+- the process killed (SIGKILL, OOM): what was acknowledged in the last `flush_interval_s`
+  (and never more than `max_pending` records: past that, the request drains synchronously);
+- the machine losing power: additionally what the OS had not written back, at most
+  `fsync_interval_s` of traffic.
+
+`flush_interval_s=0` writes on the request path instead: zero loss on SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lifecycle_assets.records import GroundTruthRecord, LogWriter, PredictionRecord
+
+logger = logging.getLogger("lifecycle.serving")
+
+MAX_PENDING = 50_000
+
+
+class BatchedLog:
+    def __init__(
+        self,
+        writer: LogWriter,
+        *,
+        flush_interval_s: float = 0.005,
+        fsync_interval_s: float = 1.0,
+        max_pending: int = MAX_PENDING,
+        on_written: Callable[[list[PredictionRecord]], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.flush_interval_s = flush_interval_s
+        self.fsync_interval_s = fsync_interval_s
+        self.max_pending = max_pending
+        self.on_written = on_written
+        self._lock = threading.Lock()  # the pending lists
+        self._drain_lock = threading.Lock()  # one drain at a time: lines stay in order
+        self._wake = threading.Event()
+        self._predictions: list[PredictionRecord] = []
+        self._labels: list[GroundTruthRecord] = []
+        self._scheduled = False  # a drain is scheduled on the event loop
+        self._on_loop = False  # records come from an event loop, which drains them itself
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        if flush_interval_s > 0 or fsync_interval_s > 0:
+            self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+            self._thread.start()
+
+    @property
+    def inline(self) -> bool:
+        return self.flush_interval_s <= 0
+
+    def predictions(self, records: list[PredictionRecord]) -> None:
+        self._submit(records, [])
+
+    def ground_truth(self, records: list[GroundTruthRecord]) -> None:
+        self._submit([], records)
+
+    def _submit(self, predictions: list[PredictionRecord], labels: list[GroundTruthRecord]) -> None:
+        if self._closed:
+            raise RuntimeError("the prediction log is closed")
+        with self._lock:
+            self._predictions.extend(predictions)
+            self._labels.extend(labels)
+            full = len(self._predictions) + len(self._labels) >= self.max_pending
+        if self.inline or full:
+            # Inline mode, or backpressure: a stalled disk bounds the loss window instead
+            # of growing it (this request waits for the drain in progress, then drains).
+            self.drain()
+            return
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._wake.set()  # no event loop here: the writer thread drains
+            return
+        self._scheduled = True
+        self._on_loop = True
+        loop.call_later(self.flush_interval_s, self._drain_on_loop)
+
+    def _drain_on_loop(self) -> None:
+        self._scheduled = False
+        self.drain()
+
+    def sync(self) -> None:
+        """Write everything handed in so far (to the OS; fsync follows within its interval)."""
+        self.drain()
+
+    def drain(self) -> bool:
+        """Write the pending records; on failure they stay queued (logged) and False returns."""
+        with self._drain_lock:
+            with self._lock:
+                predictions, self._predictions = self._predictions, []
+                labels, self._labels = self._labels, []
+            if not (predictions or labels):
+                return True
+            try:
+                if predictions:
+                    self.writer.write_predictions(predictions)
+                if labels:
+                    self.writer.write_ground_truth(labels)
+                self.writer.flush(durable=self.fsync_interval_s <= 0)
+            except Exception:  # a full disk must not lose the batch: requeued, retried
+                logger.exception("writing %d log records failed; will retry", len(predictions))
+                with self._lock:
+                    self._predictions[:0] = predictions
+                    self._labels[:0] = labels
+                return False
+        if predictions and self.on_written is not None:
+            self.on_written(predictions)
+        return True
+
+    def _run(self) -> None:
+        """Drains for callers without an event loop; fsyncs in the background."""
+        last_fsync = time.monotonic()
+        while not self._closed:
+            # On an event loop the thread only fsyncs: waking every flush interval would
+            # contend for the GIL with the requests for nothing.
+            interval = self.fsync_interval_s if self._on_loop else self.flush_interval_s
+            woken = self._wake.wait(max(interval, 0.001))
+            if woken:  # records from a caller without an event loop
+                self._wake.clear()
+                time.sleep(self.flush_interval_s)  # let a batch accumulate
+            if not self.inline and (woken or not self._on_loop):
+                self.drain()
+            now = time.monotonic()
+            if self.fsync_interval_s > 0 and now - last_fsync >= self.fsync_interval_s:
+                self.writer.sync_to_disk()
+                last_fsync = now
+
+    def close(self) -> None:
+        """Drain, write and fsync everything; called on graceful shutdown."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        for _ in range(3):
+            if self.drain():
+                break
+            time.sleep(0.1)
+        self.writer.close()  # flushes and fsyncs
+
+
+class NullLog(BatchedLog):
+    """Logs nothing. Only for measuring what logging costs (`benchmarks/serving.py` sets
+    `LIFECYCLE_BENCHMARK_NO_LOG=1`); the service warns loudly when it is used."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            LogWriter(Path(os.devnull), "null"), flush_interval_s=0, fsync_interval_s=0
+        )
+
+    def _submit(self, predictions: list[PredictionRecord], labels: list[GroundTruthRecord]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,158 @@
+"""The post-processing chain, shared by online serving and offline (batch) scoring:
+
+    score → calibrated probability (where the artifact has a fitted calibration)
+          → decision by the artifact's thresholds (approve / review / decline)
+          → business rules from `lifecycle.yaml` (caps, allow-list, deny-list, legal overrides)
+          → response, naming the rule (if any) that changed the model's decision.
+
+Every step is a plain function, unit-tested on its own. Rules run in a fixed order so the
+strongest has the last word: caps (raise to at least a decision) → allow-list → deny-list →
+legal overrides (exactly their decision, over everything else).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lifecycle_assets.config import FeatureRule, PostprocessingConfig
+from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.training.artifact import ModelArtifact
+
+DECISIONS = ("approve", "review", "decline")
+_RANK = {d: i for i, d in enumerate(DECISIONS)}
+ALLOW_LIST = "allow_list"
+DENY_LIST = "deny_list"
+
+
+class CalibrationError(LifecycleError, ValueError):
+    """An artifact's calibration block that cannot be applied."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the chain made of one score."""
+
+    probability: float | None  # None for a regression value (not a probability)
+    model_decision: str | None  # by thresholds alone; None for regression
+    decision: str | None  # after the business rules; None for regression
+    rule: str | None  # the rule that changed the decision last; None: the model's decision
+
+
+def calibrate(scores: np.ndarray, calibration: Mapping[str, Any] | None) -> np.ndarray:
+    """Raw scores → calibrated probabilities; the identity when nothing was fitted.
+
+    Supported (as written into the artifact's `metadata["calibration"]`):
+    `{"method": "platt", "a": A, "b": B}` → sigmoid(A·logit(s) + B), and
+    `{"method": "isotonic", "x": [...], "y": [...]}` → piecewise-linear through the points.
+    """
+    if not calibration:
+        return scores
+    method = calibration.get("method")
+    if method == "platt":
+        s = np.clip(scores, 1e-12, 1 - 1e-12)
+        logit = np.log(s) - np.log1p(-s)
+        z = float(calibration["a"]) * logit + float(calibration["b"])
+        return 1.0 / (1.0 + np.exp(-z))
+    if method == "isotonic":
+        x = np.asarray(calibration["x"], dtype=np.float64)
+        y = np.asarray(calibration["y"], dtype=np.float64)
+        if x.ndim != 1 or x.shape != y.shape or x.size < 2 or np.any(np.diff(x) < 0):
+            raise CalibrationError("isotonic calibration needs increasing x and y of equal size")
+        return np.interp(scores, x, y)
+    raise CalibrationError(f"unknown calibration method {method!r} (platt | isotonic)")
+
+
+def threshold_decisions(probabilities: np.ndarray, thresholds: Mapping[str, float]) -> list[str]:
+    """approve below `review`, review below `decline`, decline at or above it."""
+    review, decline = float(thresholds["review"]), float(thresholds["decline"])
+    return [
+        "decline" if p >= decline else "review" if p >= review else "approve"
+        for p in probabilities.tolist()
+    ]
+
+
+def _matches(rule: FeatureRule, features: Mapping[str, Any]) -> bool:
+    value = features.get(rule.feature)
+    if rule.in_ is not None:
+        return value in rule.in_
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if rule.above is not None:
+        return value > rule.above
+    return rule.below is not None and value < rule.below
+
+
+@dataclass(frozen=True)
+class BusinessRules:
+    """The configured rules, applied to one decision at a time."""
+
+    caps: tuple[FeatureRule, ...] = ()
+    allow: frozenset[str] = frozenset()
+    deny: frozenset[str] = frozenset()
+    overrides: tuple[FeatureRule, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: PostprocessingConfig) -> BusinessRules:
+        return cls(
+            caps=config.caps,
+            allow=frozenset(config.allow_entities),
+            deny=frozenset(config.deny_entities),
+            overrides=config.overrides,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.caps or self.allow or self.deny or self.overrides)
+
+    def apply(
+        self, decision: str, entity_id: str, features: Mapping[str, Any]
+    ) -> tuple[str, str | None]:
+        """(final decision, name of the last rule that changed it, or None)."""
+        rule: str | None = None
+        for cap in self.caps:
+            if _RANK[cap.decision] > _RANK[decision] and _matches(cap, features):
+                decision, rule = cap.decision, f"cap:{cap.name}"
+        if entity_id in self.allow and decision != "approve":
+            decision, rule = "approve", ALLOW_LIST
+        if entity_id in self.deny and decision != "decline":
+            decision, rule = "decline", DENY_LIST
+        for override in self.overrides:
+            if _matches(override, features):
+                if decision != override.decision:
+                    decision, rule = override.decision, f"override:{override.name}"
+                break  # the first matching legal override is final
+        return decision, rule
+
+
+class PostProcessor:
+    """The whole chain for one config; `run` is what serving and batch scoring call."""
+
+    def __init__(self, config: PostprocessingConfig) -> None:
+        self.use_calibration = config.calibration
+        self.rules = BusinessRules.from_config(config)
+
+    def run(
+        self,
+        artifact: ModelArtifact,
+        scores: np.ndarray,
+        entity_ids: Sequence[str],
+        features: Sequence[Mapping[str, Any]],
+    ) -> list[Outcome]:
+        if artifact.task == "regression":
+            # A predicted value: thresholds, calibration and decision rules do not apply.
+            return [Outcome(None, None, None, None) for _ in range(len(scores))]
+        calibration = artifact.metadata.get("calibration") if self.use_calibration else None
+        probabilities = calibrate(scores, calibration)
+        model_decisions = threshold_decisions(probabilities, artifact.thresholds)
+        probs = probabilities.tolist()
+        if self.rules.empty:  # the common case: no per-row rule work at all
+            return [Outcome(p, d, d, None) for p, d in zip(probs, model_decisions, strict=True)]
+        out = []
+        for p, d, entity, feats in zip(probs, model_decisions, entity_ids, features, strict=True):
+            final, rule = self.rules.apply(d, entity, feats)
+            out.append(Outcome(p, d, final, rule))
+        return out

@@ -1,0 +1,118 @@
+"""Safe promotion: verify the model, then move the alias, then record what serves.
+
+The order is what makes a `kill -9` at any point harmless (docs/validation-and-promotion.md):
+
+1. verify the version that will serve: registered, its weights' hash equal to the one the
+   registry recorded (and the artifact's own manifest), loadable, answering this config's
+   features with a finite warm-up prediction — nothing moves if any of that fails;
+2. move the `production` alias (the registry appends the history line, then replaces
+   `aliases.json` atomically; a crash between the two leaves a pending line that readers
+   ignore and the next move drops);
+3. record the day in the served ledger (atomic replace).
+
+The service follows `aliases.json` only, so at every instant it serves the old or the new
+model; the git commit of `registry/` comes after, in the asset's `publish`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.registry.registry import Registry, record_served
+from lifecycle_assets.serving.runtime import verify
+from lifecycle_assets.training.artifact import ModelArtifact
+
+PROMOTABLE = ("PASS", "FIRST_MODEL", "FORCED")
+
+
+class PromotionError(LifecycleError, RuntimeError):
+    """A model that must not serve: the message names the version and what failed."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: str
+    promoted: bool
+    decision: str
+    artifact: ModelArtifact
+
+
+def verify_release(registry: Registry, version: str) -> ModelArtifact:
+    """Load and check a registered version before anything points at it."""
+    recorded = registry.versions().get(version)
+    if recorded is None:
+        raise PromotionError(f"{version} is not a registered version; nothing was moved")
+    try:
+        artifact = registry.load(version)  # checks the weights against the manifest's hash
+        manifest_hash = _weights_hash(registry, version)
+        if manifest_hash != recorded.get("weights_sha256"):
+            raise PromotionError(
+                f"{version}: weights hash {manifest_hash[:12]}… differs from the registered "
+                f"{str(recorded.get('weights_sha256'))[:12]}…; refusing to promote"
+            )
+        verify(artifact, registry.home.config().problem)  # features + finite warm-up
+    except PromotionError:
+        raise
+    except LifecycleError as err:
+        raise PromotionError(f"{version} failed verification, nothing was moved: {err}") from err
+    return artifact
+
+
+def _weights_hash(registry: Registry, version: str) -> str:
+    from lifecycle_assets.registry.registry import model_path
+    from lifecycle_assets.training.artifact import WEIGHTS, sha256_file
+
+    return sha256_file(model_path(registry.home, registry.model_name, version) / WEIGHTS)
+
+
+def promote_or_carry_over(
+    registry: Registry,
+    decision: dict[str, Any],
+    day: dt.date,
+    *,
+    actor: str,
+    when: dt.datetime,
+) -> Promotion:
+    """Day D's production model after its decision: the challenger if the decision allows,
+    else the incumbent carried over. Verified before the alias moves."""
+    verdict = decision["decision"]
+    if verdict == "PASS":
+        check_pass_record(decision)
+    promote = verdict in PROMOTABLE
+    version = decision["challenger_version" if promote else "production_version"]
+    if version is None:
+        raise PromotionError(f"decision {verdict} on {day} leaves no model to serve")
+    artifact = verify_release(registry, version)
+    if promote and registry.alias("production") != version:
+        registry.move_alias(
+            "production", version, actor=actor, reason=f"{verdict} on {day}", when=when
+        )
+    record_served(registry.home, day, version)
+    return Promotion(version, promote, verdict, artifact)
+
+
+def check_pass_record(decision: dict[str, Any]) -> None:
+    """A PASS must be the paired gate's: both models on the same identified rows, and a
+    lower bound that really clears the margin. Anything else is refused, not promoted."""
+    missing = [
+        k
+        for k in ("production_version", "test_split_tag", "test_rows_sha256", "delta_lower_bound")
+        if decision.get(k) is None
+    ]
+    if missing:
+        raise PromotionError(
+            f"PASS record for {decision.get('day')} lacks {missing}: not a paired gate result"
+        )
+    if decision.get("n_rows") != decision.get("test_rows"):
+        raise PromotionError(
+            f"PASS record for {decision.get('day')} scored {decision.get('n_rows')} rows of a "
+            f"{decision.get('test_rows')}-row test split: not the identical rows"
+        )
+    if not float(decision["delta_lower_bound"]) > -float(decision["margin"]):
+        raise PromotionError(
+            f"PASS record for {decision.get('day')} has lower bound "
+            f"{decision['delta_lower_bound']} ≤ −margin {decision['margin']}"
+        )

@@ -1,0 +1,351 @@
+"""The decision record: computing it from versioned inputs, reading it back, rechecking it.
+
+A record is identified by its day (the `validation_report` partition). It pins everything
+the decision rests on: both model versions and their weight hashes, the test split's tag and
+DVC hash (and the golden dataset's), a hash of the scored rows, code and lockfile versions,
+the gate's settings and seed, the metric values, intervals and guard results. `recheck`
+restores the test split at its tag with DVC, loads both models from the registry and
+recomputes the record, which must match.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from lifecycle_assets.config import LifecycleConfig, ValidationConfig
+from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.home import LifecycleHome, now
+from lifecycle_assets.training.artifact import ModelArtifact
+from lifecycle_assets.validation.gate import FAIL, FORCED, decide
+from lifecycle_assets.versioning.repo import VersionedRepo
+
+if TYPE_CHECKING:
+    from lifecycle_assets.registry.registry import Registry
+
+SPLIT_PREFIXES = ("test_split", "train_split")
+# Fields recomputed by `recheck` and compared with the stored record.
+NUMERIC_FIELDS = (
+    "challenger_metric",
+    "production_metric",
+    "delta",
+    "delta_lower_bound",
+    "delta_upper_bound",
+)
+TOLERANCE = 1e-9
+
+
+class DecisionError(LifecycleError):
+    """A decision record that is missing or cannot be rechecked; the message says why."""
+
+
+def rows_sha256(frame: pl.DataFrame, label: str) -> str:
+    """Identifies the scored rows: their request ids and labels, in order."""
+    digest = hashlib.sha256()
+    if "request_id" in frame.columns:
+        digest.update("\n".join(frame["request_id"].cast(pl.Utf8).to_list()).encode())
+    if label in frame.columns:
+        digest.update(frame[label].cast(pl.Float64).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def evaluate(
+    test_split: pl.DataFrame,
+    challenger: ModelArtifact,
+    production: ModelArtifact | None,
+    config: LifecycleConfig,
+    seed: int,
+    golden: pl.DataFrame | None = None,
+    gate: ValidationConfig | None = None,
+) -> dict[str, Any]:
+    """The gate's numbers: both models scored here, on the identical rows of `test_split`."""
+    gate = gate or config.validation
+    label = config.problem.label
+    rows = test_split.height
+    base = {"test_rows": rows, "test_rows_sha256": rows_sha256(test_split, label)}
+    if rows < config.windows.min_test_rows or rows == 0:
+        return {
+            **base,
+            "decision": FAIL,
+            "reason": f"test split has {rows} rows < windows.min_test_rows "
+            f"({config.windows.min_test_rows})",
+            "metric": gate.metric,
+            "guards": {},
+        }
+    y = test_split[label].cast(pl.Float64).to_numpy()
+    slices = {
+        f: test_split[f].cast(pl.Utf8).fill_null("").to_numpy()
+        for f in config.problem.categorical_features
+        if f in test_split.columns
+    }
+    golden_scores = None
+    if golden is not None and production is not None:
+        golden_scores = (
+            golden[label].cast(pl.Float64).to_numpy(),
+            challenger.score(golden),
+            production.score(golden),
+        )
+    record = decide(
+        y,
+        challenger.score(test_split),
+        production.score(test_split) if production is not None else None,
+        gate,
+        seed=seed,
+        slices=slices,
+        golden=golden_scores,
+    )
+    record.update(base)
+    record["reason"] = reason(record)
+    return record
+
+
+def reason(record: dict[str, Any]) -> str:
+    if record["decision"] == "FIRST_MODEL":
+        return "no production model yet"
+    text = (
+        f"Δ{record['metric']} = {record['delta']:+.4f}, one-sided {1 - record['alpha']:.0%} "
+        f"lower bound {record['delta_lower_bound']:+.4f} vs −margin {-record['margin']:+.4f}"
+    )
+    failed = [f"{name}: {g['reason']}" for name, g in record["guards"].items() if not g["passed"]]
+    if not record.get("non_inferior", True):
+        failed.insert(0, "not shown non-inferior")
+    return text + ("; FAIL — " + "; ".join(failed) if failed else "")
+
+
+# --- versioned inputs -----------------------------------------------------------------------
+
+
+def split_path(tag: str) -> str:
+    """`test_split/2026-06-10` → `datasets/test_split` (the DVC output that tag versions)."""
+    prefix = tag.split("/", 1)[0]
+    if prefix not in SPLIT_PREFIXES or "/" not in tag:
+        raise DecisionError(
+            f"dataset version {tag!r}: expected a split tag such as test_split/2026-06-10"
+        )
+    return f"datasets/{prefix}"
+
+
+def restore_split(repo: VersionedRepo, tag: str) -> tuple[pl.DataFrame, str | None]:
+    """A split at its tag (DVC restores it from the cache or the remote) and its DVC hash."""
+    path = split_path(tag)
+    if repo.tag_commit(tag) is None:
+        raise DecisionError(
+            f"no dataset version {tag!r} in {repo.path}: `git -C {repo.path} tag -l` lists them"
+        )
+    with tempfile.TemporaryDirectory(prefix="restore-") as tmp:
+        dest = Path(tmp) / "split"
+        repo.restore(path, tag, dest)
+        frame = pl.read_parquet(dest / "data.parquet")
+    return frame, repo.out_hash(path, tag)
+
+
+def lineage(repo: VersionedRepo, record: dict[str, Any], versions: dict[str, Any]) -> dict:
+    """Data hashes at their tags and model weight hashes, for the record."""
+    out: dict[str, Any] = {}
+    for key in ("test_split", "train_split"):
+        tag = record.get(f"{key}_tag")
+        out[f"{key}_dvc_hash"] = (
+            repo.out_hash(split_path(tag), tag) if tag and repo.tag_commit(tag) else None
+        )
+    for key in ("challenger", "production"):
+        version = record.get(f"{key}_version")
+        out[f"{key}_weights_sha256"] = (
+            versions.get(version, {}).get("weights_sha256") if version else None
+        )
+    return out
+
+
+def build_record(
+    home: LifecycleHome,
+    repo: VersionedRepo,
+    registry: Registry,
+    day: dt.date,
+    challenger: ModelArtifact,
+    test_split: pl.DataFrame,
+    *,
+    actor: str,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Day D's decision record: the challenger against what served before D (the ledger)."""
+    from lifecycle_assets.lineage import code_version
+    from lifecycle_assets.registry.registry import served_before
+
+    config = home.config()
+    incumbent = served_before(home, day)
+    golden_tag = config.validation.golden_dataset
+    golden, golden_hash = restore_split(repo, golden_tag) if golden_tag else (None, None)
+    record = evaluate(
+        test_split,
+        challenger,
+        registry.load(incumbent) if incumbent else None,
+        config,
+        seed=day.toordinal(),
+        golden=golden,
+    )
+    key = day.isoformat()
+    record.update(
+        {
+            "day": key,
+            "challenger_version": challenger.version,
+            "production_version": incumbent,
+            "test_split_tag": f"test_split/{key}",
+            "train_split_tag": challenger.metadata.get("train_split_tag"),
+            "golden_dataset_tag": golden_tag,
+            "golden_dataset_dvc_hash": golden_hash,
+            "validation": config.validation.model_dump(mode="json"),
+            "decided_at": now(home).isoformat(),
+            "actor": actor,
+            "run_id": run_id,
+            **code_version(),
+        }
+    )
+    record.update(lineage(repo, record, registry.versions()))
+    return as_jsonable(record)
+
+
+# --- reading and rechecking -----------------------------------------------------------------
+
+
+def record_path(home: LifecycleHome, day: str) -> Path:
+    return home.assets / "validation_report" / f"{day}.json"
+
+
+def parse_day(day: str) -> str:
+    try:
+        return dt.date.fromisoformat(day).isoformat()
+    except ValueError:
+        raise DecisionError(f"{day!r} is not a day (YYYY-MM-DD)") from None
+
+
+def load_record(home: LifecycleHome, day: str) -> dict[str, Any]:
+    """The decision stored for `day` (the validation_report partition, FORCED ones included)."""
+    day = parse_day(day)
+    path = record_path(home, day)
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        hint = f"decisions exist for {', '.join(known[-5:])}" if known else "no decisions yet"
+        raise DecisionError(f"no decision recorded for {day} in {home.root} ({hint})")
+    return json.loads(path.read_text())
+
+
+def recheck(home: LifecycleHome, day: str) -> dict[str, Any]:
+    """Recompute the decision of `day` from its versioned data and registered models."""
+
+    stored = load_record(home, day)
+    if stored.get("decision") == FORCED:
+        gate_record = stored.get("superseded")
+        note = (
+            f"a FORCED release is a person's decision ({stored.get('actor')}: "
+            f"{stored.get('reason')})"
+        )
+        if isinstance(gate_record, dict) and gate_record.get("test_split_tag"):
+            result = _recheck(home, gate_record)
+            return {**result, "decision": FORCED, "note": f"{note}; the gate record it "
+                    f"overrode ({gate_record.get('decision')}) was rechecked"}  # fmt: skip
+        return {
+            "day": stored["day"],
+            "decision": FORCED,
+            "matches": None,
+            "differences": [],
+            "note": f"{note}; there is no gate result to recompute",
+        }
+    return _recheck(home, stored)
+
+
+def _recheck(home: LifecycleHome, stored: dict[str, Any]) -> dict[str, Any]:
+    from lifecycle_assets.registry.registry import Registry
+
+    config = home.config()
+    day = stored.get("day")
+    for field in ("test_split_tag", "challenger_version", "validation"):
+        if not stored.get(field):
+            raise DecisionError(
+                f"the record for {day} has no {field!r}: it predates decision records that can be "
+                "rechecked"
+            )
+    repo = VersionedRepo(home.repo, env=home.tool_env())
+    registry = Registry(home, config.problem.name)
+    differences: list[str] = []
+
+    test_split, test_hash = restore_split(repo, stored["test_split_tag"])
+    _same(differences, "test_split_dvc_hash", stored.get("test_split_dvc_hash"), test_hash)
+    challenger = registry.load(stored["challenger_version"])
+    production = (
+        registry.load(stored["production_version"]) if stored.get("production_version") else None
+    )
+    versions = registry.versions()
+    for key, model in (("challenger", challenger), ("production", production)):
+        if model is not None:
+            _same(
+                differences,
+                f"{key}_weights_sha256",
+                stored.get(f"{key}_weights_sha256"),
+                versions.get(str(model.version), {}).get("weights_sha256"),
+            )
+    golden = None
+    golden_tag = stored.get("golden_dataset_tag")
+    if golden_tag:
+        golden, golden_hash = restore_split(repo, golden_tag)
+        _same(
+            differences,
+            "golden_dataset_dvc_hash",
+            stored.get("golden_dataset_dvc_hash"),
+            golden_hash,
+        )
+    gate = ValidationConfig.model_validate(stored["validation"])
+    recomputed = evaluate(
+        test_split, challenger, production, config, stored.get("seed", 0), golden, gate=gate
+    )
+
+    _same(
+        differences,
+        "test_rows_sha256",
+        stored.get("test_rows_sha256"),
+        recomputed["test_rows_sha256"],
+    )
+    _same(differences, "decision", stored.get("decision"), recomputed["decision"])
+    for name in NUMERIC_FIELDS:
+        _close(differences, name, stored.get(name), recomputed.get(name))
+    for name, guard in recomputed.get("guards", {}).items():
+        old = stored.get("guards", {}).get(name, {})
+        _same(differences, f"guards.{name}.passed", old.get("passed"), guard["passed"])
+    return {
+        "day": stored["day"],
+        "decision": stored["decision"],
+        "recomputed_decision": recomputed["decision"],
+        "matches": not differences,
+        "differences": differences,
+        "stored": {k: stored.get(k) for k in NUMERIC_FIELDS},
+        "recomputed": {k: recomputed.get(k) for k in NUMERIC_FIELDS},
+    }
+
+
+def _same(out: list[str], name: str, stored: Any, recomputed: Any) -> None:
+    if stored != recomputed:
+        out.append(f"{name}: stored {stored!r}, recomputed {recomputed!r}")
+
+
+def _close(out: list[str], name: str, stored: Any, recomputed: Any) -> None:
+    if stored is None or recomputed is None:
+        _same(out, name, stored, recomputed)
+    elif not math.isclose(float(stored), float(recomputed), rel_tol=TOLERANCE, abs_tol=TOLERANCE):
+        out.append(f"{name}: stored {stored!r}, recomputed {recomputed!r}")
+
+
+def as_jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    """numpy scalars and infinities as plain JSON values."""
+    return json.loads(json.dumps(record, default=_default))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)

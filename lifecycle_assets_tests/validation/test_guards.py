@@ -1,0 +1,186 @@
+"""The vectorised bootstrap and the gate's guards: PR-AUC against brute force, weighted metrics
+against explicit resamples, calibration, slices (Holm) and the golden dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lifecycle_assets.config import ValidationConfig
+from lifecycle_assets.validation.gate import (
+    FAIL,
+    PASS,
+    bootstrap_weights,
+    decide,
+    metric,
+    pr_auc,
+    weighted_metric,
+)
+
+
+def brute_force_average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """Σ over distinct thresholds (high to low) of (recall gained) × precision there."""
+    total = y.sum()
+    ap, prev_recall = 0.0, 0.0
+    for t in sorted(set(s.tolist()), reverse=True):
+        flagged = s >= t
+        tp = float((y[flagged] == 1).sum())
+        recall = tp / total
+        ap += (recall - prev_recall) * tp / flagged.sum()
+        prev_recall = recall
+    return ap
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("levels", [None, 4], ids=["continuous", "ties"])
+def test_pr_auc_matches_brute_force(seed: int, levels: int | None) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(10, 150))
+    y = (rng.random(n) < 0.2).astype(int)
+    y[0] = 1
+    s = rng.random(n) + 0.5 * y
+    if levels:
+        s = np.floor(s * levels) / levels
+    assert pr_auc(y, s) == pytest.approx(brute_force_average_precision(y, s), abs=1e-12)
+
+
+def test_pr_auc_hand_computed() -> None:
+    # ranked: 0.9 (pos), 0.8 (neg), 0.7 (pos): AP = 0.5 × 1 + 0.5 × 2/3
+    assert pr_auc(np.array([1, 0, 1]), np.array([0.9, 0.8, 0.7])) == pytest.approx(5 / 6)
+
+
+@pytest.mark.parametrize("name", ["roc_auc", "pr_auc", "log_loss", "rmse", "mae"])
+def test_weighted_metrics_equal_explicit_resamples(name: str) -> None:
+    """A resample as row multiplicities gives the metric of the resampled rows, exactly."""
+    rng = np.random.default_rng(11)
+    n = 300
+    y = (rng.random(n) < 0.3).astype(np.float64)
+    s = np.clip(0.3 * y + rng.random(n) * 0.7, 0, 1)
+    s[:40] = np.round(s[:40], 1)  # some ties
+    idx = rng.integers(0, n, size=(5, n))
+    weights = np.stack([np.bincount(row, minlength=n) for row in idx]).astype(np.float64)
+    got = weighted_metric(name, y, s, weights)
+    want = [metric(name, y[row], s[row]) for row in idx]
+    assert got == pytest.approx(want, rel=1e-10)
+
+
+def test_bootstrap_weights_are_resamples_of_n_rows() -> None:
+    blocks = list(bootstrap_weights(50, 450, seed=3))
+    assert [b.shape for b in blocks] == [(200, 50), (200, 50), (50, 50)]
+    assert all(np.all(b.sum(axis=1) == 50) for b in blocks)
+    again = list(bootstrap_weights(50, 450, seed=3))
+    assert all(np.array_equal(a, b) for a, b in zip(blocks, again, strict=True))
+
+
+# --- guards ---------------------------------------------------------------------------------
+
+
+def calibrated(n: int = 6000, seed: int = 0, base: float = 0.2):
+    """Labels drawn from the scores themselves: a perfectly calibrated model."""
+    rng = np.random.default_rng(seed)
+    logit = rng.normal(np.log(base / (1 - base)), 1.5, n)
+    p = 1 / (1 + np.exp(-logit))
+    y = (rng.random(n) < p).astype(np.float64)
+    return y, p, rng
+
+
+def test_a_biased_challenger_fails_the_calibration_guard() -> None:
+    y, p, _ = calibrated()
+    biased = np.clip(p + 0.08, 0, 1)  # same ranking, much worse calibration
+    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=0.02)
+    record = decide(y, biased, p, cfg)
+    assert record["non_inferior"] is True
+    assert record["guards"]["calibration"]["passed"] is False
+    assert record["decision"] == FAIL
+    off = ValidationConfig(bootstrap_samples=300, calibration_tolerance=None)
+    assert decide(y, biased, p, off)["decision"] == PASS
+
+
+def test_a_challenger_less_biased_than_production_is_not_blocked() -> None:
+    y, p, _ = calibrated()
+    worse = np.clip(p + 0.10, 0, 1)
+    better = np.clip(p + 0.05, 0, 1)  # outside the tolerance, but better than the incumbent
+    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=0.02)
+    record = decide(y, better, worse, cfg)
+    assert record["guards"]["calibration"]["passed"] is True
+    assert record["guards"]["calibration"]["challenger_bias"] == pytest.approx(
+        np.mean(better) - np.mean(y)
+    )
+
+
+def segment_data(n: int = 6000, seed: int = 0):
+    y, p, rng = calibrated(n, seed)
+    segment = rng.choice(["a", "b", "c", "d"], n, p=[0.4, 0.3, 0.2, 0.1])
+    tiny = np.where(np.arange(n) < 50, "rare", "common")
+    return y, p, rng, {"segment": segment, "tiny": tiny}
+
+
+def test_a_slice_made_worse_blocks_promotion_and_is_named() -> None:
+    y, p, rng, slices = segment_data()
+    challenger = p.copy()
+    broken = slices["segment"] == "c"
+    challenger[broken] = rng.random(int(broken.sum()))  # useless on one segment
+    cfg = ValidationConfig(bootstrap_samples=400, calibration_tolerance=None, margin=0.2)
+    record = decide(y, challenger, p, cfg, slices=slices)
+    guard = record["guards"]["slices"]
+    assert record["non_inferior"] is True  # overall, within the generous margin
+    assert guard["passed"] is False
+    # the broken segment, and `tiny=common` (almost every row), not the intact segments
+    assert [w for w in guard["worse"] if w.startswith("segment")] == ["segment=c"]
+    assert record["decision"] == FAIL
+    # `tiny=rare` has 50 rows (< slice_min_rows) and is not tested
+    tested = {(r["feature"], r["value"]) for r in guard["slices"]}
+    assert ("tiny", "rare") not in tested and ("segment", "c") in tested
+
+
+def test_equal_models_pass_every_slice_despite_many_tests() -> None:
+    """Holm keeps a family of noisy slice tests from blocking an equally good challenger."""
+    y, p, rng, slices = segment_data()
+    noisy_a = np.clip(p + rng.normal(0, 0.05, len(y)), 0, 1)
+    noisy_b = np.clip(p + rng.normal(0, 0.05, len(y)), 0, 1)
+    cfg = ValidationConfig(bootstrap_samples=400, calibration_tolerance=None)
+    record = decide(y, noisy_a, noisy_b, cfg, slices=slices)
+    guard = record["guards"]["slices"]
+    assert guard["tested"] == 5  # four segments and tiny=common
+    assert guard["passed"] is True
+    assert all(0 < r["p_value"] <= 1 for r in guard["slices"])
+
+
+def test_slice_features_can_be_narrowed_or_turned_off() -> None:
+    y, p, _, slices = segment_data()
+    only = ValidationConfig(bootstrap_samples=200, slice_features=("segment",))
+    assert decide(y, p, p, only, slices=slices)["guards"]["slices"]["tested"] == 4
+    none = ValidationConfig(bootstrap_samples=200, slice_features=())
+    assert decide(y, p, p, none, slices=slices)["guards"]["slices"]["tested"] == 0
+    with pytest.raises(ValueError, match="not a column"):
+        decide(y, p, p, ValidationConfig(slice_features=("nope",)), slices=slices)
+
+
+def test_a_regression_on_the_golden_dataset_blocks_promotion() -> None:
+    y, p, _ = calibrated()
+    gy, gp, grng = calibrated(2000, seed=5)
+    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=None)
+    fine = decide(y, p, p, cfg, golden=(gy, gp, gp.copy()))
+    assert fine["guards"]["golden"]["passed"] is True
+    assert fine["decision"] == PASS
+    useless = grng.random(len(gy))
+    blocked = decide(y, p, p, cfg, golden=(gy, useless, gp))
+    assert blocked["guards"]["golden"]["passed"] is False
+    assert blocked["guards"]["golden"]["delta_upper_bound"] < 0
+    assert blocked["decision"] == FAIL
+
+
+@pytest.mark.parametrize(
+    ("section", "words"),
+    [
+        ({"validation": {"slice_features": ["amount"]}}, "not categorical features"),
+        ({"validation": {"metric": "pr_auc"}, "problem": {"task": "regression"}}, "pr_auc"),
+        ({"validation": {"metric": "mae"}}, "needs task regression"),
+        ({"alerts": {"webhook_retries": -1}}, "alerts.webhook_retries"),
+    ],
+)
+def test_gate_and_alert_settings_are_validated(section: dict, words: str) -> None:
+    from lifecycle_assets.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=words):
+        parse_config(section)
