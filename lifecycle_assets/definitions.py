@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lifecycle_assets.automation.sensors import late_labels
+from lifecycle_assets.automation.sensors import late_labels, new_log_partitions
 from lifecycle_assets.data.assets import (
     feature_table,
     ground_truth,
@@ -62,7 +62,7 @@ daily_retraining = dg.build_schedule_from_partitioned_job(
 )
 
 staleness_retrain = build_staleness_sensor(lifecycle_loop, TRAINING)
-SENSORS = [staleness_retrain, broken_run_alert, late_labels]
+SENSORS = [staleness_retrain, broken_run_alert, late_labels, new_log_partitions]
 
 
 def build_resources(workdir: str | None = None) -> dict[str, object]:

@@ -11,6 +11,8 @@ labeled_examples + feature_table for exactly those days (idempotent recomputatio
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -119,3 +121,70 @@ def late_labels(
     if not requests:
         return dg.SkipReason("no late labels for past partitions")
     return dg.SensorResult(run_requests=requests)
+
+
+# --- new log partitions ----------------------------------------------------------------------
+
+LOG_STREAMS = ("predictions", "ground_truth")
+
+
+def log_fingerprints(home: LifecycleHome) -> dict[str, str]:
+    """Per day, a fingerprint of every segment the service wrote for it (both streams)."""
+    days: dict[str, list[str]] = {}
+    for stream in LOG_STREAMS:
+        root = home.logs / stream
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.glob("date=*")):
+            day = folder.name.removeprefix("date=")
+            for seg in sorted(folder.iterdir()):
+                if seg.is_file():
+                    st = seg.stat()
+                    days.setdefault(day, []).append(
+                        f"{stream}/{seg.name}:{st.st_size}:{st.st_mtime_ns}"
+                    )
+    # A stable digest (not hash(), which is salted per process): the cursor outlives processes.
+    return {
+        day: hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+        for day, parts in days.items()
+    }
+
+
+def days_to_ingest(fingerprints: dict[str, str], seen: dict[str, str], today: dt.date) -> list[str]:
+    """Closed days (before today) whose logs are new or changed since they were last requested."""
+    return sorted(
+        day for day, fp in fingerprints.items() if day < today.isoformat() and seen.get(day) != fp
+    )
+
+
+@dg.sensor(
+    name="new_log_partitions",
+    minimum_interval_seconds=60,
+    description="Ingests each closed day of the service's logs (and re-ingests a day whose "
+    "logs changed later), then recomputes that day's labelled examples and features.",
+    asset_selection=[
+        "raw_prediction_logs",
+        "ground_truth",
+        "prediction_drift",
+        "labeled_examples",
+        "feature_table",
+        "live_quality",
+    ],
+)
+def new_log_partitions(
+    context: dg.SensorEvaluationContext, home: LifecycleHomeResource
+) -> dg.SensorResult | dg.SkipReason:
+    lc = home.get()
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    fingerprints = log_fingerprints(lc)
+    days = days_to_ingest(fingerprints, seen, home.today())
+    if not days:
+        return dg.SkipReason("no closed day with new or changed logs")
+    seen.update({day: fingerprints[day] for day in days})
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(run_key=f"logs-{day}-{fingerprints[day]}", partition_key=day)
+            for day in days
+        ],
+        cursor=json.dumps(seen, sort_keys=True),
+    )
