@@ -425,11 +425,18 @@ class VersionedRepo:
                     f"dvc commit of stage '{stage}' failed: {_one_line(exc)}; {hint}"
                 ) from exc
             restrict_to_owner(self.path / ".dvc" / "cache")
-            return {
+            hashes = {
                 str(out.def_path): str(out.hash_info.value)
                 for committed_stage in committed
                 for out in committed_stage.outs
             }
+            # Outputs DVC does not cache (metrics with `cache: false`) are versioned by git:
+            # stage them so the version's commit carries them.
+            pipeline = _load_yaml(self.path / DVC_YAML) or {}
+            uncached = [p for p, cached in _stage_outs(pipeline).get(stage, []) if not cached]
+            if uncached:
+                self._git("add", "-A", "--", *uncached)
+            return hashes
 
     def save_version(
         self, message: str, tag: str | None = None, extra_paths: Sequence[str] = ()

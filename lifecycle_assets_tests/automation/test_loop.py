@@ -76,6 +76,17 @@ def test_versions_are_dvc_native_and_status_clean(
         capture_output=True, text=True, check=True, env=module_home.tool_env() | {"PATH": "/usr/bin:/bin"},
     ).stdout  # fmt: skip
     assert "model v1: trained on train_split/2026-06-06" in log
+    # Nothing the loop wrote is left outside a version: the decision record (a metric DVC
+    # does not cache) is in git at its tag.
+    git = ["git", "-C", str(module_home.repo)]
+    assert (
+        subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout == ""
+    )
+    day = history[-1].day.isoformat()
+    record = subprocess.run(
+        [*git, "show", f"validation/{day}:reports/validation.json"], capture_output=True, text=True
+    )
+    assert record.returncode == 0 and f'"day": "{day}"' in record.stdout
     assert "production 2026-06-06: v1 (promoted, FIRST_MODEL)" in log
     # The materialisation metadata carries the DVC hash and tag of each version.
     instance = instance_for(module_home)
