@@ -356,7 +356,8 @@ def soak(
     """Closed-loop `/predict` load on a started `ServiceProcess`, then a graceful stop (or,
     with `stop=False`, a wait for the log to catch up); returns the reconciliation of
     acknowledged against logged predictions and the RSS growth."""
-    assert service.proc is not None
+    if service.proc is None:
+        raise RuntimeError("the service was not started")
     pid = service.proc.pid
     warm = run_load(
         service.url, seconds=warmup, connections=connections, path=lambda c, s: "/predict",
@@ -405,7 +406,8 @@ def crash(
     """`/predict` load, then `sig` to the whole server group mid-load (SIGKILL: a crash;
     SIGTERM: a graceful stop with requests in flight); returns how many acknowledged
     predictions the log lacks and how long before the signal they were answered."""
-    assert service.proc is not None
+    if service.proc is None:
+        raise RuntimeError("the service was not started")
     pid = service.proc.pid
     killed_at: list[float] = []
 
