@@ -194,7 +194,8 @@ def _segments(root: Path, stream: str, day: dt.date) -> list[Path]:
     return sorted(p for pattern in SEGMENT_PATTERNS for p in folder.glob(pattern))
 
 
-def _parse_time(value: Any) -> dt.datetime | None:
+def parse_time(value: Any) -> dt.datetime | None:
+    """An ISO-8601 string with a timezone, as UTC; None for anything else."""
     if not isinstance(value, str):
         return None
     try:
@@ -204,7 +205,8 @@ def _parse_time(value: Any) -> dt.datetime | None:
     return ts.astimezone(dt.UTC) if ts.tzinfo else None
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool): what a numeric field of a record may hold."""
     return (
         isinstance(value, int | float)
         and not isinstance(value, bool)
@@ -321,7 +323,7 @@ def _prediction_stream(
     def classify(row: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
         if not isinstance(row.get("request_id"), str) or not row["request_id"]:
             return MISSING_REQUEST_ID, None
-        if _parse_time(row.get("event_time")) is None:
+        if parse_time(row.get("event_time")) is None:
             return BAD_EVENT_TIME, None
         if not isinstance(row.get("features"), dict):
             return MISSING_FEATURES, None
@@ -333,7 +335,7 @@ def _prediction_stream(
         f = row["features"]
         if any(_is_non_finite(f.get(n)) for n in numeric):
             return NON_FINITE_NUMERIC, None
-        if any(not _is_number(f.get(n)) for n in numeric):
+        if any(not is_number(f.get(n)) for n in numeric):
             return BAD_NUMERIC, None
         if any(not isinstance(f.get(c), str) for c in categorical):
             return BAD_CATEGORICAL, None
@@ -346,11 +348,11 @@ def _prediction_stream(
         return None, {
             "request_id": row["request_id"],
             "entity_id": str(row.get("entity_id") or ""),
-            "event_time": _parse_time(row["event_time"]),
+            "event_time": parse_time(row["event_time"]),
             "model_version": row.get("model_version"),
-            "score": float(score) if _is_number(score) else None,  # type: ignore[arg-type]
+            "score": float(score) if is_number(score) else None,  # type: ignore[arg-type]
             "decision": row.get("decision"),
-            "logged_at": _parse_time(row.get("logged_at")),
+            "logged_at": parse_time(row.get("logged_at")),
             **{n: float(f[n]) for n in numeric},
             **{c: f[c] for c in categorical},
             **{p: (None if v is None else str(v)) for p, v in pii_values.items()},
@@ -396,9 +398,9 @@ def _ground_truth_stream(parsed: bool = False) -> _Stream:
     def classify(row: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
         if not isinstance(row.get("request_id"), str) or not row["request_id"]:
             return MISSING_REQUEST_ID, None
-        if not _is_number(row.get("label")):
+        if not is_number(row.get("label")):
             return BAD_LABEL, None
-        observed = _parse_time(row.get("observed_time"))
+        observed = parse_time(row.get("observed_time"))
         if observed is None:
             return BAD_OBSERVED_TIME, None
         return None, {

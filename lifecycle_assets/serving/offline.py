@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from lifecycle_assets.records import (
     LogWriter,
     ScheduledRecord,
     day_dir,
+    is_number,
+    parse_time,
 )
 from lifecycle_assets.serving.lookup import LookupEntry, LookupStore
 from lifecycle_assets.serving.postprocess import PostProcessor
@@ -40,20 +41,6 @@ OFFLINE_SCHEMA: dict[str, pl.DataType] = {
     "model_version": pl.String(),
     "computed_at": pl.Datetime("us", "UTC"),
 }
-
-
-def _time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        ts = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return ts.astimezone(dt.UTC) if ts.tzinfo else None
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_scheduled(
@@ -97,13 +84,13 @@ def _vet_scheduled(
         return "corrupt_line", {}, None
     if not isinstance(row.get("item_id"), str) or not row["item_id"]:
         return "missing_item_id", {}, None
-    when = _time(row.get("scheduled_time"))
+    when = parse_time(row.get("scheduled_time"))
     if when is None:
         return "bad_scheduled_time", {}, None
     feats = row.get("features")
     if not isinstance(feats, dict):
         return "missing_features", {}, None
-    if any(not _finite(feats.get(n)) for n in numeric):
+    if any(not is_number(feats.get(n)) for n in numeric):
         return "bad_numeric_feature", {}, None
     if any(not isinstance(feats.get(c), str) for c in categorical):
         return "bad_categorical_feature", {}, None
