@@ -34,23 +34,23 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from lifecycle_assets.simulator.fraud import (
+    CATEGORICAL_FEATURES,
+    CHANNELS,
+    COUNTRIES,
+    MERCHANT_CATEGORIES,
+    NUMERIC_FEATURES,
+)
+
 DAYS = 10
 START = dt.date(2026, 6, 1)
-NUMERIC = ("amount", "merchant_risk", "hour", "card_age_days", "txn_count_24h")
-CATEGORICAL = ("merchant_category", "country", "channel")
+# The simulator's schema, so the benchmark's rows look like the demo's traffic.
+NUMERIC = NUMERIC_FEATURES
+CATEGORICAL = CATEGORICAL_FEATURES
 CATEGORIES = {
-    "merchant_category": (
-        "grocery",
-        "restaurant",
-        "fuel",
-        "retail",
-        "electronics",
-        "travel",
-        "digital_goods",
-        "gaming",
-    ),
-    "country": ("US", "GB", "DE", "FR", "BR", "NG"),
-    "channel": ("online", "pos", "atm", "moto"),
+    "merchant_category": MERCHANT_CATEGORIES,
+    "country": COUNTRIES,
+    "channel": CHANNELS,
 }
 MATURITY = 3
 TRAIN_DAYS, TEST_DAYS = 5, 2
