@@ -10,13 +10,13 @@ alias following and logging live there and are unit-tested without a server. No 
                                                               -> {"count", "duplicates"}
     GET  /lookup/{scheduled_payment_id}   precomputed (or rescored) answer -> LookupResponse
     POST /lookup         {"scheduled_payment_id"}  the same, for clients that prefer a body
-    GET  /healthz        {"status", "model_version", "alias_version", "error"}
+    GET  /healthz        {"status", "model_version", "alias_version", "error", "ready", ...}
+    GET  /readyz         200 only while a verified model serves (or none exists yet), else 503
     GET  /docs.json      the OpenAPI document (BentoML's)
 """
 
 import json
 import logging
-import re
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -25,8 +25,6 @@ from bentoml.exceptions import BentoMLException, InvalidArgument
 from pydantic import ValidationError
 
 from lifecycle_assets.serving.requests import (
-    ID_PATTERN,
-    MAX_ID_LENGTH,
     FeedbackRequest,
     FeedbackResponse,
     LookupRequest,
@@ -36,6 +34,8 @@ from lifecycle_assets.serving.requests import (
     Prediction,
     PredictRequest,
     RequestError,
+    is_valid_id,
+    validation_error_body,
 )
 from lifecycle_assets.serving.runtime import ServingRuntime
 
@@ -101,9 +101,18 @@ class Lifecycle:
 
 API_ROUTES = frozenset({"/predict", "/predict_batch", "/feedback", "/lookup"})
 MAX_BODY_BYTES = 8 << 20  # a full 1000-request batch is well under 1 MiB
+# One request or one lookup is a few hundred bytes: a larger body is refused before it is
+# parsed, so no single request can hold the event loop for long.
+SINGLE_BODY_BYTES = 64 << 10
+SINGLE_ROUTES = frozenset({"/predict", "/lookup"})
+
+
+def body_limit(path: str) -> int:
+    return SINGLE_BODY_BYTES if path in SINGLE_ROUTES else MAX_BODY_BYTES
+
+
 LOOKUP_PREFIX = "/lookup/"
-FAST_ROUTES = frozenset({"/predict", "/predict_batch"})
-_ID = re.compile(ID_PATTERN)
+PREDICT_ROUTES = frozenset({"/predict", "/predict_batch"})
 
 
 def _not_found(item_id: str) -> str:
@@ -161,16 +170,22 @@ def check_json(body: bytes) -> str | None:
 class Edge:
     """ASGI middleware in front of BentoML's routing.
 
-    - `GET /healthz` answers with the model version. BentoML's own `/healthz` (a bare liveness
-      probe, kept at `/livez`) is routed before any API, so it is answered here first.
+    - `GET /healthz` answers with the model version and the log's state; `GET /readyz` is
+      200 only while a verified model serves (or, before the first model, in cold start)
+      and the log can be written. BentoML's own probes are routed before any API, so both
+      are answered here first (BentoML's bare liveness probe stays at `/livez`).
     - The JSON APIs take JSON only: BentoML would hand a multipart or form body to other
       parsers, some of which fail with a 500; here such a request gets 415, a body larger
-      than `MAX_BODY_BYTES` (by its Content-Length, or counted as it streams in) gets 413,
+      than its route's limit (`body_limit`: 64 KiB for one request, 8 MiB for batches; by
+      its Content-Length, or counted as it streams in) gets 413,
       and a body that is not strict JSON (invalid UTF-8, a repeated key, NaN/Infinity, deep
       nesting) gets 400 with the reason.
-    - `/feedback` checks its token here, so a 401/403 says which it was.
-    - `/predict` and `/predict_batch` are answered here, on the body parsed once (see
-      `_predict`); `GET /lookup/{id}` too. Everything else goes on to BentoML.
+    - Tokens (`/feedback`; `/predict*` with `serving.predict_auth: required`) are checked
+      here, so a 401/403 says which it was.
+    - Every API route is answered here, on the body parsed once (see `_answer`), so every
+      error has one shape: `{"error": reason}` (+ `detail` for a schema error). The
+      `@bentoml.api` methods stay for the OpenAPI document: the contract is the same
+      pydantic models.
     """
 
     def __init__(self, app: Any) -> None:
@@ -182,29 +197,30 @@ class Edge:
             if path == "/healthz" and method == "GET":
                 await self._health(send)
                 return
+            if path == "/readyz" and method == "GET":
+                await self._ready(send)
+                return
             if path.startswith(LOOKUP_PREFIX) and method == "GET":
                 await self._lookup(path[len(LOOKUP_PREFIX) :], send)
                 return
             if path in API_ROUTES and method == "POST":
-                refusal = _refuse_body(scope["headers"])
-                if refusal is None and path == "/feedback":
-                    refusal = _refuse_feedback(scope["headers"])
+                limit = body_limit(path)
+                refusal = _refuse_body(scope["headers"], limit)
                 if refusal is None:
-                    body, parsed, refusal = await _read_body(receive)
+                    refusal = _refuse_unauthorised(path, scope["headers"])
+                if refusal is None:
+                    _, parsed, refusal = await _read_body(receive, limit)
                 if refusal is not None:
                     await _send_json(send, refusal[0], {"error": refusal[1]})
                     return
-                if path in FAST_ROUTES:
-                    await self._predict(path, parsed, send)
-                    return
-                receive = _replay(body, receive)
+                await self._answer(path, parsed, scope["headers"], send)
+                return
         await self.app(scope, receive, send)
 
-    async def _predict(self, path: str, parsed: Any, send: Any) -> None:
-        """`/predict` and `/predict_batch` answered here, on the body already parsed for the
-        checks above: BentoML's API dispatch (a second parse, its IO descriptors, context
-        and metrics) cost more than the model. The API methods below stay: the OpenAPI
-        document describes these routes, and the contract is the same pydantic models."""
+    async def _answer(self, path: str, parsed: Any, headers: Any, send: Any) -> None:
+        """An API route answered on the body already parsed for the checks above: BentoML's
+        API dispatch (a second parse, its IO descriptors, context and metrics) cost more
+        than the model on `/predict`, and its error bodies differ from route to route."""
         try:
             runtime: ServingRuntime = bentoml.get_current_service().runtime
         except BentoMLException:
@@ -214,18 +230,24 @@ class Edge:
             if path == "/predict":
                 request = PredictRequest.model_validate(parsed)
                 payload = runtime.predict([request])[0].model_dump_json()
-            else:
+            elif path == "/predict_batch":
                 batch = PredictBatchRequest.model_validate(parsed)
                 payload = PredictBatchResponse(
                     predictions=runtime.predict(batch.requests)
                 ).model_dump_json()
+            elif path == "/feedback":
+                body = FeedbackRequest.model_validate(parsed)
+                payload = runtime.feedback(
+                    body, _header(headers, b"authorization")
+                ).model_dump_json()
+            else:
+                item = LookupRequest.model_validate(parsed)
+                found = runtime.lookup(item.scheduled_payment_id)
+                if found is None:
+                    raise RequestError(_not_found(item.scheduled_payment_id), status=404)
+                payload = found.model_dump_json()
         except ValidationError as err:
-            detail = err.errors(include_url=False, include_context=False, include_input=False)
-            await _send_json(
-                send,
-                400,
-                {"error": f"{err.error_count()} validation error(s)", "detail": detail},
-            )
+            await _send_json(send, 400, validation_error_body(err))
             return
         except RequestError as err:
             await _send_json(send, err.status, {"error": str(err)})
@@ -237,7 +259,7 @@ class Edge:
         # Answered here, not through BentoML's routing: a path parameter, and the cheapest
         # path for a key-value read (the `/lookup` POST API is the same answer, documented
         # in the OpenAPI document).
-        if not (len(item_id) <= MAX_ID_LENGTH and _ID.match(item_id)):
+        if not is_valid_id(item_id):
             await _send_json(send, 400, {"error": "malformed scheduled_payment_id"})
             return
         try:
@@ -260,8 +282,24 @@ class Edge:
             return
         await _send_json(send, 200, service.runtime.health().model_dump())
 
+    @staticmethod
+    async def _ready(send: Any) -> None:
+        try:
+            runtime: ServingRuntime = bentoml.get_current_service().runtime
+        except BentoMLException:
+            await _send_json(send, 503, {"ready": False, "reason": "the service is starting"})
+            return
+        ready, reason = runtime.readiness()
+        await _send_json(send, 200 if ready else 503, {"ready": ready, "reason": reason})
 
-def _refuse_body(headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    return next((v.decode("latin-1") for k, v in headers if k == name), None)
+
+
+def _refuse_body(
+    headers: list[tuple[bytes, bytes]], limit: int = MAX_BODY_BYTES
+) -> tuple[int, str] | None:
     for name, value in headers:
         if name == b"content-type":
             media_type = value.split(b";", 1)[0].strip().lower()
@@ -275,29 +313,36 @@ def _refuse_body(headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
                 length = int(value)
             except ValueError:
                 return 400, "malformed Content-Length"
-            if length > MAX_BODY_BYTES:
-                return 413, f"request body over {MAX_BODY_BYTES} bytes"
+            if length > limit:
+                return 413, f"request body over {limit} bytes"
     return None
 
 
-def _refuse_feedback(headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
+def _refuse_unauthorised(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
     # Checked here rather than in the API: BentoML answers a 401/403 raised inside an API
     # with a bare "Authorization error", and the client should learn which one it was.
+    if path not in PREDICT_ROUTES and path != "/feedback":
+        return None
     try:
         runtime: ServingRuntime = bentoml.get_current_service().runtime
     except BentoMLException:
         return 503, "the service is starting"
-    authorization = next((v.decode("latin-1") for k, v in headers if k == b"authorization"), None)
+    authorization = _header(headers, b"authorization")
     try:
-        runtime.check_feedback_auth(authorization)
+        if path == "/feedback":
+            runtime.check_feedback_auth(authorization)
+        else:
+            runtime.check_predict_auth(authorization)
     except RequestError as err:
         return err.status, str(err)
     return None
 
 
-async def _read_body(receive: Any) -> tuple[bytes, Any, tuple[int, str] | None]:
+async def _read_body(
+    receive: Any, limit: int = MAX_BODY_BYTES
+) -> tuple[bytes, Any, tuple[int, str] | None]:
     """The whole request body (also when sent chunked, without a Content-Length), refused
-    past `MAX_BODY_BYTES` or when it is not JSON the contract can take."""
+    past `limit` bytes or when it is not JSON the contract can take."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -306,27 +351,14 @@ async def _read_body(receive: Any) -> tuple[bytes, Any, tuple[int, str] | None]:
             return b"", None, (400, "client disconnected")
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return b"", None, (413, f"request body over {MAX_BODY_BYTES} bytes")
+        if size > limit:
+            return b"", None, (413, f"request body over {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
     parsed, reason = parse_json(body)
     return body, parsed, (None if reason is None else (400, reason))
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    sent = False
-
-    async def replay() -> Any:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ field raises `ConfigError` naming the field and what was expected.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -48,6 +49,22 @@ class ProblemConfig(_Section):
     )
     categorical_features: tuple[str, ...] = ("merchant_category", "country", "channel")
     pii_columns: tuple[str, ...] = ("card_number",)
+    # The values a numeric feature may take, [min, max]; the service refuses a request
+    # outside them with a 400 naming the feature. A feature not listed here gets the range
+    # its model saw in training, widened by `feature_range_slack` × that range's width on
+    # each side (recorded in the artifact); before the first model only listed ones apply.
+    # (The defaults are the built-in example's; they apply only to features of that name.)
+    feature_ranges: dict[str, tuple[float, float]] = {"hour": (0, 23), "merchant_risk": (0, 1)}
+    feature_range_slack: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ProblemConfig:
+        for name, (low, high) in self.feature_ranges.items():
+            if name not in self.numeric_features and "feature_ranges" in self.model_fields_set:
+                raise ValueError(f"feature_ranges: {name!r} is not a numeric feature")
+            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+                raise ValueError(f"feature_ranges.{name}: need finite [min, max] with min <= max")
+        return self
 
     @model_validator(mode="after")
     def _distinct_columns(self) -> ProblemConfig:
@@ -67,6 +84,11 @@ class ProblemConfig(_Section):
     @property
     def features(self) -> tuple[str, ...]:
         return (*self.numeric_features, *self.categorical_features)
+
+    @property
+    def numeric_ranges(self) -> dict[str, tuple[float, float]]:
+        """The configured ranges of this problem's numeric features."""
+        return {n: r for n, r in self.feature_ranges.items() if n in self.numeric_features}
 
 
 class LabelsConfig(_Section):
@@ -186,6 +208,21 @@ class ServingConfig(_Section):
     # `required`: /feedback needs `Authorization: Bearer $LIFECYCLE_FEEDBACK_TOKEN` and the
     # service refuses to start without the variable; `none`: anyone may post labels.
     feedback_auth: Literal["required", "none"] = "required"
+    # The same for /predict and /predict_batch with $LIFECYCLE_PREDICT_TOKEN. Every logged
+    # prediction becomes a training row once mature (unlabelled = negative by default), so
+    # `none` lets anyone who reaches the port add training data: fine behind a gateway that
+    # authenticates its callers, `required` anywhere else (docs/serving.md).
+    predict_auth: Literal["required", "none"] = "none"
+    # A model that yields a non-finite score for a request: `refuse` answers 422 (nothing is
+    # acknowledged or logged as a prediction), `review` answers decision `review` with a null
+    # score and rule `invalid_score`. Never `approve` by default.
+    on_invalid_score: Literal["refuse", "review"] = "refuse"
+    # While the prediction log cannot be written, acknowledged records wait in memory (and
+    # are written once the disk recovers); past this many, requests get 503 instead.
+    max_unlogged_records: int = Field(10_000, ge=0)
+    # Open log segment files per worker (one per stream and day); the least recently used
+    # is closed past this.
+    max_open_segments: int = Field(16, ge=2, le=1024)
     # A label for a request id this service never logged: kept for later joining, or 404.
     unknown_request_id: Literal["accept", "reject"] = "accept"
     # Prediction logs are written off the request path every this many ms (0: before the

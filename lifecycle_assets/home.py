@@ -158,6 +158,20 @@ def now(home: LifecycleHome | None) -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def time_horizon(now: dt.datetime, simulated: bool, config: LifecycleConfig) -> dt.datetime:
+    """The latest plausible event time: the clock plus `data.max_clock_skew_seconds`. The
+    data pipeline quarantines later rows and the service refuses them at the edge.
+
+    A simulated clock only knows the day (`home.now()` is its noon), so the whole simulated
+    day is "now" for this test.
+    """
+    skew = dt.timedelta(seconds=config.data.max_clock_skew_seconds)
+    if simulated:
+        end_of_day = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+        return end_of_day + skew
+    return now + skew
+
+
 def set_simulated_today(home: LifecycleHome, day: dt.date) -> None:
     tmp = home.clock_path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"today": day.isoformat()}))

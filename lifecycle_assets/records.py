@@ -7,7 +7,10 @@ store, one folder per day::
     logs/ground_truth/date=YYYY-MM-DD/<writer>.jsonl    by the label's arrival date
 
 Each writer (a service worker, the simulator) owns its segment files, so concurrent
-writers never interleave lines.
+writers never interleave lines. A record the service cannot encode (a non-finite number, a
+naive timestamp) goes, with its reason, to::
+
+    logs/quarantine/date=YYYY-MM-DD/<writer>.jsonl      by the day it was refused
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import os
 import re
 import threading
 import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -29,6 +34,7 @@ import polars as pl
 PREDICTIONS = "predictions"
 GROUND_TRUTH = "ground_truth"
 SCHEDULED = "scheduled"
+QUARANTINE = "quarantine"
 
 FeatureValue = float | int | str | None
 
@@ -53,6 +59,10 @@ class GroundTruthRecord:
     request_id: str
     label: float
     observed_time: dt.datetime
+    # When the service received the label, by its own clock: labels for one request are
+    # resolved in this order (first arrival wins), never by the client-supplied
+    # `observed_time`. None for labels landed by other writers (bulk files, the simulator).
+    received_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ GROUND_TRUTH_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.String(),
     "label": pl.Float64(),
     "observed_time": pl.Datetime("us", "UTC"),
+    "received_at": pl.Datetime("us", "UTC"),
 }
 
 
@@ -109,73 +120,189 @@ def day_dir(root: Path, stream: str, day: dt.date) -> Path:
     return root / stream / f"date={day.isoformat()}"
 
 
-class LogWriter:
-    """Appends records to this writer's own segment per day; thread-safe.
+Key = tuple[str, dt.date]
 
-    `flush()` makes everything appended so far durable (fsync) before returning.
+
+class LogWriter:
+    """Appends records to this writer's own segment per (stream, day); thread-safe.
+
+    Lines are encoded first and written with `os.write` on `O_APPEND` descriptors, so the
+    writer always knows exactly which bytes reached the OS: after a failed write (disk
+    full) the unwritten remainder stays pending and is written by the next call — nothing
+    twice, nothing re-encoded. At most `max_open` descriptors are open; the least recently
+    used is fsynced and closed past that. `flush()` writes what is pending and fsyncs.
     """
 
-    def __init__(self, root: Path, writer_id: str | None = None) -> None:
+    def __init__(self, root: Path, writer_id: str | None = None, *, max_open: int = 16) -> None:
+        if max_open < 1:
+            raise ValueError("max_open must be at least 1")
         self.root = Path(root)
         self.writer_id = writer_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.max_open = max_open
         self._lock = threading.Lock()
-        self._files: dict[tuple[str, dt.date], Any] = {}
+        self._fds: OrderedDict[Key, int] = OrderedDict()
+        self._pending: dict[Key, bytearray] = {}
+        self.quarantined = 0
+        # The last write error while bytes are still pending; None when everything is out.
+        self.error: str | None = None
 
-    def _file(self, stream: str, day: dt.date):
-        key = (stream, day)
-        fh = self._files.get(key)
-        if fh is None:
-            folder = day_dir(self.root, stream, day)
-            folder.mkdir(parents=True, exist_ok=True)
-            fh = open(folder / f"{self.writer_id}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-            self._files[key] = fh
-        return fh
+    # --- encoding ----------------------------------------------------------------------------
 
     def write_predictions(self, records: list[PredictionRecord]) -> None:
-        with self._lock:
-            for rec in records:
-                self._file(PREDICTIONS, _utc(rec.event_time).date()).write(_encode(rec) + "\n")
+        """Write records; one that breaks the contract raises before anything is written."""
+        self._write_all([(PREDICTIONS, _prediction_day(r), _encode(r)) for r in records])
 
     def write_ground_truth(self, records: list[GroundTruthRecord]) -> None:
-        with self._lock:
-            for rec in records:
-                day = _utc(rec.observed_time).date()
-                self._file(GROUND_TRUTH, day).write(_encode(rec) + "\n")
+        self._write_all([(GROUND_TRUTH, _utc(r.observed_time).date(), _encode(r)) for r in records])
 
     def write_scheduled(self, records: list[ScheduledRecord]) -> None:
-        with self._lock:
+        self._write_all([(SCHEDULED, _utc(r.scheduled_time).date(), _encode(r)) for r in records])
+
+    def append(
+        self, predictions: Sequence[PredictionRecord], labels: Sequence[GroundTruthRecord] = ()
+    ) -> int:
+        """The service's path: every record that cannot be encoded goes to the quarantine
+        stream with its reason instead of failing the batch; returns how many did."""
+        lines: list[tuple[str, dt.date, str]] = []
+        rejected = 0
+        streams: tuple[tuple[str, Sequence[Any], Any], ...] = (
+            (PREDICTIONS, predictions, _prediction_day),
+            (GROUND_TRUTH, labels, _label_day),
+        )
+        for stream, records, day_of in streams:
             for rec in records:
-                day = _utc(rec.scheduled_time).date()
-                self._file(SCHEDULED, day).write(_encode(rec) + "\n")
+                try:
+                    lines.append((stream, day_of(rec), _encode(rec)))
+                except (ValueError, TypeError, OverflowError) as err:
+                    lines.append(_quarantine_line(stream, rec, err))
+                    rejected += 1
+        with self._lock:
+            self.quarantined += rejected
+        self._write_all(lines)
+        return rejected
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def _write_all(self, lines: list[tuple[str, dt.date, str]]) -> None:
+        with self._lock:
+            for stream, day, line in lines:
+                buf = self._pending.get((stream, day))
+                if buf is None:
+                    buf = self._pending[(stream, day)] = bytearray()
+                buf += line.encode("utf-8")
+                buf += b"\n"
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        """Hand every pending byte to the OS (the lock is held); raises OSError and keeps
+        the unwritten rest when a write fails."""
+        for key in list(self._pending):
+            buf = self._pending[key]
+            try:
+                fd = self._fd(key)
+                while buf:
+                    written = os.write(fd, buf)
+                    del buf[:written]
+            except OSError as err:
+                self.error = f"{type(err).__name__}: {err}"
+                raise
+            del self._pending[key]
+        self.error = None
+
+    def _fd(self, key: Key) -> int:
+        fd = self._fds.get(key)
+        if fd is not None:
+            self._fds.move_to_end(key)
+            return fd
+        while len(self._fds) >= self.max_open:
+            _, old = self._fds.popitem(last=False)
+            try:
+                os.fsync(old)
+            finally:
+                os.close(old)
+        folder = day_dir(self.root, *key)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(
+            folder / f"{self.writer_id}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+        )
+        self._fds[key] = fd
+        return fd
+
+    @property
+    def pending_lines(self) -> int:
+        """Lines encoded but not yet written (only after a failed write)."""
+        with self._lock:
+            return sum(buf.count(b"\n") for buf in self._pending.values())
+
+    @property
+    def open_files(self) -> int:
+        return len(self._fds)
 
     def flush(self, *, durable: bool = True) -> None:
-        """Hand buffered lines to the OS; `durable` (the default) also fsyncs them.
+        """Write what is pending; `durable` (the default) also fsyncs the open segments.
 
-        The service flushes with `durable=False` per request: a killed process then loses
-        nothing, and only a machine crash can lose what the OS had not yet written back.
+        The service flushes with `durable=False`: a killed process then loses nothing that
+        was flushed, and only a machine crash can lose what the OS had not yet written back.
         """
         with self._lock:
-            for fh in self._files.values():
-                fh.flush()
-                if durable:
-                    os.fsync(fh.fileno())
+            self._write_pending()
+            if durable:
+                for fd in self._fds.values():
+                    os.fsync(fd)
 
     def sync_to_disk(self) -> None:
-        """fsync what was already flushed to the OS, without holding the lock during the
+        """fsync what was already written to the OS, without holding the lock during the
         fsyncs: a background thread calls this while the request thread keeps writing."""
         with self._lock:
-            fds = [fh.fileno() for fh in self._files.values()]
+            fds = list(self._fds.values())
         for fd in fds:
-            # OSError: closed meanwhile by close(), which fsyncs itself.
+            # OSError: closed meanwhile (LRU or close()), which fsyncs before closing.
             with contextlib.suppress(OSError):
                 os.fsync(fd)
 
     def close(self) -> None:
+        """Write, fsync and close everything; raises OSError if pending bytes cannot be
+        written (they stay pending: a later `flush` may still succeed)."""
         self.flush()
         with self._lock:
-            for fh in self._files.values():
-                fh.close()
-            self._files.clear()
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+
+def _prediction_day(rec: PredictionRecord) -> dt.date:
+    return _utc(rec.event_time).date()
+
+
+def _label_day(rec: GroundTruthRecord) -> dt.date:
+    return _utc(rec.observed_time).date()
+
+
+def _quarantine_line(
+    stream: str, record: PredictionRecord | GroundTruthRecord, err: Exception
+) -> tuple[str, dt.date, str]:
+    """A refused record as a quarantine line: the stream, the reason and the record's text
+    (repr, cut to `_RAW_CAP`: it may hold values JSON cannot)."""
+    when = dt.datetime.now(dt.UTC)
+    line = json.dumps(
+        {
+            "stream": stream,
+            "request_id": str(getattr(record, "request_id", ""))[:200],
+            "reason": f"{type(err).__name__}: {err}"[:500],
+            "raw": repr(record)[:_RAW_CAP],
+            "quarantined_at": when.isoformat(),
+        },
+        separators=(",", ":"),
+    )
+    return QUARANTINE, when.date(), line
+
+
+def read_log_quarantine(root: Path, day: dt.date) -> list[dict[str, Any]]:
+    """The records the service refused to log on `day`, with their reasons."""
+    out: list[dict[str, Any]] = []
+    for path in _segments(root, QUARANTINE, day):
+        out += [row for _, row in _iter_lines(path) if row is not None]
+    return out
 
 
 SEGMENT_PATTERNS = ("*.jsonl", "*.parquet")
@@ -240,6 +367,7 @@ BAD_CATEGORICAL = "bad_categorical_feature"
 BAD_PII = "bad_pii_column"
 BAD_LABEL = "bad_label"
 BAD_OBSERVED_TIME = "bad_observed_time"
+BAD_RECEIVED_AT = "bad_received_at"
 
 
 @dataclass(frozen=True)
@@ -385,15 +513,23 @@ def _ground_truth_stream(parsed: bool = False) -> _Stream:
             "request_id": pl.String(),
             "label": pl.Float64(),
             "observed_time": _time_field(parsed),
+            "received_at": _time_field(parsed),
         }
     )
     observed = _time("observed_time", parsed)
+    received = _time("received_at", parsed)
     good = (
         (pl.col("request_id").str.len_bytes() > 0)
         & pl.col("label").is_finite().fill_null(False)
         & observed.is_not_null()
+        & (pl.col("received_at").is_null() | received.is_not_null())
     )
-    select = [pl.col("request_id"), pl.col("label"), observed.alias("observed_time")]
+    select = [
+        pl.col("request_id"),
+        pl.col("label"),
+        observed.alias("observed_time"),
+        received.alias("received_at"),
+    ]
 
     def classify(row: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
         if not isinstance(row.get("request_id"), str) or not row["request_id"]:
@@ -403,13 +539,17 @@ def _ground_truth_stream(parsed: bool = False) -> _Stream:
         observed = parse_time(row.get("observed_time"))
         if observed is None:
             return BAD_OBSERVED_TIME, None
+        received = parse_time(row.get("received_at"))
+        if row.get("received_at") is not None and received is None:
+            return BAD_RECEIVED_AT, None
         return None, {
             "request_id": row["request_id"],
             "label": float(row["label"]),
             "observed_time": observed,
+            "received_at": received,
         }
 
-    kinds = {"request_id": "str", "label": "num", "observed_time": "str"}
+    kinds = {"request_id": "str", "label": "num", "observed_time": "str", "received_at": "str?"}
     return _Stream(dict(GROUND_TRUTH_SCHEMA), decode, good, select, classify, kinds)
 
 

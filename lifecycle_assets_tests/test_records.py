@@ -127,7 +127,12 @@ def test_ground_truth_round_trip(tmp_path):
     writer.write_ground_truth(
         [
             GroundTruthRecord("r1", 1.0, dt.datetime(2026, 6, 3, 1, 0, tzinfo=PLUS2)),
-            GroundTruthRecord("r2", 0, dt.datetime(2026, 6, 2, 23, 0, tzinfo=UTC)),
+            GroundTruthRecord(
+                "r2",
+                0,
+                dt.datetime(2026, 6, 2, 23, 0, tzinfo=UTC),
+                received_at=dt.datetime(2026, 6, 3, 1, 0, 5, tzinfo=PLUS2),
+            ),
         ]
     )
     writer.close()
@@ -141,11 +146,14 @@ def test_ground_truth_round_trip(tmp_path):
                 dt.datetime(2026, 6, 2, 23, 0, tzinfo=UTC),
                 dt.datetime(2026, 6, 2, 23, 0, tzinfo=UTC),
             ],
+            # the service's arrival stamp, in UTC; None for labels from other writers
+            "received_at": [None, dt.datetime(2026, 6, 2, 23, 0, 5, tzinfo=UTC)],
         },
         schema={
             "request_id": pl.String(),
             "label": pl.Float64(),
             "observed_time": pl.Datetime("us", "UTC"),
+            "received_at": pl.Datetime("us", "UTC"),
         },
     )
     assert_frame_equal(rows, expected)

@@ -24,6 +24,32 @@ def _quarantine(frame: pl.DataFrame, reason: str, source: str) -> pl.DataFrame:
     )
 
 
+CONFLICTING_LABEL = "conflicting_label"
+
+
+def first_arrivals(labels: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the first label to arrive per request id, the later ones that disagree with it).
+
+    Arrival is the service's own `received_at` stamp; labels landed without one (bulk
+    files) fall back to their `observed_time`. The client-supplied time never reorders
+    labels the service received, so a later conflicting label cannot displace the first.
+    Repeats of the same value are duplicates, not conflicts."""
+    if "received_at" not in labels.columns:
+        labels = labels.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("received_at"))
+    ordered = labels.sort(
+        pl.coalesce("received_at", "observed_time"), "observed_time", maintain_order=True
+    )
+    first = ordered.unique("request_id", keep="first", maintain_order=True)
+    later = ordered.filter(~pl.col("request_id").is_first_distinct())
+    chosen = first.select("request_id", pl.col("label").alias("_first"))
+    conflicts = (
+        later.join(chosen, on="request_id", how="left", maintain_order="left")
+        .filter(pl.col("label") != pl.col("_first"))
+        .drop("_first")
+    )
+    return first.drop("received_at"), conflicts
+
+
 def build_labeled_examples(
     predictions: pl.DataFrame,
     labels: pl.DataFrame,
@@ -46,11 +72,11 @@ def build_labeled_examples(
         predictions = predictions.unique("request_id", keep="first", maintain_order=True)
 
     window_end = dt.datetime.combine(day + dt.timedelta(days=maturity + 1), dt.time(), dt.UTC)
-    first_labels = (
-        labels.filter(pl.col("observed_time") < window_end)
-        .sort("observed_time")
-        .unique("request_id", keep="first", maintain_order=True)
-    )
+    first_labels, conflicts = first_arrivals(labels.filter(pl.col("observed_time") < window_end))
+    # counted on the day of the prediction they label, once
+    conflicts = conflicts.filter(pl.col("request_id").is_in(predictions["request_id"].implode()))
+    if conflicts.height:
+        quarantined.append(_quarantine(conflicts, CONFLICTING_LABEL, "ground_truth"))
     joined = predictions.join(first_labels, on="request_id", how="left", maintain_order="left")
     leaked = joined.filter(pl.col("observed_time") < pl.col("event_time"))
     if leaked.height:

@@ -20,6 +20,7 @@ import polars as pl
 
 from lifecycle_assets.config import LifecycleConfig
 from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.home import time_horizon
 from lifecycle_assets.records import QUARANTINE_SCHEMA
 from lifecycle_assets.training.features import OOV_TOKEN
 
@@ -46,19 +47,6 @@ def quarantine_rows(frame: pl.DataFrame, reason: str, source: str) -> pl.DataFra
         pl.lit(reason).alias("reason"),
         pl.struct(pl.all()).struct.json_encode().str.slice(0, RAW_CAP).alias("raw"),
     )
-
-
-def time_horizon(now: dt.datetime, simulated: bool, config: LifecycleConfig) -> dt.datetime:
-    """The latest plausible event time: the clock plus the allowed skew.
-
-    A simulated clock only knows the day (`home.now()` is its noon), so the whole simulated
-    day is "now" for this test.
-    """
-    skew = dt.timedelta(seconds=config.data.max_clock_skew_seconds)
-    if simulated:
-        end_of_day = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
-        return end_of_day + skew
-    return now + skew
 
 
 def validate_predictions(

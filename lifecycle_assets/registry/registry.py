@@ -19,7 +19,12 @@ from typing import Any
 
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
-from lifecycle_assets.training.artifact import ModelArtifact, load_artifact, read_manifest
+from lifecycle_assets.training.artifact import (
+    ModelArtifact,
+    artifact_digest,
+    load_artifact,
+    read_manifest,
+)
 
 VERSION_RE = re.compile(r"^v[1-9][0-9]{0,8}$")
 ALIASES = ("production", "candidate")
@@ -91,8 +96,28 @@ def model_path(home: LifecycleHome, model_name: str, version: str) -> Path:
         ) from None
 
 
+def recorded_digest(home: LifecycleHome, version: str) -> str:
+    """The artifact digest (weights + manifest) the registry recorded at registration."""
+    path = registry_dir(home) / "versions.json"
+    versions = json.loads(path.read_text()) if path.is_file() else {}
+    entry = versions.get(validate_version(version))
+    if entry is None:
+        raise RegistryError(f"model version {version} is not in the registry")
+    digest = entry.get("artifact_sha256")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise RegistryError(
+            f"model version {version} has no recorded artifact digest; it cannot be verified "
+            "and will not be loaded (register it again)"
+        )
+    return digest
+
+
 def load_version(home: LifecycleHome, model_name: str, version: str) -> ModelArtifact:
-    artifact = load_artifact(model_path(home, model_name, version))
+    """A registered version, verified against the registry's digest of weights + manifest:
+    a file changed in the model store after registration is refused, never served."""
+    artifact = load_artifact(
+        model_path(home, model_name, version), expected_digest=recorded_digest(home, version)
+    )
     if artifact.version != version:
         raise RegistryError(f"artifact in the store for {version} says it is {artifact.version}")
     return artifact
@@ -163,10 +188,14 @@ class Registry:
 
         manifest = read_manifest(artifact_dir)
         version = validate_version(manifest["version"])
+        # Checked here, once: everything that loads a registered version later compares the
+        # store's files with this digest.
+        load_artifact(artifact_dir)
+        digest = artifact_digest(artifact_dir)
         versions = self.versions()
         if version in versions:
-            if versions[version]["weights_sha256"] != manifest["weights_sha256"]:
-                raise RegistryError(f"{version} is already registered with different weights")
+            if versions[version].get("artifact_sha256") != digest:
+                raise RegistryError(f"{version} is already registered with a different artifact")
             return version
         labels = {
             "stage": "registered",
@@ -182,6 +211,7 @@ class Registry:
             # BentoML metadata takes no nulls; the full record stays in versions.json.
             metadata={
                 "weights_sha256": manifest["weights_sha256"],
+                "artifact_sha256": digest,
                 **{k: v for k, v in info.items() if v is not None},
             },
             _model_store=model_store(self.home),
@@ -190,7 +220,11 @@ class Registry:
                 src = Path(artifact_dir) / name
                 if src.is_file():
                     shutil.copy2(src, Path(ref.path) / name)
-        versions[version] = {"weights_sha256": manifest["weights_sha256"], **info}
+        versions[version] = {
+            "weights_sha256": manifest["weights_sha256"],
+            "artifact_sha256": digest,
+            **info,
+        }
         _write_json_atomic(self.dir / "versions.json", versions)
         return version
 

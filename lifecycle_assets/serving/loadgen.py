@@ -216,10 +216,11 @@ def group_rss(pid: int) -> int:
 # --- soak and crash runs (benchmarks/soak.py and the reliability tests) ----------------------
 
 
-def register_untrained_model(home_root: str, version: str) -> None:
-    """Register and promote a model with the config's architecture and untrained weights:
-    it costs what the trained model costs per request, without a training run. Run it in a
-    child process with the home's environment (see `in_child`)."""
+def register_untrained_model(home_root: str, version: str, promote: str = "yes") -> None:
+    """Register and (unless `promote` is "no") promote a model with the config's
+    architecture and untrained weights: it costs what the trained model costs per request,
+    without a training run. Run it in a child process with the home's environment (see
+    `in_child`)."""
     import datetime as dt
     from pathlib import Path
 
@@ -231,7 +232,7 @@ def register_untrained_model(home_root: str, version: str) -> None:
     from lifecycle_assets.registry.registry import Registry
     from lifecycle_assets.simulator.fraud import FraudSimulator
     from lifecycle_assets.training.artifact import ModelArtifact, build_net, save_artifact
-    from lifecycle_assets.training.features import Preprocessor
+    from lifecycle_assets.training.features import Preprocessor, fit_ranges
 
     home = LifecycleHome(Path(home_root))
     config = home.config()
@@ -254,11 +255,18 @@ def register_untrained_model(home_root: str, version: str) -> None:
             "decline": config.postprocessing.decline_threshold,
         },
         version=version,
+        metadata={
+            "feature_ranges": fit_ranges(
+                frame, problem.numeric_features, problem.numeric_ranges, problem.feature_range_slack
+            )
+        },
     )
     directory = home.root / "staging" / version
     save_artifact(artifact, directory)
     registry = Registry(home, problem.name)
     registry.register(directory, {"source": "loadgen"})
+    if promote == "no":
+        return
     registry.move_alias(
         "production", version, actor="loadgen", reason="load test", when=dt.datetime.now(dt.UTC)
     )
@@ -438,4 +446,104 @@ def crash(
         "loss_window_ms": round(window_ms, 2),
         "rate_per_s": round(load.rate, 1),
         "client_errors": load.errors,
+    }
+
+
+# Requests that must each get a 4xx and leave no trace in the prediction log: huge finite
+# numbers (a NaN score once approved them and poisoned the log writer), values out of range,
+# implausible event times, wrong types, ids with a trailing newline, non-JSON numbers.
+POISON: tuple[tuple[str, Any], ...] = (
+    ("merchant_risk", 1e38),
+    ("amount", 1e300),
+    ("txn_count_24h", 1e39),
+    ("hour", 25),
+    ("card_age_days", -1e200),
+    ("country", 7),
+    ("event_time", "1000-01-01T00:00:00Z"),
+    ("event_time", "1970-01-01T00:00:00Z"),
+    ("event_time", "9999-12-31T00:00:00Z"),
+    ("request_id", "abc\n"),
+    ("amount", "NaN"),  # sent as the bare JSON token NaN
+    ("amount", 10**400),
+)
+
+
+def poison_body(seq: int) -> bytes:
+    field, value = POISON[seq % len(POISON)]
+    body: dict[str, Any] = {"entity_id": f"p{seq}", "features": soak_features(seq)}
+    if field in ("event_time", "request_id"):
+        body[field] = value
+    else:
+        body["features"][field] = value
+    if value == "NaN":
+        body["features"][field] = 0.0
+        return json.dumps(body).replace('"amount": 0.0', '"amount": NaN').encode()
+    return json.dumps(body).encode()
+
+
+def poison_soak(
+    service: Any, seconds: float, connections: int, distinct_days: int = 1000
+) -> dict[str, Any]:
+    """Valid closed-loop `/predict` load while one more client alternates poison (`POISON`)
+    with predictions for `distinct_days` different event days (each a day further back than
+    the last), until both the load and the days are done. Returns the answers per kind and
+    the ids acknowledged, to reconcile with the log."""
+    import datetime as dt
+    import threading
+
+    import httpx
+
+    from lifecycle_assets.home import now
+
+    clock = now(service.home)
+    poison_answers: dict[str, int] = {}
+    day_answers: dict[str, int] = {}
+    day_ids: list[str] = []
+    done = threading.Event()
+    sent = 0
+
+    def count(answers: dict[str, int], response: httpx.Response) -> bool:
+        key = str(response.status_code)
+        answers[key] = answers.get(key, 0) + 1
+        return response.status_code == 200
+
+    def side_client() -> None:
+        nonlocal sent
+        json_type = {"content-type": "application/json"}
+        with httpx.Client(base_url=service.url, timeout=30) as client:
+            day = 0
+            while not (done.is_set() and day >= distinct_days):
+                count(
+                    poison_answers,
+                    client.post("/predict", content=poison_body(sent), headers=json_type),
+                )
+                sent += 1
+                if day < distinct_days:
+                    rid = f"day-{day}"
+                    body = {
+                        "request_id": rid,
+                        "entity_id": "d",
+                        "event_time": (clock - dt.timedelta(days=day)).isoformat(),
+                        "features": soak_features(day),
+                    }
+                    if count(day_answers, client.post("/predict", json=body)):
+                        day_ids.append(rid)
+                    day += 1
+
+    thread = threading.Thread(target=side_client, name="poison", daemon=True)
+    thread.start()
+    load = run_load(
+        service.url, seconds=seconds, connections=connections, path=lambda c, s: "/predict",
+        body=predict_body(soak_features, "soak"), id_of=lambda c, s: f"soak-{c}-{s}",
+    )  # fmt: skip
+    done.set()
+    thread.join(600)
+    return {
+        "valid_ok": load.ok,
+        "valid_errors": load.errors,
+        "poison_sent": sent,
+        "poison_answers": poison_answers,
+        "day_answers": day_answers,
+        "days_accepted": len(day_ids),
+        "acknowledged_ids": [rid for _, rid in load.acked] + day_ids,
     }

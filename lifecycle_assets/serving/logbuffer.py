@@ -8,6 +8,11 @@ else on a background thread (in-process use). A drain encodes the batch, appends
 day's segment (`LogWriter`) and hands it to the OS in one write; a background thread fsyncs
 at most every `fsync_interval_s`, without blocking the writes.
 
+A record that cannot be encoded is quarantined with its reason (`LogWriter.append`), never
+retried; a write that fails (disk full) leaves its bytes pending in the writer, retried by
+the next drain and by the background thread, never written twice. `error` and `backlog()`
+tell the service to report itself unhealthy and, past a bound, to stop acknowledging.
+
 Loss windows (measured by `benchmarks/soak.py --crash` and the SIGKILL test):
 
 - graceful shutdown (SIGTERM): zero — `close()` drains, writes and fsyncs everything;
@@ -106,28 +111,45 @@ class BatchedLog:
         self.drain()
 
     def drain(self) -> bool:
-        """Write the pending records; on failure they stay queued (logged) and False returns."""
+        """Encode and write the pending records; False while the log path fails.
+
+        A record that cannot be encoded goes to the quarantine stream (`LogWriter.append`),
+        so one bad record never holds the others back. Records are handed to the writer
+        exactly once: after a failed write its unwritten bytes stay pending inside the
+        writer and are retried as bytes, so nothing is written twice."""
         with self._drain_lock:
             with self._lock:
                 predictions, self._predictions = self._predictions, []
                 labels, self._labels = self._labels, []
-            if not (predictions or labels):
-                return True
             try:
-                if predictions:
-                    self.writer.write_predictions(predictions)
-                if labels:
-                    self.writer.write_ground_truth(labels)
+                if predictions or labels:
+                    quarantined = self.writer.append(predictions, labels)
+                    if quarantined:
+                        logger.error(
+                            "%d log record(s) could not be encoded; written to the quarantine "
+                            "stream with the reason",
+                            quarantined,
+                        )
+                elif self.writer.error is None:
+                    return True
                 self.writer.flush(durable=self.fsync_interval_s <= 0)
-            except Exception:  # a full disk must not lose the batch: requeued, retried
-                logger.exception("writing %d log records failed; will retry", len(predictions))
-                with self._lock:
-                    self._predictions[:0] = predictions
-                    self._labels[:0] = labels
+            except OSError as err:  # a full disk: the bytes stay pending in the writer
+                logger.error("the prediction log cannot be written (%s); will retry", err)
                 return False
         if predictions and self.on_written is not None:
             self.on_written(predictions)
         return True
+
+    @property
+    def error(self) -> str | None:
+        """Why the log cannot be written now; None when it is healthy."""
+        return self.writer.error
+
+    def backlog(self) -> int:
+        """Records acknowledged but not yet handed to the OS."""
+        with self._lock:
+            queued = len(self._predictions) + len(self._labels)
+        return queued + (self.writer.pending_lines if self.writer.error else 0)
 
     def _run(self) -> None:
         """Drains for callers without an event loop; fsyncs in the background."""
@@ -140,7 +162,8 @@ class BatchedLog:
             if woken:  # records from a caller without an event loop
                 self._wake.clear()
                 time.sleep(self.flush_interval_s)  # let a batch accumulate
-            if not self.inline and (woken or not self._on_loop):
+            # A failed write is retried from here too: no new request may come to drain it.
+            if not self.inline and (woken or not self._on_loop or self.writer.error):
                 self.drain()
             now = time.monotonic()
             if self.fsync_interval_s > 0 and now - last_fsync >= self.fsync_interval_s:
@@ -157,7 +180,11 @@ class BatchedLog:
             if self.drain():
                 break
             time.sleep(0.1)
-        self.writer.close()  # flushes and fsyncs
+        try:
+            self.writer.close()  # writes, fsyncs and closes
+        except OSError as err:
+            logger.error("%d log line(s) could not be written at shutdown: %s",
+                         self.writer.pending_lines, err)  # fmt: skip
 
 
 class NullLog(BatchedLog):

@@ -20,7 +20,7 @@ import numpy as np
 
 from lifecycle_assets.config import FeatureRule, PostprocessingConfig
 from lifecycle_assets.errors import LifecycleError
-from lifecycle_assets.training.artifact import ModelArtifact
+from lifecycle_assets.training.artifact import ModelArtifact, decide
 
 DECISIONS = ("approve", "review", "decline")
 _RANK = {d: i for i, d in enumerate(DECISIONS)}
@@ -67,12 +67,9 @@ def calibrate(scores: np.ndarray, calibration: Mapping[str, Any] | None) -> np.n
 
 
 def threshold_decisions(probabilities: np.ndarray, thresholds: Mapping[str, float]) -> list[str]:
-    """approve below `review`, review below `decline`, decline at or above it."""
-    review, decline = float(thresholds["review"]), float(thresholds["decline"])
-    return [
-        "decline" if p >= decline else "review" if p >= review else "approve"
-        for p in probabilities.tolist()
-    ]
+    """approve below `review`, review below `decline`, decline at or above it; a NaN can
+    never approve (see `training.artifact.decide`, the one comparison)."""
+    return decide(probabilities, dict(thresholds))
 
 
 def _matches(rule: FeatureRule, features: Mapping[str, Any]) -> bool:

@@ -8,14 +8,24 @@ functions and `ServingRuntime`, so the whole contract is unit-tested without a s
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import hmac
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+import numpy as np
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from lifecycle_assets.config import ProblemConfig
 from lifecycle_assets.records import FeatureValue, GroundTruthRecord, PredictionRecord
@@ -26,6 +36,14 @@ MAX_CATEGORY_LENGTH = 256
 # Request ids are join keys between predictions and labels: a conservative character set
 # keeps them safe to log, put in URLs and file names, and compare byte for byte.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
+_ID = re.compile(ID_PATTERN.removeprefix("^").removesuffix("$"))
+
+
+def is_valid_id(text: str) -> bool:
+    """The whole string is an id (`fullmatch`: Python's `$` would also match before a
+    trailing newline; pydantic's and polars' regex engines anchor at the very end)."""
+    return len(text) <= MAX_ID_LENGTH and _ID.fullmatch(text) is not None
+
 
 RequestId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 EntityId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
@@ -110,11 +128,13 @@ class FeedbackRequest(_Payload):
 
 
 class FeedbackResponse(BaseModel):
-    """`count` labels recorded now; `duplicates` repeated ones this worker had already
-    recorded (not written again); the data pipeline keeps the first label per request id."""
+    """`count` labels recorded now; `duplicates` repeats of a label this worker had already
+    recorded (not written again); `conflicts` labels that differ from the first one
+    recorded for their request id (written and counted; the first arrival stays)."""
 
     count: int
     duplicates: int = 0
+    conflicts: int = 0
 
 
 class LookupRequest(_Payload):
@@ -142,6 +162,10 @@ class Health(BaseModel):
     model_version: str | None
     alias_version: str | None
     error: str | None = None
+    ready: bool = True
+    log_backlog: int = 0  # acknowledged records not yet written (only while the log fails)
+    log_quarantined: int = 0  # records refused by the log encoder, in the quarantine stream
+    label_conflicts: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +178,16 @@ class ValidRequest:
     features: dict[str, FeatureValue]
 
 
+# The largest magnitude the model's float32 inputs can hold: a larger finite number becomes
+# ±inf inside the network and a NaN score (the service refuses it at the edge instead).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# How many feature names an error message lists: a request with 400,000 unknown features
+# must not get a 5 MB answer.
+MAX_NAMES_SHOWN = 5
+
+Ranges = Mapping[str, Sequence[float]]
+
+
 def _is_finite_number(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
@@ -164,21 +198,51 @@ def _is_finite_number(value: Any) -> bool:
 
 
 def _names(names: Iterable[str]) -> str:
-    return ", ".join(repr(n) for n in sorted(names))
+    """Up to `MAX_NAMES_SHOWN` names (sorted, each cut to 64 characters), then a count."""
+    names = list(names)
+    # nsmallest, not sorted: 400,000 unknown names must not cost a second on the event loop
+    shown = ", ".join(
+        repr(n[:64]) for n in heapq.nsmallest(MAX_NAMES_SHOWN, names, key=lambda n: (len(n), n))
+    )
+    more = len(names) - MAX_NAMES_SHOWN
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 class RequestValidator:
-    """The request schema derived from the config: which features, of which type, and what a
-    label may be. Built once at service start; `features` runs per request."""
+    """The request schema derived from the config: which features, of which type and range,
+    and what a label may be. Built once at service start; `features` runs per request."""
 
     def __init__(self, problem: ProblemConfig) -> None:
         self.numeric = tuple(problem.numeric_features)
         self.categorical = tuple(problem.categorical_features)
         self.task = problem.task
+        self.ranges: dict[str, tuple[float, float]] = {
+            n: (float(lo), float(hi)) for n, (lo, hi) in problem.numeric_ranges.items()
+        }
         self._expected = frozenset((*self.numeric, *self.categorical))
 
-    def features(self, raw: Mapping[str, Any]) -> dict[str, FeatureValue]:
-        """The features as received, once every one is present and of the right type."""
+    def with_model_ranges(self, model_ranges: Ranges | None) -> dict[str, tuple[float, float]]:
+        """The ranges that apply while a model serves: the configured ones, and for every
+        other numeric feature the range recorded in that model's artifact."""
+        out = {
+            n: (float(r[0]), float(r[1]))
+            for n, r in (model_ranges or {}).items()
+            if n in self.numeric and len(r) == 2
+        }
+        out.update(self.ranges)
+        return out
+
+    def features(
+        self, raw: Mapping[str, Any], ranges: Mapping[str, tuple[float, float]] | None = None
+    ) -> dict[str, FeatureValue]:
+        """The features as received, once every one is present, of the right type and
+        inside its range (`ranges`, default: the configured ones)."""
+        if len(raw) > 2 * len(self._expected) + 16:
+            # not worth naming: far more keys than the config has features
+            raise RequestError(
+                f"features has {len(raw)} entries; the config has {len(self._expected)}: "
+                f"{_names(self._expected)}"
+            )
         if raw.keys() != self._expected:
             missing = self._expected - raw.keys()
             extra = raw.keys() - self._expected
@@ -188,10 +252,21 @@ class RequestValidator:
             if extra:
                 parts.append(f"unknown features {_names(extra)}")
             raise RequestError("; ".join(parts))
+        limits = self.ranges if ranges is None else ranges
         for name in self.numeric:
-            if not _is_finite_number(raw[name]):
+            value = raw[name]
+            if not _is_finite_number(value):
+                raise RequestError(f"feature {name!r} must be a finite number, got {_show(value)}")
+            bounds = limits.get(name)
+            if bounds is not None:
+                if not bounds[0] <= value <= bounds[1]:
+                    raise RequestError(
+                        f"feature {name!r} must be within [{bounds[0]:g}, {bounds[1]:g}], "
+                        f"got {_show(value)}"
+                    )
+            elif abs(value) > FLOAT32_MAX:
                 raise RequestError(
-                    f"feature {name!r} must be a finite number, got {_show(raw[name])}"
+                    f"feature {name!r} is beyond the model's float32 range, got {_show(value)}"
                 )
         for name in self.categorical:
             value = raw[name]
@@ -210,14 +285,17 @@ class RequestValidator:
 
 
 def _show(value: Any) -> str:
+    """A JSON value as an error message names it: its type, and a number's value."""
     if isinstance(value, bool):
         return "a boolean"
     if value is None:
         return "null"
     if isinstance(value, float):
-        return repr(value)  # nan, inf
+        return repr(value)  # 1e+38, nan, inf
     if isinstance(value, int):
-        return "an integer out of float range"
+        if not _is_finite_number(value):
+            return "an integer out of float range"
+        return str(value) if abs(value) < 10**20 else f"{float(value):g}"
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
@@ -236,18 +314,48 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True)
+class TimeWindow:
+    """The event times the data pipeline will accept (docs/data.md): no older than
+    `data.max_event_age_days`, no later than the clock plus `data.max_clock_skew_seconds`.
+    A request outside is refused at the edge: acknowledged, it would only be quarantined."""
+
+    oldest: dt.datetime
+    latest: dt.datetime
+
+    def check(self, when: dt.datetime, field: str) -> dt.datetime:
+        if when < self.oldest:
+            raise RequestError(
+                f"{field} {when.isoformat()} is older than the oldest accepted "
+                f"({self.oldest.isoformat()})"
+            )
+        if when > self.latest:
+            raise RequestError(
+                f"{field} {when.isoformat()} is later than the latest accepted "
+                f"({self.latest.isoformat()})"
+            )
+        return when
+
+
 def prepare(
-    requests: Sequence[PredictRequest], validator: RequestValidator, default_time: dt.datetime
+    requests: Sequence[PredictRequest],
+    validator: RequestValidator,
+    default_time: dt.datetime,
+    *,
+    window: TimeWindow | None = None,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[ValidRequest]:
     """Validate a batch, give ids to requests without one, and default their event time."""
     out: list[ValidRequest] = []
     seen: set[str] = set()
     for i, req in enumerate(requests):
         try:
-            features = validator.features(req.features)
+            features = validator.features(req.features, ranges)
             event_time = (
                 default_time if req.event_time is None else utc_time(req.event_time, "event_time")
             )
+            if window is not None and req.event_time is not None:
+                window.check(event_time, "event_time")
         except RequestError as err:
             if len(requests) == 1:
                 raise
@@ -260,10 +368,28 @@ def prepare(
     return out
 
 
+MAX_ERRORS_SHOWN = 10
+
+
+def validation_error_body(err: ValidationError) -> dict[str, Any]:
+    """A pydantic error as every route answers it: `{"error": ..., "detail": [...]}`, with
+    dotted field paths and messages only (no inputs, no internal type names), bounded."""
+    detail = []
+    for item in err.errors(include_url=False, include_context=False, include_input=False)[
+        :MAX_ERRORS_SHOWN
+    ]:
+        field = ".".join(str(p) for p in item["loc"]) or "(body)"
+        detail.append({"field": field[:200], "message": str(item["msg"])[:300]})
+    first = detail[0] if detail else {"field": "(body)", "message": "invalid"}
+    count = err.error_count()
+    more = f" (and {count - 1} more)" if count > 1 else ""
+    return {"error": f"{first['field']}: {first['message']}{more}", "detail": detail}
+
+
 def prediction_records(
     requests: Sequence[ValidRequest],
     model_version: str | None,
-    scores: Sequence[float] | None,
+    scores: Sequence[float | None] | None,
     decisions: Sequence[str | None] | None,
     rules: Sequence[str | None] | None = None,
     logged_at: dt.datetime | None = None,
@@ -285,7 +411,7 @@ def prediction_records(
             r.event_time,
             r.features,
             model_version,
-            float(s),
+            None if s is None else float(s),
             d,
             stamp,
             rule,
@@ -295,7 +421,10 @@ def prediction_records(
 
 
 def ground_truth_records(
-    labels: Sequence[Label], validator: RequestValidator, default_time: dt.datetime
+    labels: Sequence[Label],
+    validator: RequestValidator,
+    default_time: dt.datetime,
+    received_at: dt.datetime | None = None,
 ) -> list[GroundTruthRecord]:
     out = []
     for i, item in enumerate(labels):
@@ -310,7 +439,7 @@ def ground_truth_records(
             if len(labels) == 1:
                 raise
             raise RequestError(f"labels[{i}]: {err}", err.status) from None
-        out.append(GroundTruthRecord(item.request_id, value, observed))
+        out.append(GroundTruthRecord(item.request_id, value, observed, received_at))
     return out
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from lifecycle_assets.config import ProblemConfig
 from lifecycle_assets.errors import LifecycleError
-from lifecycle_assets.home import LifecycleHome, now, resolve_home
+from lifecycle_assets.home import LifecycleHome, now, resolve_home, time_horizon
 from lifecycle_assets.records import LogWriter
 from lifecycle_assets.registry.registry import alias_version, load_version, registry_dir
 from lifecycle_assets.serving.fence import FENCE_TIMEOUT_S, VersionFence
@@ -45,6 +45,7 @@ from lifecycle_assets.serving.requests import (
     PredictRequest,
     RequestError,
     RequestValidator,
+    TimeWindow,
     check_bearer,
     ground_truth_records,
     prediction_records,
@@ -57,6 +58,10 @@ logger = logging.getLogger("lifecycle.serving")
 CHECK_INTERVAL_S = 0.5
 RETRY_AFTER_S = 5.0
 FEEDBACK_TOKEN_ENV = "LIFECYCLE_FEEDBACK_TOKEN"
+PREDICT_TOKEN_ENV = "LIFECYCLE_PREDICT_TOKEN"
+# How long a request waits for a first model's load in flight rather than being refused.
+FIRST_LOAD_WAIT_S = 10.0
+INVALID_SCORE_RULE = "invalid_score"
 NO_LOG_ENV = "LIFECYCLE_BENCHMARK_NO_LOG"
 # Labels already recorded by this worker, remembered to answer repeats as duplicates.
 LABEL_MEMORY = 200_000
@@ -308,6 +313,16 @@ class AliasFollower:
             logger.error(message)
 
 
+def _any_later(requests: Sequence[PredictRequest], latest: dt.datetime) -> bool:
+    for req in requests:
+        try:
+            if req.event_time is not None and req.event_time > latest:
+                return True
+        except OverflowError:  # no UTC form: `prepare` refuses it with the reason
+            continue
+    return False
+
+
 class ServingRuntime:
     """One worker's serving state and request steps; `bentos/service.py` wraps it in HTTP."""
 
@@ -317,6 +332,7 @@ class ServingRuntime:
         *,
         writer_id: str | None = None,
         feedback_token: str | None = None,
+        predict_token: str | None = None,
         background_loads: bool = True,
         loader: Loader = load_version,
         check_interval_s: float = CHECK_INTERVAL_S,
@@ -329,8 +345,11 @@ class ServingRuntime:
         self.validator = RequestValidator(self.config.problem)
         self.postprocess = PostProcessor(self.config.postprocessing)
         self.feedback_token = feedback_token or None
+        self.predict_token = predict_token or None
         self.writer = LogWriter(
-            home.logs, writer_id=writer_id or f"service-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            home.logs,
+            writer_id=writer_id or f"service-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+            max_open=self.policy.max_open_segments,
         )
         self.request_index = (
             RequestIndex(home.logs) if self.policy.unknown_request_id == "reject" else None
@@ -341,7 +360,13 @@ class ServingRuntime:
             fsync_interval_s=self.policy.log_fsync_interval_ms / 1000,
             on_written=self.request_index.add if self.request_index is not None else None,
         )
-        self._labelled: OrderedDict[str, None] = OrderedDict()
+        # request id → the label this worker recorded first (a different one is a conflict)
+        self._labelled: OrderedDict[str, float] = OrderedDict()
+        self.label_conflicts = 0
+        self._ranges: tuple[str | None, dict[str, tuple[float, float]]] = (
+            None,
+            self.validator.ranges,
+        )
         self.lookup_store = lookup_store or SqliteLookupStore(home.lookup)
         # Workers of one service switch models together through the home's version fence.
         self.model = AliasFollower(
@@ -362,14 +387,19 @@ class ServingRuntime:
     def from_environment(cls) -> ServingRuntime:
         """The home from `LIFECYCLE_HOME` (or the project default), the token from the env."""
         token = os.environ.get(FEEDBACK_TOKEN_ENV) or None
+        predict_token = os.environ.get(PREDICT_TOKEN_ENV) or None
         home = LifecycleHome(resolve_home())
-        if token is None and home.config().serving.feedback_auth == "required":
-            raise ServingSetupError(
-                f"serving.feedback_auth is `required` but no feedback token is set: export "
-                f"{FEEDBACK_TOKEN_ENV}=<secret> (or set serving.feedback_auth: none in "
-                f"{home.config_path})"
-            )
-        runtime = cls(home, feedback_token=token)
+        policy = home.config().serving
+        for field, value, env in (
+            ("feedback_auth", token, FEEDBACK_TOKEN_ENV),
+            ("predict_auth", predict_token, PREDICT_TOKEN_ENV),
+        ):
+            if value is None and getattr(policy, field) == "required":
+                raise ServingSetupError(
+                    f"serving.{field} is `required` but no token is set: export "
+                    f"{env}=<secret> (or set serving.{field}: none in {home.config_path})"
+                )
+        runtime = cls(home, feedback_token=token, predict_token=predict_token)
         if os.environ.get(NO_LOG_ENV) == "1":  # benchmarks only: what does logging cost?
             logger.warning("%s=1: PREDICTIONS ARE NOT LOGGED (benchmark mode)", NO_LOG_ENV)
             runtime.log.close()
@@ -383,6 +413,10 @@ class ServingRuntime:
             return
         self._next_check = t + self.check_interval_s
         self.model.check()
+        self._read_clock()
+
+    def _read_clock(self) -> None:
+        """Pick up a move of the home's simulated clock (one `stat` when nothing changed)."""
         sig = _signature(self.home.clock_path)
         if sig != self._clock_seen:
             try:
@@ -398,11 +432,67 @@ class ServingRuntime:
         """The loop's clock (DESIGN §3): the simulated time when the home has one."""
         return self._simulated_now or dt.datetime.now(dt.UTC)
 
+    def time_window(self) -> TimeWindow:
+        """The event times the data pipeline will accept, by the loop's clock."""
+        now = self.now()
+        data = self.config.data
+        return TimeWindow(
+            oldest=now - dt.timedelta(days=data.max_event_age_days),
+            latest=time_horizon(now, self._simulated_now is not None, self.config),
+        )
+
+    def _model_ranges(self, served: Served) -> dict[str, tuple[float, float]]:
+        """The feature ranges while `served` answers (cached per version)."""
+        version, ranges = self._ranges
+        if served.version != version:
+            recorded = served.artifact.metadata.get("feature_ranges") if served.artifact else None
+            ranges = self.validator.with_model_ranges(recorded)
+            self._ranges = (served.version, ranges)
+        return ranges
+
+    def _serving(self) -> Served:
+        """What answers now; refuses (503) when the alias names a model that is not loaded
+        and verified — before the first model exists (no alias) requests are cold start."""
+        served = self.model.served
+        if served.artifact is None and self.model.alias_version is not None:
+            self.model.wait(FIRST_LOAD_WAIT_S)  # a first model's load in flight
+            served = self.model.served
+            if served.artifact is None and self.model.alias_version is not None:
+                raise RequestError(
+                    f"no verified model is serving: production is "
+                    f"{self.model.alias_version} ({self.model.last_error or 'not loaded yet'})",
+                    status=503,
+                )
+        return served
+
+    def check_log(self) -> None:
+        """503 instead of acknowledging what cannot be logged, past the configured backlog."""
+        error = self.log.error
+        if error is not None and self.log.backlog() >= self.policy.max_unlogged_records:
+            raise RequestError(
+                f"the prediction log cannot be written ({error}); refusing new requests "
+                "until it recovers",
+                status=503,
+            )
+
     def predict(self, requests: Sequence[PredictRequest]) -> list[Prediction]:
         """Validate, score, post-process and log; the log line is written before returning."""
         self.tick()
-        valid = prepare(requests, self.validator, self.now())
-        served = self.model.served
+        self.check_log()
+        served = self._serving()
+        window = self.time_window()
+        if _any_later(requests, window.latest):
+            # The loop's clock may have moved since the last tick (the demo sets the next
+            # day, then sends its traffic at once): look again before refusing.
+            self._read_clock()
+            window = self.time_window()
+        valid = prepare(
+            requests,
+            self.validator,
+            self.now(),
+            window=window,
+            ranges=self._model_ranges(served),
+        )
         if served.artifact is None:  # cold start: logged unscored, no decision
             records = prediction_records(valid, None, None, None)
             self.log.predictions(records)
@@ -413,14 +503,24 @@ class ServingRuntime:
         feats = [r.features for r in valid]
         raw = served.artifact.score_rows(feats)
         outcomes = self.postprocess.run(served.artifact, raw, [r.entity_id for r in valid], feats)
-        scores = raw.tolist()
-        records = prediction_records(
-            valid,
-            served.version,
-            scores,
-            [o.decision for o in outcomes],
-            [o.rule for o in outcomes],
-        )
+        scores: list[float | None] = raw.tolist()
+        decisions = [o.decision for o in outcomes]
+        rules = [o.rule for o in outcomes]
+        probabilities = [o.probability for o in outcomes]
+        for i, score in enumerate(scores):
+            if score is not None and math.isfinite(score):
+                continue
+            if self.policy.on_invalid_score == "refuse":
+                where = f"requests[{i}]: " if len(valid) > 1 else ""
+                raise RequestError(
+                    f"{where}model {served.version} gave a non-finite score for these "
+                    "features; refused (serving.on_invalid_score: refuse)",
+                    status=422,
+                )
+            scores[i], probabilities[i] = None, None
+            decisions[i] = "review" if served.artifact.task == "binary" else None
+            rules[i] = INVALID_SCORE_RULE
+        records = prediction_records(valid, served.version, scores, decisions, rules)
         # Handed to the log writer thread; see `BatchedLog` for the loss window.
         self.log.predictions(records)
         return [
@@ -428,22 +528,29 @@ class ServingRuntime:
                 request_id=r.request_id,
                 model_version=served.version,
                 score=s,
-                probability=o.probability,
-                decision=o.decision,
-                rule=o.rule,
+                probability=p,
+                decision=d,
+                rule=rule,
             )
-            for r, s, o in zip(valid, scores, outcomes, strict=True)
+            for r, s, p, d, rule in zip(valid, scores, probabilities, decisions, rules, strict=True)
         ]
 
     def feedback(
         self, request: FeedbackRequest, authorization: str | None = None
     ) -> FeedbackResponse:
-        """Record labels. Idempotent: a label for a request id this worker already recorded is
-        answered as a duplicate and not written again; across workers and restarts the data
-        pipeline keeps the first label per request id (docs/serving.md)."""
+        """Record labels, resolved by arrival at this service (its clock stamps
+        `received_at`), never by the client's `observed_time`.
+
+        Idempotent: a repeat of the label this worker already recorded for a request id is
+        answered as a duplicate and not written again. A *different* label for a recorded
+        request id is a conflict: written (so the data pipeline counts it too), counted in
+        the answer, and never chosen over the first arrival (docs/serving.md)."""
         self.check_feedback_auth(authorization)
+        self.check_log()
         items = request.items()
-        records = ground_truth_records(items, self.validator, self.now())
+        records = ground_truth_records(
+            items, self.validator, self.now(), received_at=dt.datetime.now(dt.UTC)
+        )
         if self.request_index is not None:
             self.log.sync()  # this worker's own recent predictions are indexed first
             unknown = {r.request_id for r in records} - self.request_index.known(
@@ -455,20 +562,39 @@ class ServingRuntime:
                     "serving.unknown_request_id is `reject`",
                     status=404,
                 )
-        fresh = []
-        seen_now: set[str] = set()
+        written = []
+        fresh = duplicates = conflicts = 0
+        seen_now: dict[str, float] = {}
         for rec in records:
-            if rec.request_id in self._labelled or rec.request_id in seen_now:
+            first = self._labelled.get(rec.request_id, seen_now.get(rec.request_id))
+            if first is None:
+                seen_now[rec.request_id] = rec.label
+                fresh += 1
+            elif first == rec.label:
+                duplicates += 1
                 continue
-            seen_now.add(rec.request_id)
-            fresh.append(rec)
-        if fresh:
-            self.log.ground_truth(fresh)
-            for rec in fresh:
-                self._labelled[rec.request_id] = None
+            else:
+                conflicts += 1
+            written.append(rec)
+        if written:
+            self.log.ground_truth(written)
+            # Labels are few and each is worth a training row: written before the answer.
+            self.log.sync()
+            for request_id, label in seen_now.items():
+                self._labelled[request_id] = label
             while len(self._labelled) > LABEL_MEMORY:
                 self._labelled.popitem(last=False)
-        return FeedbackResponse(count=len(fresh), duplicates=len(records) - len(fresh))
+        if conflicts:
+            self.label_conflicts += conflicts
+            logger.warning("%d conflicting label(s): the first arrival is kept", conflicts)
+        return FeedbackResponse(count=fresh, duplicates=duplicates, conflicts=conflicts)
+
+    def check_predict_auth(self, authorization: str | None) -> None:
+        """`serving.predict_auth: required` → a valid `Authorization: Bearer <token>`."""
+        if self.policy.predict_auth == "required":
+            if self.predict_token is None:
+                raise RequestError("predictions are closed: no token is configured", status=503)
+            check_bearer(authorization, self.predict_token)
 
     def check_feedback_auth(self, authorization: str | None) -> None:
         """`serving.feedback_auth: required` → a valid `Authorization: Bearer <token>`."""
@@ -522,13 +648,36 @@ class ServingRuntime:
     def health(self) -> Health:
         self.tick()
         served = self.model.served
-        error = self.model.last_error
+        error = self.model.last_error or (
+            f"prediction log: {self.log.error}" if self.log.error else None
+        )
+        ready, _ = self.readiness()
         return Health(
-            status="degraded" if error else "ok",
+            status="degraded" if error or not ready else "ok",
             model_version=served.version,
             alias_version=self.model.alias_version,
             error=error,
+            ready=ready,
+            log_backlog=self.log.backlog(),
+            log_quarantined=self.writer.quarantined,
+            label_conflicts=self.label_conflicts,
         )
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why): a verified model serves — or none exists yet (cold start: the
+        alias names no version) — and the prediction log can be written."""
+        served = self.model.served
+        if self.log.error is not None:
+            return False, f"the prediction log cannot be written: {self.log.error}"
+        if served.artifact is None and self.model.alias_version is not None:
+            why = self.model.last_error or "loading"
+            return (
+                False,
+                f"production is {self.model.alias_version} but no verified model serves ({why})",
+            )
+        if served.artifact is None:
+            return True, "cold start: no model yet, predictions are logged unscored"
+        return True, f"serving {served.version}"
 
     def close(self) -> None:
         """Graceful shutdown: everything logged is fsynced before the worker exits."""

@@ -8,6 +8,7 @@ Serving, batch scoring and validation all load it through `load_artifact` and sc
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from dataclasses import dataclass, field
@@ -72,10 +73,19 @@ class ModelArtifact:
 
     def decide(self, scores: np.ndarray) -> list[str]:
         """Post-processing: the score becomes a decision by the validated thresholds."""
-        review, decline = self.thresholds["review"], self.thresholds["decline"]
-        return [
-            "decline" if s >= decline else "review" if s >= review else "approve" for s in scores
-        ]
+        return decide(scores, self.thresholds)
+
+
+def decide(scores: np.ndarray, thresholds: dict[str, float]) -> list[str]:
+    """approve below `review`, review below `decline`, decline at or above it.
+
+    Written so that a NaN can never approve: `approve` needs a score proven below the review
+    threshold, and a NaN (which compares false with everything) falls to `review`."""
+    review, decline = float(thresholds["review"]), float(thresholds["decline"])
+    return [
+        "approve" if s < review else "decline" if s >= decline else "review"
+        for s in np.asarray(scores, dtype=np.float64).tolist()
+    ]
 
 
 def build_net(preprocessor: Preprocessor, architecture: dict[str, int]) -> TabularNet:
@@ -109,6 +119,24 @@ def save_artifact(artifact: ModelArtifact, directory: Path) -> str:
     return str(manifest["weights_sha256"])
 
 
+def artifact_digest(directory: Path) -> str:
+    """One SHA-256 over the weights and the manifest bytes: what the registry records at
+    registration and serving checks before a version may serve. The manifest's own weights
+    hash guards only against corruption; this digest also covers thresholds, preprocessing
+    and calibration, which a tamperer could change along with a recomputed weights hash."""
+    digest = hashlib.sha256()
+    for name in (WEIGHTS, MANIFEST):
+        path = Path(directory) / name
+        if not path.is_file():
+            raise ArtifactError(f"{directory}: no {name}")
+        digest.update(name.encode() + b"\0")
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def read_manifest(directory: Path) -> dict[str, Any]:
     path = Path(directory) / MANIFEST
     if not path.is_file():
@@ -122,9 +150,19 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_artifact(directory: str | Path) -> ModelArtifact:
-    """Load and verify an artifact; a hash mismatch is refused, never served."""
+def load_artifact(directory: str | Path, expected_digest: str | None = None) -> ModelArtifact:
+    """Load and verify an artifact; a hash mismatch is refused, never served.
+
+    `expected_digest` (the registry's record, see `artifact_digest`) is checked before
+    anything is parsed: serving passes it, so a manifest edited after registration fails."""
     directory = Path(directory)
+    if expected_digest is not None:
+        actual_digest = artifact_digest(directory)
+        if not hmac.compare_digest(actual_digest, expected_digest):
+            raise ArtifactError(
+                f"{directory}: artifact digest {actual_digest[:12]}… does not match the "
+                f"registry's {expected_digest[:12]}…; refusing a tampered or corrupt model"
+            )
     manifest = read_manifest(directory)
     weights = directory / WEIGHTS
     if not weights.is_file():
@@ -142,12 +180,28 @@ def load_artifact(directory: str | Path) -> ModelArtifact:
     except (RuntimeError, KeyError) as err:
         raise ArtifactError(f"{weights}: weights do not fit the architecture ({err})") from None
     net.eval()
+    thresholds = {k: float(v) for k, v in manifest["thresholds"].items()}
+    _check_thresholds(thresholds, directory)
     return ModelArtifact(
         task=manifest["task"],
         preprocessor=preprocessor,
         net=net,
         architecture=manifest["architecture"],
-        thresholds={k: float(v) for k, v in manifest["thresholds"].items()},
+        thresholds=thresholds,
         metadata=manifest.get("metadata", {}),
         version=manifest.get("version"),
     )
+
+
+def _check_thresholds(thresholds: dict[str, float], directory: Path) -> None:
+    """Decision thresholds are probabilities, review ≤ decline: anything else would decide
+    every request the same way (a threshold of 5.0 approves all)."""
+    try:
+        review, decline = thresholds["review"], thresholds["decline"]
+    except KeyError as err:
+        raise ArtifactError(f"{directory}: the manifest has no {err} threshold") from None
+    if not (0.0 <= review <= decline <= 1.0):
+        raise ArtifactError(
+            f"{directory}: thresholds review={review} decline={decline} are not "
+            "0 ≤ review ≤ decline ≤ 1; refusing the model"
+        )

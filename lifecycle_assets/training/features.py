@@ -17,6 +17,34 @@ OOV_INDEX = 0  # index 0 of every vocabulary is the out-of-vocabulary bucket
 OOV_TOKEN = "__oov__"
 
 
+def fit_ranges(
+    frame: pl.DataFrame,
+    numeric: tuple[str, ...],
+    configured: dict[str, tuple[float, float]],
+    slack: float,
+) -> dict[str, list[float]]:
+    """The [min, max] each numeric feature may take when this model serves: the configured
+    range where there is one, else the training range widened by `slack` × its width on
+    each side (a constant feature gets ±`slack` × max(1, |value|)).
+
+    Requests outside are refused: a value far beyond anything the model saw is a broken
+    client, not a prediction — and a huge finite one overflows float32 to a NaN score."""
+    out: dict[str, list[float]] = {}
+    for col in numeric:
+        if col in configured:
+            low, high = configured[col]
+            out[col] = [float(low), float(high)]
+            continue
+        values = frame[col].cast(pl.Float64)
+        lo, hi = values.min(), values.max()
+        if lo is None or hi is None:
+            continue  # no training values: nothing to learn a range from
+        lo, hi = float(cast(float, lo)), float(cast(float, hi))
+        width = hi - lo if hi > lo else max(1.0, abs(hi))
+        out[col] = [lo - slack * width, hi + slack * width]
+    return out
+
+
 @dataclass(frozen=True)
 class Preprocessor:
     numeric: tuple[str, ...]

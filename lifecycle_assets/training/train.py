@@ -27,7 +27,7 @@ from torch import nn
 from lifecycle_assets.config import LifecycleConfig
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.training.artifact import ModelArtifact, build_net
-from lifecycle_assets.training.features import Preprocessor
+from lifecycle_assets.training.features import Preprocessor, fit_ranges
 
 Device = Literal["cpu", "xla"]
 
@@ -137,7 +137,17 @@ def train_model(
         architecture=architecture,
         thresholds=thresholds,
         version=version,
-        metadata={"train_rows": train.height, "epochs": cfg.epochs, "seed": cfg.seed},
+        metadata={
+            "train_rows": train.height,
+            "epochs": cfg.epochs,
+            "seed": cfg.seed,
+            "feature_ranges": fit_ranges(
+                train,
+                problem.numeric_features,
+                problem.numeric_ranges,
+                problem.feature_range_slack,
+            ),
+        },
     )
     seconds = time.perf_counter() - started
     info = {**info, "hardware": hardware(kind, info)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import polars as pl
 import pytest
@@ -11,6 +12,7 @@ from polars.testing import assert_frame_equal
 from lifecycle_assets.config import parse_config
 from lifecycle_assets.data.transforms import (
     ACCESS_POLICY,
+    CONFLICTING_LABEL,
     LABELED,
     MATURED_NEGATIVE,
     PENDING,
@@ -82,12 +84,14 @@ def predictions(ids: list[str], times: list[dt.datetime] | None = None, **extra)
     return pl.DataFrame(data, schema=schema)
 
 
-def labels(rows: list[tuple[str, float, dt.datetime]]) -> pl.DataFrame:
+def labels(rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+    """(request_id, label, observed_time[, received_at]) rows."""
     return pl.DataFrame(
         {
             "request_id": [r[0] for r in rows],
             "label": [r[1] for r in rows],
             "observed_time": [r[2] for r in rows],
+            "received_at": [r[3] if len(r) > 3 else None for r in rows],
         },
         schema=GROUND_TRUTH_SCHEMA,
     )
@@ -187,6 +191,25 @@ def test_first_label_wins_on_duplicates():
     assert status_of(examples) == {"r1": (0.0, LABELED, True), "r2": (1.0, LABELED, True)}
     assert examples.height == 2
     assert examples.filter(pl.col("request_id") == "r1")["observed_time"].item() == at(plus(1))
+
+
+def test_labels_resolve_by_arrival_at_the_service_not_by_client_time():
+    """A later label claiming an earlier `observed_time` cannot displace the first arrival;
+    the disagreement is quarantined as a conflict (counted once, on the prediction's day)."""
+    preds = predictions(["r1", "r2"])
+    gt = labels(
+        [
+            ("r1", 1.0, at(plus(2)), at(plus(2), 10)),  # arrived first
+            ("r1", 0.0, at(plus(1)), at(plus(3), 10)),  # arrived later, backdated
+            ("r1", 1.0, at(plus(2)), at(plus(3), 11)),  # a repeat: not a conflict
+            ("r2", 0.0, at(plus(1)), at(plus(1), 10)),
+        ]
+    )
+    examples, quarantine = build_labeled_examples(preds, gt, DAY, plus(5), CFG)
+    assert status_of(examples) == {"r1": (1.0, LABELED, True), "r2": (0.0, LABELED, True)}
+    assert "received_at" not in examples.columns
+    assert quarantine["reason"].to_list() == [CONFLICTING_LABEL]
+    assert '"label":0.0' in quarantine["raw"].item()
 
 
 def test_label_before_prediction_is_quarantined():

@@ -34,8 +34,11 @@ from lifecycle_assets.registry.registry import (
 from lifecycle_assets.training.artifact import (
     ArtifactError,
     ModelArtifact,
+    artifact_digest,
     build_net,
+    load_artifact,
     save_artifact,
+    sha256_file,
 )
 from lifecycle_assets.training.features import Preprocessor
 
@@ -118,9 +121,19 @@ def test_register_exports_to_the_homes_bentoml_store(tmp_path, home):
     model = bentoml.models.get(f"{NAME}:v1", _model_store=model_store(home))
     assert {"stage": "registered", "task": "binary"}.items() <= model.info.labels.items()
     # BentoML metadata takes no nulls; the registry's own record keeps them
-    assert model.info.metadata == {"weights_sha256": digest, "train_split": "abc123"}
+    whole = artifact_digest(directory)
+    assert model.info.metadata == {
+        "weights_sha256": digest,
+        "artifact_sha256": whole,
+        "train_split": "abc123",
+    }
     assert registry.versions() == {
-        "v1": {"weights_sha256": digest, "train_split": "abc123", "note": None}
+        "v1": {
+            "weights_sha256": digest,
+            "artifact_sha256": whole,
+            "train_split": "abc123",
+            "note": None,
+        }
     }
     assert model_path(home, NAME, "v1").is_relative_to(home.bentoml_home)
 
@@ -154,7 +167,7 @@ def test_reregistering_a_version_with_different_weights_is_refused(tmp_path, hom
     registry = Registry(home, NAME)
     registry.register(stage(tmp_path, "v1", seed=1)[0], {})
     before = registry.versions()
-    with pytest.raises(RegistryError, match="already registered with different weights"):
+    with pytest.raises(RegistryError, match="already registered with a different artifact"):
         registry.register(stage(tmp_path, "v1", seed=2)[0], {})
     assert registry.versions() == before
     assert store_tags(home) == [f"{NAME}:v1"]
@@ -167,8 +180,47 @@ def test_a_tampered_store_copy_is_refused_at_load(tmp_path, home):
     raw = bytearray(weights.read_bytes())
     raw[-1] ^= 0xFF
     weights.write_bytes(bytes(raw))
-    with pytest.raises(ArtifactError, match="sha256"):
+    with pytest.raises(ArtifactError, match="does not match the registry"):
         load_version(home, NAME, "v1")
+
+
+def test_a_consistently_rewritten_manifest_is_refused_at_load(tmp_path, home):
+    """The attack the weights hash alone misses: weights flipped, the manifest's weights hash
+    recomputed and the thresholds set to approve everything. The registry's digest covers
+    both files, so the version never loads."""
+    registry = Registry(home, NAME)
+    registry.register(stage(tmp_path, "v1")[0], {})
+    folder = model_path(home, NAME, "v1")
+    weights = folder / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    manifest = json.loads((folder / "model.json").read_text())
+    manifest["weights_sha256"] = sha256_file(weights)
+    manifest["thresholds"] = {"review": 0.99, "decline": 1.0}
+    (folder / "model.json").write_text(json.dumps(manifest))
+    load_artifact(folder)  # self-consistent on its own ...
+    with pytest.raises(ArtifactError, match="does not match the registry"):
+        load_version(home, NAME, "v1")  # ... but not what was registered
+
+
+def test_a_version_without_a_recorded_digest_is_not_loaded(tmp_path, home):
+    registry = Registry(home, NAME)
+    registry.register(stage(tmp_path, "v1")[0], {})
+    versions = registry.versions()
+    del versions["v1"]["artifact_sha256"]
+    (registry.dir / "versions.json").write_text(json.dumps(versions))
+    with pytest.raises(RegistryError, match="no recorded artifact digest"):
+        load_version(home, NAME, "v1")
+
+
+def test_thresholds_outside_zero_one_are_refused(tmp_path):
+    directory, _, _ = stage(tmp_path, "v1")
+    manifest = json.loads((directory / "model.json").read_text())
+    manifest["thresholds"] = {"review": 5.0, "decline": 5.0}
+    (directory / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="not 0 ≤ review ≤ decline ≤ 1"):
+        load_artifact(directory)
 
 
 def test_load_of_an_unknown_version(home):

@@ -3,20 +3,28 @@ policy, and the JSON body checks the service applies before BentoML parses a bod
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import errno
 import json
+import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from bentos.service import check_json
+from lifecycle_assets import records
+from lifecycle_assets.data.transforms import first_arrivals
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.records import (
     LogWriter,
     PredictionRecord,
     read_ground_truth,
+    read_log_quarantine,
     read_predictions,
 )
 from lifecycle_assets.serving.logbuffer import BatchedLog
@@ -80,17 +88,103 @@ def test_writes_from_many_threads_are_all_logged_once(tmp_path: Path) -> None:
     assert len(ids) == 1000 and len(set(ids)) == 1000
 
 
+def test_a_record_that_cannot_be_encoded_is_quarantined_and_blocks_nothing(
+    tmp_path: Path,
+) -> None:
+    """One NaN score used to poison the queue: requeued at its head, every later drain failed
+    on it and the rows ahead of it were written again each time."""
+    writer = LogWriter(tmp_path, "w")
+    log = BatchedLog(writer, flush_interval_s=0)
+    poison = dataclasses.replace(record(1), score=float("nan"), model_version="v1")
+    log.predictions([record(0), poison, record(2)])
+    for i in range(3, 50):
+        log.predictions([record(i)])
+    log.close()
+    ids = read_ids(tmp_path)
+    assert ids == [f"r{i}" for i in range(50) if i != 1]  # each exactly once, in order
+    (bad,) = read_log_quarantine(tmp_path, dt.datetime.now(dt.UTC).date())
+    assert bad["stream"] == "predictions" and bad["request_id"] == "r1"
+    assert "score must be finite" in bad["reason"]
+    assert writer.quarantined == 1
+
+
+class FailingWrites:
+    """`os` for the log writer, whose `write` writes part of the buffer and then fails with
+    ENOSPC while `failing` is set: a disk filling up mid-write."""
+
+    def __init__(self) -> None:
+        self._failing = False
+        self._torn = False
+
+    @property
+    def failing(self) -> bool:
+        return self._failing
+
+    @failing.setter
+    def failing(self, value: bool) -> None:
+        self._failing, self._torn = value, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def write(self, fd: int, data: Any) -> int:
+        if self._failing:
+            if not self._torn and len(data) > 7:
+                self._torn = True
+                return os.write(fd, bytes(data[:7]))  # a torn line, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+
+def test_a_failing_disk_loses_nothing_and_writes_nothing_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FailingWrites()
+    monkeypatch.setattr(records, "os", fake)
+    writer = LogWriter(tmp_path, "w")
+    log = BatchedLog(writer, flush_interval_s=0, fsync_interval_s=0)
+    log.predictions([record(0)])
+    fake.failing = True
+    for i in range(1, 20):
+        log.predictions([record(i)])
+    assert log.error is not None and "No space left" in log.error
+    assert log.backlog() == 19
+    fake.failing = False
+    assert log.drain()  # the retry writes the pending bytes, from where the write stopped
+    assert log.error is None and log.backlog() == 0
+    log.close()
+    assert read_ids(tmp_path) == [f"r{i}" for i in range(20)]
+
+
+def test_open_segment_files_are_bounded(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path, "w", max_open=4)
+    for day in range(60):
+        when = NOON - dt.timedelta(days=day)
+        writer.write_predictions([dataclasses.replace(record(day), event_time=when)])
+        assert writer.open_files <= 4
+    writer.close()
+    assert writer.open_files == 0
+    for day in range(60):
+        rows, bad = read_predictions(
+            tmp_path,
+            DAY - dt.timedelta(days=day),
+            PROBLEM.numeric_features,
+            PROBLEM.categorical_features,
+        )
+        assert rows["request_id"].to_list() == [f"r{day}"] and bad.is_empty()
+
+
 def test_a_stalled_disk_applies_backpressure(tmp_path: Path) -> None:
     """With the writer stuck, the queue stops at `max_pending`: the loss window stays bounded."""
     writer = LogWriter(tmp_path, "w")
     gate = threading.Event()
-    real = writer.write_predictions
+    real = writer.append
 
-    def slow(records: list[PredictionRecord]) -> None:
+    def slow(records: list[PredictionRecord], labels: Any = ()) -> int:
         gate.wait()
-        real(records)
+        return real(records, labels)
 
-    writer.write_predictions = slow  # type: ignore[method-assign]
+    writer.append = slow  # type: ignore[method-assign]
     log = BatchedLog(writer, flush_interval_s=0.001, max_pending=10)
     log.predictions([record(0)])
     time.sleep(0.05)  # the writer took r0 and is stuck on it
@@ -119,17 +213,39 @@ def _set_policy(home: LifecycleHome, **serving: str) -> None:  # noqa: F811
 def test_feedback_is_idempotent_per_request_id(home: LifecycleHome, store: FakeStore) -> None:  # noqa: F811
     rt = runtime(home, store, feedback_token="t")
     one = FeedbackRequest.model_validate({"request_id": "r1", "label": 1})
-    assert rt.feedback(one, "Bearer t").model_dump() == {"count": 1, "duplicates": 0}
+    assert rt.feedback(one, "Bearer t").model_dump() == {
+        "count": 1,
+        "duplicates": 0,
+        "conflicts": 0,
+    }
     again = rt.feedback(one, "Bearer t")
-    assert again.model_dump() == {"count": 0, "duplicates": 1}
+    assert again.model_dump() == {"count": 0, "duplicates": 1, "conflicts": 0}
     batch = FeedbackRequest.model_validate(
-        {"labels": [{"request_id": "r2", "label": 0}, {"request_id": "r2", "label": 1}]}
+        {
+            "labels": [
+                {"request_id": "r2", "label": 0},
+                {"request_id": "r2", "label": 0},
+                {"request_id": "r2", "label": 1},
+            ]
+        }
     )
-    assert rt.feedback(batch, "Bearer t").model_dump() == {"count": 1, "duplicates": 1}
+    # a repeat is a duplicate; a different label for the same request is a conflict
+    assert rt.feedback(batch, "Bearer t").model_dump() == {
+        "count": 1,
+        "duplicates": 1,
+        "conflicts": 1,
+    }
+    conflicting = FeedbackRequest.model_validate({"request_id": "r1", "label": 0})
+    assert rt.feedback(conflicting, "Bearer t").conflicts == 1
+    assert rt.health().label_conflicts == 2
     rt.close()
     truth, _ = read_ground_truth(home.logs, DAY)
-    assert sorted(truth["request_id"].to_list()) == ["r1", "r2"]
-    assert dict(truth.select("request_id", "label").rows())["r2"] == 0.0  # the first label
+    # both conflicting labels are written, stamped in arrival order; the first one wins
+    assert truth["request_id"].to_list() == ["r1", "r2", "r2", "r1"]
+    assert truth["received_at"].is_sorted()
+    first, conflicts = first_arrivals(truth)
+    assert dict(first.select("request_id", "label").rows()) == {"r1": 1.0, "r2": 0.0}
+    assert conflicts.height == 2
 
 
 def test_feedback_without_a_token_policy(home: LifecycleHome, store: FakeStore) -> None:  # noqa: F811

@@ -16,26 +16,14 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from lifecycle_assets.config import example_config_path
-from lifecycle_assets.home import LifecycleHome, set_simulated_today
-from lifecycle_assets.serving.loadgen import crash, in_child, soak
+from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.serving.loadgen import crash, soak
 from lifecycle_assets.serving.process import ServiceProcess
 
 pytestmark = pytest.mark.slow
 
 DAY = dt.date(2026, 6, 5)
 CASES_PER_OPERATION_AND_MODE = 140  # 4 POST APIs × positive/negative ≈ 1,100 cases
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> LifecycleHome:
-    """A home with a promoted model (built once; each test serves from a copy)."""
-    home = LifecycleHome(tmp_path_factory.mktemp("template") / "home")
-    home.repo.mkdir(parents=True)
-    shutil.copyfile(example_config_path(), home.config_path)
-    set_simulated_today(home, DAY)
-    in_child(home, "register_untrained_model", str(home.root), "v1")
-    return home
 
 
 def make_home(template: LifecycleHome, root: Path, **serving: object) -> LifecycleHome:

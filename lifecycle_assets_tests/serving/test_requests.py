@@ -21,10 +21,13 @@ from lifecycle_assets.serving.requests import (
     PredictRequest,
     RequestError,
     RequestValidator,
+    TimeWindow,
     check_bearer,
     ground_truth_records,
+    is_valid_id,
     prediction_records,
     prepare,
+    validation_error_body,
 )
 
 PROBLEM = load_config().problem
@@ -70,7 +73,15 @@ def test_valid_features_pass_as_received(validator: RequestValidator) -> None:
         ({"amount": None}, "got null"),
         ({"amount": [1.0]}, "got an array"),
         ({"amount": 10**400}, "out of float range"),
-        ({"country": 1}, "'country' must be a string"),
+        ({"country": 1}, "'country' must be a string, got 1$"),
+        ({"country": 7.5}, "'country' must be a string, got 7.5$"),
+        # finite, but far outside anything a model can take: refused by the range
+        ({"merchant_risk": 1e38}, r"'merchant_risk' must be within \[0, 1\], got 1e\+38"),
+        ({"hour": 25}, r"'hour' must be within \[0, 23\], got 25"),
+        ({"hour": -1}, "'hour' must be within"),
+        # no range configured: a float32 overflow is still refused
+        ({"amount": 1e300}, r"'amount' is beyond the model's float32 range, got 1e\+300"),
+        ({"txn_count_24h": 10**39}, "'txn_count_24h' is beyond the model's float32 range"),
         ({"country": None}, "'country' must be a string, got null"),
         ({"country": "x" * 1000}, "longer than"),
     ],
@@ -81,6 +92,72 @@ def test_bad_features_are_refused_with_a_reason(
     with pytest.raises(RequestError, match=reason.replace("(", r"\(")) as info:
         validator.features(features(**overrides))
     assert info.value.status == 400
+
+
+def test_model_ranges_apply_and_configured_ones_win(validator: RequestValidator) -> None:
+    ranges = validator.with_model_ranges({"amount": [0.0, 500.0], "hour": [5.0, 6.0]})
+    assert ranges["amount"] == (0.0, 500.0)
+    assert ranges["hour"] == (0.0, 23.0)  # the config's range, not the model's
+    assert validator.features(features(amount=499.0), ranges)["amount"] == 499.0
+    with pytest.raises(RequestError, match=r"'amount' must be within \[0, 500\], got 501.0"):
+        validator.features(features(amount=501.0), ranges)
+
+
+def test_error_messages_stay_short_for_huge_requests(validator: RequestValidator) -> None:
+    row = features(**{f"f{i}": 1 for i in range(20)})
+    with pytest.raises(RequestError) as info:
+        validator.features(row)
+    assert str(info.value) == "unknown features 'f0', 'f1', 'f2', 'f3', 'f4' and 15 more"
+    # far more keys than features: refused by the count, without naming them all
+    with pytest.raises(RequestError) as info:
+        validator.features(features(**{f"f{i}": 1 for i in range(100_000)}))
+    message = str(info.value)
+    assert message.startswith("features has 100008 entries; the config has 8: ")
+    assert len(message) < 300
+
+
+def test_event_times_outside_the_pipelines_window_are_refused(
+    validator: RequestValidator,
+) -> None:
+    window = TimeWindow(oldest=T0 - dt.timedelta(days=365), latest=T0 + dt.timedelta(hours=1))
+    ok = PredictRequest(entity_id="c", features=features(), event_time=T0)
+    assert prepare([ok], validator, T0, window=window)[0].event_time == T0
+    for when, words in (
+        (dt.datetime(1000, 1, 1, tzinfo=dt.UTC), "older than the oldest accepted"),
+        (dt.datetime(1970, 1, 1, tzinfo=dt.UTC), "older than the oldest accepted"),
+        (dt.datetime(9999, 1, 1, tzinfo=dt.UTC), "later than the latest accepted"),
+    ):
+        req = PredictRequest(entity_id="c", features=features(), event_time=when)
+        with pytest.raises(RequestError, match=words) as info:
+            prepare([ok, req], validator, T0, window=window)
+        assert info.value.status == 400
+        assert str(info.value).startswith("requests[1]: event_time")
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [("abc", True), ("a.b:c-1_2", True), ("abc\n", False), ("", False), ("-a", False),
+     ("a/b", False), ("x" * 129, False)],
+)  # fmt: skip
+def test_ids_must_match_whole(text: str, valid: bool) -> None:
+    assert is_valid_id(text) is valid
+    payload = {"entity_id": "c", "features": features(), "request_id": text}
+    if valid:
+        PredictRequest.model_validate(payload)
+    else:
+        with pytest.raises(ValidationError):
+            PredictRequest.model_validate(payload)
+
+
+def test_schema_errors_have_one_bounded_shape() -> None:
+    with pytest.raises(ValidationError) as info:
+        FeedbackRequest.model_validate({"labels": [{"request_id": "r", "label": "x"}] * 50})
+    body = validation_error_body(info.value)
+    assert set(body) == {"error", "detail"}
+    assert isinstance(body["error"], str) and body["error"].startswith("labels.0.label: ")
+    assert len(body["detail"]) == 10
+    assert all(set(d) == {"field", "message"} for d in body["detail"])
+    assert "FeedbackRequest" not in json.dumps(body)
 
 
 @pytest.mark.parametrize(
@@ -199,7 +276,7 @@ def test_records_round_trip_through_the_log(tmp_path: Path, validator: RequestVa
     assert rows["hour"].to_list() == [0.0, 1.0, 2.0]
     truth, bad = read_ground_truth(tmp_path, T0.date())
     assert bad.is_empty()
-    assert truth.rows() == [("r1", 1.0, T0)]
+    assert truth.rows() == [("r1", 1.0, T0, None)]
 
 
 def test_feedback_forms() -> None:

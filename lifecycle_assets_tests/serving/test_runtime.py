@@ -248,4 +248,169 @@ def test_feedback_is_logged_and_needs_the_token(home: LifecycleHome, store: Fake
     assert rt.feedback(req, "Bearer s3cret").count == 1
     rt.close()
     truth, _ = read_ground_truth(home.logs, DAY)
-    assert truth.rows() == [("r1", 1.0, NOON)]
+    assert truth.select("request_id", "label", "observed_time").rows() == [("r1", 1.0, NOON)]
+    # stamped with the service's own arrival time (wall clock), not the loop's day clock
+    (received,) = truth["received_at"].to_list()
+    assert abs(received - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
+
+
+# --- no silent loss, no approval by accident --------------------------------------------------
+
+
+def test_ready_in_cold_start_and_with_a_verified_model_only(
+    home: LifecycleHome, store: FakeStore
+) -> None:
+    rt = runtime(home, store, background_loads=False)
+    assert rt.readiness()[0] is True  # no model exists yet: cold start is a ready state
+    point(home, "v9")  # registered, but its files do not load
+    rt.tick()
+    ready, why = rt.readiness()
+    assert ready is False and "v9" in why
+    assert rt.health().status == "degraded" and rt.health().ready is False
+    with pytest.raises(RequestError, match="no verified model is serving") as info:
+        predict_one(rt)
+    assert info.value.status == 503  # never an unscored 200 while a model should serve
+    rt.log.sync()
+    assert logged(home).is_empty()
+    store.models["v9"] = make_artifact("v9")
+    rt.model._retry_at.clear()  # the retry delay is not what this test waits for
+    rt.tick()
+    assert rt.readiness() == (True, "serving v9")
+    assert predict_one(rt).model_version == "v9"
+    rt.close()
+
+
+def _serve_nan_scores(rt: ServingRuntime) -> None:
+    artifact = rt.model.served.artifact
+    assert artifact is not None
+    artifact.score_rows = lambda rows: np.full(len(rows), np.nan)  # type: ignore[method-assign]
+
+
+def test_a_non_finite_score_is_refused_never_approved(
+    home: LifecycleHome, store: FakeStore
+) -> None:
+    store.models["v1"] = make_artifact("v1")
+    point(home, "v1")
+    rt = runtime(home, store, background_loads=False)
+    _serve_nan_scores(rt)
+    with pytest.raises(RequestError, match="non-finite score") as info:
+        predict_one(rt)
+    assert info.value.status == 422
+    rt.log.sync()
+    assert logged(home).is_empty()  # nothing was acknowledged
+    rt.close()
+
+
+def test_a_non_finite_score_can_be_sent_to_review(home: LifecycleHome, store: FakeStore) -> None:
+    config = json.loads(json.dumps(load_yaml(home)))
+    config["serving"]["on_invalid_score"] = "review"
+    write_yaml(home, config)
+    store.models["v1"] = make_artifact("v1")
+    point(home, "v1")
+    rt = runtime(home, store, background_loads=False)
+    _serve_nan_scores(rt)
+    out = predict_one(rt)
+    assert (out.score, out.probability, out.decision, out.rule) == (
+        None,
+        None,
+        "review",
+        "invalid_score",
+    )
+    rt.log.sync()
+    row = logged(home).row(0, named=True)
+    assert (row["score"], row["decision"]) == (None, "review")
+    rt.close()
+
+
+def test_the_serving_models_recorded_ranges_apply(home: LifecycleHome, store: FakeStore) -> None:
+    artifact = make_artifact("v1")
+    artifact.metadata["feature_ranges"] = {"amount": [0.0, 100.0], "hour": [3.0, 4.0]}
+    store.models["v1"] = artifact
+    point(home, "v1")
+    rt = runtime(home, store, background_loads=False)
+    assert predict_one(rt, 7).model_version == "v1"  # hour 7: the config's [0, 23] wins
+    big = PredictRequest(entity_id="c", features={**features(), "amount": 1e38})
+    with pytest.raises(RequestError, match=r"'amount' must be within \[0, 100\]") as info:
+        rt.predict([big])
+    assert info.value.status == 400
+    rt.close()
+
+
+def test_event_times_the_pipeline_would_quarantine_are_refused(
+    home: LifecycleHome, store: FakeStore
+) -> None:
+    rt = runtime(home, store)
+    for when in ("1000-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "9999-12-31T00:00:00Z"):
+        with pytest.raises(RequestError, match="event_time") as info:
+            predict_one(rt, event_time=when)
+        assert info.value.status == 400
+    assert predict_one(rt, event_time=NOON - dt.timedelta(days=30)).request_id
+    rt.close()
+
+
+def test_predictions_are_refused_while_the_log_cannot_be_written(
+    home: LifecycleHome, store: FakeStore
+) -> None:
+    config = load_yaml(home)
+    config["serving"].update(max_unlogged_records=3, log_flush_interval_ms=0)
+    write_yaml(home, config)
+    rt = runtime(home, store)
+    broken = {"on": True}
+    real = rt.writer._write_pending
+
+    def write_pending() -> None:
+        if broken["on"]:
+            rt.writer.error = "OSError: [Errno 28] No space left on device"
+            raise OSError(28, "No space left on device")
+        real()
+
+    rt.writer._write_pending = write_pending  # type: ignore[method-assign]
+    acknowledged = [predict_one(rt, i).request_id for i in range(3)]
+    assert rt.readiness()[0] is False and rt.health().status == "degraded"
+    with pytest.raises(RequestError, match="cannot be written") as info:
+        predict_one(rt, 9)
+    assert info.value.status == 503
+    broken["on"] = False
+    assert rt.log.drain()
+    assert rt.readiness()[0] is True
+    acknowledged.append(predict_one(rt, 10).request_id)
+    rt.close()
+    assert logged(home)["request_id"].to_list() == acknowledged
+
+
+def test_predict_token_when_required(home: LifecycleHome, store: FakeStore) -> None:
+    config = load_yaml(home)
+    config["serving"]["predict_auth"] = "required"
+    write_yaml(home, config)
+    rt = runtime(home, store, predict_token="p")
+    rt.check_predict_auth("Bearer p")
+    for header, status in ((None, 401), ("Bearer nope", 403)):
+        with pytest.raises(RequestError) as info:
+            rt.check_predict_auth(header)
+        assert info.value.status == status
+    rt.close()
+
+
+def load_yaml(home: LifecycleHome) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(home.config_path.read_text())
+
+
+def write_yaml(home: LifecycleHome, config: dict[str, Any]) -> None:
+    import yaml
+
+    home.config_path.write_text(yaml.safe_dump(config))
+
+
+def test_an_event_after_a_clock_move_is_accepted_before_the_next_tick(
+    home: LifecycleHome, store: FakeStore
+) -> None:
+    """The demo sets the next simulated day and sends that day's traffic at once."""
+    rt = ServingRuntime(home, writer_id="unit", loader=store, check_interval_s=3600)
+    tomorrow = NOON + dt.timedelta(days=1)
+    with pytest.raises(RequestError, match="later than the latest accepted"):
+        predict_one(rt, event_time=tomorrow + dt.timedelta(days=1))
+    set_simulated_today(home, DAY + dt.timedelta(days=1))
+    assert predict_one(rt, event_time=tomorrow).request_id  # no tick in between
+    rt.close()

@@ -433,7 +433,7 @@ def test_batch_predictions(server: Server, expected: dict[str, Any]) -> None:
 def test_feedback_is_recorded_and_joins_to_predictions(server: Server) -> None:
     one = server.client.post("/feedback", json={"request_id": "batch-0", "label": 1}, headers=AUTH)
     assert one.status_code == 200, one.text
-    assert one.json() == {"count": 1, "duplicates": 0}
+    assert one.json() == {"count": 1, "duplicates": 0, "conflicts": 0}
     many = server.client.post(
         "/feedback",
         json={
@@ -445,12 +445,13 @@ def test_feedback_is_recorded_and_joins_to_predictions(server: Server) -> None:
         headers=AUTH,
     )
     assert many.status_code == 200, many.text
-    assert many.json() == {"count": 2, "duplicates": 0}
+    assert many.json() == {"count": 2, "duplicates": 0, "conflicts": 0}
     # Idempotent: a repeated label is acknowledged as a duplicate and not written again.
     again = server.client.post(
         "/feedback", json={"request_id": "batch-0", "label": 1}, headers=AUTH
     )
-    assert again.status_code == 200 and again.json() == {"count": 0, "duplicates": 1}
+    assert again.status_code == 200
+    assert again.json() == {"count": 0, "duplicates": 1, "conflicts": 0}
 
     deadline = time.monotonic() + 10
     truth, bad = read_ground_truth(server.home.logs, DAY)

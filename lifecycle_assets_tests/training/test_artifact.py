@@ -165,7 +165,16 @@ def test_train_model_learns_a_separable_problem(data, trained):
         "review": cfg.postprocessing.review_threshold,
         "decline": cfg.postprocessing.decline_threshold,
     }
+    ranges = trained.metadata.pop("feature_ranges")
     assert trained.metadata == {"train_rows": 2000, "epochs": 12, "seed": cfg.training.seed}
+    trained.metadata["feature_ranges"] = ranges
+    train, _ = data
+    # configured ranges as given; the others the training range widened by the slack
+    assert ranges["hour"] == [0.0, 23.0] and ranges["merchant_risk"] == [0.0, 1.0]
+    lo, hi = train["amount"].min(), train["amount"].max()
+    slack = cfg.problem.feature_range_slack * (hi - lo)
+    assert ranges["amount"] == pytest.approx([lo - slack, hi + slack])
+    assert set(ranges) == set(NUMERIC)
 
 
 def test_training_loss_goes_down(data):

@@ -1,0 +1,25 @@
+"""Fixtures shared by the tests that serve through a real `bentoml serve`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pytest
+
+from lifecycle_assets.config import example_config_path
+from lifecycle_assets.home import LifecycleHome, set_simulated_today
+from lifecycle_assets.serving.loadgen import in_child
+
+DAY = dt.date(2026, 6, 5)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> LifecycleHome:
+    """A home with a promoted model (built once; each test serves from a copy)."""
+    home = LifecycleHome(tmp_path_factory.mktemp("template") / "home")
+    home.repo.mkdir(parents=True)
+    shutil.copyfile(example_config_path(), home.config_path)
+    set_simulated_today(home, DAY)
+    in_child(home, "register_untrained_model", str(home.root), "v1")
+    return home
