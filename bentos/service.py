@@ -39,6 +39,8 @@ from lifecycle_assets.serving.requests import (
 )
 from lifecycle_assets.serving.runtime import ServingRuntime
 
+logger = logging.getLogger("lifecycle.serving")
+
 
 def _http_error(err: RequestError) -> BentoMLException:
     if err.status == HTTPStatus.BAD_REQUEST:
@@ -251,6 +253,10 @@ class Edge:
             return
         except RequestError as err:
             await _send_json(send, err.status, {"error": str(err)})
+            return
+        except Exception:  # a defect: answered at once (not left to time out) and logged
+            logger.exception("%s failed", path)
+            await _send_json(send, 500, {"error": "internal error; see the service log"})
             return
         await _send_bytes(send, 200, payload.encode())
 

@@ -10,12 +10,13 @@ import datetime as dt
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.training.params import BUILT_IN_PARAMS, ENTRY_POINT_GROUP
 
 # Train/test windows are mapped onto upstream partitions by a static Dagster partition
 # mapping (see `lifecycle_assets.partitions`); the config's windows must fit inside it.
@@ -104,18 +105,78 @@ class WindowsConfig(_Section):
     min_test_rows: int = Field(400, ge=10)
 
 
+class ModelConfig(BaseModel):
+    """`training.model`: the family and its hyperparameters, e.g. `{family: tabm, k: 8}`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    family: str = Field("mlp", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_defaults(cls, data: object) -> object:
+        """A built-in family's hyperparameters, defaults filled in and unknown ones refused,
+        so the config says exactly what trains."""
+        if not isinstance(data, dict):
+            return data
+        family = data.get("family", "mlp")
+        schema = BUILT_IN_PARAMS.get(family) if isinstance(family, str) else None
+        if schema is None:
+            return data
+        params = {k: v for k, v in data.items() if k != "family"}
+        unknown = set(params) - set(schema.model_fields)
+        if unknown:
+            raise ValueError(
+                f"unknown hyperparameter {sorted(unknown)[0]!r} for family {family} "
+                f"(known: {', '.join(schema.model_fields)})"
+            )
+        checked = schema.model_validate(params).model_dump(exclude_none=True)
+        return {"family": family, **checked}
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 class TrainingConfig(_Section):
+    # The cap: with a holdout, training stops earlier once the holdout loss has not improved
+    # for `early_stopping_patience` epochs, and the best epoch's weights are kept.
     epochs: int = Field(6, ge=1)
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(0.003, gt=0)
-    hidden_units: int = Field(32, ge=1)
-    embedding_dim: int = Field(4, ge=1)
+    # The network: `family` (mlp | tabm | a user family) and its hyperparameters beside it;
+    # a built-in family's are checked here, a user family's by its factory.
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig())
+    # User families: {name: "package.module:function"} (docs/training-and-registry.md).
+    model_factories: dict[str, str] = {}
+    # The freshest share of the training window (by event time), held out of the fit: it
+    # decides early stopping and fits the calibration. 0: fit on every row, neither.
+    holdout_fraction: float = Field(0.0, ge=0, lt=0.5)
+    early_stopping_patience: int = Field(2, ge=1)
+    # Fitted on the holdout, part of the artifact's scoring (binary tasks): platt | isotonic.
+    calibration: Literal["platt", "isotonic", "none"] = "platt"
     seed: int = 7
     # auto: torch-xla when PJRT_DEVICE is set (TPU VMs; PJRT_DEVICE=CPU in tests), else eager.
     device: Literal["auto", "cpu", "xla"] = "auto"
     # Eager PyTorch's intra-op threads while training: a small MLP gains nothing from more,
     # loses much on a busy machine, and a fixed count keeps CPU results bitwise reproducible.
     cpu_threads: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _known_family(self) -> TrainingConfig:
+        family = self.model.family
+        if family in BUILT_IN_PARAMS or family in self.model_factories:
+            return self
+        from importlib import metadata
+
+        installed = {ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        if family not in installed:
+            known = sorted({*BUILT_IN_PARAMS, *self.model_factories, *installed})
+            raise ValueError(
+                f"training.model.family {family!r} is not registered (known: {', '.join(known)}; "
+                "add yours under training.model_factories)"
+            )
+        return self
 
 
 class RegistryConfig(_Section):
@@ -129,8 +190,10 @@ class ValidationConfig(_Section):
     margin: float = Field(0.01, ge=0)
     alpha: float = Field(0.05, gt=0, lt=0.5)
     bootstrap_samples: int = Field(1000, ge=100)
-    # Calibration guard: |mean prediction − mean label| beyond this (label units) blocks a
-    # challenger that is also worse calibrated than production; None disables it.
+    # Calibration guard (label units): blocks a challenger whose calibration error
+    # |mean prediction − mean label| is confidently (one-sided 1 − alpha bound of the paired
+    # difference) larger than production's by more than this, on the same rows; None
+    # disables it. A first model (nothing in production) is not checked.
     calibration_tolerance: float | None = Field(0.02, gt=0)
     # Slice guard: categorical features to slice by (None: all categorical features).
     slice_features: tuple[str, ...] | None = None

@@ -112,11 +112,18 @@ def recorded_digest(home: LifecycleHome, version: str) -> str:
     return digest
 
 
+def _user_families(home: LifecycleHome) -> dict[str, str]:
+    """The home config's user model families (none for a home without a config)."""
+    return home.config().training.model_factories if home.config_path.is_file() else {}
+
+
 def load_version(home: LifecycleHome, model_name: str, version: str) -> ModelArtifact:
     """A registered version, verified against the registry's digest of weights + manifest:
     a file changed in the model store after registration is refused, never served."""
     artifact = load_artifact(
-        model_path(home, model_name, version), expected_digest=recorded_digest(home, version)
+        model_path(home, model_name, version),
+        expected_digest=recorded_digest(home, version),
+        factories=_user_families(home),
     )
     if artifact.version != version:
         raise RegistryError(f"artifact in the store for {version} says it is {artifact.version}")

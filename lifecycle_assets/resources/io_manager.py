@@ -51,7 +51,8 @@ class LifecycleIOManager(dg.ConfigurableIOManager):
         if target.with_suffix(".parquet").is_file():
             return pl.read_parquet(target.with_suffix(".parquet"))
         if (target / MANIFEST).is_file():
-            return load_artifact(target)
+            factories = self.home.get().config().training.model_factories
+            return load_artifact(target, factories=factories)
         if target.with_suffix(".json").is_file():
             return json.loads(target.with_suffix(".json").read_text())
         return None

@@ -233,6 +233,7 @@ def register_untrained_model(home_root: str, version: str, promote: str = "yes")
     from lifecycle_assets.simulator.fraud import FraudSimulator
     from lifecycle_assets.training.artifact import ModelArtifact, build_net, save_artifact
     from lifecycle_assets.training.features import Preprocessor, fit_ranges
+    from lifecycle_assets.training.train import model_architecture
 
     home = LifecycleHome(Path(home_root))
     config = home.config()
@@ -240,15 +241,13 @@ def register_untrained_model(home_root: str, version: str, promote: str = "yes")
     payments = FraudSimulator(config).payments(0)
     frame = pl.DataFrame([p.features for p in payments])
     pre = Preprocessor.fit(frame, problem.numeric_features, problem.categorical_features)
-    arch = {
-        "embedding_dim": config.training.embedding_dim,
-        "hidden_units": config.training.hidden_units,
-    }
+    num, _ = pre.transform(frame)
+    arch = model_architecture(num, config)  # the configured family, untrained
     torch.manual_seed(int(np.uint32(hash(version) & 0xFFFF)))
     artifact = ModelArtifact(
         task=problem.task,
         preprocessor=pre,
-        net=build_net(pre, arch),
+        net=build_net(pre, arch, config.training.model_factories),
         architecture=arch,
         thresholds={
             "review": config.postprocessing.review_threshold,

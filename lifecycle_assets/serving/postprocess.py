@@ -19,17 +19,14 @@ from typing import Any
 import numpy as np
 
 from lifecycle_assets.config import FeatureRule, PostprocessingConfig
-from lifecycle_assets.errors import LifecycleError
-from lifecycle_assets.training.artifact import ModelArtifact, decide
+from lifecycle_assets.training.artifact import CalibrationError, ModelArtifact, calibrate, decide
+
+__all__ = ["CalibrationError", "calibrate"]  # the one implementation lives with the artifact
 
 DECISIONS = ("approve", "review", "decline")
 _RANK = {d: i for i, d in enumerate(DECISIONS)}
 ALLOW_LIST = "allow_list"
 DENY_LIST = "deny_list"
-
-
-class CalibrationError(LifecycleError, ValueError):
-    """An artifact's calibration block that cannot be applied."""
 
 
 @dataclass(frozen=True)
@@ -40,30 +37,6 @@ class Outcome:
     model_decision: str | None  # by thresholds alone; None for regression
     decision: str | None  # after the business rules; None for regression
     rule: str | None  # the rule that changed the decision last; None: the model's decision
-
-
-def calibrate(scores: np.ndarray, calibration: Mapping[str, Any] | None) -> np.ndarray:
-    """Raw scores → calibrated probabilities; the identity when nothing was fitted.
-
-    Supported (as written into the artifact's `metadata["calibration"]`):
-    `{"method": "platt", "a": A, "b": B}` → sigmoid(A·logit(s) + B), and
-    `{"method": "isotonic", "x": [...], "y": [...]}` → piecewise-linear through the points.
-    """
-    if not calibration:
-        return scores
-    method = calibration.get("method")
-    if method == "platt":
-        s = np.clip(scores, 1e-12, 1 - 1e-12)
-        logit = np.log(s) - np.log1p(-s)
-        z = float(calibration["a"]) * logit + float(calibration["b"])
-        return 1.0 / (1.0 + np.exp(-z))
-    if method == "isotonic":
-        x = np.asarray(calibration["x"], dtype=np.float64)
-        y = np.asarray(calibration["y"], dtype=np.float64)
-        if x.ndim != 1 or x.shape != y.shape or x.size < 2 or np.any(np.diff(x) < 0):
-            raise CalibrationError("isotonic calibration needs increasing x and y of equal size")
-        return np.interp(scores, x, y)
-    raise CalibrationError(f"unknown calibration method {method!r} (platt | isotonic)")
 
 
 def threshold_decisions(probabilities: np.ndarray, thresholds: Mapping[str, float]) -> list[str]:

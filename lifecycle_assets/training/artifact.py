@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,10 @@ import numpy as np
 import polars as pl
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.training.features import Preprocessor
-from lifecycle_assets.training.model import TabularNet
 
 WEIGHTS = "model.safetensors"
 MANIFEST = "model.json"
@@ -45,8 +46,11 @@ def sha256_file(path: Path) -> str:
 class ModelArtifact:
     task: str
     preprocessor: Preprocessor
-    net: TabularNet
-    architecture: dict[str, int]
+    net: nn.Module
+    # {"family", "params"} (and, for regression, "target": the label's mean and std the
+    # network's output is scaled back by); the first format's {"embedding_dim",
+    # "hidden_units"} is an mlp.
+    architecture: dict[str, Any]
     thresholds: dict[str, float]
     metadata: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
@@ -69,11 +73,48 @@ class ModelArtifact:
             out = self.net(torch.from_numpy(num), torch.from_numpy(cat))
             if self.task == "binary":
                 out = torch.sigmoid(out)
-        return out.double().numpy()
+            if out.dim() == 2:  # an ensemble's members: averaged (in probability space)
+                out = out.mean(dim=1)
+            target = self.architecture.get("target")
+            if target is not None and self.task != "binary":
+                out = out * float(target["std"]) + float(target["mean"])
+        scores = out.double().numpy()
+        # Fitted at training time on held-out rows and part of the scoring function, so the
+        # gate, batch scoring and the service all judge and serve calibrated probabilities.
+        fitted = self.architecture.get("calibration")
+        return calibrate(scores, fitted) if fitted and self.task == "binary" else scores
 
     def decide(self, scores: np.ndarray) -> list[str]:
         """Post-processing: the score becomes a decision by the validated thresholds."""
         return decide(scores, self.thresholds)
+
+
+class CalibrationError(ArtifactError, ValueError):
+    """An artifact's calibration block that cannot be applied."""
+
+
+def calibrate(scores: np.ndarray, calibration: Mapping[str, Any] | None) -> np.ndarray:
+    """Raw scores → calibrated probabilities; the identity when nothing was fitted.
+
+    Supported (as written into the artifact's `metadata["calibration"]`):
+    `{"method": "platt", "a": A, "b": B}` → sigmoid(A·logit(s) + B), and
+    `{"method": "isotonic", "x": [...], "y": [...]}` → piecewise-linear through the points.
+    """
+    if not calibration:
+        return scores
+    method = calibration.get("method")
+    if method == "platt":
+        s = np.clip(scores, 1e-12, 1 - 1e-12)
+        logit = np.log(s) - np.log1p(-s)
+        z = float(calibration["a"]) * logit + float(calibration["b"])
+        return 1.0 / (1.0 + np.exp(-z))
+    if method == "isotonic":
+        x = np.asarray(calibration["x"], dtype=np.float64)
+        y = np.asarray(calibration["y"], dtype=np.float64)
+        if x.ndim != 1 or x.shape != y.shape or x.size < 2 or np.any(np.diff(x) < 0):
+            raise CalibrationError("isotonic calibration needs increasing x and y of equal size")
+        return np.interp(scores, x, y)
+    raise CalibrationError(f"unknown calibration method {method!r} (platt | isotonic)")
 
 
 def decide(scores: np.ndarray, thresholds: dict[str, float]) -> list[str]:
@@ -88,13 +129,18 @@ def decide(scores: np.ndarray, thresholds: dict[str, float]) -> list[str]:
     ]
 
 
-def build_net(preprocessor: Preprocessor, architecture: dict[str, int]) -> TabularNet:
-    return TabularNet(
-        n_numeric=len(preprocessor.numeric),
-        cardinalities=preprocessor.cardinalities(),
-        embedding_dim=architecture["embedding_dim"],
-        hidden_units=architecture["hidden_units"],
-    )
+def build_net(
+    preprocessor: Preprocessor,
+    architecture: dict[str, Any],
+    factories: dict[str, str] | None = None,
+) -> nn.Module:
+    """The network an architecture names, from a family registered in this process."""
+    from lifecycle_assets.training.families import FamilyError, build
+
+    try:
+        return build(preprocessor, architecture, factories)
+    except FamilyError as err:
+        raise ArtifactError(str(err)) from err
 
 
 def save_artifact(artifact: ModelArtifact, directory: Path) -> str:
@@ -150,7 +196,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_artifact(directory: str | Path, expected_digest: str | None = None) -> ModelArtifact:
+def load_artifact(
+    directory: str | Path,
+    expected_digest: str | None = None,
+    factories: dict[str, str] | None = None,
+) -> ModelArtifact:
     """Load and verify an artifact; a hash mismatch is refused, never served.
 
     `expected_digest` (the registry's record, see `artifact_digest`) is checked before
@@ -174,7 +224,8 @@ def load_artifact(directory: str | Path, expected_digest: str | None = None) -> 
             f"{str(manifest.get('weights_sha256'))[:12]}…; refusing a tampered or corrupt model"
         )
     preprocessor = Preprocessor.from_json(manifest["preprocessor"])
-    net = build_net(preprocessor, manifest["architecture"])
+    # `factories`: the loading config's user families; an unregistered one is refused.
+    net = build_net(preprocessor, manifest["architecture"], factories)
     try:
         net.load_state_dict(load_file(str(weights)))
     except (RuntimeError, KeyError) as err:

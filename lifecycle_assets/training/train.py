@@ -13,6 +13,7 @@ its first dimension, gradients all-reduced by the compiler.
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import time
@@ -47,6 +48,113 @@ class TrainingResult:
     steps_per_epoch: int = 0
     step_seconds: list[float] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+
+
+MIN_HOLDOUT_ROWS = 50
+
+
+def split_holdout(
+    train: pl.DataFrame, config: LifecycleConfig
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """(rows to fit, the freshest `training.holdout_fraction` of the window or None).
+
+    Time-ordered (by event time where the rows have it): the holdout is the part of the
+    window closest to the traffic the model will serve. None when it would be too small to
+    judge by (fewer than `MIN_HOLDOUT_ROWS`, or a single class)."""
+    fraction = config.training.holdout_fraction
+    n_held = round(train.height * fraction)
+    if fraction <= 0 or n_held < MIN_HOLDOUT_ROWS or train.height - n_held < MIN_HOLDOUT_ROWS:
+        return train, None
+    ordered = (
+        train.sort("event_time", maintain_order=True) if "event_time" in train.columns else train
+    )
+    fit_rows, held = ordered.head(train.height - n_held), ordered.tail(n_held)
+    label = config.problem.label
+    if config.problem.task == "binary" and (
+        held[label].n_unique() < 2 or fit_rows[label].n_unique() < 2
+    ):
+        return train, None
+    return fit_rows, held
+
+
+def fit_calibration(scores: np.ndarray, labels: np.ndarray, method: str) -> dict[str, Any]:
+    """Platt (a logistic regression on the score's logit) or isotonic (pool adjacent
+    violators) calibration of probabilities, as `training.artifact.calibrate` applies it."""
+    p = np.clip(np.asarray(scores, dtype=np.float64), 1e-12, 1 - 1e-12)
+    y = np.asarray(labels, dtype=np.float64)
+    if method == "isotonic":
+        order = np.argsort(p, kind="stable")
+        xs, ys = p[order], y[order]
+        # pool adjacent violators: blocks of (sum, count), merged while decreasing
+        sums: list[float] = []
+        counts: list[float] = []
+        lefts: list[float] = []
+        for x, v in zip(xs.tolist(), ys.tolist(), strict=True):
+            sums.append(v)
+            counts.append(1.0)
+            lefts.append(x)
+            while len(sums) > 1 and sums[-2] / counts[-2] >= sums[-1] / counts[-1]:
+                merged_sum, merged_count = sums.pop(), counts.pop()
+                lefts.pop()
+                sums[-1] += merged_sum
+                counts[-1] += merged_count
+        means = [s / c for s, c in zip(sums, counts, strict=True)]
+        if len(means) == 1:  # constant: one level, as a two-point line
+            return {"method": "isotonic", "x": [0.0, 1.0], "y": [means[0], means[0]]}
+        return {"method": "isotonic", "x": lefts, "y": means}
+    z = np.log(p) - np.log1p(-p)
+
+    def loss(a: float, b: float) -> float:
+        t = a * z + b  # log(1 + e^t) - y t, computed without overflow
+        return float(np.sum(np.logaddexp(0.0, t) - y * t) + 0.5e-6 * ((a - 1) ** 2 + b**2))
+
+    a, b = 1.0, 0.0
+    current = loss(a, b)
+    for _ in range(100):  # Newton's method with backtracking on the log loss (tiny ridge)
+        q = 0.5 * (1.0 + np.tanh(0.5 * (a * z + b)))
+        w = q * (1 - q)
+        grad = np.array([np.sum((q - y) * z) + 1e-6 * (a - 1), np.sum(q - y) + 1e-6 * b])
+        hess = np.array(
+            [[np.sum(w * z * z) + 1e-6, np.sum(w * z)], [np.sum(w * z), np.sum(w) + 1e-6]]
+        )
+        step = np.linalg.solve(hess, grad)
+        scale = 1.0
+        while scale > 1e-6 and loss(a - scale * step[0], b - scale * step[1]) > current:
+            scale /= 2
+        a, b = a - scale * step[0], b - scale * step[1]
+        improved = loss(a, b)
+        if current - improved < 1e-10 * max(1.0, abs(current)):
+            break
+        current = improved
+    return {"method": "platt", "a": float(a), "b": float(b)}
+
+
+def model_architecture(numeric: np.ndarray, config: LifecycleConfig) -> dict[str, Any]:
+    """`{"family", "params"}` for the configured family, with its data-dependent parameters
+    (TabM's bin edges) fitted on the scaled training inputs."""
+    from lifecycle_assets.training.families import FamilyError, resolve
+
+    cfg = config.training
+    try:
+        family = resolve(cfg.model.family, cfg.model_factories)
+        params = family.check(cfg.model.params)
+    except FamilyError as err:
+        raise TrainingError(str(err)) from None
+    if family.fit is not None:
+        params = family.fit(numeric, params)
+    return {"family": family.name, "params": params}
+
+
+def init_output_bias(net: nn.Module, value: float) -> None:
+    """Set the output layer's bias (the built-in families'; a user family without one of
+    these starts where its factory put it)."""
+    head = getattr(net, "head", None)
+    if head is None and hasattr(net, "tabm"):
+        head = getattr(net.tabm, "output", None)
+    bias = getattr(head, "bias", None)
+    if isinstance(bias, torch.Tensor):
+        with torch.no_grad():
+            bias.fill_(value)
 
 
 def resolve_device(setting: str) -> Device:
@@ -101,31 +209,40 @@ def train_model(
     kind = resolve_device(device or cfg.device)
     if kind == "cpu":
         _register_xla()
-    preprocessor = Preprocessor.fit(train, problem.numeric_features, problem.categorical_features)
-    num, cat = preprocessor.transform(train)
-    y = train[problem.label].cast(pl.Float32).to_numpy().copy()
-    architecture = {"embedding_dim": cfg.embedding_dim, "hidden_units": cfg.hidden_units}
+    fit_rows, held = split_holdout(train, config)
+    preprocessor = Preprocessor.fit(
+        fit_rows, problem.numeric_features, problem.categorical_features
+    )
+    num, cat = preprocessor.transform(fit_rows)
+    y = fit_rows[problem.label].cast(pl.Float32).to_numpy().copy()
+    architecture = model_architecture(num, config)
     # Initialise on the CPU from the seed, whatever trains it: both paths start identical.
     torch.manual_seed(cfg.seed)
-    net = build_net(preprocessor, architecture)
+    net = build_net(preprocessor, architecture, cfg.model_factories)
     if problem.task == "binary":
         positive_rate = float(y.mean())
         # Start the output at the base rate so early epochs are not spent learning it.
-        with torch.no_grad():
-            net.head.bias.fill_(float(np.log(positive_rate / (1 - positive_rate))))
-    scale: tuple[float, float] | None = None
-    if problem.task != "binary":
-        # Learn a standardised target, folded back into the head after training: the artifact
-        # predicts in label units, and labels of any scale train in the same few epochs.
-        scale = (float(y.mean()), float(y.std()) or 1.0)
-        y = ((y - scale[0]) / scale[1]).astype(np.float32)
+        init_output_bias(net, float(np.log(positive_rate / (1 - positive_rate))))
+    else:
+        # Learn a standardised target; the artifact scales the output back (architecture
+        # "target"), so it predicts in label units and labels of any scale train alike.
+        mean, std = float(y.mean()), float(y.std()) or 1.0
+        architecture["target"] = {"mean": mean, "std": std}
+        y = ((y - mean) / std).astype(np.float32)
+    holdout = None
+    if held is not None:
+        h_num, h_cat = preprocessor.transform(held)
+        h_y = held[problem.label].cast(pl.Float32).to_numpy().copy()
+        if "target" in architecture:
+            h_y = ((h_y - architecture["target"]["mean"]) / architecture["target"]["std"]).astype(
+                np.float32
+            )
+        holdout = (h_num, h_cat, h_y)
     fit = _fit_xla if kind == "xla" else _fit_eager
-    losses, step_seconds, compilations, info = fit(net, num, cat, y, problem.task, cfg)
+    losses, step_seconds, compilations, info = fit(
+        net, num, cat, y, problem.task, cfg, holdout=holdout
+    )
     net.eval()
-    if scale is not None:
-        with torch.no_grad():
-            net.head.weight.mul_(scale[1])
-            net.head.bias.mul_(scale[1]).add_(scale[0])
     thresholds = {
         "review": config.postprocessing.review_threshold,
         "decline": config.postprocessing.decline_threshold,
@@ -148,6 +265,21 @@ def train_model(
                 problem.feature_range_slack,
             ),
         },
+    )
+    if held is not None and problem.task == "binary" and cfg.calibration != "none":
+        # Fitted on rows the weights never saw; folded into the artifact's scoring.
+        raw = artifact.score(held)
+        labels = held[problem.label].cast(pl.Float64).to_numpy()
+        artifact.architecture["calibration"] = fit_calibration(raw, labels, cfg.calibration)
+    artifact.metadata.update(
+        {
+            "fit_rows": fit_rows.height,
+            "holdout_rows": 0 if held is None else held.height,
+            "best_epoch": info.get("best_epoch"),
+            "epochs_run": len(losses),
+            # (not "calibration": that key is post-processing's optional extra step)
+            "calibration_method": (artifact.architecture.get("calibration") or {}).get("method"),
+        }
     )
     seconds = time.perf_counter() - started
     info = {**info, "hardware": hardware(kind, info)}
@@ -193,7 +325,12 @@ def _make_step(net: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Mod
         num: torch.Tensor, cat: torch.Tensor, y: torch.Tensor, weight: torch.Tensor
     ) -> torch.Tensor:
         optimizer.zero_grad()
-        loss = (loss_fn(net(num, cat), y) * weight).sum() / weight.sum()
+        out = net(num, cat)
+        if out.dim() == 2:  # an ensemble: every member learns the row (TabM's recipe)
+            per_row = loss_fn(out, y.unsqueeze(1).expand_as(out)).mean(dim=1)
+        else:
+            per_row = loss_fn(out, y)
+        loss = (per_row * weight).sum() / weight.sum()
         loss.backward()
         optimizer.step()
         return loss.detach()
@@ -204,22 +341,45 @@ def _make_step(net: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Mod
 Fit = tuple[list[float], list[float], list[int], dict[str, Any]]
 
 
+Holdout = tuple[np.ndarray, np.ndarray, np.ndarray] | None
+
+
 def _fit_eager(
-    net: nn.Module, num: np.ndarray, cat: np.ndarray, y: np.ndarray, task: str, cfg: Any
+    net: nn.Module,
+    num: np.ndarray,
+    cat: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    cfg: Any,
+    holdout: Holdout = None,
 ) -> Fit:
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.cpu_threads)
     try:
         fitted = _fit(
-            net, num, cat, y, task, cfg, device=torch.device("cpu"), batch_size=cfg.batch_size
+            net,
+            num,
+            cat,
+            y,
+            task,
+            cfg,
+            device=torch.device("cpu"),
+            batch_size=cfg.batch_size,
+            holdout=holdout,
         )
     finally:
         torch.set_num_threads(threads)
-    return (*fitted[:3], {**fitted[3], "cpu_threads": cfg.cpu_threads})
+    return (*fitted[:3], {**_restore_best(net, fitted[3]), "cpu_threads": cfg.cpu_threads})
 
 
 def _fit_xla(
-    net: nn.Module, num: np.ndarray, cat: np.ndarray, y: np.ndarray, task: str, cfg: Any
+    net: nn.Module,
+    num: np.ndarray,
+    cat: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    cfg: Any,
+    holdout: Holdout = None,
 ) -> Fit:
     try:
         import torch_xla
@@ -268,6 +428,7 @@ def _fit_xla(
             place=shard,
             # Compilations this run caused so far (the process may have compiled other graphs).
             after_epoch=lambda: compiles() - before,
+            holdout=holdout,
         )
     except RuntimeError as err:
         if "device_ready_queues_" not in str(err):
@@ -277,9 +438,11 @@ def _fit_xla(
             "cannot use the XLA device; set PJRT_DEVICE before the process trains anything, "
             "or train in a fresh process"
         ) from None
-    losses, step_seconds, compilations, _ = fitted
+    losses, step_seconds, compilations, fit_info = fitted
     net.to("cpu")
+    fit_info = _restore_best(net, fit_info)
     info = {
+        **fit_info,
         "device": "xla",
         "xla_device_type": xr.device_type(),
         "xla_devices": devices,
@@ -302,8 +465,14 @@ def _fit(
     wrap: Any = None,
     place: Any = None,
     after_epoch: Any = None,
+    holdout: Holdout = None,
 ) -> Fit:
-    """The training loop both paths share: static batch shapes, weighted loss, Adam."""
+    """The training loop both paths share: static batch shapes, weighted loss, Adam; with a
+    holdout, early stopping on its loss and the best epoch's weights restored.
+
+    The holdout is scored by a CPU copy of the weights after each epoch (a transfer, not a
+    graph): the device keeps running the one training-step graph and nothing else."""
+    judge = _HoldoutJudge(net, holdout, task, cfg.early_stopping_patience)
     net.to(device)
     net.train()
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
@@ -332,8 +501,57 @@ def _fit(
         losses.append(sum(v * r for v, r in zip(values, real_rows, strict=True)) / n)
         if after_epoch is not None:
             compilations.append(after_epoch())
-    info = {"device": "cpu", "batch_size": batch_size}
+        if judge.stop_after_epoch(net):
+            break
+    # The caller restores `best_state` once the weights are back on the CPU: loading them
+    # into device parameters would run graphs of its own.
+    info = {"device": "cpu", "batch_size": batch_size, **judge.info()}
     return losses, step_seconds, compilations, info
+
+
+class _HoldoutJudge:
+    """Early stopping on the holdout's loss, judged by a CPU copy of the weights."""
+
+    def __init__(self, net: nn.Module, holdout: Holdout, task: str, patience: int) -> None:
+        self.holdout = holdout
+        self.patience = patience
+        self.loss_fn = _loss_fn(task)
+        self.copy = copy.deepcopy(net).eval() if holdout is not None else None
+        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        self.losses: list[float] = []
+
+    def stop_after_epoch(self, net: nn.Module) -> bool:
+        if self.holdout is None or self.copy is None:
+            return False
+        state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
+        self.copy.load_state_dict(state)
+        num, cat, y = (torch.from_numpy(a) for a in self.holdout)
+        with torch.inference_mode():
+            out = self.copy(num, cat)
+            target = y.unsqueeze(1).expand_as(out) if out.dim() == 2 else y
+            loss = float(self.loss_fn(out, target).mean())
+        self.losses.append(loss)
+        epoch = len(self.losses)
+        if self.best is None or loss < self.best[0]:
+            self.best = (loss, epoch, state)
+        return epoch - self.best[1] >= self.patience
+
+    def info(self) -> dict[str, Any]:
+        if self.best is None:
+            return {}
+        return {
+            "best_epoch": self.best[1],
+            "holdout_losses": self.losses,
+            "best_state": self.best[2],
+        }
+
+
+def _restore_best(net: nn.Module, info: dict[str, Any]) -> dict[str, Any]:
+    """Load the best epoch's weights (CPU tensors) into the CPU network; the info without them."""
+    best = info.pop("best_state", None)
+    if best is not None:
+        net.load_state_dict(best)
+    return info
 
 
 def hardware(kind: str, info: dict[str, Any]) -> str:

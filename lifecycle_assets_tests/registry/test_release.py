@@ -37,7 +37,7 @@ training:
   epochs: 3
   batch_size: 64
   learning_rate: 0.01
-  hidden_units: 24  # a shape no other test compiles, so v1's compile count is its own
+  model: {family: mlp, hidden_units: 24}  # a shape no other test compiles: v1's count is its own
 validation:
   margin: 0.05
   bootstrap_samples: 200
@@ -125,7 +125,7 @@ def test_the_loop_registers_versions_with_their_training_metadata(home: Lifecycl
     assert v1["train_split_tag"] == f"train_split/{D1}"
     assert v1["train_split_dvc_hash"].endswith(".dir")
     assert v1["training_params"]["epochs"] == 3 and v1["training_params"]["seed"] == 7
-    assert v1["training_params"]["hidden_units"] == 24
+    assert v1["training_params"]["model"]["hidden_units"] == 24
     # PJRT_DEVICE is set in the home's environment, so `training.device: auto` took XLA:
     # one graph for the first step (Adam creates its state) and one for every later step.
     assert v1["device"] == "xla" and v1["device_info"]["xla_device_type"] == "CPU"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 
-from lifecycle_assets.config import LifecycleConfig, load_config
+from lifecycle_assets.config import LifecycleConfig, ModelConfig, load_config
 from lifecycle_assets.training.artifact import (
     MANIFEST,
     WEIGHTS,
@@ -29,10 +30,22 @@ NUMERIC = ("amount", "merchant_risk", "hour", "card_age_days", "txn_count_24h")
 CATEGORICAL = ("merchant_category", "country", "channel")
 
 
-def small_config(**training) -> LifecycleConfig:
+def small_config(model: dict[str, Any] | None = None, **training: Any) -> LifecycleConfig:
+    """The example config with a small, fast training section; `model` replaces
+    `training.model` (e.g. `{"family": "tabm", "k": 4}`)."""
     cfg = load_config()
     # Eager unless a test asks for XLA (test_xla.py): fast, and the reference for XLA.
-    update = {"epochs": 12, "batch_size": 64, "learning_rate": 0.01, "device": "cpu", **training}
+    # No holdout unless asked for: these tests pin the fit's mechanics on every row.
+    update = {
+        "epochs": 12,
+        "batch_size": 64,
+        "learning_rate": 0.01,
+        "device": "cpu",
+        "holdout_fraction": 0.0,
+        **training,
+    }
+    if model is not None:
+        update["model"] = ModelConfig.model_validate(model)
     return cfg.model_copy(update={"training": cfg.training.model_copy(update=update)})
 
 
@@ -166,7 +179,17 @@ def test_train_model_learns_a_separable_problem(data, trained):
         "decline": cfg.postprocessing.decline_threshold,
     }
     ranges = trained.metadata.pop("feature_ranges")
-    assert trained.metadata == {"train_rows": 2000, "epochs": 12, "seed": cfg.training.seed}
+    assert trained.metadata == {
+        "train_rows": 2000,
+        "epochs": 12,
+        "seed": cfg.training.seed,
+        # no holdout in these tests (small_config): every row fits, no early stop, no calibration
+        "fit_rows": 2000,
+        "holdout_rows": 0,
+        "best_epoch": None,
+        "epochs_run": 12,
+        "calibration_method": None,
+    }
     trained.metadata["feature_ranges"] = ranges
     train, _ = data
     # configured ranges as given; the others the training range widened by the slack

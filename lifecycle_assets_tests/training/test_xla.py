@@ -44,7 +44,9 @@ def test_one_training_step_graph_per_shape_bucket_and_no_compilation_after_epoch
         return int(data[0]) if data else 0
 
     # An architecture no other test uses, so this process has not compiled its graphs yet.
-    cfg = small_config(epochs=3, batch_size=BATCH, hidden_units=13, embedding_dim=3)
+    cfg = small_config(
+        {"family": "mlp", "hidden_units": 13, "embedding_dim": 3}, epochs=3, batch_size=BATCH
+    )
     ran_before = executions()
     result = train_model(train_rows, cfg, "v1", device="xla")
     assert result.device == "xla" and result.steps_per_epoch == 11
@@ -67,6 +69,21 @@ def test_xla_agrees_with_eager_pytorch_on_the_cpu(train_rows):
     a, b = eager.artifact.net.state_dict(), xla.artifact.net.state_dict()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
     assert all(t.device.type == "cpu" for t in b.values())  # the artifact is device-free
+
+
+TABM = {"family": "tabm", "k": 3, "n_blocks": 1, "d_block": 24, "n_bins": 6, "d_embedding": 3}
+
+
+def test_tabm_compiles_once_per_shape_bucket_and_agrees_with_eager(train_rows):
+    """The same static-shape contract for the other built-in family (dropout off, so eager
+    and XLA run the same arithmetic)."""
+    cfg = small_config({**TABM, "dropout": 0.0}, epochs=3, batch_size=BATCH)
+    xla = train_model(train_rows, cfg, "v1", device="xla")
+    assert xla.compilations == [2, 2, 2]  # first step (Adam's state) + the steady step
+    eager = train_model(train_rows, cfg, "v1", device="cpu")
+    np.testing.assert_allclose(xla.losses, eager.losses, rtol=0, atol=1e-5)
+    diff = np.abs(xla.artifact.score(train_rows) - eager.artifact.score(train_rows))
+    assert diff.max() <= 1e-5
 
 
 def test_xla_training_is_bitwise_reproducible(train_rows):
