@@ -4,14 +4,23 @@ Each simulated gate run draws a fresh test set (`--rows`, `--positive-rate`) and
 correlated models on the identical rows (binormal scores: negatives N(0, 1), positives
 N(d, 1), so ROC-AUC = Φ(d/√2); the two models share a latent per-row component, correlation
 `--rho`). The gate is `lifecycle_assets.validation.gate.decide` exactly as the loop runs it
-(metric, margin, α and bootstrap samples from the example config), with the calibration and
-slice guards off (binormal scores are not probabilities and there are no slices here).
+(metric, margin, α and bootstrap samples from the example config). The main rows run with
+the calibration and slice guards off (binormal scores are not probabilities and there are no
+slices here).
+
+The calibration rows turn each model's score into the probability it implies at the label
+rate it was trained at (`--train-rate`), while the test rows' label rate has moved
+(`--positive-rate`): both models are miscalibrated alike, as after a change in the label
+rate (the default 8 % → 3 % gives both a bias of about +0.05). They run with the example config's calibration guard on, and report how often the
+guard blocked and how often the previous guard (the challenger's own bias interval outside
+±tolerance and larger than production's) would have.
 
     .venv/bin/python benchmarks/gate_simulation.py                 # the demo's size
     .venv/bin/python benchmarks/gate_simulation.py --power-sizes 6000,12000,24000,48000
 
 Prints, per setting, the promotion rate with its simulation standard error, and the verdicts
-the issue asks for: worse-by-margin rate ≤ α + 2 SE, equal-model rate ≥ 80 %.
+the issue asks for: worse-by-margin rate ≤ α + 2 SE (guards off, and with the calibration
+guard on under the label-rate change), equal-model rate ≥ 80 %.
 """
 
 from __future__ import annotations
@@ -35,6 +44,21 @@ def separation(auc: float) -> float:
     return math.sqrt(2) * PHI.inv_cdf(auc)
 
 
+def calibrated_probability(score: np.ndarray, d: float, rate: float) -> np.ndarray:
+    """P(y = 1 | score) for binormal scores of separation d at label rate `rate`."""
+    logit = math.log(rate / (1 - rate)) + d * score - d * d / 2
+    return 1 / (1 + np.exp(-logit))
+
+
+def previous_guard_blocks(guard: dict) -> bool:
+    """The calibration guard before the paired one: the challenger's bias interval outside
+    ±tolerance and its |bias| larger than production's."""
+    lo, hi = guard["challenger_bias_interval"]
+    tol = guard["tolerance"]
+    outside = lo > tol or hi < -tol
+    return outside and abs(guard["challenger_bias"]) > abs(guard["production_bias"])
+
+
 def promotion_rate(
     *,
     rows: int,
@@ -44,13 +68,21 @@ def promotion_rate(
     rho: float,
     sims: int,
     seed: int,
+    train_rate: float | None = None,
 ) -> dict[str, float]:
-    cfg = ValidationConfig().model_copy(
-        update={"calibration_tolerance": None, "slice_features": ()}
+    """Promotion rate of the challenger. With `train_rate`, the scores are probabilities
+    calibrated for that label rate (the test labels are drawn at `positive_rate`) and the
+    example config's calibration guard is on."""
+    base = ValidationConfig()
+    cfg = base.model_copy(
+        update={
+            "calibration_tolerance": base.calibration_tolerance if train_rate else None,
+            "slice_features": (),
+        }
     )
     d_p, d_c = separation(auc_production), separation(auc_challenger)
     rng = np.random.default_rng(seed)
-    promoted = 0
+    promoted = blocked = previous_blocked = 0
     deltas = []
     started = time.perf_counter()
     for i in range(sims):
@@ -59,11 +91,18 @@ def promotion_rate(
         own_p, own_c = rng.normal(size=rows), rng.normal(size=rows)
         production = rho * shared + math.sqrt(1 - rho**2) * own_p + d_p * y
         challenger = rho * shared + math.sqrt(1 - rho**2) * own_c + d_c * y
+        if train_rate:
+            production = calibrated_probability(production, d_p, train_rate)
+            challenger = calibrated_probability(challenger, d_c, train_rate)
         record = decide(y, challenger, production, cfg, seed=seed * 100_003 + i)
         promoted += record["decision"] == PASS
         deltas.append(record["delta"])
+        if train_rate:
+            guard = record["guards"]["calibration"]
+            blocked += not guard["passed"]
+            previous_blocked += previous_guard_blocks(guard)
     rate = promoted / sims
-    return {
+    out = {
         "rows": rows,
         "positives_expected": round(rows * positive_rate),
         "auc_production": auc_production,
@@ -75,6 +114,14 @@ def promotion_rate(
         "mean_observed_delta": float(np.mean(deltas)),
         "seconds_per_gate_run": (time.perf_counter() - started) / sims,
     }
+    if train_rate:
+        out |= {
+            "train_positive_rate": train_rate,
+            "test_positive_rate": positive_rate,
+            "calibration_guard_blocked": blocked / sims,
+            "previous_guard_would_block": previous_blocked / sims,
+        }
+    return out
 
 
 def bootstrap_speed(rows: int, positive_rate: float, samples: int, seed: int = 0) -> dict:
@@ -99,6 +146,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=6000, help="test-set rows (demo: ~6,000)")
     parser.add_argument("--positive-rate", type=float, default=0.03)
+    parser.add_argument(
+        "--train-rate",
+        type=float,
+        default=0.08,
+        help="label rate the models of the calibration rows are calibrated for",
+    )
+    parser.add_argument(
+        "--better-by", type=float, default=0.005, help="AUC gain of the better challenger"
+    )
     parser.add_argument("--auc", type=float, default=0.90, help="production model's ROC-AUC")
     parser.add_argument("--rho", type=float, default=0.8, help="score correlation of the pair")
     parser.add_argument("--sims", type=int, default=600, help="gate runs per worse-model rate")
@@ -119,6 +175,22 @@ def main() -> None:
         sims=args.sims,
         **common,
     )
+    worse_shifted = promotion_rate(
+        rows=args.rows,
+        auc_production=args.auc,
+        auc_challenger=args.auc - cfg.margin,
+        sims=args.sims,
+        train_rate=args.train_rate,
+        **common,
+    )
+    better_shifted = promotion_rate(
+        rows=args.rows,
+        auc_production=args.auc,
+        auc_challenger=args.auc + args.better_by,
+        sims=args.power_sims,
+        train_rate=args.train_rate,
+        **common,
+    )
     sizes = [args.rows] + [int(s) for s in args.power_sizes.split(",") if s.strip()]
     equal = [
         promotion_rate(
@@ -132,6 +204,8 @@ def main() -> None:
     ]
     speed = bootstrap_speed(args.rows, args.positive_rate, cfg.bootstrap_samples)
     worse_ok = worse["promotion_rate"] <= cfg.alpha + 2 * worse["simulation_se"]
+    shifted_bound = cfg.alpha + 2 * worse_shifted["simulation_se"]
+    shifted_ok = worse_shifted["promotion_rate"] <= shifted_bound
     result = {
         "config": {
             "metric": cfg.metric,
@@ -144,6 +218,12 @@ def main() -> None:
             "bound": cfg.alpha + 2 * worse["simulation_se"],
             "meets_bound": worse_ok,
         },
+        "worse_by_margin_label_shift_calibration_guard": {
+            **worse_shifted,
+            "bound": shifted_bound,
+            "meets_bound": shifted_ok,
+        },
+        "better_label_shift_calibration_guard": better_shifted,
         "equal": [{**e, "meets_80pct": e["promotion_rate"] >= 0.8} for e in equal],
         "bootstrap_speed": speed,
     }
@@ -160,6 +240,21 @@ def main() -> None:
         f"{worse['promotion_rate']:.3f} ± {worse['simulation_se']:.3f} "
         f"(ratio to α {worse['promotion_rate'] / cfg.alpha:.2f}; bound α + 2 SE = "
         f"{cfg.alpha + 2 * worse['simulation_se']:.3f}: {'OK' if worse_ok else 'EXCEEDED'})"
+    )
+    ws, bs = worse_shifted, better_shifted
+    shift = f"label rate {args.train_rate:.0%} → {args.positive_rate:.0%}, calibration guard on"
+    print(
+        f"worse by the margin, {shift}, {ws['sims']} runs: promoted "
+        f"{ws['promotion_rate']:.3f} ± {ws['simulation_se']:.3f} (bound {shifted_bound:.3f}: "
+        f"{'OK' if shifted_ok else 'EXCEEDED'}); guard blocked "
+        f"{ws['calibration_guard_blocked']:.3f}, previous guard would have blocked "
+        f"{ws['previous_guard_would_block']:.3f}"
+    )
+    print(
+        f"better by {args.better_by} AUC, {shift}, {bs['sims']} runs: promoted "
+        f"{bs['promotion_rate']:.3f} ± {bs['simulation_se']:.3f}; guard blocked "
+        f"{bs['calibration_guard_blocked']:.3f}, previous guard would have blocked "
+        f"{bs['previous_guard_would_block']:.3f}"
     )
     for e in equal:
         print(

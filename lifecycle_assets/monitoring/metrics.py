@@ -2,7 +2,8 @@
 
 - prediction bias: mean score minus mean label, with a normal-approximation interval of the
   paired per-row difference (the same rows contribute both means);
-- live quality: the gate's metric on matured labels, with label coverage;
+- live quality: the gate's metric on matured labels, with label coverage, and how far it
+  fell below the quality the model was validated with (`quality_drop`, oriented by the metric);
 - feature drift: population stability index (PSI) of each feature against the reference
   the model carries from its training data;
 - model age: days since the serving model was trained.
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
+from lifecycle_assets.validation.gate import HIGHER_IS_BETTER
 
 REFERENCE_BINS = 10
 _EPS = 1e-4  # floor for empty bins, so PSI stays finite
@@ -102,3 +105,16 @@ def mean_interval(values: np.ndarray, z: float = 1.96) -> dict[str, Any]:
     mean = float(np.mean(values))
     se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else float("inf")
     return {"n": n, "mean": mean, "low": mean - z * se, "high": mean + z * se}
+
+
+def quality_drop(live: float | None, validated: float | None, metric_name: str) -> float | None:
+    """How much worse live quality is than the quality the model was validated with, in the
+    metric's units: positive is worse whichever way the metric points (ROC-AUC falling,
+    log-loss or RMSE rising). None when either is missing or not finite.
+
+    The one implementation behind every staleness decision (the daemon's sensor and the
+    replay's `triggered` policy), so the orientation cannot differ between them."""
+    if live is None or validated is None or not (math.isfinite(live) and math.isfinite(validated)):
+        return None
+    sign = 1.0 if HIGHER_IS_BETTER[metric_name] else -1.0
+    return float(sign * (validated - live))

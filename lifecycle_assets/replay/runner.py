@@ -32,7 +32,12 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.home_setup import init_home
 from lifecycle_assets.monitoring.metrics import prediction_bias
-from lifecycle_assets.monitoring.sensors import EpisodeState, staleness_reasons, step_episode
+from lifecycle_assets.monitoring.sensors import (
+    EpisodeState,
+    serving_trained_through,
+    staleness_reasons,
+    step_episode,
+)
 from lifecycle_assets.partitions import daily
 from lifecycle_assets.registry.registry import Registry
 from lifecycle_assets.replay.source import (
@@ -250,7 +255,6 @@ class PolicyState:
     validated: dict[str, float] = field(default_factory=dict)  # version → gate metric
     reasons: list[str] = field(default_factory=list)
     fired: bool = False
-    episode_model: str | None = None  # the serving model the open episode is about
 
 
 def decide_training(
@@ -260,17 +264,16 @@ def decide_training(
     day: dt.date,
     production: str | None,
 ) -> bool:
-    """The retraining policy for loop day `day`, after its monitoring has run."""
+    """The retraining policy for loop day `day`, after its monitoring has run.
+
+    `triggered` takes the daemon sensor's decision: the same `staleness_reasons` on the day's
+    monitoring assets and the same `step_episode`, with the serving model's training-window
+    end from the registry (`serving_trained_through`)."""
     state.reasons, state.fired = [], False
     if state.policy == "periodic" or production is None:
         return True  # cold start: every policy trains until a first model exists
     if state.policy == "never":
         return False
-    if production != state.episode_model:
-        # Staleness is a property of the serving model: a new one starts a fresh episode, so
-        # a retrained model that is stale too is retrained again once the cooldown has passed.
-        state.episode = EpisodeState(state.episode.last_day, False, state.episode.last_fired)
-        state.episode_model = production
     drift = _read_asset(home, "prediction_drift", day) or {}
     matured = day - dt.timedelta(days=config.labels.maturity_days)
     live = _read_asset(home, "live_quality", matured) or {}
@@ -283,10 +286,14 @@ def decide_training(
         bias.get("low"),
         bias.get("high"),
         config.monitoring,
-        higher_is_better=HIGHER_IS_BETTER[config.validation.metric],
+        metric=config.validation.metric,
     )
     fire, state.episode = step_episode(
-        state.episode, day.isoformat(), state.reasons, config.monitoring.cooldown_days
+        state.episode,
+        day.isoformat(),
+        state.reasons,
+        config.monitoring.cooldown_days,
+        serving_trained_through(home, config, production),
     )
     state.fired = fire
     return fire
@@ -351,6 +358,7 @@ def replay_policy(
                 "loop_live_quality": live.get("quality") if live.get("matured") else None,
                 "loop_live_quality_day": matured.isoformat() if live else None,
                 "staleness_reasons": state.reasons,
+                "staleness_onset": state.episode.onset if state.reasons else None,
                 "trigger_fired": state.fired,
                 "trained": "training" in outcome.stage_seconds,
                 "decision": decision.get("decision"),

@@ -2,7 +2,8 @@
 
 The decision uses a paired bootstrap of Δ = challenger − production (oriented so that higher
 is better): PASS only when the one-sided (1 − α) lower bound of Δ clears −margin, and every
-guard (calibration, slices, golden dataset) passes.
+guard (calibration, slices, golden dataset) passes. A guard only ever adds a reason to FAIL,
+so none of them can raise the chance of promoting a model worse by the margin above α.
 
 The bootstrap is vectorised: a resample is a vector of row multiplicities (weights), and every
 metric here is computed for a whole block of resamples at once from those weights. Both models
@@ -209,12 +210,15 @@ def decide(
     ch_boot: list[np.ndarray] = []
     pr_boot: list[np.ndarray] = []
     bias_boot: list[np.ndarray] = []
+    bias_pr_boot: list[np.ndarray] = []
     slice_boot: dict[tuple[str, str], list[np.ndarray]] = {k: [] for k in slice_masks}
-    residual = challenger - y
+    residual, residual_pr = challenger - y, production - y
     for w in bootstrap_weights(len(y), cfg.bootstrap_samples, seed):
         ch_boot.append(weighted_metric(name, y, challenger, w))
         pr_boot.append(weighted_metric(name, y, production, w))
-        bias_boot.append((w @ residual) / w.sum(axis=1))
+        total = w.sum(axis=1)
+        bias_boot.append((w @ residual) / total)
+        bias_pr_boot.append((w @ residual_pr) / total)
         for key, mask in slice_masks.items():
             ws = w[:, mask]
             slice_boot[key].append(
@@ -236,7 +240,7 @@ def decide(
 
     guards = record["guards"]
     guards["calibration"] = calibration_guard(
-        y, challenger, production, np.concatenate(bias_boot), cfg
+        y, challenger, production, np.concatenate(bias_boot), np.concatenate(bias_pr_boot), cfg
     )
     guards["slices"] = slice_guard(slice_masks, slice_boot, y, challenger, production, cfg)
     if golden is not None:
@@ -260,33 +264,54 @@ def calibration_guard(
     challenger: np.ndarray,
     production: np.ndarray,
     bias_boot: np.ndarray,
+    production_bias_boot: np.ndarray,
     cfg: ValidationConfig,
 ) -> dict[str, Any]:
-    """Mean prediction against mean label. Fails only when the challenger's bias is outside
-    ±tolerance with confidence (its two-sided 1 − 2α interval lies outside) *and* larger than
-    production's: a challenger better calibrated than the incumbent is never blocked by it."""
-    bias_c = float(np.mean(challenger) - np.mean(y))
-    bias_p = float(np.mean(production) - np.mean(y))
+    """Calibration of the challenger relative to production, on the identical rows.
+
+    Each model's calibration error is |mean prediction − mean label| (label units, so it
+    serves regression too). The guard bootstraps the paired difference E = error(challenger)
+    − error(production) with the gate's own resamples (`bias_boot`, `production_bias_boot`:
+    each model's bias per resample) and fails only when the one-sided (1 − α) lower bound of E
+    exceeds the tolerance: the challenger is confidently worse calibrated than production by
+    more than the tolerance. A change in the label rate shifts both models' bias alike and
+    leaves E near 0, so it does not block a challenger that ranks better. While both biases
+    have the same sign, E is a difference of the two mean predictions on the same rows and
+    the label noise cancels: hence one bootstrap of E, not an interval per model.
+    """
+    mean_label = float(np.mean(y))
+    bias_c = float(np.mean(challenger) - mean_label)
+    bias_p = float(np.mean(production) - mean_label)
     tol = cfg.calibration_tolerance
-    interval = _interval(bias_boot, cfg.alpha)
+    error_boot = np.abs(bias_boot) - np.abs(production_bias_boot)
+    error_boot = error_boot[np.isfinite(error_boot)]
+    difference = abs(bias_c) - abs(bias_p)
+    lower = _quantile(error_boot, cfg.alpha)
     result: dict[str, Any] = {
-        "mean_label": float(np.mean(y)),
+        "measure": "abs_mean_bias",
+        "mean_label": mean_label,
         "challenger_mean_prediction": float(np.mean(challenger)),
         "production_mean_prediction": float(np.mean(production)),
         "challenger_bias": bias_c,
         "production_bias": bias_p,
-        "challenger_bias_interval": interval,
+        "challenger_bias_interval": _interval(bias_boot, cfg.alpha),
+        "production_bias_interval": _interval(production_bias_boot, cfg.alpha),
+        "challenger_error": abs(bias_c),
+        "production_error": abs(bias_p),
+        "error_difference": difference,
+        "error_difference_lower_bound": lower,
+        "error_difference_interval": _interval(error_boot, cfg.alpha),
         "tolerance": tol,
     }
     if tol is None:
         return {**result, "passed": True, "reason": "disabled (calibration_tolerance: null)"}
-    lo, hi = interval if interval is not None else (bias_c, bias_c)
-    outside = lo > tol or hi < -tol
-    worse = abs(bias_c) > abs(bias_p)
-    passed = not (outside and worse)
+    bound = lower if lower is not None else difference
+    passed = bound <= tol
     reason = (
-        f"challenger bias {bias_c:+.4f} (interval {lo:+.4f}…{hi:+.4f}) "
-        f"{'outside' if outside else 'within'} ±{tol}; production bias {bias_p:+.4f}"
+        f"calibration error |bias| challenger {abs(bias_c):.4f} (bias {bias_c:+.4f}) vs "
+        f"production {abs(bias_p):.4f} (bias {bias_p:+.4f}): difference {difference:+.4f}, "
+        f"one-sided {1 - cfg.alpha:.0%} lower bound {bound:+.4f} "
+        f"{'>' if not passed else '≤'} tolerance {tol}"
     )
     return {**result, "passed": passed, "reason": reason}
 

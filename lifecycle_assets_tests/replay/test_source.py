@@ -208,10 +208,42 @@ def test_policies_decide_training(tmp_path: Path):
     serving = [None, "v1", "v1", "v1", "v1", "v1", "v2", "v2"]
     assert run("periodic", serving) == [True] * 8
     assert run("never", serving) == [True] + [False] * 7
-    # Fires when an episode starts (day 2), not again while it lasts (day 3); a new episode
-    # after a quiet day fires once the cooldown has passed (day 5); a new model opens a fresh
-    # episode, which fires once the cooldown allows (day 7, two days after day 5).
+    # No registry here, so nothing shows a serving model learned from after an onset: fires
+    # when an episode starts (day 2), not within the cooldown (day 3); a new episode after a
+    # quiet day fires once the cooldown has passed (day 5), and again while it persists once
+    # the cooldown allows (day 7, two days after day 5).
     assert run("triggered", serving) == [True, True, False, False, True, False, True, False]
+
+
+def test_triggered_retrains_a_persistent_drift_until_a_post_onset_model_serves(tmp_path: Path):
+    """The replay's finding: PSI ≈ 1.8 from period 3 on, and the retrain of period 3 learned
+    from a window before the drift (maturity 1 + test window 1: data through period 1). It
+    used to fire once and never again; now it fires again after the cooldown (period 5),
+    whose model (data through period 3) serves from period 6 and closes the episode."""
+    home = LifecycleHome(tmp_path)
+    config = delivery_config()  # psi_threshold 0.25, cooldown 2 days
+    days = [dt.date(2026, 1, d) for d in range(1, 11)]
+    psi = [0.1, 0.1, 1.85, 1.8, 1.8, 1.8, 1.8, 1.8, 1.8, 1.8]
+    for day, value in zip(days, psi, strict=True):
+        _monitoring(home, day, value)
+    registry = home.repo / "registry"
+    registry.mkdir(parents=True)
+    trained = {"v1": days[0], "v2": days[2], "v3": days[4]}
+    (registry / "versions.json").write_text(
+        json.dumps({v: {"day": d.isoformat()} for v, d in trained.items()})
+    )
+    serving = [None, "v1", "v1", "v2", "v2", "v3", "v3", "v3", "v3", "v3"]
+    state = PolicyState("triggered")
+    decided = [
+        decide_training(state, home, config, d, p) for d, p in zip(days, serving, strict=True)
+    ]
+    assert decided == [True, False, True, False, True, False, False, False, False, False]
+    assert state.episode.onset == days[2].isoformat() and state.episode.closed
+    # Had v3 been rejected (v2 serving on), the trigger would have fired again on period 7.
+    state = PolicyState("triggered")
+    kept = [*serving[:5], "v2", "v2", "v2", "v2", "v2"]
+    decided = [decide_training(state, home, config, d, p) for d, p in zip(days, kept, strict=True)]
+    assert decided == [True, False, True, False, True, False, True, False, True, False]
 
 
 def test_a_replay_dir_that_is_not_a_replays_is_refused(tmp_path: Path):

@@ -16,6 +16,7 @@ from lifecycle_assets.validation.gate import (
     pr_auc,
     weighted_metric,
 )
+from lifecycle_assets.validation.record import reason
 
 
 def brute_force_average_precision(y: np.ndarray, s: np.ndarray) -> float:
@@ -106,6 +107,66 @@ def test_a_challenger_less_biased_than_production_is_not_blocked() -> None:
     assert record["guards"]["calibration"]["challenger_bias"] == pytest.approx(
         np.mean(better) - np.mean(y)
     )
+
+
+def label_rate_change(shift: float, offset: float, n: int = 6000, seed: int = 0):
+    """Both models calibrated for the old label rate; the test rows' rate moved (logit
+    `shift`). Production ranks worse (noisy logits); the challenger ranks better and is off
+    by a little more than production (`offset`), in the direction of the shift."""
+    rng = np.random.default_rng(seed)
+    logit = rng.normal(np.log(0.1 / 0.9), 1.5, n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(logit + shift)))).astype(np.float64)
+    production = 1 / (1 + np.exp(-(logit + rng.normal(0, 0.7, n))))
+    challenger = 1 / (1 + np.exp(-(logit + offset)))
+    return y, challenger, production
+
+
+@pytest.mark.parametrize(
+    ("shift", "offset"), [(0.7, 0.0), (-0.7, 0.15)], ids=["rate-up", "rate-down"]
+)
+def test_a_label_rate_change_that_shifts_both_models_does_not_block_a_better_one(
+    shift: float, offset: float
+) -> None:
+    """Both models' bias is far outside ±tolerance and the challenger's slightly larger: the
+    old guard (challenger's own bias outside ±tolerance and larger than production's)
+    rejected this better-ranking challenger; the paired difference of the errors is within."""
+    y, challenger, production = label_rate_change(shift, offset)
+    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=0.02)
+    record = decide(y, challenger, production, cfg)
+    guard = record["guards"]["calibration"]
+    assert record["delta_lower_bound"] > 0  # better on ROC-AUC, with confidence
+    assert abs(guard["production_bias"]) > 0.05 and abs(guard["challenger_bias"]) > 0.05
+    assert guard["challenger_error"] > guard["production_error"]
+    assert guard["error_difference"] == pytest.approx(
+        guard["challenger_error"] - guard["production_error"]
+    )
+    assert guard["error_difference_lower_bound"] < cfg.calibration_tolerance
+    assert guard["passed"] is True
+    assert record["decision"] == PASS
+
+
+def test_a_challenger_confidently_worse_calibrated_than_production_fails() -> None:
+    """The same label-rate change, but the challenger is off by 0.05 more than production:
+    worse calibrated than the incumbent beyond the tolerance, with confidence."""
+    y, challenger, production = label_rate_change(0.7, 0.0)
+    off = np.clip(challenger - 0.05, 0, 1)
+    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=0.02)
+    record = decide(y, off, production, cfg)
+    guard = record["guards"]["calibration"]
+    assert record["non_inferior"] is True  # the ranking is still better
+    assert guard["error_difference_lower_bound"] > cfg.calibration_tolerance
+    assert guard["passed"] is False
+    assert record["decision"] == FAIL
+    assert "calibration: calibration error" in reason(record)
+
+
+def test_the_calibration_guard_uses_the_gates_resamples() -> None:
+    """Identical models: every resampled difference of the errors is exactly zero."""
+    y, p, _ = calibrated(n=500)
+    cfg = ValidationConfig(bootstrap_samples=200, calibration_tolerance=0.02)
+    guard = decide(y, p, p.copy(), cfg)["guards"]["calibration"]
+    assert guard["error_difference_interval"] == [0.0, 0.0]
+    assert guard["passed"] is True
 
 
 def segment_data(n: int = 6000, seed: int = 0):
