@@ -1,0 +1,777 @@
+"""Quality benchmark: the loop's retraining policies against a scikit-learn reference, per
+drift scenario, in one run. Every scenario's file is replayed through the whole loop
+(`lifecycle replay`, every policy); in the same script a HistGradientBoosting reference is
+backtested on the same rows: static (fitted once, on the loop's first training window) and
+retrained every period on the same trailing window with the same label availability.
+
+    .venv/bin/python benchmarks/quality.py                                  # full: 5 scenarios
+    .venv/bin/python benchmarks/quality.py --scenarios stable,concept --out quality.json
+    .venv/bin/python benchmarks/quality.py --size small --scenarios stable  # a smoke run
+    .venv/bin/python benchmarks/quality.py --scenarios concept --first-window full
+
+Scenarios (numpy generators of this file, seeded; nothing from the fraud simulator): a churn
+problem (binary) that is `stable`, under `covariate` shift (feature distributions move,
+P(y|x) fixed), `prior` shift (the label rate steps, P(x|y) fixed) or `concept` drift
+(P(y|x) changes at 45 % of the file), and an energy-demand `regression` problem whose
+heating/cooling response and building mix change at 60 %. `--size full`: 24 weekly periods
+of 2,100 rows (50,400 rows); `--size small`: 6 weeks of 600 rows. The loop trains on four
+periods, tests on the next, and labels mature one period late; `--first-window full` makes
+the cold start wait for a full train window (default: the first matured period suffices).
+
+Per scenario and row (policy never/periodic/triggered, reference gbm-static/gbm-retrained):
+mean quality (ROC-AUC or RMSE) over the periods in which every policy served a model (the
+replay's `comparison`), the mean over their last third, retrains, gate rejections, alerts
+and training seconds per period (the loop: its training stage — datasets, fit, gate,
+promotion; the reference: the fit). Then the bars, each PASS or MISS with its figures. The
+exit code is 0 when the benchmark ran, whatever the verdicts (a benchmark reports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+
+POLICIES = ("never", "periodic", "triggered")
+REFERENCES = ("gbm-static", "gbm-retrained")
+START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)  # a Monday: ISO weeks are the periods
+WEEK_S = 7 * 86_400
+SIZES = {"full": (24, 2100), "small": (6, 600)}  # (weekly periods, rows per period)
+
+# Bars (the quality-engine issue): best loop policy vs the retrained reference.
+AUC_SLACK = 0.002  # binary: best policy ROC-AUC >= retrained GBM - this
+RMSE_RATIO = 1.02  # regression: best policy RMSE <= this x retrained GBM
+TRIGGERED_SLACK = 0.003  # drift scenarios: triggered >= periodic - this (ROC-AUC) ...
+TRIGGERED_RETRAIN_SHARE = 1 / 3  # ... with at most this share of periodic's retrains
+STABLE_REJECTION_SHARE = 0.10  # stable: gate rejections <= this share of challengers
+
+PLANS = ("basic", "plus", "pro")
+REGIONS = ("north", "south", "east", "west", "central")
+DEVICES = ("ios", "android", "web")
+BUILDINGS = ("flat", "terrace", "detached", "office")
+TARIFFS = ("fixed", "variable", "night")
+
+
+# --- generators ------------------------------------------------------------------------------
+
+
+def _times(rng: np.random.Generator, periods: int, per_period: int) -> tuple[np.ndarray, Any]:
+    """Period index and a uniform instant inside that ISO week, per row (in time order)."""
+    period = np.repeat(np.arange(periods), per_period)
+    offset = np.sort(rng.uniform(0, WEEK_S, (periods, per_period)), axis=1).ravel()
+    seconds = period * WEEK_S + offset
+    times = np.datetime64(START.replace(tzinfo=None), "us") + (seconds * 1e6).astype(
+        "timedelta64[us]"
+    )
+    return period, times
+
+
+def _pick(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    """One category index per row from row-wise probabilities (rows × categories)."""
+    cum = np.cumsum(probs, axis=1)
+    return (rng.random(len(probs))[:, None] > cum[:, :-1]).sum(axis=1)
+
+
+def _mix(a: list[float], b: list[float], w: np.ndarray) -> np.ndarray:
+    """Row-wise category probabilities moving from `a` (w=0) to `b` (w=1)."""
+    return (1 - w)[:, None] * np.array(a) + w[:, None] * np.array(b)
+
+
+def _churn_features(rng: np.random.Generator, w: np.ndarray) -> dict[str, np.ndarray]:
+    """The churn problem's features; `w` in [0, 1] per row moves their distributions."""
+    n = len(w)
+    spend = np.exp(rng.normal(3.5 + 0.45 * w, 0.6))
+    tenure = rng.gamma(2.0, 12.0 * (1 - 0.5 * w))
+    calls = rng.poisson(1.5 + 1.0 * w).astype(np.float64)
+    usage = rng.normal(40 + 15 * w, 12).clip(0)
+    return {
+        "monthly_spend": spend.round(2),
+        "tenure_months": tenure.round(2),
+        "support_calls": calls,
+        "usage_hours": usage.round(2),
+        "plan": _pick(rng, _mix([0.5, 0.35, 0.15], [0.2, 0.35, 0.45], w)),
+        "region": rng.integers(0, len(REGIONS), n),
+        "device": _pick(rng, _mix([0.4, 0.4, 0.2], [0.25, 0.3, 0.45], w)),
+    }
+
+
+def _churn_logit(f: dict[str, np.ndarray], concept: np.ndarray) -> np.ndarray:
+    """log-odds of churn. concept 0: the original relation; 1: the drifted one (what drives
+    churn changes: price sensitivity flips between plans, tenure and support calls matter
+    much less, the web app and the east region become the problem)."""
+    spend = (np.log(f["monthly_spend"]) - 3.5) / 0.6
+    tenure = (np.log1p(f["tenure_months"]) - 2.9) / 0.8
+    calls = (f["support_calls"] - 1.5) / 1.2
+    usage = (f["usage_hours"] - 40) / 12
+    basic, pro = (f["plan"] == 0).astype(float), (f["plan"] == 2).astype(float)
+    web = (f["device"] == 2).astype(float)
+    region_a = np.array([0.3, -0.2, 0.0, 0.4, -0.5])[f["region"]]
+    region_b = np.array([-0.3, 0.2, 0.9, -0.4, 0.0])[f["region"]]
+    a = (
+        -2.3
+        + 0.9 * calls
+        - 1.1 * tenure
+        + 0.7 * spend * basic
+        - 0.5 * spend * pro
+        + 0.6 * np.sin(1.5 * usage)
+        + 0.6 * (usage < -1.2)
+        + region_a
+        + 0.2 * web
+    )
+    b = (
+        -2.3
+        + 0.2 * calls
+        - 0.3 * tenure
+        - 0.7 * spend * basic
+        + 0.8 * spend * pro
+        - 0.6 * np.sin(1.5 * usage)
+        + 0.8 * (usage > 1.0)
+        + region_b
+        + 1.1 * web
+    )
+    return (1 - concept) * a + concept * b
+
+
+def _churn_frame(
+    period: np.ndarray, times: np.ndarray, f: dict[str, np.ndarray], y: np.ndarray, seed: int
+) -> pl.DataFrame:
+    rng = np.random.default_rng(seed + 1)
+    return pl.DataFrame(
+        {
+            "customer_id": [f"c{i:05d}" for i in rng.integers(0, 20_000, len(period))],
+            "event_time": pl.Series(times).dt.replace_time_zone("UTC"),
+            "monthly_spend": f["monthly_spend"],
+            "tenure_months": f["tenure_months"],
+            "support_calls": f["support_calls"],
+            "usage_hours": f["usage_hours"],
+            "plan": np.array(PLANS)[f["plan"]],
+            "region": np.array(REGIONS)[f["region"]],
+            "device": np.array(DEVICES)[f["device"]],
+            "churned": y.astype(np.int64),
+        }
+    )
+
+
+def churn(
+    periods: int, per_period: int, seed: int, *, covariate: bool = False, concept_at: float = 2.0
+) -> pl.DataFrame:
+    """Churn rows, `per_period` per week. `covariate`: the feature distributions move from
+    the first fifth of the file to its end (P(y|x) fixed). `concept_at`: the fraction of the
+    periods from which P(y|x) is the drifted relation (> 1: never)."""
+    rng = np.random.default_rng(seed)
+    period, times = _times(rng, periods, per_period)
+    frac = period / max(periods - 1, 1)
+    w = np.clip((frac - 0.2) / 0.8, 0, 1) if covariate else np.zeros(len(period))
+    f = _churn_features(rng, w)
+    concept = (period >= round(concept_at * periods)).astype(float)
+    p = 1 / (1 + np.exp(-_churn_logit(f, concept)))
+    y = rng.random(len(p)) < p
+    return _churn_frame(period, times, f, y, seed)
+
+
+def churn_prior(periods: int, per_period: int, seed: int) -> pl.DataFrame:
+    """Label (prior) shift: the churn rate per week steps from 10 % to 30 % at 40 % of the
+    file and down to 20 % at 75 %, each class's features drawn as in `stable` (P(x|y)
+    fixed: rows are drawn from the stable joint and kept by class until the week's quota of
+    churners and stayers is met)."""
+    rng = np.random.default_rng(seed)
+    period, times = _times(rng, periods, per_period)
+    rates = np.where(
+        np.arange(periods) >= round(0.75 * periods),
+        0.20,
+        np.where(np.arange(periods) >= round(0.4 * periods), 0.30, 0.10),
+    )
+    pos_need = np.round(rates * per_period).astype(int)
+    neg_need = per_period - pos_need
+    # A pool from the stable joint, large enough for every week's quota of each class.
+    pool_n = int(max(pos_need.sum() / 0.08, neg_need.sum() / 0.8)) + 10_000
+    f = _churn_features(rng, np.zeros(pool_n))
+    p = 1 / (1 + np.exp(-_churn_logit(f, np.zeros(pool_n))))
+    y = rng.random(pool_n) < p
+    pos, neg = rng.permutation(np.flatnonzero(y)), rng.permutation(np.flatnonzero(~y))
+    if len(pos) < pos_need.sum() or len(neg) < neg_need.sum():
+        raise RuntimeError("prior-shift pool too small")
+    chosen = []
+    pi = ni = 0
+    for k in range(periods):
+        rows = np.concatenate([pos[pi : pi + pos_need[k]], neg[ni : ni + neg_need[k]]])
+        pi, ni = pi + pos_need[k], ni + neg_need[k]
+        chosen.append(rng.permutation(rows))
+    idx = np.concatenate(chosen)
+    return _churn_frame(period, times, {k: v[idx] for k, v in f.items()}, y[idx], seed)
+
+
+def energy(periods: int, per_period: int, seed: int, drift_at: float = 0.6) -> pl.DataFrame:
+    """Regression: a building's daily energy use (kWh). From `drift_at` of the file on,
+    heat pumps: heating takes twice as much per degree, cooling 1.5x, and the building mix
+    moves towards detached houses; the weather follows the seasons throughout."""
+    rng = np.random.default_rng(seed)
+    period, times = _times(rng, periods, per_period)
+    n = len(period)
+    drifted = period >= round(drift_at * periods)
+    season = np.cos(2 * np.pi * (period + rng.random(n)) / 52.0)  # winter at week 0
+    temperature = rng.normal(11 - 8 * season, 4)
+    building = _pick(
+        rng,
+        np.where(drifted[:, None], [0.2, 0.25, 0.45, 0.1], [0.4, 0.3, 0.15, 0.15]),
+    )
+    area = rng.gamma(6.0, np.array([12.0, 16.0, 28.0, 60.0])[building])
+    occupants = rng.integers(1, 6, n).astype(np.float64)
+    solar = rng.exponential(1.5, n) * (rng.random(n) < 0.35)
+    tariff = rng.integers(0, len(TARIFFS), n)
+    heat = np.maximum(0, 16 - temperature) * np.where(drifted, 1.6, 0.8)
+    cool = np.maximum(0, temperature - 21) * np.where(drifted, 1.2, 0.8)
+    kwh = (
+        4
+        + 0.06 * area
+        + 1.8 * occupants
+        + heat * (0.5 + area / 150)
+        + cool
+        - 1.5 * solar
+        + np.array([0.0, 1.0, 2.0, 4.0])[building]
+        + np.array([0.0, 0.5, -1.0])[tariff]
+        + rng.normal(0, 2.5, n)
+    ).clip(0.5)
+    return pl.DataFrame(
+        {
+            "meter_id": [f"m{i:05d}" for i in rng.integers(0, 8_000, n)],
+            "event_time": pl.Series(times).dt.replace_time_zone("UTC"),
+            "temperature_c": temperature.round(2),
+            "floor_area_m2": area.round(1),
+            "occupants": occupants,
+            "solar_kw": solar.round(3),
+            "building_type": np.array(BUILDINGS)[building],
+            "tariff": np.array(TARIFFS)[tariff],
+            "kwh": kwh.round(3),
+        }
+    )
+
+
+# --- scenarios and their configs --------------------------------------------------------------
+
+
+TRAIN_PERIODS = 4
+
+
+def _config(task: str, name: str, per_period: int, first_window: str) -> dict[str, Any]:
+    """The scenario's lifecycle.yaml: weekly periods, labels mature one period late, train on
+    four periods, test on one; otherwise the project's defaults (training, gate, monitoring).
+
+    `first_window`: `one` — `windows.min_train_rows` is one period's rows, so the cold start
+    trains the first model on the first matured period alone (as the shipped 2,000 does with
+    a few thousand rows a day); `full` — it is 95 % of a full train window's rows, so the
+    first model waits for a full window (late regression labels are dropped: hence 95 %)."""
+    binary = task == "binary"
+    min_train = (
+        min(2000, per_period) if first_window == "one" else int(0.95 * TRAIN_PERIODS * per_period)
+    )
+    cfg: dict[str, Any] = {
+        "problem": {
+            "name": name,
+            "task": task,
+            "entity_id": "customer_id" if binary else "meter_id",
+            "event_time": "event_time",
+            "label": "churned" if binary else "kwh",
+            "numeric_features": (
+                ["monthly_spend", "tenure_months", "support_calls", "usage_hours"]
+                if binary
+                else ["temperature_c", "floor_area_m2", "occupants", "solar_kw"]
+            ),
+            "categorical_features": (
+                ["plan", "region", "device"] if binary else ["building_type", "tariff"]
+            ),
+            "pii_columns": [],
+            "feature_ranges": {},
+            # Shifted features must stay servable by the first model (never policy).
+            "feature_range_slack": 2.0,
+        },
+        "labels": {
+            "maturity_days": 1,
+            "unlabeled_after_maturity": "negative" if binary else "drop",
+        },
+        "windows": {
+            "train_days": TRAIN_PERIODS,
+            "test_days": 1,
+            "min_train_rows": min_train,
+            "min_test_rows": min(1000, per_period // 2),
+        },
+        "data": {"categories": {}},
+        "replay": {
+            "policies": list(POLICIES),
+            "period": "week",
+            # In the data's time: a label late in a week may miss its maturity window.
+            "label_delay_days": [0.5, 9.0],
+            "seed": 0,
+        },
+    }
+    if not binary:
+        # label units (kWh; the label's sd is about 9)
+        cfg["validation"] = {"metric": "rmse", "margin": 0.3, "calibration_tolerance": 0.5}
+        cfg["monitoring"] = {"quality_drop": 1.0, "bias_tolerance": 0.5}
+    return cfg
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    task: str
+    drift: bool  # a drift scenario: the triggered-vs-periodic bar applies
+    what: str
+    make: Callable[[int, int, int], pl.DataFrame]
+    seed: int
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("stable", "binary", False, "churn, nothing changes", churn, 101),
+        Scenario(
+            "covariate",
+            "binary",
+            True,
+            "churn, features move from 20 % of the file on, P(y|x) fixed",
+            lambda n, k, seed: churn(n, k, seed, covariate=True),
+            202,
+        ),
+        Scenario(
+            "prior",
+            "binary",
+            True,
+            "churn, label rate 10 % → 30 % at 40 %, → 20 % at 75 %, P(x|y) fixed",
+            churn_prior,
+            303,
+        ),
+        Scenario(
+            "concept",
+            "binary",
+            True,
+            "churn, P(y|x) changes at 45 % of the file",
+            lambda n, k, seed: churn(n, k, seed, concept_at=0.45),
+            404,
+        ),
+        Scenario(
+            "regression",
+            "regression",
+            True,
+            "energy kWh, heating/cooling response and building mix change at 60 %",
+            energy,
+            505,
+        ),
+    )
+}
+
+
+# --- the reference backtest ------------------------------------------------------------------
+
+
+def _design(frame: pl.DataFrame, config: Any, vocab: dict[str, list[str]]) -> np.ndarray:
+    """Numeric features as they are, categoricals as codes of a fixed vocabulary."""
+    p = config.problem
+    cols = [frame[c].to_numpy().astype(np.float64) for c in p.numeric_features]
+    for c in p.categorical_features:
+        codes = {v: i for i, v in enumerate(vocab[c])}
+        cols.append(np.array([codes.get(v, -1) for v in frame[c].to_list()], dtype=np.float64))
+    x = np.column_stack(cols)
+    x[x == -1] = np.nan  # unseen category: missing
+    return x
+
+
+def reference_backtest(data: Path, config_file: Path, first_day: int | None) -> dict[str, Any]:
+    """HistGradientBoosting on the replay's own traffic frame (same rows, request ids and
+    label arrival times as `prepare_traffic` gives the loop).
+
+    The loop on loop day D serves period D's rows with the model in production after day
+    D-1, and on day D trains on `split_windows(D)["train"]` with the labels that arrived
+    within `labels.maturity_days` periods of their prediction's period (a binary label that
+    did not: 0, per `unlabeled_after_maturity: negative`; a regression one: dropped). So the
+    retrained reference scores period p with a model fitted at day p-1 on exactly those
+    rows; the static one with a model fitted once on the train window of `first_day` (the
+    day the loop trained its first model)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
+
+    from lifecycle_assets.config import load_config
+    from lifecycle_assets.data.transforms import split_windows
+    from lifecycle_assets.partitions import daily
+    from lifecycle_assets.replay.runner import served_quality
+    from lifecycle_assets.replay.source import (
+        LABEL,
+        LABEL_TIME,
+        PERIOD,
+        load_table,
+        prepare_traffic,
+    )
+
+    config = load_config(config_file)
+    last = dt.date.fromisoformat(daily.get_last_partition_key() or "2026-01-01")
+    traffic = prepare_traffic(load_table(data), config, "week", last)
+    frame = traffic.frame
+    m = config.labels.maturity_days
+    binary = config.problem.task == "binary"
+    loop_start = dt.datetime.combine(traffic.loop_start, dt.time(), dt.UTC)
+    # The label as the loop's datasets see it once its period has matured.
+    arrived = pl.col(LABEL_TIME).is_not_null() & (
+        pl.col(LABEL_TIME)
+        < pl.lit(loop_start) + pl.duration(days=pl.col(PERIOD).cast(pl.Int64) + m + 1)
+    )
+    frame = frame.with_columns(
+        pl.when(arrived)
+        .then(pl.col(LABEL))
+        .otherwise(pl.lit(0.0) if binary else pl.lit(None, dtype=pl.Float64))
+        .alias("_train_label")
+    )
+    vocab = {c: sorted(frame[c].unique().to_list()) for c in config.problem.categorical_features}
+    n_num = len(config.problem.numeric_features)
+    cat_mask = [False] * n_num + [True] * len(config.problem.categorical_features)
+    periods = len(traffic.periods)
+    by_period = [frame.filter(pl.col(PERIOD) == k) for k in range(periods)]
+    x_period = [_design(f, config, vocab) for f in by_period]
+
+    def window(day: int) -> tuple[np.ndarray, np.ndarray] | None:
+        start, end = split_windows(traffic.loop_start + dt.timedelta(days=day), config)["train"]
+        lo, hi = (start - traffic.loop_start).days, (end - traffic.loop_start).days
+        keep = [k for k in range(max(lo, 0), min(hi, periods - 1) + 1)]
+        if not keep:
+            return None
+        xs, ys = [], []
+        for k in keep:
+            y = by_period[k]["_train_label"].to_numpy().astype(np.float64)
+            ok = np.isfinite(y)
+            xs.append(x_period[k][ok])
+            ys.append(y[ok])
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        if len(y) < config.windows.min_train_rows or len(np.unique(y)) < 2:
+            return None  # the loop's cold-start rule: no model from this window
+        return x, y
+
+    def fit(x: np.ndarray, y: np.ndarray) -> tuple[Any, float]:
+        model = (
+            HistGradientBoostingClassifier(categorical_features=cat_mask, random_state=0)
+            if binary
+            else HistGradientBoostingRegressor(categorical_features=cat_mask, random_state=0)
+        )
+        t0 = time.perf_counter()
+        with threadpool_limits(1):  # as the loop's training (training.cpu_threads: 1)
+            model.fit(x, y)
+        return model, time.perf_counter() - t0
+
+    def score(model: Any, k: int) -> float | None:
+        x = x_period[k]
+        with threadpool_limits(1):
+            s = model.predict_proba(x)[:, 1] if binary else model.predict(x)
+        q = served_quality(list(map(float, s)), by_period[k][LABEL], config.validation.metric)
+        return q["quality"]
+
+    started = time.perf_counter()
+    retrained: list[float | None] = [None] * periods
+    fits, fit_s = 0, 0.0
+    for p in range(1, periods):
+        win = window(p - 1)
+        if win is None:
+            continue
+        model, s = fit(*win)
+        fits, fit_s = fits + 1, fit_s + s
+        retrained[p] = score(model, p)
+    if first_day is None:  # no loop run to read it from: the first day with a model
+        first_day = next((d for d in range(periods) if window(d) is not None), None)
+    static: list[float | None] = [None] * periods
+    static_s, static_fits = 0.0, 0
+    if first_day is not None and (win := window(first_day)) is not None:
+        model, static_s = fit(*win)
+        static_fits = 1
+        for p in range(first_day + 1, periods):
+            static[p] = score(model, p)
+    return {
+        "loop_start": traffic.loop_start.isoformat(),
+        "first_model_day": first_day,
+        "gbm-static": {"qualities": static, "fits": static_fits, "fit_seconds": static_s},
+        "gbm-retrained": {"qualities": retrained, "fits": fits, "fit_seconds": fit_s},
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+# --- one scenario ----------------------------------------------------------------------------
+
+
+def _mean(xs: list[float]) -> float | None:
+    return float(np.mean(xs)) if xs else None
+
+
+def _row(qualities: list[float | None], common: list[int]) -> dict[str, Any]:
+    """Mean over the common periods and over their last third."""
+    q = [qualities[i] for i in common]
+    finite = [x for x in q if x is not None and math.isfinite(x)]
+    tail = q[len(q) - max(1, len(q) // 3) :] if q else []
+    tail_f = [x for x in tail if x is not None and math.isfinite(x)]
+    return {
+        "mean": _mean(finite) if len(finite) == len(q) else None,
+        "last_third": _mean(tail_f) if len(tail_f) == len(tail) else None,
+        "periods": len(q),
+        "per_period": q,
+    }
+
+
+def run_scenario(
+    scenario: Scenario,
+    size: str,
+    root: Path,
+    policies: list[str],
+    echo: Callable[[str], None],
+    first_window: str = "one",
+) -> dict[str, Any]:
+    from lifecycle_assets.replay.runner import run_replay
+
+    periods, per_period = SIZES[size]
+    root.mkdir(parents=True, exist_ok=True)
+    data, config_file, replay_dir = root / "data.parquet", root / "lifecycle.yaml", root / "replay"
+    frame = scenario.make(periods, per_period, scenario.seed)
+    frame.write_parquet(data)
+    config_file.write_text(
+        yaml.safe_dump(_config(scenario.task, f"quality-{scenario.name}", per_period, first_window))
+    )
+    label = "churned" if scenario.task == "binary" else "kwh"
+    mean_label = float(frame[label].cast(pl.Float64).to_numpy().mean())
+    echo(
+        f"{scenario.name}: {frame.height} rows, {periods} weeks, {scenario.what}; "
+        f"mean label {mean_label:.3f}; "
+        f"lifecycle replay {data} --config {config_file} --workdir {replay_dir}"
+    )
+    t0 = time.perf_counter()
+    run_replay(data, config_file, replay_dir, policies=policies, echo=echo)
+    replay_s = time.perf_counter() - t0
+    summary = json.loads((replay_dir / "replay.json").read_text())
+    pols = summary["policies"]
+    n = summary["periods"]
+    first_days = [
+        i for res in pols.values() for i, p in enumerate(res["periods"]) if p["challenger"]
+    ]
+    ref = reference_backtest(data, config_file, min(first_days) if first_days else None)
+    day_index = {p["loop_day"]: i for i, p in enumerate(next(iter(pols.values()))["periods"])}
+    common = [day_index[d] for d in summary["comparison"]["periods_compared"]]
+    rows: dict[str, dict[str, Any]] = {}
+    for name, res in pols.items():
+        train_s = sum(p["seconds"].get("training", 0.0) for p in res["periods"])
+        rows[name] = {
+            **_row([p["quality"] for p in res["periods"]], common),
+            "retrains": res["retrains"],
+            "rejections": res["rejections"],
+            "decisions": res["decisions"],
+            "alerts": res["alerts"],
+            "triggers_fired": res["triggers_fired"],
+            "train_seconds_per_period": train_s / n,
+            "seconds_per_period": res["seconds_per_period"],
+        }
+    for name in REFERENCES:
+        r = ref[name]
+        rows[name] = {
+            **_row(r["qualities"], common),
+            "retrains": r["fits"],
+            "rejections": None,
+            "alerts": None,
+            "train_seconds_per_period": r["fit_seconds"] / n,
+        }
+    result = {
+        "scenario": scenario.name,
+        "what": scenario.what,
+        "task": scenario.task,
+        "metric": summary["metric"],
+        "higher_is_better": summary["higher_is_better"],
+        "drift": scenario.drift,
+        "first_window": first_window,
+        "rows": frame.height,
+        "periods": n,
+        "periods_compared": len(common),
+        "first_compared_period": common[0] if common else None,
+        "first_model_day": ref["first_model_day"],
+        "replay_seconds": round(replay_s, 1),
+        "reference_seconds": ref["wall_seconds"],
+        "command": f"lifecycle replay {data.name} --config {config_file.name}",
+        "results": rows,
+    }
+    result["bars"] = bars(result)
+    return result
+
+
+# --- bars ------------------------------------------------------------------------------------
+
+
+def bars(res: dict[str, Any]) -> list[dict[str, Any]]:
+    rows, out = res["results"], []
+    loop = {k: v for k, v in rows.items() if k in POLICIES and v["mean"] is not None}
+    ref = rows["gbm-retrained"]["mean"]
+
+    def bar(name: str, ok: bool | None, figures: str) -> None:
+        out.append(
+            {
+                "bar": name,
+                "verdict": "n/a" if ok is None else ("PASS" if ok else "MISS"),
+                "figures": figures,
+            }
+        )
+
+    if loop and ref is not None:
+        if res["higher_is_better"]:
+            best = max(loop, key=lambda k: loop[k]["mean"])
+            q = loop[best]["mean"]
+            bar(
+                "best policy ROC-AUC >= retrained GBM - 0.002",
+                q >= ref - AUC_SLACK,
+                f"{best} {q:.4f} vs GBM {ref:.4f} (Δ {q - ref:+.4f})",
+            )
+        else:
+            best = min(loop, key=lambda k: loop[k]["mean"])
+            q = loop[best]["mean"]
+            bar(
+                "best policy RMSE <= 1.02 x retrained GBM",
+                q <= RMSE_RATIO * ref,
+                f"{best} {q:.4f} vs GBM {ref:.4f} (ratio {q / ref:.4f})",
+            )
+    per, trig = rows.get("periodic"), rows.get("triggered")
+    if res["drift"] and per and trig and per["mean"] is not None and trig["mean"] is not None:
+        share = trig["retrains"] / per["retrains"] if per["retrains"] else math.inf
+        if res["higher_is_better"]:
+            diff = trig["mean"] - per["mean"]
+            ok = diff >= -TRIGGERED_SLACK and share <= TRIGGERED_RETRAIN_SHARE
+            bar(
+                "triggered within 0.003 of periodic, <= 1/3 of its retrains",
+                ok,
+                f"triggered {trig['mean']:.4f} vs periodic {per['mean']:.4f} (Δ {diff:+.4f}); "
+                f"retrains {trig['retrains']}/{per['retrains']} = {share:.2f}",
+            )
+        else:  # regression: reported, no bar in RMSE units
+            bar(
+                "triggered vs periodic (info; the bar is in ROC-AUC units)",
+                None,
+                f"triggered RMSE {trig['mean']:.4f} vs periodic {per['mean']:.4f} "
+                f"(ratio {trig['mean'] / per['mean']:.4f}); retrains "
+                f"{trig['retrains']}/{per['retrains']} = {share:.2f}",
+            )
+    if res["scenario"] == "stable":
+        trained = {k: v for k, v in rows.items() if k in POLICIES}
+        challengers = sum(v["retrains"] for v in trained.values())
+        rejected = sum(v["rejections"] for v in trained.values())
+        share = rejected / challengers if challengers else 0.0
+        detail = ", ".join(f"{k} {v['rejections']}/{v['retrains']}" for k, v in trained.items())
+        bar(
+            "stable: rejections <= 10 % of challengers",
+            share <= STABLE_REJECTION_SHARE,
+            f"{rejected}/{challengers} = {share:.1%} ({detail})",
+        )
+    return out
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def table(res: dict[str, Any]) -> str:
+    metric = res["metric"]
+    lines = [
+        f"## {res['scenario']} ({res['task']}, {metric}): {res['what']}",
+        f"{res['rows']} rows, {res['periods']} weekly periods; quality over the "
+        f"{res['periods_compared']} periods every policy served (from period "
+        f"{res['first_compared_period']}); replay {res['replay_seconds']:.0f} s, "
+        f"reference {res['reference_seconds']:.0f} s",
+        "",
+        f"| row | mean {metric} | last third | retrains | rejections | alerts | train s/period |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in res["results"].items():
+        lines.append(
+            f"| {name} | {_fmt(r['mean'], '.4f')} | {_fmt(r['last_third'], '.4f')} | "
+            f"{r['retrains']} | {_fmt(r['rejections'], 'd')} | {_fmt(r['alerts'], 'd')} | "
+            f"{r['train_seconds_per_period']:.2f} |"
+        )
+    lines.append("")
+    for b in res["bars"]:
+        lines.append(f"- {b['verdict']}: {b['bar']} — {b['figures']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)}",
+    )
+    parser.add_argument(
+        "--policy",
+        action="append",
+        choices=POLICIES,
+        help="replay only these policies (repeatable; default all three)",
+    )
+    parser.add_argument(
+        "--first-window",
+        choices=["one", "full"],
+        default="one",
+        help="the cold start's first model: on the first matured period (one, default) or "
+        "only once a full train window has matured (full)",
+    )
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--workdir", default=None, help="keep data, configs and replays here")
+    parser.add_argument("--quiet", action="store_true", help="no per-period replay lines")
+    args = parser.parse_args(argv)
+    names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SCENARIOS]
+    if unknown or not names:
+        parser.error(f"unknown scenarios {unknown}; choose from {','.join(SCENARIOS)}")
+    policies = list(dict.fromkeys(args.policy or POLICIES))
+
+    def echo(msg: str) -> None:
+        if not args.quiet:
+            print(f"[quality {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    started = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="lifecycle-quality-") as tmp:
+        root = Path(args.workdir or tmp).resolve()
+        for name in names:
+            res = run_scenario(
+                SCENARIOS[name], args.size, root / name, policies, echo, args.first_window
+            )
+            results.append(res)
+            print("\n" + table(res) + "\n", flush=True)
+    wall = time.perf_counter() - started
+    verdicts = [(r["scenario"], b) for r in results for b in r["bars"]]
+    print(f"# bars ({args.size}, first window {args.first_window}, {wall:.0f} s in all)")
+    for scenario, b in verdicts:
+        print(f"{b['verdict']:4}  {scenario:10}  {b['bar']}: {b['figures']}")
+    missed = [f"{s}: {b['bar']}" for s, b in verdicts if b["verdict"] == "MISS"]
+    print(f"{len(missed)} bar(s) missed" + (": " + "; ".join(missed) if missed else ""))
+    if args.out:
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "size": args.size,
+                    "first_window": args.first_window,
+                    "policies": policies,
+                    "wall_seconds": round(wall, 1),
+                    "scenarios": {r["scenario"]: r for r in results},
+                    "missed": missed,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
