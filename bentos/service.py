@@ -115,6 +115,7 @@ def body_limit(path: str) -> int:
 
 LOOKUP_PREFIX = "/lookup/"
 PREDICT_ROUTES = frozenset({"/predict", "/predict_batch"})
+STARTING = "the service is starting"
 
 
 def _not_found(item_id: str) -> str:
@@ -206,27 +207,28 @@ class Edge:
                 await self._lookup(path[len(LOOKUP_PREFIX) :], send)
                 return
             if path in API_ROUTES and method == "POST":
+                runtime = _runtime()  # looked up once per request
                 limit = body_limit(path)
                 refusal = _refuse_body(scope["headers"], limit)
                 if refusal is None:
-                    refusal = _refuse_unauthorised(path, scope["headers"])
+                    refusal = _refuse_unauthorised(path, scope["headers"], runtime)
                 if refusal is None:
                     _, parsed, refusal = await _read_body(receive, limit)
                 if refusal is not None:
                     await _send_json(send, refusal[0], {"error": refusal[1]})
                     return
-                await self._answer(path, parsed, scope["headers"], send)
+                await self._answer(path, parsed, scope["headers"], runtime, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _answer(self, path: str, parsed: Any, headers: Any, send: Any) -> None:
+    async def _answer(
+        self, path: str, parsed: Any, headers: Any, runtime: ServingRuntime | None, send: Any
+    ) -> None:
         """An API route answered on the body already parsed for the checks above: BentoML's
         API dispatch (a second parse, its IO descriptors, context and metrics) cost more
         than the model on `/predict`, and its error bodies differ from route to route."""
-        try:
-            runtime: ServingRuntime = bentoml.get_current_service().runtime
-        except BentoMLException:
-            await _send_json(send, 503, {"error": "the service is starting"})
+        if runtime is None:
+            await _send_json(send, 503, {"error": STARTING})
             return
         try:
             if path == "/predict":
@@ -268,12 +270,11 @@ class Edge:
         if not is_valid_id(item_id):
             await _send_json(send, 400, {"error": "malformed scheduled_payment_id"})
             return
-        try:
-            service = bentoml.get_current_service()
-        except BentoMLException:
-            await _send_json(send, 503, {"error": "the service is starting"})
+        runtime = _runtime()
+        if runtime is None:
+            await _send_json(send, 503, {"error": STARTING})
             return
-        found = service.runtime.lookup(item_id)
+        found = runtime.lookup(item_id)
         if found is None:
             await _send_json(send, 404, {"error": _not_found(item_id)})
             return
@@ -281,19 +282,17 @@ class Edge:
 
     @staticmethod
     async def _health(send: Any) -> None:
-        try:
-            service = bentoml.get_current_service()
-        except BentoMLException:
+        runtime = _runtime()
+        if runtime is None:
             await _send_json(send, 503, {"status": "starting", "model_version": None})
             return
-        await _send_json(send, 200, service.runtime.health().model_dump())
+        await _send_json(send, 200, runtime.health().model_dump())
 
     @staticmethod
     async def _ready(send: Any) -> None:
-        try:
-            runtime: ServingRuntime = bentoml.get_current_service().runtime
-        except BentoMLException:
-            await _send_json(send, 503, {"ready": False, "reason": "the service is starting"})
+        runtime = _runtime()
+        if runtime is None:
+            await _send_json(send, 503, {"ready": False, "reason": STARTING})
             return
         ready, reason = runtime.readiness()
         await _send_json(send, 200 if ready else 503, {"ready": ready, "reason": reason})
@@ -324,15 +323,23 @@ def _refuse_body(
     return None
 
 
-def _refuse_unauthorised(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
+def _runtime() -> ServingRuntime | None:
+    """This worker's runtime; None while the service is starting."""
+    try:
+        return cast(ServingRuntime, bentoml.get_current_service().runtime)
+    except BentoMLException:
+        return None
+
+
+def _refuse_unauthorised(
+    path: str, headers: list[tuple[bytes, bytes]], runtime: ServingRuntime | None
+) -> tuple[int, str] | None:
     # Checked here rather than in the API: BentoML answers a 401/403 raised inside an API
     # with a bare "Authorization error", and the client should learn which one it was.
     if path not in PREDICT_ROUTES and path != "/feedback":
         return None
-    try:
-        runtime: ServingRuntime = bentoml.get_current_service().runtime
-    except BentoMLException:
-        return 503, "the service is starting"
+    if runtime is None:
+        return 503, STARTING
     authorization = _header(headers, b"authorization")
     try:
         if path == "/feedback":

@@ -96,11 +96,14 @@ def model_path(home: LifecycleHome, model_name: str, version: str) -> Path:
         ) from None
 
 
+def read_versions(home: LifecycleHome) -> dict[str, dict[str, Any]]:
+    path = registry_dir(home) / "versions.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def recorded_digest(home: LifecycleHome, version: str) -> str:
     """The artifact digest (weights + manifest) the registry recorded at registration."""
-    path = registry_dir(home) / "versions.json"
-    versions = json.loads(path.read_text()) if path.is_file() else {}
-    entry = versions.get(validate_version(version))
+    entry = read_versions(home).get(validate_version(version))
     if entry is None:
         raise RegistryError(f"model version {version} is not in the registry")
     digest = entry.get("artifact_sha256")
@@ -141,8 +144,7 @@ class Registry:
     # --- reads -----------------------------------------------------------------------------
 
     def versions(self) -> dict[str, dict[str, Any]]:
-        path = self.dir / "versions.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return read_versions(self.home)
 
     def aliases(self) -> dict[str, dict[str, Any]]:
         return read_aliases(self.home)
