@@ -231,7 +231,8 @@ def load_artifact(
     try:
         net.load_state_dict(load_file(str(weights)))
     except (RuntimeError, KeyError) as err:
-        raise ArtifactError(f"{weights}: weights do not fit the architecture ({err})") from None
+        detail = " ".join(str(err).split())  # torch's message spans lines: one line here
+        raise ArtifactError(f"{weights}: weights do not fit the architecture ({detail})") from None
     net.eval()
     thresholds = {k: float(v) for k, v in manifest["thresholds"].items()}
     _check_thresholds(thresholds, directory)

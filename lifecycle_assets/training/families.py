@@ -6,8 +6,10 @@ or values (regression) of shape `[n]`, or `[n, e]` for an ensemble of `e` predic
 (averaged in probability space for binary, in value space for regression). Categorical
 inputs are vocabulary indices (0 is the out-of-vocabulary bucket).
 
-Built in: `mlp` (embeddings + a two-layer MLP) and `tabm` (TabM, Gorishniy et al., ICLR 2025,
-with piecewise-linear numeric embeddings). A user adds one in their own package, through the
+Built in: `mlp` (embeddings + a two-layer MLP), `tabm` (TabM, Gorishniy et al., ICLR 2025,
+with piecewise-linear numeric embeddings) and `gbdt` (gradient-boosted trees fitted by
+LightGBM and compiled into tensors: `training/trees.py`; it is fitted outright, not by the
+gradient-descent loop). A user adds one in their own package, through the
 `lifecycle.model_families` entry-point group or `training.model_factories` in their
 `lifecycle.yaml` (`{name: "package.module:function"}`); see docs/training-and-registry.md.
 
@@ -32,13 +34,29 @@ from torch import nn
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.training.features import Preprocessor
 from lifecycle_assets.training.model import TabularNet
-from lifecycle_assets.training.params import ENTRY_POINT_GROUP, MlpParams, TabmParams
+from lifecycle_assets.training.params import (
+    ENTRY_POINT_GROUP,
+    GbdtParams,
+    MlpParams,
+    TabmParams,
+)
 
 Factory = Callable[[Preprocessor, dict[str, Any]], nn.Module]
 
 
 class FamilyError(LifecycleError, ValueError):
     """An unknown family, a bad hyperparameter or a factory that cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What a family fitted outright (not by gradient descent) hands back to training."""
+
+    params: dict[str, Any]  # the hyperparameters plus what the fit recorded (shapes)
+    state: dict[str, torch.Tensor]  # loaded into `build(preprocessor, params)`, strictly
+    losses: list[float]  # the training loss per round
+    step_seconds: list[float]  # seconds per round
+    info: dict[str, Any]  # best_epoch and holdout_losses with a holdout; fitted_by, ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,11 @@ class Family:
     # Data-dependent parameters fitted before `build` (TabM's bin edges): (scaled numeric
     # training inputs, params) -> params with the fitted entries added.
     fit: Callable[[np.ndarray, dict[str, Any]], dict[str, Any]] | None = None
+    # A family fitted outright instead of by the gradient-descent loop (gbdt: LightGBM):
+    # called as train(preprocessor, params, task=, fit=(numeric, categorical, target),
+    # holdout=the same or None, seed=, threads=); the target is standardised for
+    # regression, as the loop's is.
+    train: Callable[..., Fitted] | None = None
 
     def check(self, params: Mapping[str, Any], where: str = "training.model") -> dict[str, Any]:
         """`params` validated by the family's schema (defaults filled in), or one line
@@ -138,9 +161,22 @@ def _fit_tabm(numeric: np.ndarray, params: dict[str, Any]) -> dict[str, Any]:
     return {**params, "bins": bins}
 
 
+def _build_gbdt(pre: Preprocessor, params: dict[str, Any]) -> nn.Module:
+    from lifecycle_assets.training.trees import TreeEnsembleNet
+
+    return TreeEnsembleNet(pre, params)
+
+
+def _train_gbdt(pre: Preprocessor, params: dict[str, Any], **fit: Any) -> Fitted:
+    from lifecycle_assets.training.trees import fit_gbdt
+
+    return fit_gbdt(pre, params, **fit)
+
+
 BUILT_IN: dict[str, Family] = {
     "mlp": Family("mlp", _build_mlp, MlpParams),
     "tabm": Family("tabm", TabmNet, TabmParams, fit=_fit_tabm),
+    "gbdt": Family("gbdt", _build_gbdt, GbdtParams, train=_train_gbdt),
 }
 
 

@@ -27,7 +27,40 @@ class TabmParams(_Params):
     bins: list[list[float]] | None = None
 
 
+class GbdtShape(_Params):
+    """The compiled ensemble's tensor shapes, recorded by the fit (`training/trees.py`) so
+    loading rebuilds an empty module of the same shapes before the weights fill it. The
+    defaults are an empty ensemble (no trees: it scores 0)."""
+
+    n_trees: int = Field(0, ge=0)
+    n_nodes: int = Field(1, ge=1)  # split nodes per tree, padded to the largest tree
+    n_leaves: int = Field(1, ge=1)  # leaves per tree, padded likewise
+    # Category-membership columns per split node: the largest category any split names + 1,
+    # and one more that is never a member (inputs beyond the others look it up).
+    category_width: int = Field(1, ge=1)
+
+
+class GbdtParams(_Params):
+    # Boosting rounds (one tree each): the cap; with a holdout, early stopping ends sooner.
+    num_trees: int = Field(100, ge=1, le=10_000)
+    # Leaves per tree; the compiled module's cost grows with its square (a path matrix of
+    # nodes × leaves per tree), hence the cap.
+    num_leaves: int = Field(31, ge=2, le=256)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    min_data_in_leaf: int = Field(20, ge=1)
+    feature_fraction: float = Field(1.0, gt=0, le=1)
+    # Rounds without a better holdout loss before the fit stops (needs a holdout).
+    early_stopping_rounds: int = Field(10, ge=1)
+    max_bin: int = Field(255, ge=2, le=65_535)
+    # Fitted: the compiled tensors' shapes (see GbdtShape); recorded in the manifest.
+    compiled: GbdtShape | None = None
+
+
 # Where installed packages register their own model families (a name → a factory).
 ENTRY_POINT_GROUP = "lifecycle.model_families"
 
-BUILT_IN_PARAMS: dict[str, type[BaseModel]] = {"mlp": MlpParams, "tabm": TabmParams}
+BUILT_IN_PARAMS: dict[str, type[BaseModel]] = {
+    "mlp": MlpParams,
+    "tabm": TabmParams,
+    "gbdt": GbdtParams,
+}

@@ -6,6 +6,10 @@ has exactly `batch_size` rows — the last one padded with repeated rows whose l
 so XLA traces one training-step graph for the whole run and never recompiles after the first
 epoch, and the eager path computes the same arithmetic (weights agree to ~1e-7 on a CPU).
 
+A family fitted outright rather than by gradient descent (`gbdt`: LightGBM, on the CPU
+whatever the device) skips the loop: `train_model` hands it the same rows, holdout and
+standardised target, and loads the tensors it returns into the family's module.
+
 With more than one XLA device (a TPU host's chips; `CPU_NUM_DEVICES=2` in tests) the batch is
 sharded across them with torch-xla's SPMD data parallelism: one program, the batch split along
 its first dimension, gradients all-reduced by the compiler.
@@ -18,7 +22,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
@@ -29,6 +33,9 @@ from lifecycle_assets.config import LifecycleConfig
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.training.artifact import ModelArtifact, build_net
 from lifecycle_assets.training.features import Preprocessor, fit_ranges
+
+if TYPE_CHECKING:
+    from lifecycle_assets.training.families import Family
 
 Device = Literal["cpu", "xla"]
 
@@ -129,15 +136,25 @@ def fit_calibration(scores: np.ndarray, labels: np.ndarray, method: str) -> dict
     return {"method": "platt", "a": float(a), "b": float(b)}
 
 
-def model_architecture(numeric: np.ndarray, config: LifecycleConfig) -> dict[str, Any]:
-    """`{"family", "params"}` for the configured family, with its data-dependent parameters
-    (TabM's bin edges) fitted on the scaled training inputs."""
+def configured_family(config: LifecycleConfig) -> Family:
+    """The family `training.model` names, registered in this process."""
     from lifecycle_assets.training.families import FamilyError, resolve
 
     cfg = config.training
     try:
-        family = resolve(cfg.model.family, cfg.model_factories)
-        params = family.check(cfg.model.params)
+        return resolve(cfg.model.family, cfg.model_factories)
+    except FamilyError as err:
+        raise TrainingError(str(err)) from None
+
+
+def model_architecture(numeric: np.ndarray, config: LifecycleConfig) -> dict[str, Any]:
+    """`{"family", "params"}` for the configured family, with its data-dependent parameters
+    (TabM's bin edges) fitted on the scaled training inputs."""
+    from lifecycle_assets.training.families import FamilyError
+
+    family = configured_family(config)
+    try:
+        params = family.check(config.training.model.params)
     except FamilyError as err:
         raise TrainingError(str(err)) from None
     if family.fit is not None:
@@ -196,9 +213,11 @@ def train_model(
     version: str,
     device: str | None = None,
 ) -> TrainingResult:
-    """Fit preprocessing and a TabularNet on labelled rows; deterministic for the seed.
+    """Fit preprocessing and the configured family's model on labelled rows; deterministic
+    for the seed.
 
-    `device` overrides `training.device` (auto, cpu or xla).
+    `device` overrides `training.device` (auto, cpu or xla); a family fitted outright
+    (`gbdt`) fits on the CPU whatever it says.
     """
     problem, cfg = config.problem, config.training
     if train.height == 0:
@@ -215,15 +234,9 @@ def train_model(
     )
     num, cat = preprocessor.transform(fit_rows)
     y = fit_rows[problem.label].cast(pl.Float32).to_numpy().copy()
+    family = configured_family(config)
     architecture = model_architecture(num, config)
-    # Initialise on the CPU from the seed, whatever trains it: both paths start identical.
-    torch.manual_seed(cfg.seed)
-    net = build_net(preprocessor, architecture, cfg.model_factories)
-    if problem.task == "binary":
-        positive_rate = float(y.mean())
-        # Start the output at the base rate so early epochs are not spent learning it.
-        init_output_bias(net, float(np.log(positive_rate / (1 - positive_rate))))
-    else:
+    if problem.task != "binary":
         # Learn a standardised target; the artifact scales the output back (architecture
         # "target"), so it predicts in label units and labels of any scale train alike.
         mean, std = float(y.mean()), float(y.std()) or 1.0
@@ -238,10 +251,23 @@ def train_model(
                 np.float32
             )
         holdout = (h_num, h_cat, h_y)
-    fit = _fit_xla if kind == "xla" else _fit_eager
-    losses, step_seconds, compilations, info = fit(
-        net, num, cat, y, problem.task, cfg, holdout=holdout
-    )
+    if family.train is not None:
+        net, losses, step_seconds, info = _fit_outright(
+            family, preprocessor, architecture, (num, cat, y), problem.task, cfg, holdout
+        )
+        compilations: list[int] = []
+    else:
+        # Initialise on the CPU from the seed, whatever trains it: both paths start identical.
+        torch.manual_seed(cfg.seed)
+        net = build_net(preprocessor, architecture, cfg.model_factories)
+        if problem.task == "binary":
+            positive_rate = float(y.mean())
+            # Start the output at the base rate so early epochs are not spent learning it.
+            init_output_bias(net, float(np.log(positive_rate / (1 - positive_rate))))
+        fit = _fit_xla if kind == "xla" else _fit_eager
+        losses, step_seconds, compilations, info = fit(
+            net, num, cat, y, problem.task, cfg, holdout=holdout
+        )
     net.eval()
     thresholds = {
         "review": config.postprocessing.review_threshold,
@@ -256,7 +282,8 @@ def train_model(
         version=version,
         metadata={
             "train_rows": train.height,
-            "epochs": cfg.epochs,
+            # the loop's cap; a family fitted outright records its own (its params)
+            "epochs": cfg.epochs if family.train is None else None,
             "seed": cfg.seed,
             "feature_ranges": fit_ranges(
                 train,
@@ -282,17 +309,57 @@ def train_model(
         }
     )
     seconds = time.perf_counter() - started
-    info = {**info, "hardware": hardware(kind, info)}
+    info = {**info, "hardware": hardware(info["device"], info)}
     return TrainingResult(
         artifact=artifact,
         losses=losses,
         seconds=seconds,
         device=info["device"],
         compilations=compilations,
-        steps_per_epoch=-(-train.height // info["batch_size"]),
+        # a family fitted outright: one step (a boosting round) per "epoch"
+        steps_per_epoch=-(-train.height // info["batch_size"]) if "batch_size" in info else 1,
         step_seconds=step_seconds,
         info=info,
     )
+
+
+def _fit_outright(
+    family: Family,
+    preprocessor: Preprocessor,
+    architecture: dict[str, Any],
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    task: str,
+    cfg: Any,
+    holdout: Holdout,
+) -> tuple[nn.Module, list[float], list[float], dict[str, Any]]:
+    """A family fitted outright (gbdt): its fit, then its module built from the params the
+    fit recorded and loaded with the tensors it made — exactly as an artifact loads."""
+    from lifecycle_assets.training.families import FamilyError
+
+    assert family.train is not None
+    try:
+        fitted = family.train(
+            preprocessor,
+            architecture["params"],
+            task=task,
+            fit=rows,
+            holdout=holdout,
+            seed=cfg.seed,
+            threads=cfg.cpu_threads,
+        )
+    except FamilyError as err:
+        raise TrainingError(str(err)) from None
+    architecture["params"] = fitted.params
+    net = build_net(preprocessor, architecture, cfg.model_factories)
+    try:
+        net.load_state_dict(fitted.state)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())
+        raise TrainingError(
+            f"model family {family.name!r}: its fitted tensors do not fit its module ({detail})"
+        ) from None
+    info = {"device": "cpu", **fitted.info}
+    return net, fitted.losses, fitted.step_seconds, info
 
 
 def _register_xla() -> None:
@@ -557,6 +624,8 @@ def _restore_best(net: nn.Module, info: dict[str, Any]) -> dict[str, Any]:
 def hardware(kind: str, info: dict[str, Any]) -> str:
     """A line for the model card: what trained it."""
     host = f"{platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}"
+    if "fitted_by" in info:  # a family fitted outright (gbdt)
+        return f"{info['fitted_by']} on CPU ({info.get('cpu_threads')} threads); host {host}"
     if kind == "xla":
         import torch_xla
 
