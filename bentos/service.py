@@ -15,6 +15,7 @@ alias following and logging live there and are unit-tested without a server. No 
     GET  /docs.json      the OpenAPI document (BentoML's)
 """
 
+import asyncio
 import json
 import logging
 from http import HTTPStatus
@@ -114,7 +115,11 @@ def body_limit(path: str) -> int:
 
 
 LOOKUP_PREFIX = "/lookup/"
-PREDICT_ROUTES = frozenset({"/predict", "/predict_batch"})
+# Routes under `serving.predict_auth`: scoring, and reading scores.
+PREDICT_ROUTES = frozenset({"/predict", "/predict_batch", "/lookup"})
+# A body still arriving holds a connection and a little memory: at most
+# `serving.max_pending_bodies` at once per worker, each within `serving.body_timeout_s`.
+_pending_bodies = 0
 STARTING = "the service is starting"
 
 
@@ -195,31 +200,34 @@ class Edge:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            path, method = scope["path"], scope["method"]
-            if path == "/healthz" and method == "GET":
-                await self._health(send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/healthz" and method == "GET":
+            await self._health(scope["headers"], send)
+            return
+        if path == "/readyz" and method == "GET":
+            await self._ready(send)
+            return
+        if path.startswith(LOOKUP_PREFIX) and method == "GET":
+            await self._lookup(path[len(LOOKUP_PREFIX) :], scope["headers"], send)
+            return
+        if path in API_ROUTES and method == "POST":
+            runtime = _runtime()  # looked up once per request
+            limit = body_limit(path)
+            refusal = _refuse_body(scope["headers"], limit)
+            if refusal is None:
+                refusal = _refuse_unauthorised(path, scope["headers"], runtime)
+            if refusal is None:
+                parsed, refusal = await _read_body_in_time(receive, limit, runtime)
+            if refusal is not None:
+                close = refusal[0] in (408, 413, 503)  # the rest of the body is not read
+                await _send_json(send, refusal[0], {"error": refusal[1]}, close=close)
                 return
-            if path == "/readyz" and method == "GET":
-                await self._ready(send)
-                return
-            if path.startswith(LOOKUP_PREFIX) and method == "GET":
-                await self._lookup(path[len(LOOKUP_PREFIX) :], send)
-                return
-            if path in API_ROUTES and method == "POST":
-                runtime = _runtime()  # looked up once per request
-                limit = body_limit(path)
-                refusal = _refuse_body(scope["headers"], limit)
-                if refusal is None:
-                    refusal = _refuse_unauthorised(path, scope["headers"], runtime)
-                if refusal is None:
-                    _, parsed, refusal = await _read_body(receive, limit)
-                if refusal is not None:
-                    await _send_json(send, refusal[0], {"error": refusal[1]})
-                    return
-                await self._answer(path, parsed, scope["headers"], runtime, send)
-                return
-        await self.app(scope, receive, send)
+            await self._answer(path, parsed, scope["headers"], runtime, send)
+            return
+        await self.app(scope, receive, _json_errors(path, send))
 
     async def _answer(
         self, path: str, parsed: Any, headers: Any, runtime: ServingRuntime | None, send: Any
@@ -263,14 +271,18 @@ class Edge:
         await _send_bytes(send, 200, payload.encode())
 
     @staticmethod
-    async def _lookup(item_id: str, send: Any) -> None:
+    async def _lookup(item_id: str, headers: Any, send: Any) -> None:
         # Answered here, not through BentoML's routing: a path parameter, and the cheapest
         # path for a key-value read (the `/lookup` POST API is the same answer, documented
         # in the OpenAPI document).
+        runtime = _runtime()
+        refusal = _refuse_unauthorised("/lookup", headers, runtime)
+        if refusal is not None:
+            await _send_json(send, refusal[0], {"error": refusal[1]})
+            return
         if not is_valid_id(item_id):
             await _send_json(send, 400, {"error": "malformed scheduled_payment_id"})
             return
-        runtime = _runtime()
         if runtime is None:
             await _send_json(send, 503, {"error": STARTING})
             return
@@ -281,12 +293,16 @@ class Edge:
         await _send_bytes(send, 200, found.model_dump_json().encode())
 
     @staticmethod
-    async def _health(send: Any) -> None:
+    async def _health(headers: Any, send: Any) -> None:
         runtime = _runtime()
         if runtime is None:
             await _send_json(send, 503, {"status": "starting", "model_version": None})
             return
-        await _send_json(send, 200, runtime.health().model_dump())
+        # Failure causes (which may name files of the machine) only for the feedback token.
+        detailed = runtime.feedback_token is not None and _authorised(
+            runtime.check_feedback_auth, _header(headers, b"authorization")
+        )
+        await _send_json(send, 200, runtime.health(detailed).model_dump())
 
     @staticmethod
     async def _ready(send: Any) -> None:
@@ -300,6 +316,42 @@ class Edge:
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return next((v.decode("latin-1") for k, v in headers if k == name), None)
+
+
+def _authorised(check: Any, authorization: str | None) -> bool:
+    try:
+        check(authorization)
+    except RequestError:
+        return False
+    return True
+
+
+def _json_errors(path: str, send: Any) -> Any:
+    """`send` for BentoML's own routing: a redirect (Starlette's trailing-slash one is built
+    from the client's Host header) or a plain-text 404/405 becomes the one JSON error shape;
+    everything else passes through."""
+    replaced = False
+
+    async def wrapped(message: Any) -> None:
+        nonlocal replaced
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers = dict(message.get("headers") or [])
+            json_body = headers.get(b"content-type", b"").startswith(b"application/json")
+            if 300 <= status < 400 or (status in (404, 405) and not json_body):
+                replaced = True
+                if status == 405:
+                    allow = headers.get(b"allow", b"").decode("latin-1")
+                    body = {"error": f"method not allowed on {path[:200]}; allowed: {allow}"}
+                    await _send_json(send, 405, body, extra=[(b"allow", allow.encode())])
+                else:
+                    await _send_json(send, 404, {"error": f"no route {path[:200]}"})
+                return
+        elif message["type"] == "http.response.body" and replaced:
+            return  # the replaced response's own body
+        await send(message)
+
+    return wrapped
 
 
 def _refuse_body(
@@ -340,6 +392,8 @@ def _refuse_unauthorised(
         return None
     if runtime is None:
         return 503, STARTING
+    if sum(1 for k, _ in headers if k == b"authorization") > 1:
+        return 400, "more than one Authorization header"
     authorization = _header(headers, b"authorization")
     try:
         if path == "/feedback":
@@ -349,6 +403,30 @@ def _refuse_unauthorised(
     except RequestError as err:
         return err.status, str(err)
     return None
+
+
+async def _read_body_in_time(
+    receive: Any, limit: int, runtime: ServingRuntime | None
+) -> tuple[Any, tuple[int, str] | None]:
+    """`_read_body` within `serving.body_timeout_s`, at most `serving.max_pending_bodies`
+    at once: a client that sends part of a body (or declares more than it sends) gets 408
+    and a closed connection instead of holding it forever."""
+    global _pending_bodies
+    if runtime is None:
+        return None, (503, STARTING)
+    policy = runtime.policy
+    if _pending_bodies >= policy.max_pending_bodies:
+        return None, (503, "too many request bodies arriving at once; retry")
+    _pending_bodies += 1
+    try:
+        _, parsed, refusal = await asyncio.wait_for(
+            _read_body(receive, limit), timeout=policy.body_timeout_s
+        )
+    except TimeoutError:
+        return None, (408, f"request body not received within {policy.body_timeout_s:g} s")
+    finally:
+        _pending_bodies -= 1
+    return parsed, refusal
 
 
 async def _read_body(
@@ -374,11 +452,21 @@ async def _read_body(
     return body, parsed, (None if reason is None else (400, reason))
 
 
-async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
-    await _send_bytes(send, status, json.dumps(body).encode())
+async def _send_json(
+    send: Any,
+    status: int,
+    body: dict[str, Any],
+    *,
+    close: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [*(extra or []), *([(b"connection", b"close")] if close else [])]
+    await _send_bytes(send, status, json.dumps(body).encode(), headers)
 
 
-async def _send_bytes(send: Any, status: int, payload: bytes) -> None:
+async def _send_bytes(
+    send: Any, status: int, payload: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -386,6 +474,7 @@ async def _send_bytes(send: Any, status: int, payload: bytes) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                *(extra or []),
             ],
         }
     )

@@ -296,6 +296,11 @@ class ServingConfig(_Section):
     # /lookup: rescore online when the cached score is from another model than the one
     # serving (`stale_or_missing`), only when it has no score (`missing`), or never.
     lookup_rescore: Literal["stale_or_missing", "missing", "never"] = "stale_or_missing"
+    # A request body must arrive within this many seconds of the request's headers (408
+    # and the connection closed otherwise), and at most this many bodies may be arriving at
+    # once per worker (503 past that): half-sent bodies cannot hold connections open.
+    body_timeout_s: float = Field(5.0, gt=0, le=300)
+    max_pending_bodies: int = Field(256, ge=1, le=100_000)
 
 
 class VersioningConfig(_Section):

@@ -59,9 +59,11 @@ class GroundTruthRecord:
     request_id: str
     label: float
     observed_time: dt.datetime
-    # When the service received the label, by its own clock: labels for one request are
-    # resolved in this order (first arrival wins), never by the client-supplied
-    # `observed_time`. None for labels landed by other writers (bulk files, the simulator).
+    # When the service received the label, by the loop's clock (simulated in the demo and in
+    # replay): the label is filed under this day and labels for one request are resolved in
+    # arrival order (first wins), never by the client-supplied `observed_time`, which is
+    # kept as information. None for labels landed by other writers (bulk files, the
+    # simulator): those are filed and ordered by `observed_time`.
     received_at: dt.datetime | None = None
 
 
@@ -130,7 +132,8 @@ class LogWriter:
     writer always knows exactly which bytes reached the OS: after a failed write (disk
     full) the unwritten remainder stays pending and is written by the next call — nothing
     twice, nothing re-encoded. At most `max_open` descriptors are open; the least recently
-    used is fsynced and closed past that. `flush()` writes what is pending and fsyncs.
+    used is closed past that (and fsynced later, off the request path). `flush()` writes
+    what is pending and fsyncs.
     """
 
     def __init__(self, root: Path, writer_id: str | None = None, *, max_open: int = 16) -> None:
@@ -142,6 +145,7 @@ class LogWriter:
         self._lock = threading.Lock()
         self._fds: OrderedDict[Key, int] = OrderedDict()
         self._pending: dict[Key, bytearray] = {}
+        self._unsynced: set[Path] = set()  # closed by the LRU, not yet fsynced
         self.quarantined = 0
         # The last write error while bytes are still pending; None when everything is out.
         self.error: str | None = None
@@ -153,7 +157,7 @@ class LogWriter:
         self._write_all([(PREDICTIONS, _prediction_day(r), _encode(r)) for r in records])
 
     def write_ground_truth(self, records: list[GroundTruthRecord]) -> None:
-        self._write_all([(GROUND_TRUTH, _utc(r.observed_time).date(), _encode(r)) for r in records])
+        self._write_all([(GROUND_TRUTH, _label_day(r), _encode(r)) for r in records])
 
     def write_scheduled(self, records: list[ScheduledRecord]) -> None:
         self._write_all([(SCHEDULED, _utc(r.scheduled_time).date(), _encode(r)) for r in records])
@@ -215,18 +219,33 @@ class LogWriter:
             self._fds.move_to_end(key)
             return fd
         while len(self._fds) >= self.max_open:
-            _, old = self._fds.popitem(last=False)
-            try:
-                os.fsync(old)
-            finally:
-                os.close(old)
-        folder = day_dir(self.root, *key)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(
-            folder / f"{self.writer_id}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
-        )
+            old_key, old = self._fds.popitem(last=False)
+            # Closed without an fsync: this runs on the request path (the service's event
+            # loop), and a process crash loses nothing the OS has. `sync_to_disk` (the
+            # background thread) fsyncs the file by its path, within the fsync interval.
+            os.close(old)
+            self._unsynced.add(self._segment(old_key))
+        path = self._segment(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._fds[key] = fd
         return fd
+
+    def _segment(self, key: Key) -> Path:
+        return day_dir(self.root, *key) / f"{self.writer_id}.jsonl"
+
+    def _sync_closed(self) -> None:
+        """fsync segments closed by the LRU since the last sync (by path: fsync through any
+        descriptor of a file writes back all of its data)."""
+        with self._lock:
+            paths, self._unsynced = self._unsynced, set()
+        for path in paths:
+            with contextlib.suppress(OSError):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     @property
     def pending_lines(self) -> int:
@@ -249,6 +268,8 @@ class LogWriter:
             if durable:
                 for fd in self._fds.values():
                     os.fsync(fd)
+        if durable:
+            self._sync_closed()
 
     def sync_to_disk(self) -> None:
         """fsync what was already written to the OS, without holding the lock during the
@@ -256,9 +277,11 @@ class LogWriter:
         with self._lock:
             fds = list(self._fds.values())
         for fd in fds:
-            # OSError: closed meanwhile (LRU or close()), which fsyncs before closing.
+            # OSError: closed meanwhile (by the LRU, which leaves it to `_sync_closed`, or by
+            # close(), which fsyncs before closing).
             with contextlib.suppress(OSError):
                 os.fsync(fd)
+        self._sync_closed()
 
     def close(self) -> None:
         """Write, fsync and close everything; raises OSError if pending bytes cannot be
@@ -275,7 +298,10 @@ def _prediction_day(rec: PredictionRecord) -> dt.date:
 
 
 def _label_day(rec: GroundTruthRecord) -> dt.date:
-    return _utc(rec.observed_time).date()
+    """Labels are filed by arrival: the service's `received_at` (its loop clock), or the
+    observed time for labels landed by other writers. A client-chosen `observed_time` never
+    files a label outside the days the label join reads."""
+    return _utc(rec.received_at or rec.observed_time).date()
 
 
 def _quarantine_line(

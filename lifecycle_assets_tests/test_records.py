@@ -161,6 +161,18 @@ def test_ground_truth_round_trip(tmp_path):
     assert read_ground_truth(tmp_path, dt.date(2026, 6, 3))[0].height == 0
 
 
+def test_labels_are_filed_by_arrival_not_by_the_client_time(tmp_path):
+    writer = LogWriter(tmp_path, "w1")
+    arrived = dt.datetime(2026, 6, 3, 9, 0, tzinfo=UTC)
+    writer.write_ground_truth(
+        [GroundTruthRecord("r1", 1.0, dt.datetime(1900, 1, 1, tzinfo=UTC), received_at=arrived)]
+    )
+    writer.close()
+    assert [p.name for p in (tmp_path / "ground_truth").iterdir()] == ["date=2026-06-03"]
+    rows, _ = read_ground_truth(tmp_path, arrived.date())
+    assert rows["observed_time"].to_list() == [dt.datetime(1900, 1, 1, tzinfo=UTC)]
+
+
 def test_predictions_go_to_the_folder_of_their_utc_event_date(tmp_path):
     writer = LogWriter(tmp_path, "w1")
     late_evening_local = dt.datetime(2026, 6, 1, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-2)))

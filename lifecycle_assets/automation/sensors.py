@@ -19,6 +19,7 @@ import dagster as dg
 import polars as pl
 
 from lifecycle_assets.config import LifecycleConfig
+from lifecycle_assets.data.transforms import arrival_time, with_arrival
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.resources.home import LifecycleHomeResource
 
@@ -49,10 +50,10 @@ def joinable_labels(home: LifecycleHome, day: dt.date, config: LifecycleConfig) 
         return 0
     window_end = dt.datetime.combine(day + dt.timedelta(days=maturity + 1), dt.time(), dt.UTC)
     labels = (
-        pl.scan_parquet(arrivals)
-        .filter(pl.col("observed_time") < window_end)
-        .sort("observed_time")
-        .unique("request_id", keep="first")
+        with_arrival(pl.scan_parquet(arrivals))
+        .filter(arrival_time() < window_end)
+        .sort(arrival_time(), maintain_order=True)
+        .unique("request_id", keep="first", maintain_order=True)
         .select("request_id", "observed_time")
     )
     predictions = pl.scan_parquet(raw).select("request_id", "event_time").unique("request_id")

@@ -27,18 +27,28 @@ def _quarantine(frame: pl.DataFrame, reason: str, source: str) -> pl.DataFrame:
 CONFLICTING_LABEL = "conflicting_label"
 
 
+def arrival_time() -> pl.Expr:
+    """When a label arrived: the service's own `received_at` stamp (its loop clock); labels
+    landed without one (bulk files, the simulator) fall back to their `observed_time`."""
+    return pl.coalesce("received_at", "observed_time")
+
+
+def with_arrival(labels: FrameT) -> FrameT:
+    """`labels` with a `received_at` column (null where a writer did not stamp one)."""
+    if "received_at" in labels.collect_schema().names():
+        return labels
+    return labels.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("received_at"))
+
+
 def first_arrivals(labels: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(the first label to arrive per request id, the later ones that disagree with it).
 
-    Arrival is the service's own `received_at` stamp; labels landed without one (bulk
-    files) fall back to their `observed_time`. The client-supplied time never reorders
-    labels the service received, so a later conflicting label cannot displace the first.
-    Repeats of the same value are duplicates, not conflicts."""
-    if "received_at" not in labels.columns:
-        labels = labels.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("received_at"))
-    ordered = labels.sort(
-        pl.coalesce("received_at", "observed_time"), "observed_time", maintain_order=True
-    )
+    Ordered by `arrival_time`; ties (labels stamped in the same instant, or on the same
+    simulated day) keep the order they were written in. The client-supplied
+    `observed_time` never reorders labels the service received, so a later conflicting
+    label cannot displace the first. Repeats of the same value are duplicates, not
+    conflicts."""
+    ordered = with_arrival(labels).sort(arrival_time(), maintain_order=True)
     first = ordered.unique("request_id", keep="first", maintain_order=True)
     later = ordered.filter(~pl.col("request_id").is_first_distinct())
     chosen = first.select("request_id", pl.col("label").alias("_first"))
@@ -72,7 +82,11 @@ def build_labeled_examples(
         predictions = predictions.unique("request_id", keep="first", maintain_order=True)
 
     window_end = dt.datetime.combine(day + dt.timedelta(days=maturity + 1), dt.time(), dt.UTC)
-    first_labels, conflicts = first_arrivals(labels.filter(pl.col("observed_time") < window_end))
+    # By arrival, as labels are filed: a client's `observed_time` cannot move a label out of
+    # (or into) the maturity window.
+    first_labels, conflicts = first_arrivals(
+        with_arrival(labels).filter(arrival_time() < window_end)
+    )
     # counted on the day of the prediction they label, once
     conflicts = conflicts.filter(pl.col("request_id").is_in(predictions["request_id"].implode()))
     if conflicts.height:

@@ -11,6 +11,7 @@ from typing import Any
 
 from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home
 from lifecycle_assets.registry import release as rel
+from lifecycle_assets.registry.registry import verify_versions
 
 EXIT_MISMATCH = 1
 
@@ -31,6 +32,8 @@ def register(add: AddCommand) -> None:
         return p
 
     command("list", "registered versions, their aliases, decisions and approval", cmd_list)
+    p = command("verify", "check versions against their registration in git history", cmd_verify)
+    p.add_argument("version", nargs="?", help="e.g. v3 (default: every version)")
     p = command("show", "a version's record, decision, alias history and model card", cmd_show)
     p.add_argument("version", help="e.g. v3")
     p = command("approve", "approve a version the gate passed (review its card first)", cmd_approve)
@@ -70,6 +73,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
     emit(args, rows, "\n".join(lines) if rows else "no model versions yet")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 1 when any version does not match what registered it."""
+    home = open_home(args)
+    versions = None if args.version is None else [rel.check_version_arg(args.version)]
+    rows = verify_versions(home, home.config().problem.name, versions)
+    lines = [f"{r['version']:8} {'ok' if r['ok'] else 'FAILED':7} {r['reason']}" for r in rows]
+    emit(args, rows, "\n".join(lines) if rows else "no model versions yet")
+    return 0 if all(r["ok"] for r in rows) else EXIT_MISMATCH
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from lifecycle_assets.training.artifact import (
     load_artifact,
     read_manifest,
 )
+from lifecycle_assets.versioning.repo import VersionedRepo
 
 VERSION_RE = re.compile(r"^v[1-9][0-9]{0,8}$")
 ALIASES = ("production", "candidate")
@@ -101,16 +102,46 @@ def read_versions(home: LifecycleHome) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+VERSIONS_FILE = "registry/versions.json"
+
+
+def registration_tag(version: str) -> str:
+    """The git tag of the commit that registered `version`: its record, immutable."""
+    return f"registry/{validate_version(version)}"
+
+
+def _history(home: LifecycleHome) -> VersionedRepo:
+    return VersionedRepo(home.repo, env=home.tool_env())
+
+
 def recorded_digest(home: LifecycleHome, version: str) -> str:
-    """The artifact digest (weights + manifest) the registry recorded at registration."""
-    entry = read_versions(home).get(validate_version(version))
-    if entry is None:
-        raise RegistryError(f"model version {version} is not in the registry")
+    """The artifact digest (weights + manifest) recorded when `version` was registered,
+    read from the registry's git history (the registration tag; for versions registered
+    before those tags, the loop's `model/vN` tag), never from the work tree alone: a
+    `versions.json` rewritten to match a changed artifact is refused, not trusted."""
+    validate_version(version)
+    history = _history(home)
+    for tag in (registration_tag(version), f"model/{version}"):
+        text = history.file_at(tag, VERSIONS_FILE)
+        if text is not None:
+            break
+    else:
+        raise RegistryError(
+            f"model version {version} is not in the registry's history (no tag "
+            f"{registration_tag(version)}); it cannot be verified and will not be loaded"
+        )
+    entry = json.loads(text).get(version) or {}
     digest = entry.get("artifact_sha256")
     if not isinstance(digest, str) or len(digest) != 64:
         raise RegistryError(
             f"model version {version} has no recorded artifact digest; it cannot be verified "
             "and will not be loaded (register it again)"
+        )
+    current = read_versions(home).get(version) or {}
+    if current.get("artifact_sha256") != digest:
+        raise RegistryError(
+            f"{VERSIONS_FILE} disagrees with its history for {version} (tag {tag}): the work "
+            "tree was changed after registration; refused"
         )
     return digest
 
@@ -131,6 +162,30 @@ def load_version(home: LifecycleHome, model_name: str, version: str) -> ModelArt
     if artifact.version != version:
         raise RegistryError(f"artifact in the store for {version} says it is {artifact.version}")
     return artifact
+
+
+def verify_versions(
+    home: LifecycleHome, model_name: str, versions: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Each version (default: every one the work tree or the history names) loaded and
+    checked against its registration in history: `{"version", "ok", "reason"}`."""
+    if versions is None:
+        tagged = [t.removeprefix("registry/") for t in _tags(home, "registry/")]
+        names = set(read_versions(home)) | {v for v in tagged if VERSION_RE.match(v)}
+        versions = sorted(names, key=lambda v: int(v[1:]))
+    out = []
+    for version in versions:
+        try:
+            load_version(home, model_name, version)
+        except (LifecycleError, OSError, ValueError) as err:
+            out.append({"version": version, "ok": False, "reason": str(err)})
+        else:
+            out.append({"version": version, "ok": True, "reason": "matches its registration"})
+    return out
+
+
+def _tags(home: LifecycleHome, prefix: str) -> list[str]:
+    return _history(home).tags(prefix) if (home.repo / ".git").is_dir() else []
 
 
 class Registry:
@@ -234,7 +289,15 @@ class Registry:
             "artifact_sha256": digest,
             **info,
         }
+        history = _history(self.home)
+        history.ensure_git()
         _write_json_atomic(self.dir / "versions.json", versions)
+        # The registration's own commit and tag: what every later load verifies against.
+        history.record(
+            f"registry: register {self.model_name}:{version} (artifact {digest[:12]})",
+            [VERSIONS_FILE],
+            registration_tag(version),
+        )
         return version
 
     def set_approval(self, version: str, status: str, **fields: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from lifecycle_assets.records import (
 )
 from lifecycle_assets.serving.lookup import LookupEntry, LookupStore
 from lifecycle_assets.serving.postprocess import PostProcessor
+from lifecycle_assets.serving.requests import RequestError, RequestValidator
 from lifecycle_assets.training.artifact import ModelArtifact
 
 OFFLINE_SCHEMA: dict[str, pl.DataType] = {
@@ -121,8 +122,13 @@ def score_items(
     artifact: ModelArtifact | None,
     chain: PostProcessor,
     computed_at: dt.datetime,
+    validator: RequestValidator | None = None,
 ) -> list[LookupEntry]:
-    """One batch call through the artifact and the chain; no artifact → features only."""
+    """One batch call through the artifact and the chain; no artifact → features only.
+
+    The checks `/predict` applies hold here too (`PostProcessor.score`): an item whose
+    features `validator` would refuse for this model, or whose score is not finite, is
+    stored unscored with the rule saying why (`review` for a binary task), never decided."""
     stamp = computed_at.astimezone(dt.UTC).isoformat()
     if artifact is None or not items:
         return [
@@ -141,23 +147,36 @@ def score_items(
             for it in items
         ]
     feats = [it.features for it in items]
-    scores = artifact.score_rows(feats)
-    outcomes = chain.run(artifact, scores, [it.entity_id for it in items], feats)
+    valid = None
+    if validator is not None:
+        ranges = validator.with_model_ranges(artifact.metadata.get("feature_ranges"))
+        valid = [_acceptable(validator, f, ranges) for f in feats]
+    scored = chain.score(artifact, feats, [it.entity_id for it in items], valid)
     return [
         LookupEntry(
             it.item_id,
             it.entity_id,
             it.scheduled_time.isoformat(),
             _json(it.features),
-            float(s),
-            o.probability,
-            o.decision,
-            o.rule,
+            row.score,
+            row.outcome.probability,
+            row.outcome.decision,
+            row.outcome.rule,
             artifact.version,
             stamp,
         )
-        for it, s, o in zip(items, scores.tolist(), outcomes, strict=True)
+        for it, row in zip(items, scored, strict=True)
     ]
+
+
+def _acceptable(
+    validator: RequestValidator, features: dict[str, Any], ranges: dict[str, tuple[float, float]]
+) -> bool:
+    try:
+        validator.features(features, ranges)
+    except RequestError:
+        return False
+    return True
 
 
 def _json(features: dict[str, Any]) -> str:
@@ -179,7 +198,13 @@ def publish_offline_predictions(
     items, quarantine = read_scheduled(
         logs, day, problem.numeric_features, problem.categorical_features
     )
-    entries = score_items(items, artifact, PostProcessor(config.postprocessing), computed_at)
+    entries = score_items(
+        items,
+        artifact,
+        PostProcessor(config.postprocessing),
+        computed_at,
+        RequestValidator(problem),
+    )
     generation = store.publish(
         entries,
         {

@@ -12,6 +12,7 @@ legal overrides (exactly their decision, over everything else).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -98,8 +99,22 @@ class BusinessRules:
         return decision, rule
 
 
+# Rules named by the scoring step itself, before any business rule.
+INVALID_SCORE_RULE = "invalid_score"  # the model gave a non-finite score
+INVALID_FEATURES_RULE = "invalid_features"  # outside the ranges a request would be refused at
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One row through model and chain: `score` None when it could not be scored."""
+
+    score: float | None
+    outcome: Outcome
+
+
 class PostProcessor:
-    """The whole chain for one config; `run` is what serving and batch scoring call."""
+    """The whole chain for one config; `score` (model + chain, with the finite check) is
+    what serving, lookup rescoring and batch scoring call."""
 
     def __init__(self, config: PostprocessingConfig) -> None:
         self.use_calibration = config.calibration
@@ -125,4 +140,35 @@ class PostProcessor:
         for p, d, entity, feats in zip(probs, model_decisions, entity_ids, features, strict=True):
             final, rule = self.rules.apply(d, entity, feats)
             out.append(Outcome(p, d, final, rule))
+        return out
+
+    def score(
+        self,
+        artifact: ModelArtifact,
+        features: Sequence[dict[str, Any]],
+        entity_ids: Sequence[str],
+        valid: Sequence[bool] | None = None,
+    ) -> list[Scored]:
+        """Score the rows marked `valid` (default: all) and run the chain. A row that is not
+        valid, or whose score is not finite, is never decided by the model: no score, and
+        `review` for a binary task (never `approve` by fall-through), with the rule saying
+        why. The caller decides whether such a row may be answered at all."""
+        keep = (
+            list(range(len(features))) if valid is None else [i for i, v in enumerate(valid) if v]
+        )
+        unscored = "review" if artifact.task == "binary" else None
+        out = [
+            Scored(None, Outcome(None, None, unscored, INVALID_FEATURES_RULE))
+            for _ in range(len(features))
+        ]
+        if not keep:
+            return out
+        rows = [features[i] for i in keep]
+        raw = artifact.score_rows(rows)
+        outcomes = self.run(artifact, raw, [entity_ids[i] for i in keep], rows)
+        for i, value, outcome in zip(keep, raw.tolist(), outcomes, strict=True):
+            if math.isfinite(value):
+                out[i] = Scored(float(value), outcome)
+            else:
+                out[i] = Scored(None, Outcome(None, None, unscored, INVALID_SCORE_RULE))
         return out

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -45,8 +46,27 @@ def is_valid_id(text: str) -> bool:
     return len(text) <= MAX_ID_LENGTH and _ID.fullmatch(text) is not None
 
 
+def is_unicode(text: str) -> bool:
+    """Text that UTF-8 can hold: JSON's `\ud800` escapes make lone surrogates, which the log
+    could write but not read back as the same string."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_a_number(value: Any) -> Any:
+    # pydantic's lax mode reads a number as a unix time; the contract's times are ISO 8601
+    # strings with an offset, and a bare number is more likely a client's mistake.
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO 8601 time with a UTC offset, not a number")
+    return value
+
+
 RequestId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 EntityId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+Time = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
 # strict: a JSON bool or string is not a number; finite: NaN and ±inf are refused.
 FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
@@ -68,7 +88,7 @@ class PredictRequest(_Payload):
 
     request_id: RequestId | None = None
     entity_id: EntityId
-    event_time: AwareDatetime | None = None
+    event_time: Time | None = None
     features: dict[str, Any]
 
 
@@ -96,7 +116,7 @@ class PredictBatchResponse(BaseModel):
 class Label(_Payload):
     request_id: RequestId
     label: FiniteNumber
-    observed_time: AwareDatetime | None = None
+    observed_time: Time | None = None
 
 
 class FeedbackRequest(_Payload):
@@ -104,7 +124,7 @@ class FeedbackRequest(_Payload):
 
     request_id: RequestId | None = None
     label: FiniteNumber | None = None
-    observed_time: AwareDatetime | None = None
+    observed_time: Time | None = None
     labels: Annotated[list[Label], Field(min_length=1, max_length=MAX_BATCH)] | None = None
 
     @model_validator(mode="after")
@@ -276,6 +296,8 @@ class RequestValidator:
                 raise RequestError(
                     f"feature {name!r} is longer than {MAX_CATEGORY_LENGTH} characters"
                 )
+            if not is_unicode(value):
+                raise RequestError(f"feature {name!r} contains a lone surrogate: not valid text")
         return dict(raw)
 
     def label(self, value: float) -> float:
@@ -425,7 +447,12 @@ def ground_truth_records(
     validator: RequestValidator,
     default_time: dt.datetime,
     received_at: dt.datetime | None = None,
+    *,
+    window: TimeWindow | None = None,
 ) -> list[GroundTruthRecord]:
+    """The label records to write. `received_at` (the service's clock) files and orders
+    them; a client's `observed_time` is information, refused outside the same plausibility
+    `window` as event times."""
     out = []
     for i, item in enumerate(labels):
         try:
@@ -435,6 +462,8 @@ def ground_truth_records(
                 if item.observed_time is None
                 else utc_time(item.observed_time, "observed_time")
             )
+            if window is not None and item.observed_time is not None:
+                window.check(observed, "observed_time")
         except RequestError as err:
             if len(labels) == 1:
                 raise

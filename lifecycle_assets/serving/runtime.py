@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lifecycle_assets.config import ProblemConfig
 from lifecycle_assets.errors import LifecycleError
@@ -34,7 +35,7 @@ from lifecycle_assets.registry.registry import alias_version, load_version, regi
 from lifecycle_assets.serving.fence import FENCE_TIMEOUT_S, VersionFence
 from lifecycle_assets.serving.logbuffer import BatchedLog, NullLog
 from lifecycle_assets.serving.lookup import LookupStore, SqliteLookupStore
-from lifecycle_assets.serving.postprocess import PostProcessor
+from lifecycle_assets.serving.postprocess import PostProcessor, Scored
 from lifecycle_assets.serving.request_index import RequestIndex
 from lifecycle_assets.serving.requests import (
     FeedbackRequest,
@@ -46,6 +47,7 @@ from lifecycle_assets.serving.requests import (
     RequestError,
     RequestValidator,
     TimeWindow,
+    ValidRequest,
     check_bearer,
     ground_truth_records,
     prediction_records,
@@ -61,7 +63,8 @@ FEEDBACK_TOKEN_ENV = "LIFECYCLE_FEEDBACK_TOKEN"
 PREDICT_TOKEN_ENV = "LIFECYCLE_PREDICT_TOKEN"
 # How long a request waits for a first model's load in flight rather than being refused.
 FIRST_LOAD_WAIT_S = 10.0
-INVALID_SCORE_RULE = "invalid_score"
+# Request ids answered by this worker, remembered to refuse a repeat.
+REQUEST_ID_MEMORY = 200_000
 NO_LOG_ENV = "LIFECYCLE_BENCHMARK_NO_LOG"
 # Labels already recorded by this worker, remembered to answer repeats as duplicates.
 LABEL_MEMORY = 200_000
@@ -109,6 +112,18 @@ def verify(artifact: ModelArtifact, problem: ProblemConfig) -> None:
         raise ArtifactError(f"model {artifact.version} gives a non-finite warm-up score")
 
 
+def failure_kind(err: BaseException) -> str:
+    """What kind of failure a model load was, in words that name no file of the machine."""
+    text = str(err)
+    if "digest" in text or "does not match" in text or "history" in text:
+        return "integrity check failed (the artifact or its registry record was changed)"
+    if "trained on features" in text:
+        return "trained on other features than this service's config serves"
+    if isinstance(err, ArtifactError):
+        return "the artifact is invalid"
+    return f"load failed ({type(err).__name__})"
+
+
 class AliasFollower:
     """Keeps the artifact the registry alias points at; see the module docstring."""
 
@@ -140,6 +155,7 @@ class AliasFollower:
         self._retry_at: dict[str, float] = {}
         self.alias_version: str | None = None
         self.last_error: str | None = None
+        self.last_failure: str | None = None  # `last_error` as anyone may read it
 
     @property
     def served(self) -> Served:
@@ -243,12 +259,16 @@ class AliasFollower:
         try:
             version = alias_version(self.home, self.alias) if sig is not None else None
         except (OSError, ValueError, KeyError, TypeError) as err:
-            self._fail(None, f"cannot read {self._aliases_path}: {err}")
+            self._fail(
+                None,
+                f"cannot read {self._aliases_path}: {err}",
+                "cannot read the registry's aliases",
+            )
             return
         self.alias_version = version
         if version == self._served.version or (self.fence is not None and version in self._loaded):
             self._seen = sig
-            self.last_error = None
+            self.last_error = self.last_failure = None
             if self.fence is not None and version is not None:
                 self._advance(version)
             return
@@ -258,7 +278,7 @@ class AliasFollower:
             if self.fence is not None:
                 self.fence.publish(None)
             self._seen = sig
-            self.last_error = None
+            self.last_error = self.last_failure = None
             return
         if time.monotonic() < self._retry_at.get(version, 0.0):
             return
@@ -282,7 +302,11 @@ class AliasFollower:
             artifact = self._loader(self.home, self.problem.name, version)
             verify(artifact, self.problem)
         except Exception as err:  # any failure keeps the old model serving; logged, shown
-            self._fail(version, f"cannot load {self.problem.name}:{version}: {err}")
+            self._fail(
+                version,
+                f"cannot load {self.problem.name}:{version}: {err}",
+                f"cannot load {version}: {failure_kind(err)}",
+            )
             logger.exception("keeping %s: failed to load %s", self._served.version, version)
         else:
             if self.fence is not None:
@@ -290,7 +314,7 @@ class AliasFollower:
                 with self._lock:
                     self._seen = sig
                     self._retry_at.pop(version, None)
-                    self.last_error = None
+                    self.last_error = self.last_failure = None
                 self.fence.mark_ready(version)
                 self._advance(version)
                 return
@@ -299,14 +323,17 @@ class AliasFollower:
                 self._served = Served(version, artifact)
                 self._seen = sig
                 self._retry_at.pop(version, None)
-                self.last_error = None
+                self.last_error = self.last_failure = None
             logger.info("now serving %s:%s (was %s)", self.problem.name, version, previous)
         finally:
             self._loading = None
 
-    def _fail(self, version: str | None, message: str) -> None:
+    def _fail(self, version: str | None, message: str, public: str) -> None:
+        """`message` (with paths and causes) goes to the log and to `/healthz` for callers
+        holding the feedback token; `public` names the version and the kind of failure."""
         with self._lock:
             self.last_error = message
+            self.last_failure = public
             if version is not None:
                 self._retry_at[version] = time.monotonic() + RETRY_AFTER_S
         if version is None:
@@ -362,6 +389,8 @@ class ServingRuntime:
         )
         # request id → the label this worker recorded first (a different one is a conflict)
         self._labelled: OrderedDict[str, float] = OrderedDict()
+        # request ids this worker answered (a repeat is refused: see `_refuse_repeated_ids`)
+        self._answered: OrderedDict[str, None] = OrderedDict()
         self.label_conflicts = 0
         self._ranges: tuple[str | None, dict[str, tuple[float, float]]] = (
             None,
@@ -460,7 +489,7 @@ class ServingRuntime:
             if served.artifact is None and self.model.alias_version is not None:
                 raise RequestError(
                     f"no verified model is serving: production is "
-                    f"{self.model.alias_version} ({self.model.last_error or 'not loaded yet'})",
+                    f"{self.model.alias_version} ({self.model.last_failure or 'not loaded yet'})",
                     status=503,
                 )
         return served
@@ -470,8 +499,8 @@ class ServingRuntime:
         error = self.log.error
         if error is not None and self.log.backlog() >= self.policy.max_unlogged_records:
             raise RequestError(
-                f"the prediction log cannot be written ({error}); refusing new requests "
-                "until it recovers",
+                "the prediction log cannot be written; refusing new requests until it "
+                "recovers (the service log says why)",
                 status=503,
             )
 
@@ -493,33 +522,32 @@ class ServingRuntime:
             window=window,
             ranges=self._model_ranges(served),
         )
+        self._refuse_repeated_ids(valid)
         if served.artifact is None:  # cold start: logged unscored, no decision
+            self._remember_ids(valid)
             records = prediction_records(valid, None, None, None)
             self.log.predictions(records)
             return [
                 Prediction(request_id=r.request_id, model_version=None, score=None, decision=None)
                 for r in records
             ]
-        feats = [r.features for r in valid]
-        raw = served.artifact.score_rows(feats)
-        outcomes = self.postprocess.run(served.artifact, raw, [r.entity_id for r in valid], feats)
-        scores: list[float | None] = raw.tolist()
-        decisions = [o.decision for o in outcomes]
-        rules = [o.rule for o in outcomes]
-        probabilities = [o.probability for o in outcomes]
-        for i, score in enumerate(scores):
-            if score is not None and math.isfinite(score):
-                continue
-            if self.policy.on_invalid_score == "refuse":
-                where = f"requests[{i}]: " if len(valid) > 1 else ""
-                raise RequestError(
-                    f"{where}model {served.version} gave a non-finite score for these "
-                    "features; refused (serving.on_invalid_score: refuse)",
-                    status=422,
-                )
-            scores[i], probabilities[i] = None, None
-            decisions[i] = "review" if served.artifact.task == "binary" else None
-            rules[i] = INVALID_SCORE_RULE
+        scored = self.postprocess.score(
+            served.artifact, [r.features for r in valid], [r.entity_id for r in valid]
+        )
+        if self.policy.on_invalid_score == "refuse":
+            for i, row in enumerate(scored):
+                if row.score is None:
+                    where = f"requests[{i}]: " if len(valid) > 1 else ""
+                    raise RequestError(
+                        f"{where}model {served.version} gave a non-finite score for these "
+                        "features; refused (serving.on_invalid_score: refuse)",
+                        status=422,
+                    )
+        self._remember_ids(valid)
+        scores = [row.score for row in scored]
+        decisions = [row.outcome.decision for row in scored]
+        rules = [row.outcome.rule for row in scored]
+        probabilities = [row.outcome.probability for row in scored]
         records = prediction_records(valid, served.version, scores, decisions, rules)
         # Handed to the log writer thread; see `BatchedLog` for the loss window.
         self.log.predictions(records)
@@ -535,11 +563,31 @@ class ServingRuntime:
             for r, s, p, d, rule in zip(valid, scores, probabilities, decisions, rules, strict=True)
         ]
 
+    def _refuse_repeated_ids(self, valid: Sequence[ValidRequest]) -> None:
+        """409 for a request id this worker has already answered: logged twice, both rows
+        would be quarantined by the pipeline (duplicate_request_id) and the first answer
+        would lose its label. Remembered per worker, for the last `REQUEST_ID_MEMORY` ids."""
+        for i, req in enumerate(valid):
+            if req.request_id in self._answered:
+                where = f"requests[{i}]: " if len(valid) > 1 else ""
+                raise RequestError(
+                    f"{where}request_id {req.request_id!r} was already answered; send a new "
+                    "id (or none: the service makes one)",
+                    status=409,
+                )
+
+    def _remember_ids(self, valid: Sequence[ValidRequest]) -> None:
+        for req in valid:
+            self._answered[req.request_id] = None
+        while len(self._answered) > REQUEST_ID_MEMORY:
+            self._answered.popitem(last=False)
+
     def feedback(
         self, request: FeedbackRequest, authorization: str | None = None
     ) -> FeedbackResponse:
-        """Record labels, resolved by arrival at this service (its clock stamps
-        `received_at`), never by the client's `observed_time`.
+        """Record labels, filed and resolved by arrival at this service (the loop's clock
+        stamps `received_at`), never by the client's `observed_time`, which must be
+        plausible (the event-time window) and is kept as information.
 
         Idempotent: a repeat of the label this worker already recorded for a request id is
         answered as a duplicate and not written again. A *different* label for a recorded
@@ -548,8 +596,11 @@ class ServingRuntime:
         self.check_feedback_auth(authorization)
         self.check_log()
         items = request.items()
+        self.tick()
+        self._read_clock()  # one `stat`: a label is filed under the day it arrives
+        arrived = self.now()
         records = ground_truth_records(
-            items, self.validator, self.now(), received_at=dt.datetime.now(dt.UTC)
+            items, self.validator, arrived, received_at=arrived, window=self.time_window()
         )
         if self.request_index is not None:
             self.log.sync()  # this worker's own recent predictions are indexed first
@@ -617,7 +668,8 @@ class ServingRuntime:
             or (policy == "missing" and entry.score is None)
         )
         feats = entry.feature_dict() if rescore else None
-        if feats is None or served.artifact is None:
+        scored = self._rescore(served, entry.entity_id, feats)
+        if scored is None or scored.score is None or served.artifact is None:
             return LookupResponse(
                 scheduled_payment_id=entry.item_id,
                 entity_id=entry.entity_id,
@@ -630,27 +682,47 @@ class ServingRuntime:
                 computed_at=entry.computed_at,
                 source="offline",
             )
-        raw = served.artifact.score_rows([feats])
-        (outcome,) = self.postprocess.run(served.artifact, raw, [entry.entity_id], [feats])
         return LookupResponse(
             scheduled_payment_id=entry.item_id,
             entity_id=entry.entity_id,
             scheduled_time=entry.scheduled_time,
             model_version=served.version,
-            score=float(raw[0]),
-            probability=outcome.probability,
-            decision=outcome.decision,
-            rule=outcome.rule,
+            score=scored.score,
+            probability=scored.outcome.probability,
+            decision=scored.outcome.decision,
+            rule=scored.outcome.rule,
             computed_at=self.now().isoformat(),
             source="rescored",
         )
 
-    def health(self) -> Health:
+    def _rescore(
+        self, served: Served, entity_id: str, feats: dict[str, Any] | None
+    ) -> Scored | None:
+        """A stored item scored by the serving model under the checks `/predict` applies
+        (features within range, a finite score); None when it cannot be, and the stored
+        answer stands."""
+        if feats is None or served.artifact is None:
+            return None
+        try:
+            self.validator.features(feats, self._model_ranges(served))
+        except RequestError:
+            return None
+        (scored,) = self.postprocess.score(served.artifact, [feats], [entity_id])
+        return scored
+
+    def health(self, detailed: bool = False) -> Health:
+        """The service's state; `detailed` (for callers holding the feedback token) adds the
+        failures' causes, which may name files of the machine."""
         self.tick()
         served = self.model.served
-        error = self.model.last_error or (
-            f"prediction log: {self.log.error}" if self.log.error else None
-        )
+        if detailed:
+            error = self.model.last_error or (
+                f"prediction log: {self.log.error}" if self.log.error else None
+            )
+        else:
+            error = self.model.last_failure or (
+                "the prediction log cannot be written" if self.log.error else None
+            )
         ready, _ = self.readiness()
         return Health(
             status="degraded" if error or not ready else "ok",
@@ -668,9 +740,9 @@ class ServingRuntime:
         alias names no version) — and the prediction log can be written."""
         served = self.model.served
         if self.log.error is not None:
-            return False, f"the prediction log cannot be written: {self.log.error}"
+            return False, "the prediction log cannot be written"
         if served.artifact is None and self.model.alias_version is not None:
-            why = self.model.last_error or "loading"
+            why = self.model.last_failure or "loading"
             return (
                 False,
                 f"production is {self.model.alias_version} but no verified model serves ({why})",

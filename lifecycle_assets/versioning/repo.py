@@ -567,6 +567,42 @@ class VersionedRepo:
     def head(self) -> str | None:
         return self._head()
 
+    def ensure_git(self) -> None:
+        """A git repository at this path (`git init` if there is none *here*: a repository
+        further up, such as the project's own, is never used)."""
+        if (self.path / ".git").is_dir():
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._git("init", "-q")
+
+    def record(self, message: str, paths: Sequence[str], tag: str) -> str:
+        """Commit exactly `paths` (other changes in the work tree stay as they are) and tag
+        the commit; an existing tag is immutable and returned as it is. Returns the commit."""
+        validate_name(tag, "tag")
+        rels = [validate_path(p, "path") for p in paths]
+        with self.locked():
+            existing = self.tag_commit(tag)
+            if existing is not None:
+                return existing
+            self._git("add", "--", *rels)
+            changed = self._git("diff", "--cached", "--quiet", "--", *rels, check=False)
+            if self._head() is None or changed.returncode != 0:
+                self._git("commit", "-q", "--no-verify", "-m", message, "--", *rels)
+            head = self._head()
+            if head is None:
+                raise VersioningError(f"nothing to record in {self.path}: {', '.join(rels)}")
+            self._git("tag", "-a", tag, "-m", message, head)
+            return head
+
+    def file_at(self, tag: str, path: str) -> str | None:
+        """The text of `path` as tag `tag` recorded it; None when either does not exist
+        (or this is not a git repository)."""
+        validate_name(tag, "tag")
+        if not (self.path / ".git").is_dir():
+            return None
+        result = self._git("show", f"refs/tags/{tag}:{validate_path(path)}", check=False)
+        return result.stdout if result.returncode == 0 else None
+
     def tag_commit(self, tag: str) -> str | None:
         """The commit a tag names, or None when there is no such tag."""
         validate_name(tag, "tag")

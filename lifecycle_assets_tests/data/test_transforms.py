@@ -177,6 +177,23 @@ def test_labels_arriving_after_the_maturity_window_are_ignored():
     }
 
 
+def test_the_maturity_window_reads_arrival_not_the_client_time():
+    """A label that arrived inside the window counts whatever `observed_time` it claims; one
+    that arrived after the window does not, even when it claims an earlier time."""
+    preds = predictions(["backdated", "late"], times=[at(DAY, 1), at(DAY, 1)])
+    window_end = at(plus(CFG.labels.maturity_days + 1))
+    gt = labels(
+        [
+            ("backdated", 1.0, dt.datetime(1990, 1, 1, tzinfo=dt.UTC), at(plus(1), 9)),
+            ("late", 1.0, at(plus(1), 9), window_end),
+        ]
+    )
+    examples, quarantine = build_labeled_examples(preds, gt, DAY, plus(10), CFG)
+    assert status_of(examples)["late"] == (0.0, MATURED_NEGATIVE, True)
+    # kept by arrival; its claimed time is before the prediction: quarantined as leakage
+    assert quarantine["reason"].to_list() == ["label_before_prediction"]
+
+
 def test_first_label_wins_on_duplicates():
     preds = predictions(["r1", "r2"])
     gt = labels(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+from pathlib import Path
 
 import bentoml
 import numpy as np
@@ -27,9 +29,11 @@ from lifecycle_assets.registry.registry import (
     model_path,
     model_store,
     record_served,
+    recorded_digest,
     served_before,
     served_ledger,
     validate_version,
+    verify_versions,
 )
 from lifecycle_assets.training.artifact import (
     ArtifactError,
@@ -184,6 +188,17 @@ def test_a_tampered_store_copy_is_refused_at_load(tmp_path, home):
         load_version(home, NAME, "v1")
 
 
+def flip_weights(folder: Path) -> dict:
+    """Change one weight byte and recompute the manifest's weights hash (returned, unsaved)."""
+    weights = folder / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    manifest = json.loads((folder / "model.json").read_text())
+    manifest["weights_sha256"] = sha256_file(weights)
+    return manifest
+
+
 def test_a_consistently_rewritten_manifest_is_refused_at_load(tmp_path, home):
     """The attack the weights hash alone misses: weights flipped, the manifest's weights hash
     recomputed and the thresholds set to approve everything. The registry's digest covers
@@ -191,12 +206,7 @@ def test_a_consistently_rewritten_manifest_is_refused_at_load(tmp_path, home):
     registry = Registry(home, NAME)
     registry.register(stage(tmp_path, "v1")[0], {})
     folder = model_path(home, NAME, "v1")
-    weights = folder / "model.safetensors"
-    raw = bytearray(weights.read_bytes())
-    raw[-1] ^= 0xFF
-    weights.write_bytes(bytes(raw))
-    manifest = json.loads((folder / "model.json").read_text())
-    manifest["weights_sha256"] = sha256_file(weights)
+    manifest = flip_weights(folder)
     manifest["thresholds"] = {"review": 0.99, "decline": 1.0}
     (folder / "model.json").write_text(json.dumps(manifest))
     load_artifact(folder)  # self-consistent on its own ...
@@ -210,8 +220,44 @@ def test_a_version_without_a_recorded_digest_is_not_loaded(tmp_path, home):
     versions = registry.versions()
     del versions["v1"]["artifact_sha256"]
     (registry.dir / "versions.json").write_text(json.dumps(versions))
-    with pytest.raises(RegistryError, match="no recorded artifact digest"):
+    with pytest.raises(RegistryError, match="disagrees with its history"):
         load_version(home, NAME, "v1")
+
+
+def test_a_tamper_of_all_four_files_is_refused_by_history(tmp_path, home):
+    """Weights, manifest, the registry's digest and BentoML's model.yaml rewritten
+    consistently: only the registration commit in git still says what was registered."""
+    registry = Registry(home, NAME)
+    registry.register(stage(tmp_path, "v1")[0], {})
+    registry.register(stage(tmp_path, "v2", seed=2)[0], {})
+    folder = model_path(home, NAME, "v1")
+    manifest = flip_weights(folder)
+    (folder / "model.json").write_text(json.dumps(manifest))
+    digest = artifact_digest(folder)
+    versions = registry.versions()
+    versions["v1"].update(artifact_sha256=digest, weights_sha256=manifest["weights_sha256"])
+    (registry.dir / "versions.json").write_text(json.dumps(versions))
+    model_yaml = folder / "model.yaml"
+    text = model_yaml.read_text()
+    old = versions["v2"]["artifact_sha256"]  # any 64-hex digest line works as a pattern
+    assert "artifact_sha256" in text and old
+    model_yaml.write_text(re.sub(r"(artifact_sha256: )\w+", rf"\g<1>{digest}", text))
+    with pytest.raises(RegistryError, match="disagrees with its history for v1"):
+        load_version(home, NAME, "v1")
+    report = verify_versions(home, NAME)
+    assert [(r["version"], r["ok"]) for r in report] == [("v1", False), ("v2", True)]
+    assert "history" in report[0]["reason"]
+
+
+def test_a_version_missing_from_history_is_not_loaded(tmp_path, home):
+    """A version written into versions.json by hand (no registration commit) is refused."""
+    registry = Registry(home, NAME)
+    registry.register(stage(tmp_path, "v1")[0], {})
+    versions = registry.versions()
+    versions["v2"] = dict(versions["v1"])
+    (registry.dir / "versions.json").write_text(json.dumps(versions))
+    with pytest.raises(RegistryError, match="not in the registry's history"):
+        recorded_digest(home, "v2")
 
 
 def test_thresholds_outside_zero_one_are_refused(tmp_path):

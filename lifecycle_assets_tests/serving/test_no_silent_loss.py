@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from lifecycle_assets.registry.registry import Registry
 from lifecycle_assets.serving.loadgen import in_child, logged_ids, poison_soak
 from lifecycle_assets.serving.process import ServiceProcess
 from lifecycle_assets.training.artifact import MANIFEST, WEIGHTS, sha256_file
+from lifecycle_assets_tests.serving.conftest import DAY
 from lifecycle_assets_tests.serving.test_reliability import make_home
 
 pytestmark = pytest.mark.slow
@@ -237,12 +240,37 @@ def test_a_tampered_model_never_serves_and_the_service_is_not_ready(
         client = httpx.Client(base_url=service.url, timeout=30)
         ready = client.get("/readyz")
         assert ready.status_code == 503, ready.text
-        assert "v1" in ready.json()["reason"] and "digest" in ready.json()["reason"]
+        assert "v1" in ready.json()["reason"] and "integrity" in ready.json()["reason"]
         answer = client.post("/predict", json={"entity_id": "c", "features": FEATURES})
         assert answer.status_code == 503, answer.text
         assert "no verified model" in answer.json()["error"]
-        assert client.get("/healthz").json()["status"] == "degraded"
+        health = client.get("/healthz").json()
+        assert health["status"] == "degraded"
+        # public answers name the version and the kind of failure, never a path of the machine
+        for text in (ready.text, answer.text, json.dumps(health)):
+            assert str(home.root) not in text and "/" + "bentoml" not in text, text
+        # the cause, with its paths, only for a caller holding the feedback token
+        detailed = client.get("/healthz", headers=service.auth_headers).json()
+        assert "digest" in detailed["error"] and str(home.root) in detailed["error"]
     assert logged_ids(home) == []  # nothing acknowledged, nothing logged unscored
+
+
+def promote_and_expect_refusal(home: LifecycleHome, client: httpx.Client, version: str) -> None:
+    """Point production at `version`; the service must refuse it and keep v1 serving."""
+    Registry(home, NAME).move_alias(
+        "production", version, actor="test", reason="tampered", when=dt.datetime.now(dt.UTC)
+    )
+    health: dict[str, Any] = {}
+    deadline = time.monotonic() + 30  # the follower notices within its check interval
+    while time.monotonic() < deadline:
+        client.post("/predict", json={"entity_id": "c", "features": FEATURES})
+        health = client.get("/healthz").json()
+        if health["alias_version"] == version and health["error"]:
+            break
+        time.sleep(0.1)
+    assert health["model_version"] == "v1" and "integrity" in health["error"], health
+    answer = client.post("/predict", json={"entity_id": "c", "features": FEATURES})
+    assert answer.status_code == 200 and answer.json()["model_version"] == "v1"
 
 
 def test_a_tampered_new_version_is_refused_and_the_old_one_keeps_serving(
@@ -253,20 +281,7 @@ def test_a_tampered_new_version_is_refused_and_the_old_one_keeps_serving(
     tamper(home, "v2")
     with ServiceProcess(home) as service:
         client = httpx.Client(base_url=service.url, timeout=30)
-        Registry(home, NAME).move_alias(
-            "production", "v2", actor="test", reason="tampered", when=dt.datetime.now(dt.UTC)
-        )
-        health: dict[str, Any] = {}
-        deadline = time.monotonic() + 30  # the follower notices within its check interval
-        while time.monotonic() < deadline:
-            client.post("/predict", json={"entity_id": "c", "features": FEATURES})
-            health = client.get("/healthz").json()
-            if health["alias_version"] == "v2" and health["error"]:
-                break
-            time.sleep(0.1)
-        assert health["model_version"] == "v1" and "digest" in health["error"], health
-        answer = client.post("/predict", json={"entity_id": "c", "features": FEATURES})
-        assert answer.status_code == 200 and answer.json()["model_version"] == "v1"
+        promote_and_expect_refusal(home, client, "v2")
         assert client.get("/readyz").status_code == 200  # a verified model still serves
 
 
@@ -310,3 +325,147 @@ def test_predict_token_when_required(template: LifecycleHome, tmp_path: Path) ->
         assert wrong.status_code == 403
         ok = client.post("/predict", json=body, headers={"Authorization": "Bearer predict-secret"})
         assert ok.status_code == 200, ok.text
+        # reading scores is under the same token as making them
+        assert client.get("/lookup/item-1").status_code == 401
+        lookup = client.post("/lookup", json={"scheduled_payment_id": "item-1"})
+        assert lookup.status_code == 401
+        authorised = client.get(
+            "/lookup/item-1", headers={"Authorization": "Bearer predict-secret"}
+        )
+        assert authorised.status_code == 404  # past the token: no such item
+
+
+def test_a_consistent_tamper_of_all_four_files_never_serves(
+    template: LifecycleHome, tmp_path: Path
+) -> None:
+    """Weights, manifest, the registry's `versions.json` digest and BentoML's `model.yaml`
+    rewritten to agree with each other: the registration commit in git does not, so the
+    version is refused and the previous one keeps serving."""
+    home = make_home(template, tmp_path / "home")
+    in_child(home, "register_untrained_model", str(home.root), "v2", "no")
+    tamper(home, "v2")
+    folder = home.bentoml_home / "models" / NAME / "v2"
+    from lifecycle_assets.training.artifact import artifact_digest
+
+    new_digest = artifact_digest(folder)
+    registry = Registry(home, NAME)
+    versions = registry.versions()
+    manifest = json.loads((folder / MANIFEST).read_text())
+    versions["v2"].update(artifact_sha256=new_digest, weights_sha256=manifest["weights_sha256"])
+    (registry.dir / "versions.json").write_text(json.dumps(versions))
+    model_yaml = folder / "model.yaml"
+    model_yaml.write_text(
+        re.sub(r"(artifact_sha256: )\w+", rf"\g<1>{new_digest}", model_yaml.read_text())
+    )
+    with ServiceProcess(home) as service:
+        client = httpx.Client(base_url=service.url, timeout=30)
+        promote_and_expect_refusal(home, client, "v2")
+        detailed = client.get("/healthz", headers=service.auth_headers).json()
+        assert "history" in detailed["error"], detailed
+
+
+def test_labels_are_filed_by_arrival_and_implausible_client_times_refused(
+    template: LifecycleHome, tmp_path: Path
+) -> None:
+    home = make_home(template, tmp_path / "home")
+    with ServiceProcess(home) as service:
+        client = httpx.Client(base_url=service.url, timeout=30)
+        rid = client.post("/predict", json={"entity_id": "c", "features": FEATURES}).json()[
+            "request_id"
+        ]
+        for when in ("1900-01-01T00:00:00Z", "2099-01-01T00:00:00Z", 1_780_000_000):
+            body = {"request_id": rid, "label": 1, "observed_time": when}
+            answer = client.post("/feedback", json=body, headers=service.auth_headers)
+            assert answer.status_code == 400 and "observed_time" in answer.text, answer.text
+        first = client.post(
+            "/feedback", json={"request_id": rid, "label": 1}, headers=service.auth_headers
+        )
+        second = client.post(
+            "/feedback", json={"request_id": rid, "label": 0}, headers=service.auth_headers
+        )
+        assert first.json()["count"] == 1 and second.json()["conflicts"] == 1
+    days = sorted(p.name for p in (home.logs / "ground_truth").iterdir())
+    assert days == [f"date={DAY}"]  # the loop's (simulated) day of arrival
+
+
+def _half_sent(port: int, declared: int, sent: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {declared}\r\n\r\n".encode()
+        + sent
+    )
+    return sock
+
+
+def test_half_sent_bodies_are_answered_408_and_closed(
+    template: LifecycleHome, tmp_path: Path
+) -> None:
+    home = make_home(template, tmp_path / "home", body_timeout_s=1.0)
+    with ServiceProcess(home) as service:
+        port = int(service.url.rsplit(":", 1)[1])
+        before = worker_fds(service)
+        socks = [_half_sent(port, 200, b'{"entity_id": "c", ') for _ in range(100)]
+        started = time.monotonic()
+        answers = []
+        for sock in socks:
+            data = b""
+            while chunk := sock.recv(4096):  # until the server closes the connection
+                data += chunk
+            answers.append(data)
+            sock.close()
+        waited = time.monotonic() - started
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers[0][:200]
+        assert b'"error"' in answers[0]
+        assert waited < 20, waited  # bounded by the timeout, not held open
+        time.sleep(0.5)
+        assert worker_fds(service) - before < 20
+        ok = httpx.post(f"{service.url}/predict", json={"entity_id": "c", "features": FEATURES})
+        assert ok.status_code == 200
+
+
+def test_no_redirects_and_one_error_shape_for_other_methods_and_paths(
+    template: LifecycleHome, tmp_path: Path
+) -> None:
+    home = make_home(template, tmp_path / "home")
+    with ServiceProcess(home) as service:
+        client = httpx.Client(base_url=service.url, timeout=30, follow_redirects=False)
+        body = {"entity_id": "c", "features": FEATURES}
+        for response in (
+            client.post("/predict/", json=body, headers={"host": "evil.example"}),
+            client.post("/feedback/", json={"request_id": "r", "label": 1}),
+            client.get("/predict"),
+            client.put("/feedback", json={}),
+        ):
+            assert response.status_code in (404, 405), (response.status_code, response.text)
+            assert "location" not in response.headers
+            assert isinstance(response.json()["error"], str), response.text
+        assert client.get("/predict").headers.get("allow")
+
+
+def test_smaller_edges(template: LifecycleHome, tmp_path: Path) -> None:
+    home = make_home(template, tmp_path / "home")
+    with ServiceProcess(home) as service:
+        client = httpx.Client(base_url=service.url, timeout=30)
+        body = {"request_id": "edge-1", "entity_id": "c", "features": FEATURES}
+        assert client.post("/predict", json=body).status_code == 200
+        again = client.post("/predict", json=body)
+        assert again.status_code == 409 and "already answered" in again.json()["error"]
+        as_number = {"entity_id": "c", "event_time": 1_780_000_000, "features": FEATURES}
+        assert client.post("/predict", json=as_number).status_code == 400
+        features = json.dumps({**FEATURES, "country": "PLACEHOLDER"})
+        surrogate = '{"entity_id": "c", "features": ' + features + "}"
+        surrogate = surrogate.replace("PLACEHOLDER", "\\ud800")
+        answer = client.post(
+            "/predict", content=surrogate, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400 and "surrogate" in answer.json()["error"], answer.text
+        two = [
+            ("authorization", "Bearer a"),
+            ("authorization", service.auth_headers["Authorization"]),
+        ]
+        answer = client.post(
+            "/feedback", json={"request_id": "edge-1", "label": 1}, headers=httpx.Headers(two)
+        )
+        assert answer.status_code == 400 and "Authorization" in answer.json()["error"]
+    assert sorted(logged_ids(home)) == ["edge-1"]  # the repeat was not logged twice

@@ -249,9 +249,43 @@ def test_feedback_is_logged_and_needs_the_token(home: LifecycleHome, store: Fake
     rt.close()
     truth, _ = read_ground_truth(home.logs, DAY)
     assert truth.select("request_id", "label", "observed_time").rows() == [("r1", 1.0, NOON)]
-    # stamped with the service's own arrival time (wall clock), not the loop's day clock
-    (received,) = truth["received_at"].to_list()
-    assert abs(received - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
+    # stamped with the service's arrival time by the loop's clock (here the simulated day)
+    assert truth["received_at"].to_list() == [NOON]
+
+
+def test_labels_are_filed_by_arrival_and_a_client_time_cannot_displace_the_first(
+    home: LifecycleHome, store: FakeStore
+) -> None:
+    """A client-chosen `observed_time` outside the plausible window is refused (4xx); a
+    plausible backdated one is kept as information only: the label is filed under the day
+    it arrived, and a later, different label is a conflict that never wins the join."""
+    from lifecycle_assets.data.transforms import CONFLICTING_LABEL, build_labeled_examples
+
+    rt = runtime(home, store, feedback_token="t")
+    auth = "Bearer t"
+    request_id = predict_one(rt, event_time=NOON - dt.timedelta(hours=3)).request_id
+    for when in ("1900-01-01T00:00:00Z", "2099-01-01T00:00:00Z"):
+        body = {"request_id": request_id, "label": 1, "observed_time": when}
+        with pytest.raises(RequestError) as info:
+            rt.feedback(FeedbackRequest.model_validate(body), auth)
+        assert info.value.status == 400 and "observed_time" in str(info.value)
+    first = {"request_id": request_id, "label": 1, "observed_time": NOON.isoformat()}
+    assert rt.feedback(FeedbackRequest.model_validate(first), auth).count == 1
+    # later, claiming an earlier observation: information only, it cannot go first
+    earlier = (NOON - dt.timedelta(hours=2)).isoformat()
+    second = {"request_id": request_id, "label": 0, "observed_time": earlier}
+    answer = rt.feedback(FeedbackRequest.model_validate(second), auth)
+    assert (answer.count, answer.conflicts) == (0, 1)
+    rt.close()
+    # both filed under the arrival day, none under the client's day
+    assert sorted(p.name for p in (home.logs / "ground_truth").iterdir()) == [f"date={DAY}"]
+    truth, bad = read_ground_truth(home.logs, DAY)
+    assert bad.is_empty() and truth["label"].to_list() == [1.0, 0.0]
+    config = home.config()
+    matured = DAY + dt.timedelta(days=config.labels.maturity_days)
+    examples, quarantine = build_labeled_examples(logged(home), truth, DAY, matured, config)
+    assert examples[config.problem.label].to_list() == [1.0]  # the first label is kept
+    assert quarantine["reason"].to_list() == [CONFLICTING_LABEL]  # the conflict is counted
 
 
 # --- no silent loss, no approval by accident --------------------------------------------------
