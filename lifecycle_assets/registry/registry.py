@@ -253,8 +253,9 @@ class Registry:
         manifest = read_manifest(artifact_dir)
         version = validate_version(manifest["version"])
         # Checked here, once: everything that loads a registered version later compares the
-        # store's files with this digest.
-        load_artifact(artifact_dir)
+        # store's files with this digest. With the home's user families: a version of a
+        # family the config registers loads here as it will at serving.
+        load_artifact(artifact_dir, factories=_user_families(self.home))
         digest = artifact_digest(artifact_dir)
         versions = self.versions()
         if version in versions:
