@@ -364,11 +364,16 @@ class SimulationConfig(_Section):
 
 
 class MonitoringConfig(_Section):
-    # Staleness: the trigger fires once per episode of any of these, then waits cooldown_days.
+    # Staleness (monitoring/sensors.py): each kind of signal (drift, quality drop, bias) has
+    # its own episode; the trigger fires when one opens and after each cooldown_days (shared
+    # by all kinds) until it closes.
     psi_threshold: float = Field(0.25, gt=0)
     quality_drop: float = Field(0.05, gt=0)
     bias_tolerance: float = Field(0.02, ge=0)
     cooldown_days: int = Field(3, ge=0)
+    # An episode closes once the serving model was trained with at least this share of its
+    # train window's days on or after the episode's onset (0 < share <= 1).
+    episode_close_share: float = Field(0.5, gt=0, le=1)
 
 
 class ReplayConfig(_Section):

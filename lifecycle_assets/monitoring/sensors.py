@@ -1,14 +1,20 @@
-"""Sensors that watch the loop: the staleness trigger (an episode fires when it opens and
-again after each cooldown until a model trained on data from its onset on serves) and the
-broken-run alert. The decisions are plain functions, tested directly; the replay's
-`triggered` policy calls the same ones."""
+"""Sensors that watch the loop: the staleness trigger and the broken-run alert.
+
+The staleness trigger keeps one episode per kind of signal (feature drift, quality drop,
+prediction bias; `Reason.kind`). A kind that appears opens its own episode, whose onset is
+that day, whatever the other kinds are doing; a kind that disappears ends its own episode
+only. An episode closes once the serving model was trained with at least
+`monitoring.episode_close_share` of its train window's days on or after the episode's onset
+(from the registry's lineage). The trigger fires when an open episode that is not closed
+finds the cooldown since the last fire (shared by all kinds) passed. The decisions are plain
+functions, tested directly; the replay's `triggered` policy calls the same ones."""
 
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 import dagster as dg
 
@@ -25,29 +31,78 @@ DRIFT = dg.AssetKey("prediction_drift")
 QUALITY = dg.AssetKey("live_quality")
 DECISIONS = dg.AssetKey("validation_report")
 
+SignalKind = Literal["feature_drift", "quality_drop", "prediction_bias"]
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One staleness signal of a day: its `kind` (episodes are kept per kind) and the human
+    `text` for alerts, run tags and metadata."""
+
+    kind: SignalKind
+    text: str
+
+
+@dataclass
+class Episode:
+    """One kind's episode. `onset`: the first day of its signal (None only from an old
+    cursor that did not record it; the next day seen with the signal becomes the onset).
+    `closed`: a model trained with enough data from the onset on has served, so the retrain
+    the episode asked for happened; it stays closed until its kind's signal clears."""
+
+    onset: str | None = None
+    closed: bool = False
+
+
+# A cursor from before signal kinds kept one episode for all signals: it is kept under this
+# key, and every kind present on the next evaluated day continues it.
+_ANY_KIND = "*"
+
 
 @dataclass
 class EpisodeState:
     """The trigger's memory (the sensor's cursor; the replay keeps one per policy).
 
-    `in_episode`: the signal has been present every evaluated day since `onset`. `closed`: a
-    model trained on data from `onset` on has served during the episode, so the retrain it
-    asked for happened; it stays closed until the signal clears. `last_fired`: the day of the
-    last retrain request, for the cooldown (across episodes)."""
+    `episodes`: kind → its episode, for each kind signalled on `last_day` (the signal has been
+    present every evaluated day since the episode's onset). `last_fired`: the day of the last
+    retrain request, for the cooldown (shared by all kinds and episodes)."""
 
     last_day: str | None = None
-    in_episode: bool = False
     last_fired: str | None = None
-    onset: str | None = None
-    closed: bool = False
+    episodes: dict[str, Episode] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> dict[str, Episode]:
+        """The open episodes not closed yet: what a fire asks a retrain for."""
+        return {k: e for k, e in self.episodes.items() if not e.closed}
+
+    @property
+    def onset(self) -> str | None:
+        """The earliest onset of the open episodes (None when none is open)."""
+        return min((e.onset for e in self.episodes.values() if e.onset), default=None)
+
+    @property
+    def closed(self) -> bool:
+        """Some episode is open and every open one is closed."""
+        return bool(self.episodes) and not self.pending
 
     @classmethod
     def parse(cls, cursor: str | None) -> "EpisodeState":
+        """A dumped state; a cursor written before a field existed still parses (the
+        field's default), and the one episode of a cursor from before signal kinds
+        (`in_episode`, `onset`, `closed`) carries over to the kinds signalled next."""
         if not cursor:
             return cls()
-        known = {f.name for f in fields(cls)}
-        # a cursor written before a field existed still parses (the field's default)
-        return cls(**{k: v for k, v in json.loads(cursor).items() if k in known})
+        raw = json.loads(cursor)
+        episodes: dict[str, Episode] = {}
+        for kind, ep in (raw.get("episodes") or {}).items():
+            ep = ep if isinstance(ep, dict) else {}
+            episodes[str(kind)] = Episode(ep.get("onset"), bool(ep.get("closed", False)))
+        if "episodes" not in raw and raw.get("in_episode"):
+            episodes[_ANY_KIND] = Episode(raw.get("onset"), bool(raw.get("closed", False)))
+        return cls(
+            last_day=raw.get("last_day"), last_fired=raw.get("last_fired"), episodes=episodes
+        )
 
     def dump(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -66,20 +121,26 @@ def staleness_reasons(
     cfg: MonitoringConfig,
     *,
     metric: str,
-) -> list[str]:
-    """Why the serving model looks stale today; empty when it does not. `metric` is the
-    gate's metric (`validation.metric`), which orients the quality drop; it has no default
-    so that no caller can silently compare a lower-is-better metric the wrong way."""
+) -> list[Reason]:
+    """Why the serving model looks stale today, one `Reason` per kind of signal; empty when
+    it does not. `metric` is the gate's metric (`validation.metric`), which orients the
+    quality drop; it has no default so that no caller can silently compare a lower-is-better
+    metric the wrong way."""
     psi, live, validated = _finite(max_psi), _finite(live_quality), _finite(validated_quality)
     low, high = _finite(bias_low), _finite(bias_high)
     reasons = []
     if psi is not None and psi > cfg.psi_threshold:
-        reasons.append(f"feature drift: max PSI {psi:.3f} > {cfg.psi_threshold}")
+        reasons.append(
+            Reason("feature_drift", f"feature drift: max PSI {psi:.3f} > {cfg.psi_threshold}")
+        )
     drop = quality_drop(live, validated, metric)
     if drop is not None and drop > cfg.quality_drop:
         reasons.append(
-            f"live quality: {metric} {live:.3f} is {drop:.3f} worse than the validated "
-            f"{validated:.3f} (> {cfg.quality_drop})"
+            Reason(
+                "quality_drop",
+                f"live quality: {metric} {live:.3f} is {drop:.3f} worse than the validated "
+                f"{validated:.3f} (> {cfg.quality_drop})",
+            )
         )
     if (
         low is not None
@@ -87,65 +148,96 @@ def staleness_reasons(
         and (low > cfg.bias_tolerance or high < -cfg.bias_tolerance)
     ):
         reasons.append(
-            f"prediction bias interval [{low:+.3f}, {high:+.3f}] excludes ±{cfg.bias_tolerance}"
+            Reason(
+                "prediction_bias",
+                f"prediction bias interval [{low:+.3f}, {high:+.3f}] excludes "
+                f"±{cfg.bias_tolerance}",
+            )
         )
     return reasons
 
 
-def trained_through(entry: Mapping[str, Any] | None, config: LifecycleConfig) -> str | None:
-    """The last day of data a registered model was trained on: the end of the train window
-    (`data.transforms.split_windows`) of the day it was trained, read from its registry
-    lineage (`day`, else the day of its `train_split_tag`). None when the registry does not
-    say. Windows are computed with the current `windows`/`labels` settings."""
+def train_window(
+    entry: Mapping[str, Any] | None, config: LifecycleConfig
+) -> tuple[str, str] | None:
+    """The first and last day (ISO) of the data a registered model was trained on: the
+    train window (`data.transforms.split_windows`) of the day it was trained, read from its
+    registry lineage (`day`, else the day of its `train_split_tag`). None when the registry
+    does not say. Windows are computed with the current `windows`/`labels` settings."""
     entry = entry or {}
     day = entry.get("day") or str(entry.get("train_split_tag") or "").partition("/")[2]
     try:
         trained = dt.date.fromisoformat(str(day))
     except ValueError:
         return None
-    return split_windows(trained, config)["train"][1].isoformat()
+    start, end = split_windows(trained, config)["train"]
+    return start.isoformat(), end.isoformat()
 
 
-def serving_trained_through(
+def trained_through(entry: Mapping[str, Any] | None, config: LifecycleConfig) -> str | None:
+    """The last day of data a registered model was trained on (the end of `train_window`)."""
+    window = train_window(entry, config)
+    return window[1] if window else None
+
+
+def serving_train_window(
     home: LifecycleHome, config: LifecycleConfig, version: str | None
-) -> str | None:
-    """`trained_through` of a registered version (None for no or an unknown version)."""
+) -> tuple[str, str] | None:
+    """`train_window` of a registered version (None for no or an unknown version)."""
     if not version:
         return None
-    return trained_through(Registry(home, config.problem.name).versions().get(version), config)
+    return train_window(Registry(home, config.problem.name).versions().get(version), config)
+
+
+def post_onset_share(window: tuple[str, str], onset: str) -> float:
+    """The share of the days of `window` (first and last day, ISO, both included) that are
+    on or after `onset`."""
+    start, end = (dt.date.fromisoformat(d) for d in window)
+    total = (end - start).days + 1
+    if total <= 0:
+        return 0.0
+    post = (end - max(start, dt.date.fromisoformat(onset))).days + 1
+    return min(max(post, 0), total) / total
 
 
 def step_episode(
     state: EpisodeState,
     day: str,
-    reasons: list[str],
+    reasons: Sequence[Reason],
     cooldown_days: int,
-    serving_data_end: str | None = None,
-) -> tuple[bool, "EpisodeState"]:
+    serving_window: tuple[str, str] | None = None,
+    *,
+    close_share: float,
+) -> tuple[bool, EpisodeState]:
     """One evaluated day of the staleness trigger; returns (fire, new state).
 
-    A day with reasons after one without opens an episode (`onset` = that day). While the
-    reasons persist, the episode closes without firing once the serving model was trained on
-    data through the onset or later (`serving_data_end`, its `trained_through`, ≥ onset; ISO
-    days): a retrain that could have learned the change is serving. Until then (the serving
-    model's training window predates the onset, or the registry does not say: None) it fires
-    on every day the cooldown since the last fire has passed, so neither a retrain on
-    pre-onset data (labels mature late) nor a retrain the gate rejected ends the episode. A
-    day without reasons ends it; a signal that persists after it closed is not a new one."""
-    if not reasons:
-        return False, EpisodeState(last_day=day, last_fired=state.last_fired)
-    opening = not state.in_episode or state.onset is None
-    onset = day if opening else str(state.onset)
-    new = EpisodeState(
-        last_day=day,
-        in_episode=True,
-        last_fired=state.last_fired,
-        onset=onset,
-        closed=False if opening else state.closed,
-    )
-    if not new.closed and serving_data_end is not None and serving_data_end >= onset:
-        new.closed = True
-    if new.closed:
+    Episodes are per kind of reason. A kind signalled today without an episode opens one
+    (`onset` = today), even while other kinds' episodes are open or closed; a kind not
+    signalled today ends its own episode and no other. While its kind persists, an episode
+    closes without firing once the serving model's train window (`serving_window`, first
+    and last day, ISO: `train_window`) has at least `close_share` of its days on or after
+    the onset: a retrain that learned mostly from after the change is serving. One
+    post-onset day is not enough (`monitoring.episode_close_share`). Until then (the window
+    is mostly pre-onset, or the registry does not say: None) the episode keeps asking, so
+    neither a retrain on pre-onset data (labels mature late) nor a retrain the gate rejected
+    ends it. The trigger fires when some open episode is not closed and `cooldown_days`
+    have passed since the last fire (any episode's); one fire serves them all."""
+    episodes: dict[str, Episode] = {}
+    for kind in sorted({r.kind for r in reasons}):
+        before = state.episodes.get(kind) or state.episodes.get(_ANY_KIND)
+        if before is None or before.onset is None:
+            episode = Episode(onset=day)
+        else:
+            episode = Episode(before.onset, before.closed)
+        if (
+            not episode.closed
+            and serving_window is not None
+            and post_onset_share(serving_window, str(episode.onset)) >= close_share
+        ):
+            episode.closed = True
+        episodes[kind] = episode
+    new = EpisodeState(last_day=day, last_fired=state.last_fired, episodes=episodes)
+    if not new.pending:
         return False, new
     cooled = (
         state.last_fired is None
@@ -173,7 +265,7 @@ def evaluate_staleness(
 ) -> dict[str, Any]:
     """Today's signals from the latest materialisations: drift of the newest day, quality and
     bias of the newest matured day against the quality its model was validated with; and the
-    model that served the newest day (`versions`: the registry's) with `trained_through`."""
+    model that served the newest day (`versions`: the registry's) with its `train_window`."""
     drift = _latest(instance, DRIFT, 1)
     if not drift:
         return {"day": None, "reasons": []}
@@ -204,22 +296,24 @@ def evaluate_staleness(
     return {
         "day": day,
         "model_version": serving,
-        "trained_through": trained_through(versions.get(serving), config) if serving else None,
+        "train_window": train_window(versions.get(serving), config) if serving else None,
         "reasons": reasons,
     }
 
 
-def _skip_reason(day: str, reasons: list[str], state: EpisodeState, signal: dict) -> str:
+def _skip_reason(day: str, reasons: list[Reason], state: EpisodeState, signal: dict) -> str:
     if not reasons:
         return f"{day}: no staleness signal"
-    why = "; ".join(reasons)
-    if state.closed:
-        return (
-            f"{day}: {why} — the episode since {state.onset} is closed: "
-            f"{signal.get('model_version')} was trained on data through "
-            f"{signal.get('trained_through')}"
-        )
-    return f"{day}: {why} — episode since {state.onset}, last retrain {state.last_fired} (cooldown)"
+    why = "; ".join(r.text for r in reasons)
+    episodes = ", ".join(
+        f"{kind} since {e.onset} " + ("closed" if e.closed else "cooling down")
+        for kind, e in sorted(state.episodes.items())
+    )
+    window = signal.get("train_window")
+    serving = f"{signal.get('model_version')} " + (
+        f"trained on {window[0]}..{window[1]}" if window else "(no train window in the registry)"
+    )
+    return f"{day}: {why} — episodes: {episodes}; last retrain {state.last_fired}; {serving}"
 
 
 def build_staleness_sensor(job: Any, training_assets: list[str]) -> dg.SensorDefinition:
@@ -227,9 +321,9 @@ def build_staleness_sensor(job: Any, training_assets: list[str]) -> dg.SensorDef
         name="staleness_retrain",
         job=job,
         minimum_interval_seconds=60,
-        description="Retrains when a staleness episode (drift, quality drop or bias) opens and "
-        "after each cooldown until a model trained on data from the episode's onset serves; "
-        "thresholds in lifecycle.yaml `monitoring`.",
+        description="Retrains when a staleness episode (one per kind: drift, quality drop, "
+        "bias) opens and after each cooldown until a model trained mostly on data from the "
+        "episode's onset on serves; thresholds in lifecycle.yaml `monitoring`.",
     )
     def staleness_retrain(
         context: dg.SensorEvaluationContext, home: LifecycleHomeResource
@@ -246,7 +340,8 @@ def build_staleness_sensor(job: Any, training_assets: list[str]) -> dg.SensorDef
             signal["day"],
             signal["reasons"],
             config.monitoring.cooldown_days,
-            signal["trained_through"],
+            signal["train_window"],
+            close_share=config.monitoring.episode_close_share,
         )
         context.update_cursor(new_state.dump())
         if not fire:
@@ -257,8 +352,10 @@ def build_staleness_sensor(job: Any, training_assets: list[str]) -> dg.SensorDef
             asset_selection=[dg.AssetKey(a) for a in training_assets],
             tags={
                 "lifecycle/trigger": "staleness",
-                "lifecycle/reasons": "; ".join(signal["reasons"])[:200],
-                "lifecycle/episode_onset": str(new_state.onset),
+                "lifecycle/reasons": "; ".join(r.text for r in signal["reasons"])[:200],
+                # the episodes this retrain is for: open and not closed
+                "lifecycle/episode_kinds": ",".join(sorted(new_state.pending)),
+                "lifecycle/episode_onset": min(e.onset or "" for e in new_state.pending.values()),
             },
         )
 

@@ -34,7 +34,8 @@ from lifecycle_assets.home_setup import init_home
 from lifecycle_assets.monitoring.metrics import prediction_bias
 from lifecycle_assets.monitoring.sensors import (
     EpisodeState,
-    serving_trained_through,
+    Reason,
+    serving_train_window,
     staleness_reasons,
     step_episode,
 )
@@ -253,7 +254,7 @@ class PolicyState:
     policy: str
     episode: EpisodeState = field(default_factory=EpisodeState)
     validated: dict[str, float] = field(default_factory=dict)  # version → gate metric
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
     fired: bool = False
 
 
@@ -267,8 +268,8 @@ def decide_training(
     """The retraining policy for loop day `day`, after its monitoring has run.
 
     `triggered` takes the daemon sensor's decision: the same `staleness_reasons` on the day's
-    monitoring assets and the same `step_episode`, with the serving model's training-window
-    end from the registry (`serving_trained_through`)."""
+    monitoring assets and the same `step_episode`, with the serving model's train window from
+    the registry (`serving_train_window`) and `monitoring.episode_close_share`."""
     state.reasons, state.fired = [], False
     if state.policy == "periodic" or production is None:
         return True  # cold start: every policy trains until a first model exists
@@ -293,7 +294,8 @@ def decide_training(
         day.isoformat(),
         state.reasons,
         config.monitoring.cooldown_days,
-        serving_trained_through(home, config, production),
+        serving_train_window(home, config, production),
+        close_share=config.monitoring.episode_close_share,
     )
     state.fired = fire
     return fire
@@ -357,8 +359,12 @@ def replay_policy(
                 "max_psi_feature": drift.get("max_psi_feature"),
                 "loop_live_quality": live.get("quality") if live.get("matured") else None,
                 "loop_live_quality_day": matured.isoformat() if live else None,
-                "staleness_reasons": state.reasons,
+                "staleness_reasons": [r.text for r in state.reasons],
                 "staleness_onset": state.episode.onset if state.reasons else None,
+                "staleness_episodes": {
+                    kind: {"onset": e.onset, "closed": e.closed}
+                    for kind, e in state.episode.episodes.items()
+                },
                 "trigger_fired": state.fired,
                 "trained": "training" in outcome.stage_seconds,
                 "decision": decision.get("decision"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -15,33 +16,54 @@ from lifecycle_assets.definitions import defs
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.monitoring.metrics import quality_drop
 from lifecycle_assets.monitoring.sensors import (
+    Episode,
     EpisodeState,
+    Reason,
     broken_run_alert,
+    post_onset_share,
     staleness_reasons,
     step_episode,
+    train_window,
     trained_through,
 )
 from lifecycle_assets.resources.alerts import AlertSinkResource
 from lifecycle_assets.resources.home import LifecycleHomeResource
 
 CFG = MonitoringConfig()
+SHARE = CFG.episode_close_share  # 0.5
+DRIFT = Reason("feature_drift", "feature drift: max PSI 1.800 > 0.25")
+QUALITY = Reason("quality_drop", "live quality: roc_auc 0.700 is 0.200 worse ...")
+BIAS = Reason("prediction_bias", "prediction bias interval [+0.030, +0.050] excludes ±0.02")
 
 
 @pytest.mark.parametrize(
     ("psi", "live", "validated", "low", "high", "expect"),
     [
         (0.05, 0.90, 0.91, -0.01, 0.01, []),
-        (0.40, 0.90, 0.91, -0.01, 0.01, ["feature drift"]),
-        (0.05, 0.60, 0.91, -0.01, 0.01, ["live quality"]),
-        (0.05, 0.90, 0.91, 0.03, 0.05, ["prediction bias"]),
-        (0.05, 0.90, 0.91, -0.05, -0.03, ["prediction bias"]),
+        (0.40, 0.90, 0.91, -0.01, 0.01, [("feature_drift", "feature drift")]),
+        (0.05, 0.60, 0.91, -0.01, 0.01, [("quality_drop", "live quality")]),
+        (0.05, 0.90, 0.91, 0.03, 0.05, [("prediction_bias", "prediction bias")]),
+        (0.05, 0.90, 0.91, -0.05, -0.03, [("prediction_bias", "prediction bias")]),
+        (
+            0.40,
+            0.60,
+            0.91,
+            0.03,
+            0.05,
+            [
+                ("feature_drift", "feature drift"),
+                ("quality_drop", "live quality"),
+                ("prediction_bias", "prediction bias"),
+            ],
+        ),
         (None, None, 0.91, None, None, []),
         (float("nan"), 0.5, None, None, None, []),
     ],
 )
 def test_staleness_reasons(psi, live, validated, low, high, expect) -> None:
+    """Each reason carries its kind explicitly, and the human text for alerts and tags."""
     reasons = staleness_reasons(psi, live, validated, low, high, CFG, metric="roc_auc")
-    assert [r.split(":")[0].split(" ")[0:2] for r in reasons] == [e.split(" ")[0:2] for e in expect]
+    assert [(r.kind, " ".join(r.text.split(":")[0].split(" ")[0:2])) for r in reasons] == expect
 
 
 @pytest.mark.parametrize("name", ["log_loss", "rmse", "mae"])
@@ -53,7 +75,8 @@ def test_a_quality_drop_on_a_lower_is_better_metric_is_a_rise(name: str) -> None
     assert quality_drop(0.20, validated, name) == pytest.approx(-0.10)
     worse = staleness_reasons(None, 0.45, validated, None, None, CFG, metric=name)
     better = staleness_reasons(None, 0.20, validated, None, None, CFG, metric=name)
-    assert len(worse) == 1 and worse[0].startswith(f"live quality: {name} 0.450 is 0.150 worse")
+    assert len(worse) == 1 and worse[0].kind == "quality_drop"
+    assert worse[0].text.startswith(f"live quality: {name} 0.450 is 0.150 worse")
     assert better == []
     assert quality_drop(0.80, 0.90, "roc_auc") == pytest.approx(0.10)
     assert quality_drop(None, validated, name) is None
@@ -69,6 +92,12 @@ def days(start: int, stop: int) -> list[str]:
     return [f"2026-06-{d:02d}" for d in range(start, stop)]
 
 
+def window(trained: str) -> tuple[str, str] | None:
+    """The train window of a model trained on `trained` with the default settings
+    (maturity 3, test window 2, train window 8: [D − 12, D − 5])."""
+    return train_window({"day": trained}, parse_config({}))
+
+
 def test_an_episode_fires_when_it_opens_and_after_each_cooldown() -> None:
     """No model information (the registry does not say what the serving model saw): the
     episode is never closed by a retrain, so it fires again whenever the cooldown has
@@ -79,7 +108,9 @@ def test_an_episode_fires_when_it_opens_and_after_each_cooldown() -> None:
     # 7 healthy, 9 stale within the cooldown of day 6.
     plan = {1: True, 2: True, 3: True, 4: False, 5: True, 6: True, 7: False, 9: True}
     for day, stale in plan.items():
-        fire, state = step_episode(state, f"2026-06-{day:02d}", ["x"] if stale else [], 5)
+        fire, state = step_episode(
+            state, f"2026-06-{day:02d}", [DRIFT] if stale else [], 5, close_share=SHARE
+        )
         if fire:
             fired.append(day)
     # Day 6: the second episode outlasted the cooldown (before, an episode that opened
@@ -90,24 +121,137 @@ def test_an_episode_fires_when_it_opens_and_after_each_cooldown() -> None:
 def test_a_persistent_drift_retriggers_until_a_post_onset_model_serves() -> None:
     """The replay's finding: PSI ≈ 1.8 from day 10 on; the first retrain learns from a window
     that predates the drift (labels mature late), so the trigger fires again after the
-    cooldown; once a model trained on data from the onset on serves, the episode closes."""
-    # cooldown 3; the model serving each day and the last day of data it was trained on
-    serving = {d: "2026-05-27" for d in days(10, 11)}  # v1
-    serving |= {d: "2026-06-05" for d in days(11, 17)}  # v2, retrained day 10, pre-drift
-    serving |= {d: "2026-06-11" for d in days(17, 26)}  # v4 (v3 of day 13 was rejected)
+    cooldown; a retrain with two post-onset days of eight does not end it either; once a
+    model trained mostly on data from the onset on serves, the episode closes."""
+    # cooldown 3; the model serving each day, by the day it was trained
+    serving = {d: "2026-06-01" for d in days(10, 11)}  # v1: 05-20..05-27
+    serving |= {d: "2026-06-10" for d in days(11, 17)}  # v2: 05-29..06-05, pre-drift
+    serving |= {d: "2026-06-16" for d in days(17, 20)}  # v4: 06-04..06-11 (v3 rejected)
+    serving |= {d: "2026-06-19" for d in days(20, 26)}  # v5: 06-07..06-14, 5 of 8 post-onset
     state, fired, onsets = EpisodeState(), [], set()
     for day in days(10, 26):
-        fire, state = step_episode(state, day, ["feature drift: max PSI 1.8"], 3, serving[day])
+        fire, state = step_episode(state, day, [DRIFT], 3, window(serving[day]), close_share=SHARE)
         if fire:
             fired.append(day)
         onsets.add(state.onset)
-    assert fired == ["2026-06-10", "2026-06-13", "2026-06-16"]
+    assert fired == ["2026-06-10", "2026-06-13", "2026-06-16", "2026-06-19"]
     assert onsets == {"2026-06-10"} and state.closed is True
     # The signal clears and comes back: a new episode, which fires (the cooldown has passed).
-    fire, state = step_episode(state, "2026-06-26", [], 3, "2026-06-11")
-    assert not fire and not state.in_episode
-    fire, state = step_episode(state, "2026-06-27", ["x"], 3, "2026-06-11")
+    fire, state = step_episode(state, "2026-06-26", [], 3, window("2026-06-19"), close_share=SHARE)
+    assert not fire and state.episodes == {} and state.onset is None
+    fire, state = step_episode(
+        state, "2026-06-27", [DRIFT], 3, window("2026-06-19"), close_share=SHARE
+    )
     assert fire and state.onset == "2026-06-27" and not state.closed
+
+
+def test_one_post_onset_day_does_not_close_an_episode_half_a_window_does() -> None:
+    """A retrain whose train window ends on the onset (one post-onset day of eight) has
+    barely seen the change: the episode stays open and fires again after the cooldown. A
+    retrain with half its window from the onset on closes it (`episode_close_share` 0.5)."""
+    one_day = ("2026-06-03", "2026-06-10")  # 1 of 8 days on or after the onset
+    three = ("2026-06-05", "2026-06-12")  # 3 of 8
+    half = ("2026-06-06", "2026-06-13")  # 4 of 8
+    serving: dict[str, tuple[str, str] | None] = {d: window("2026-06-01") for d in days(10, 11)}
+    serving |= {d: one_day for d in days(11, 14)}
+    serving |= {d: three for d in days(14, 17)}
+    serving |= {d: half for d in days(17, 24)}
+    state, fired = EpisodeState(), []
+    for day in days(10, 24):
+        fire, state = step_episode(state, day, [DRIFT], 3, serving[day], close_share=SHARE)
+        if fire:
+            fired.append(day)
+        assert state.closed is (day >= "2026-06-17"), day
+    # 06-13: the one-day retrain serves and the cooldown has passed; 06-16: so does the
+    # three-day one; the half-window one closes it on 06-17 and nothing fires after.
+    assert fired == ["2026-06-10", "2026-06-13", "2026-06-16"]
+    assert state.episodes == {"feature_drift": Episode("2026-06-10", True)}
+    # The share is the configured one: with 1.0 only a window wholly from the onset closes.
+    _, strict = step_episode(
+        EpisodeState(episodes={"feature_drift": Episode("2026-06-10")}, last_fired="2026-06-16"),
+        "2026-06-17",
+        [DRIFT],
+        3,
+        half,
+        close_share=1.0,
+    )
+    assert not strict.closed
+    _, strict = step_episode(
+        strict, "2026-06-18", [DRIFT], 3, window("2026-06-27"), close_share=1.0
+    )
+    assert strict.closed  # 06-15..06-22: every day on or after the onset
+
+
+@pytest.mark.parametrize(
+    ("window_", "onset", "share"),
+    [
+        (("2026-06-03", "2026-06-10"), "2026-06-10", 1 / 8),
+        (("2026-06-06", "2026-06-13"), "2026-06-10", 0.5),
+        (("2026-06-10", "2026-06-17"), "2026-06-10", 1.0),
+        (("2026-06-10", "2026-06-17"), "2026-06-01", 1.0),
+        (("2026-06-01", "2026-06-09"), "2026-06-10", 0.0),
+        (("2026-06-10", "2026-06-10"), "2026-06-10", 1.0),
+    ],
+)
+def test_post_onset_share(window_: tuple[str, str], onset: str, share: float) -> None:
+    assert post_onset_share(window_, onset) == pytest.approx(share)
+
+
+def test_a_new_kind_of_signal_opens_its_own_episode() -> None:
+    """Seasonal drift persists and its episode closed (a model trained mostly after its
+    onset serves); then the concept changes and live quality drops. It used to join the
+    closed drift episode and never fire. Now it opens its own episode and fires; when it
+    clears, the drift episode is as it was; a third kind within the cooldown waits for it
+    (the cooldown is shared)."""
+    pre = ("2026-05-20", "2026-05-27")
+    post = ("2026-05-30", "2026-06-06")  # 6 of 8 days from the drift's onset (06-01) on
+    state, fired = EpisodeState(), []
+
+    def step(day: str, reasons: list[Reason], serving: tuple[str, str]) -> None:
+        nonlocal state
+        fire, state = step_episode(state, day, reasons, 3, serving, close_share=SHARE)
+        if fire:
+            fired.append(day)
+
+    for day in days(1, 5):
+        step(day, [DRIFT], pre)
+    for day in days(5, 10):
+        step(day, [DRIFT], post)
+    assert fired == ["2026-06-01", "2026-06-04"]
+    drift_episode = Episode("2026-06-01", closed=True)
+    assert state.episodes == {"feature_drift": drift_episode}
+    # The quality drop appears while the drift persists: its own onset, and it fires.
+    step("2026-06-10", [DRIFT, QUALITY], post)
+    assert fired[-1] == "2026-06-10"
+    assert state.episodes == {
+        "feature_drift": drift_episode,
+        "quality_drop": Episode("2026-06-10", closed=False),
+    }
+    assert state.onset == "2026-06-01" and state.pending == {"quality_drop": Episode("2026-06-10")}
+    step("2026-06-11", [DRIFT, QUALITY], post)  # within the cooldown
+    # It clears: its episode ends, the drift's stays closed and nothing fires.
+    for day in days(12, 16):
+        step(day, [DRIFT], post)
+    assert state.episodes == {"feature_drift": drift_episode}
+    assert fired == ["2026-06-01", "2026-06-04", "2026-06-10"]
+    # It comes back: a new episode with a new onset, which fires; a bias signal the day after
+    # opens its own episode too, but waits for the cooldown of that fire (06-19).
+    step("2026-06-16", [DRIFT, QUALITY], post)
+    for day in days(17, 20):
+        step(day, [DRIFT, QUALITY, BIAS], post)
+    assert fired == ["2026-06-01", "2026-06-04", "2026-06-10", "2026-06-16", "2026-06-19"]
+    assert state.episodes == {
+        "feature_drift": drift_episode,
+        "quality_drop": Episode("2026-06-16"),
+        "prediction_bias": Episode("2026-06-17"),
+    }
+    # The drift clears: its episode ends, the other two go on as they were.
+    step("2026-06-20", [QUALITY, BIAS], post)
+    assert state.episodes == {
+        "quality_drop": Episode("2026-06-16"),
+        "prediction_bias": Episode("2026-06-17"),
+    }
+    assert fired[-1] == "2026-06-19"
 
 
 def test_an_old_cursor_still_parses() -> None:
@@ -115,17 +259,48 @@ def test_an_old_cursor_still_parses() -> None:
     state = EpisodeState.parse(old)
     assert (state.onset, state.closed) == (None, False)
     # the open episode keeps going; its onset is taken as the first day seen with it
-    fire, state = step_episode(state, "2026-06-04", ["x"], 3, "2026-05-20")
+    fire, state = step_episode(
+        state, "2026-06-04", [DRIFT], 3, ("2026-05-13", "2026-05-20"), close_share=SHARE
+    )
     assert fire and state.onset == "2026-06-04"
     assert EpisodeState.parse(state.dump()) == state
+    # A cursor from before signal kinds, with a closed episode: the kinds signalled next
+    # continue it (still closed, no fire); a kind appearing after that opens its own.
+    old = json.dumps(
+        {
+            "last_day": "2026-06-09",
+            "in_episode": True,
+            "last_fired": "2026-06-01",
+            "onset": "2026-06-01",
+            "closed": True,
+        }
+    )
+    fire, state = step_episode(
+        EpisodeState.parse(old), "2026-06-10", [DRIFT, QUALITY], 3, None, close_share=SHARE
+    )
+    assert not fire and state.episodes == {
+        "feature_drift": Episode("2026-06-01", True),
+        "quality_drop": Episode("2026-06-01", True),
+    }
+    fire, state = step_episode(state, "2026-06-11", [DRIFT, BIAS], 3, None, close_share=SHARE)
+    assert fire and state.pending == {"prediction_bias": Episode("2026-06-11")}
+    assert EpisodeState.parse(state.dump()) == state
+    quiet = EpisodeState.parse(json.dumps({"last_day": "2026-06-03", "in_episode": False}))
+    assert quiet.episodes == {} and quiet.last_day == "2026-06-03"
 
 
 def test_trained_through_is_the_end_of_the_train_window() -> None:
-    config = parse_config({})  # maturity 3 days, test window 2 days
+    config = parse_config({})  # maturity 3 days, test window 2 days, train window 8 days
     assert trained_through({"day": "2026-06-16"}, config) == "2026-06-11"
     assert trained_through({"train_split_tag": "train_split/2026-06-16"}, config) == "2026-06-11"
     assert trained_through({}, config) is None
     assert trained_through(None, config) is None
+    assert train_window({"day": "2026-06-16"}, config) == ("2026-06-04", "2026-06-11")
+    assert train_window({"train_split_tag": "train_split/2026-06-16"}, config) == (
+        "2026-06-04",
+        "2026-06-11",
+    )
+    assert train_window({"day": "not a day"}, config) is None
 
 
 def report(instance: dg.DagsterInstance, key: str, day: str, **meta) -> None:
@@ -167,34 +342,48 @@ def register_versions(home: LifecycleHome, trained: dict[str, str]) -> None:
     path.write_text(json.dumps({v: {"day": d} for v, d in trained.items()}))
 
 
-def run_sensor(home: LifecycleHome, plan: list[tuple[str, dict]]) -> list[str]:
-    """Evaluate the sensor once per planned day after reporting that day's monitoring."""
+def evaluate_plan(home: LifecycleHome, plan: list[tuple[str, dict]]) -> dict[str, Any]:
+    """Evaluate the sensor once per planned day after reporting that day's monitoring; the
+    result (a RunRequest or a SkipReason) of each day."""
     instance = instance_for(home)
     sensor = defs.resolve_sensor_def("staleness_retrain")
     resources = {"home": LifecycleHomeResource(workdir=str(home.root))}
-    cursor, requested = None, []
+    cursor, results = None, {}
     for day, assets in plan:
         for key, meta in assets.items():
             report(instance, key, day, **meta)
         with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
-            result = sensor(ctx)
+            results[day] = sensor(ctx)
             cursor = ctx.cursor
-        if isinstance(result, dg.RunRequest):
-            requested.append(result.partition_key)
-    return requested
+    return results
+
+
+def run_sensor(home: LifecycleHome, plan: list[tuple[str, dict]]) -> list[str | None]:
+    """The partitions the sensor requested a retrain of, day by day."""
+    results = evaluate_plan(home, plan).values()
+    return [r.partition_key for r in results if isinstance(r, dg.RunRequest)]
 
 
 def test_sensor_retriggers_a_persistent_drift_until_a_post_onset_model_serves(make_home) -> None:
     """The replay's pattern through the daemon's sensor: PSI stays ≈ 1.8 from 06-10; the
     retrain of 06-10 (v2) learned from data through 06-05, so it fires again on 06-13; v3
     (06-13, data through 06-08) is rejected and v2 keeps serving, so again on 06-16; v4 of
-    06-16 (data through 06-11) serves from 06-17 and closes the episode."""
+    06-16 (06-04..06-11: two post-onset days of eight) serves from 06-17 but has barely seen
+    the drift, so again on 06-19; v5 of 06-19 (06-07..06-14: five of eight) serves from
+    06-20 and closes the episode."""
     home = make_home()
     register_versions(
-        home, {"v1": "2026-06-01", "v2": "2026-06-10", "v3": "2026-06-13", "v4": "2026-06-16"}
+        home,
+        {
+            "v1": "2026-06-01",
+            "v2": "2026-06-10",
+            "v3": "2026-06-13",
+            "v4": "2026-06-16",
+            "v5": "2026-06-19",
+        },
     )
     serving = {d: "v1" for d in days(8, 11)} | {d: "v2" for d in days(11, 17)}
-    serving |= {d: "v4" for d in days(17, 22)}
+    serving |= {d: "v4" for d in days(17, 20)} | {d: "v5" for d in days(20, 26)}
     plan = [
         (
             day,
@@ -205,9 +394,61 @@ def test_sensor_retriggers_a_persistent_drift_until_a_post_onset_model_serves(ma
                 }
             },
         )
-        for day in days(8, 22)
+        for day in days(8, 26)
     ]
-    assert run_sensor(home, plan) == ["2026-06-10", "2026-06-13", "2026-06-16"]
+    results = evaluate_plan(home, plan)
+    requested = [d for d, r in results.items() if isinstance(r, dg.RunRequest)]
+    assert requested == ["2026-06-10", "2026-06-13", "2026-06-16", "2026-06-19"]
+    fired = results["2026-06-19"]
+    assert isinstance(fired, dg.RunRequest)
+    assert fired.tags["lifecycle/episode_onset"] == "2026-06-10"
+    assert fired.tags["lifecycle/episode_kinds"] == "feature_drift"
+    assert fired.tags["lifecycle/reasons"].startswith("feature drift: max PSI 1.800")
+    skipped = results["2026-06-25"]
+    assert isinstance(skipped, dg.SkipReason)
+    assert "feature_drift since 2026-06-10 closed" in str(skipped.skip_message)
+    assert "v5 trained on 2026-06-07..2026-06-14" in str(skipped.skip_message)
+
+
+def test_sensor_opens_a_quality_episode_while_a_closed_drift_persists(make_home) -> None:
+    """Drift from 06-03 on, closed once v2 (06-12: 05-31..06-07, five of eight days from the
+    onset on) serves; the drift persists. On 06-16 live quality drops against v2's validated
+    0.90: its own episode, which fires; when it clears on 06-18 the drift episode is as it
+    was and nothing more fires."""
+    home = make_home()
+    register_versions(home, {"v1": "2026-06-01", "v2": "2026-06-12"})
+    report(
+        instance_for(home),
+        "validation_report",
+        "2026-06-12",
+        challenger_version="v2",
+        challenger_metric=0.90,
+    )
+    quality = {"2026-06-16": 0.70, "2026-06-17": 0.68, "2026-06-18": 0.89, "2026-06-19": 0.90}
+    plan = []
+    for day in days(3, 21):
+        serving = "v1" if day <= "2026-06-12" else "v2"
+        assets: dict[str, dict] = {"prediction_drift": {"max_psi": 1.8, "model_version": serving}}
+        if day in quality:
+            assets["live_quality"] = {
+                "matured": True,
+                "quality": quality[day],
+                "model_version": "v2",
+            }
+        plan.append((day, assets))
+    results = evaluate_plan(home, plan)
+    requested = [d for d, r in results.items() if isinstance(r, dg.RunRequest)]
+    assert requested == ["2026-06-03", "2026-06-06", "2026-06-09", "2026-06-12", "2026-06-16"]
+    fired = results["2026-06-16"]
+    assert isinstance(fired, dg.RunRequest)
+    assert fired.tags["lifecycle/episode_kinds"] == "quality_drop"
+    assert fired.tags["lifecycle/episode_onset"] == "2026-06-16"
+    assert "live quality: roc_auc 0.700" in fired.tags["lifecycle/reasons"]
+    cooling, cleared = results["2026-06-17"], results["2026-06-20"]
+    assert isinstance(cooling, dg.SkipReason) and isinstance(cleared, dg.SkipReason)
+    assert "feature_drift since 2026-06-03 closed" in str(cooling.skip_message)
+    assert "quality_drop since 2026-06-16 cooling down" in str(cooling.skip_message)
+    assert "episodes: feature_drift since 2026-06-03 closed;" in str(cleared.skip_message)
 
 
 def test_sensor_quality_drop_on_log_loss(make_home) -> None:
