@@ -187,19 +187,25 @@ class RegistryConfig(_Section):
 
 class ValidationConfig(_Section):
     metric: Literal["roc_auc", "pr_auc", "log_loss", "rmse", "mae"] = "roc_auc"
-    margin: float = Field(0.01, ge=0)
+    # Non-inferiority margin, in the metric's units when given. Unset: scaled to the metric —
+    # 0.01 for roc_auc / pr_auc, and for an error metric (log_loss, rmse, mae) 1 % of the
+    # production model's figure on the same rows (a price model's RMSE is not 0.01-sized).
+    margin: float | None = Field(None, ge=0)
     alpha: float = Field(0.05, gt=0, lt=0.5)
     bootstrap_samples: int = Field(1000, ge=100)
-    # Calibration guard (label units): blocks a challenger whose calibration error
+    # Calibration guard, relative: blocks a challenger whose calibration error
     # |mean prediction − mean label| is confidently (one-sided 1 − alpha bound of the paired
-    # difference) larger than production's by more than this, on the same rows; None
-    # disables it. A first model (nothing in production) is not checked.
-    calibration_tolerance: float | None = Field(0.02, gt=0)
+    # difference) larger than production's by more than this share of the task's scale —
+    # the minority-class rate (binary: 0.25 at a 3 % base rate allows 0.0075) or production's
+    # RMSE on the same rows (regression). None disables it; a first model is not checked.
+    calibration_tolerance: float | None = Field(0.25, gt=0)
     # Slice guard: categorical features to slice by (None: all categorical features).
     slice_features: tuple[str, ...] | None = None
     slice_min_rows: int = Field(500, ge=10)
     slice_min_positives: int = Field(20, ge=1)
-    slice_margin: float = Field(0.05, ge=0)
+    # In the metric's units when given; unset: 0.05 for ranking metrics, 5 % of production's
+    # figure on the slice for error metrics.
+    slice_margin: float | None = Field(None, ge=0)
     # A pinned dataset version (a git tag of the home repo holding a split, e.g.
     # `test_split/2026-06-10`) scored too; a confident regression there blocks promotion.
     golden_dataset: str | None = None

@@ -18,6 +18,7 @@ its first dimension, gradients all-reduced by the compiler.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import platform
 import time
@@ -84,31 +85,66 @@ def split_holdout(
     return fit_rows, held
 
 
+def split_calibration(
+    held: pl.DataFrame | None, config: LifecycleConfig
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """(rows that decide early stopping, rows that fit the calibration) from the holdout.
+
+    Calibration is fitted on rows neither the fit nor early stopping used (a calibration
+    fitted on the rows that chose the epoch is fitted to that choice): the holdout's older
+    half decides the epoch, its freshest half, closest to what the model will serve,
+    calibrates. Too few rows (or one class) in either half: the whole holdout stops early
+    and no calibration is fitted."""
+    cfg, problem = config.training, config.problem
+    if held is None or problem.task != "binary" or cfg.calibration == "none":
+        return held, None
+    half = held.height // 2
+    stop, calibrate_rows = held.head(held.height - half), held.tail(half)
+    label = problem.label
+    if (
+        min(stop.height, calibrate_rows.height) < MIN_HOLDOUT_ROWS
+        or stop[label].n_unique() < 2
+        or calibrate_rows[label].n_unique() < 2
+    ):
+        return held, None
+    return stop, calibrate_rows
+
+
 def fit_calibration(scores: np.ndarray, labels: np.ndarray, method: str) -> dict[str, Any]:
     """Platt (a logistic regression on the score's logit) or isotonic (pool adjacent
     violators) calibration of probabilities, as `training.artifact.calibrate` applies it."""
     p = np.clip(np.asarray(scores, dtype=np.float64), 1e-12, 1 - 1e-12)
     y = np.asarray(labels, dtype=np.float64)
     if method == "isotonic":
-        order = np.argsort(p, kind="stable")
-        xs, ys = p[order], y[order]
-        # pool adjacent violators: blocks of (sum, count), merged while decreasing
+        # Tied scores are one point (their mean label): a model's scores tie in plateaus,
+        # and splitting a tie across blocks would map equal scores to different values.
+        levels, inverse = np.unique(p, return_inverse=True)
+        level_sums = np.bincount(inverse, weights=y)
+        level_counts = np.bincount(inverse).astype(np.float64)
+        # pool adjacent violators: blocks of (score sum, label sum, count), merged while the
+        # block means decrease
+        xsums: list[float] = []
         sums: list[float] = []
         counts: list[float] = []
-        lefts: list[float] = []
-        for x, v in zip(xs.tolist(), ys.tolist(), strict=True):
+        for x, v, c in zip(
+            levels.tolist(), level_sums.tolist(), level_counts.tolist(), strict=True
+        ):
+            xsums.append(x * c)
             sums.append(v)
-            counts.append(1.0)
-            lefts.append(x)
+            counts.append(c)
             while len(sums) > 1 and sums[-2] / counts[-2] >= sums[-1] / counts[-1]:
-                merged_sum, merged_count = sums.pop(), counts.pop()
-                lefts.pop()
-                sums[-1] += merged_sum
-                counts[-1] += merged_count
+                merged = xsums.pop(), sums.pop(), counts.pop()
+                xsums[-1] += merged[0]
+                sums[-1] += merged[1]
+                counts[-1] += merged[2]
         means = [s / c for s, c in zip(sums, counts, strict=True)]
         if len(means) == 1:  # constant: one level, as a two-point line
             return {"method": "isotonic", "x": [0.0, 1.0], "y": [means[0], means[0]]}
-        return {"method": "isotonic", "x": lefts, "y": means}
+        # Each block at its mean score (not its left edge), interpolated between blocks and
+        # held flat beyond the first and last: a continuous, increasing map, instead of a
+        # staircase that ties every score of a block (and put ties at the top of the ranking).
+        centres = [xs / c for xs, c in zip(xsums, counts, strict=True)]
+        return {"method": "isotonic", "x": centres, "y": means}
     z = np.log(p) - np.log1p(-p)
 
     def loss(a: float, b: float) -> float:
@@ -133,6 +169,10 @@ def fit_calibration(scores: np.ndarray, labels: np.ndarray, method: str) -> dict
         if current - improved < 1e-10 * max(1.0, abs(current)):
             break
         current = improved
+    if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
+        # A slope that is not positive would flatten or invert the model's ranking: no
+        # calibration rather than that (the caller records the reason).
+        return {"method": None, "reason": f"Platt slope {a:.4g} is not positive; not calibrated"}
     return {"method": "platt", "a": float(a), "b": float(b)}
 
 
@@ -229,6 +269,7 @@ def train_model(
     if kind == "cpu":
         _register_xla()
     fit_rows, held = split_holdout(train, config)
+    held, calibration_rows = split_calibration(held, config)
     preprocessor = Preprocessor.fit(
         fit_rows, problem.numeric_features, problem.categorical_features
     )
@@ -293,15 +334,21 @@ def train_model(
             ),
         },
     )
-    if held is not None and problem.task == "binary" and cfg.calibration != "none":
-        # Fitted on rows the weights never saw; folded into the artifact's scoring.
-        raw = artifact.score(held)
-        labels = held[problem.label].cast(pl.Float64).to_numpy()
-        artifact.architecture["calibration"] = fit_calibration(raw, labels, cfg.calibration)
+    if calibration_rows is not None:
+        # Fitted on rows neither the weights nor early stopping saw; folded into the
+        # artifact's scoring (a Platt fit whose slope is not positive is not kept).
+        raw = artifact.score(calibration_rows)
+        labels = calibration_rows[problem.label].cast(pl.Float64).to_numpy()
+        fitted = fit_calibration(raw, labels, cfg.calibration)
+        if fitted.get("method") is not None:
+            artifact.architecture["calibration"] = fitted
+        else:
+            artifact.metadata["calibration_skipped"] = fitted.get("reason")
     artifact.metadata.update(
         {
             "fit_rows": fit_rows.height,
             "holdout_rows": 0 if held is None else held.height,
+            "calibration_rows": 0 if calibration_rows is None else calibration_rows.height,
             "best_epoch": info.get("best_epoch"),
             "epochs_run": len(losses),
             # (not "calibration": that key is post-processing's optional extra step)

@@ -12,6 +12,7 @@ and every slice see the same weight rows, which is what makes the comparison pai
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -153,6 +154,22 @@ def paired_bootstrap_delta(
     return out[np.isfinite(out)]
 
 
+RANKING_METRICS = ("roc_auc", "pr_auc")
+# Unset margins (ValidationConfig): in metric units for ranking metrics, a share of the
+# production model's figure for error metrics.
+AUTO_MARGIN = 0.01
+AUTO_SLICE_MARGIN = 0.05
+
+
+def resolved_margin(given: float | None, default: float, name: str, production: float) -> float:
+    """A margin in the metric's units: as configured, or scaled to the metric (see above)."""
+    if given is not None:
+        return given
+    if name in RANKING_METRICS:
+        return default
+    return default * abs(production) if math.isfinite(production) else default
+
+
 def _quantile(values: np.ndarray, q: float) -> float | None:
     return float(np.quantile(values, q)) if len(values) else None
 
@@ -186,7 +203,7 @@ def decide(
         "higher_is_better": HIGHER_IS_BETTER[name],
         "n_rows": len(y),
         "n_positive": int(np.sum(y)) if len(y) else 0,
-        "margin": cfg.margin,
+        "margin": cfg.margin if cfg.margin is not None or name in RANKING_METRICS else None,
         "alpha": cfg.alpha,
         "bootstrap_samples": cfg.bootstrap_samples,
         "seed": seed,
@@ -205,6 +222,8 @@ def decide(
     production = np.asarray(production, dtype=np.float64)
     record["production_metric"] = metric(name, y, production)
     record["delta"] = sign * (record["challenger_metric"] - record["production_metric"])
+    margin = resolved_margin(cfg.margin, AUTO_MARGIN, name, record["production_metric"])
+    record["margin"] = margin
 
     slice_masks = _slice_masks(y, slices or {}, cfg)
     ch_boot: list[np.ndarray] = []
@@ -236,7 +255,7 @@ def decide(
     record["delta_upper_bound"] = _quantile(deltas, 1 - cfg.alpha)
     record["challenger_interval"] = _interval(ch_all, cfg.alpha)
     record["production_interval"] = _interval(pr_all, cfg.alpha)
-    non_inferior = record["delta_lower_bound"] > -cfg.margin
+    non_inferior = record["delta_lower_bound"] > -margin
 
     guards = record["guards"]
     guards["calibration"] = calibration_guard(
@@ -257,6 +276,16 @@ def _interval(values: np.ndarray, alpha: float) -> list[float] | None:
     if not len(finite):
         return None
     return [float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))]
+
+
+def calibration_scale(y: np.ndarray, production: np.ndarray, name: str) -> tuple[float, str]:
+    """What the calibration tolerance is a share of: the minority-class rate for a binary
+    task, production's RMSE on the same rows for a regression (1.0 if that is 0)."""
+    if name in (*RANKING_METRICS, "log_loss"):
+        rate = float(np.mean(y))
+        return max(min(rate, 1.0 - rate), 1e-12), "the minority-class rate"
+    rmse = float(np.sqrt(np.mean((production - y) ** 2)))
+    return (rmse if rmse > 0 else 1.0), "production's RMSE"
 
 
 def calibration_guard(
@@ -282,13 +311,17 @@ def calibration_guard(
     mean_label = float(np.mean(y))
     bias_c = float(np.mean(challenger) - mean_label)
     bias_p = float(np.mean(production) - mean_label)
-    tol = cfg.calibration_tolerance
+    scale, scale_name = calibration_scale(y, production, cfg.metric)
+    tol = None if cfg.calibration_tolerance is None else cfg.calibration_tolerance * scale
     error_boot = np.abs(bias_boot) - np.abs(production_bias_boot)
     error_boot = error_boot[np.isfinite(error_boot)]
     difference = abs(bias_c) - abs(bias_p)
     lower = _quantile(error_boot, cfg.alpha)
     result: dict[str, Any] = {
         "measure": "abs_mean_bias",
+        "scale": scale,
+        "scale_is": scale_name,
+        "relative_tolerance": cfg.calibration_tolerance,
         "mean_label": mean_label,
         "challenger_mean_prediction": float(np.mean(challenger)),
         "production_mean_prediction": float(np.mean(production)),
@@ -311,7 +344,8 @@ def calibration_guard(
         f"calibration error |bias| challenger {abs(bias_c):.4f} (bias {bias_c:+.4f}) vs "
         f"production {abs(bias_p):.4f} (bias {bias_p:+.4f}): difference {difference:+.4f}, "
         f"one-sided {1 - cfg.alpha:.0%} lower bound {bound:+.4f} "
-        f"{'>' if not passed else '≤'} tolerance {tol}"
+        f"{'>' if not passed else '≤'} tolerance {tol:.4g} "
+        f"({cfg.calibration_tolerance} × {scale_name} {scale:.4g})"
     )
     return {**result, "passed": passed, "reason": reason}
 
@@ -360,16 +394,17 @@ def slice_guard(
     for (feature, value), mask in masks.items():
         deltas = np.concatenate(boot[(feature, value)])
         deltas = deltas[np.isfinite(deltas)]
-        delta = sign * (
-            metric(name, y[mask], challenger[mask]) - metric(name, y[mask], production[mask])
-        )
-        p_value = (1 + int(np.sum(deltas >= -cfg.slice_margin))) / (len(deltas) + 1)
+        production_slice = metric(name, y[mask], production[mask])
+        delta = sign * (metric(name, y[mask], challenger[mask]) - production_slice)
+        margin = resolved_margin(cfg.slice_margin, AUTO_SLICE_MARGIN, name, production_slice)
+        p_value = (1 + int(np.sum(deltas >= -margin))) / (len(deltas) + 1)
         rows.append(
             {
                 "feature": feature,
                 "value": value,
                 "rows": int(mask.sum()),
                 "positives": int(y[mask].sum()),
+                "margin": margin,
                 "delta": float(delta),
                 "delta_interval": _interval(deltas, cfg.alpha),
                 "p_value": p_value,
@@ -382,16 +417,22 @@ def slice_guard(
             break  # Holm: stop at the first hypothesis not rejected
         row["worse"] = True
     worse = [f"{r['feature']}={r['value']}" for r in rows if r["worse"]]
+    rule = (
+        f"−{cfg.slice_margin}"
+        if cfg.slice_margin is not None or name in RANKING_METRICS
+        else f"−{AUTO_SLICE_MARGIN:.0%} of production's figure on each slice"
+    )
+    shown = AUTO_SLICE_MARGIN if cfg.slice_margin is None else cfg.slice_margin
     return {
         "passed": not worse,
-        "margin": cfg.slice_margin,
+        "margin": shown if name in RANKING_METRICS or cfg.slice_margin is not None else None,
         "correction": "holm",
         "tested": m,
         "worse": worse,
         "slices": rows,
-        "reason": f"worse beyond −{cfg.slice_margin} in {', '.join(worse)}"
+        "reason": f"worse beyond the margin in {', '.join(worse)}"
         if worse
-        else f"no slice of {m} worse beyond −{cfg.slice_margin} (Holm, α={cfg.alpha})",
+        else f"no slice of {m} worse beyond {rule} (Holm, α={cfg.alpha})",
     }
 
 

@@ -186,6 +186,7 @@ def test_train_model_learns_a_separable_problem(data, trained):
         # no holdout in these tests (small_config): every row fits, no early stop, no calibration
         "fit_rows": 2000,
         "holdout_rows": 0,
+        "calibration_rows": 0,
         "best_epoch": None,
         "epochs_run": 12,
         "calibration_method": None,

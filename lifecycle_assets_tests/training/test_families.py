@@ -27,6 +27,7 @@ from lifecycle_assets.training.features import Preprocessor
 from lifecycle_assets.training.train import (
     TrainingError,
     fit_calibration,
+    split_calibration,
     split_holdout,
     train_model,
 )
@@ -206,7 +207,11 @@ def test_holdout_is_the_freshest_rows_and_decides_early_stopping_and_calibration
     assert held["event_time"].min() > fit_rows["event_time"].max()
     result = train_model(timed, cfg, "v1")
     meta = result.artifact.metadata
-    assert (meta["fit_rows"], meta["holdout_rows"]) == (1600, 400)
+    # the holdout's older half stops early, its freshest half calibrates
+    assert (meta["fit_rows"], meta["holdout_rows"], meta["calibration_rows"]) == (1600, 200, 200)
+    stop, calibration_rows = split_calibration(held, cfg)
+    assert stop is not None and calibration_rows is not None
+    assert calibration_rows["event_time"].min() > stop["event_time"].max()
     losses = result.info["holdout_losses"]
     best = meta["best_epoch"]
     assert losses[best - 1] == min(losses)  # the best epoch's weights were kept
@@ -215,9 +220,10 @@ def test_holdout_is_the_freshest_rows_and_decides_early_stopping_and_calibration
         assert meta["epochs_run"] - best == 2
     calibration = result.artifact.architecture["calibration"]
     assert calibration["method"] == "platt" and meta["calibration_method"] == "platt"
-    # calibrated on rows the fit never saw: the mean prediction matches the label rate there
-    scores = result.artifact.score(held)
-    assert abs(scores.mean() - held["is_fraud"].mean()) < 0.02
+    # calibrated on rows neither the fit nor early stopping saw: the mean prediction matches
+    # the label rate there
+    scores = result.artifact.score(calibration_rows)
+    assert abs(scores.mean() - calibration_rows["is_fraud"].mean()) < 0.02
 
 
 def test_platt_and_isotonic_calibration_fix_a_miscalibrated_score() -> None:
@@ -231,6 +237,25 @@ def test_platt_and_isotonic_calibration_fix_a_miscalibrated_score() -> None:
         assert abs(calibrated.mean() - labels.mean()) < 0.01, method
         assert np.all(np.diff(calibrated[np.argsort(skewed)]) >= -1e-12)  # monotone
         assert log_loss(labels, calibrated) < log_loss(labels, skewed)
+
+
+def test_isotonic_pools_ties_and_interpolates_between_block_centres() -> None:
+    scores = np.array([0.1, 0.1, 0.1, 0.1, 0.5, 0.5, 0.9, 0.9])
+    labels = np.array([0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+    fitted = fit_calibration(scores, labels, "isotonic")
+    # one point per tie, at its mean score, its mean label; no block mapped by its left edge
+    assert fitted["x"] == pytest.approx([0.1, 0.5, 0.9])
+    assert fitted["y"] == pytest.approx([0.25, 0.5, 1.0])
+    between = calibrate(np.array([0.3, 0.7, 0.05, 0.95]), fitted)
+    assert between == pytest.approx([0.375, 0.75, 0.25, 1.0])  # interpolated, flat outside
+
+
+def test_a_platt_fit_with_a_slope_that_is_not_positive_is_not_kept() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.random(2000)
+    labels = (rng.random(2000) > scores).astype(np.float64)  # the ranking is inverted
+    fitted = fit_calibration(scores, labels, "platt")
+    assert fitted["method"] is None and "not positive" in fitted["reason"]
 
 
 def test_no_holdout_when_it_would_be_too_small(data) -> None:

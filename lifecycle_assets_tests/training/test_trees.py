@@ -267,7 +267,8 @@ def test_train_model_fits_compiles_and_calibrates_a_gbdt(tmp_path: Path, rows) -
     meta, arch = artifact.metadata, artifact.architecture
     assert arch["family"] == "gbdt" and arch["params"]["num_leaves"] == 15
     assert arch["params"]["compiled"]["n_trees"] == meta["best_epoch"] == result.info["trees"]
-    assert (meta["fit_rows"], meta["holdout_rows"]) == (2400, 600)
+    # the holdout (600 rows): its older half stops early, its freshest half calibrates
+    assert (meta["fit_rows"], meta["holdout_rows"], meta["calibration_rows"]) == (2400, 300, 300)
     assert len(result.losses) == meta["epochs_run"] == len(result.info["holdout_losses"])
     assert result.device == "cpu" and result.compilations == [] and result.steps_per_epoch == 1
     assert "LightGBM 4.7.0" in result.info["hardware"]

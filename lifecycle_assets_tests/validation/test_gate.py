@@ -136,7 +136,7 @@ def test_clearly_worse_challenger_fails():
     y, good, noise = informative_data()
     record = decide(y, noise, good, CFG)
     assert record["delta"] < -0.2
-    assert record["delta_upper_bound"] < -CFG.margin
+    assert record["delta_upper_bound"] < -record["margin"]
     assert record["decision"] == FAIL
 
 
@@ -227,3 +227,21 @@ def test_bootstrap_drops_one_class_resamples():
     # a resample without the single positive has no AUC and is dropped, not counted as nan
     assert 0 < len(deltas) < 500
     assert np.all(np.isfinite(deltas))
+
+
+def test_unset_margins_scale_with_an_error_metric() -> None:
+    """A price model's RMSE is in the hundreds: an unset margin is 1 % of production's RMSE
+    (and each slice's 5 % of production's on the slice), not the 0.01 a ROC-AUC takes."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(5000, 1000, 4000)
+    production = y + rng.normal(0, 800, y.size)
+    challenger = y + (production - y) * 1.003  # worse by 0.3 %: within 1 %
+    segment = rng.choice(["a", "b"], y.size)
+    cfg = ValidationConfig(metric="rmse", bootstrap_samples=300, slice_min_rows=100)
+    record = decide(y, challenger, production, cfg, slices={"segment": segment})
+    assert record["margin"] == pytest.approx(0.01 * record["production_metric"])
+    assert record["decision"] == PASS, record
+    slices = record["guards"]["slices"]["slices"]
+    assert all(r["margin"] == pytest.approx(0.05 * 800, rel=0.1) for r in slices)
+    explicit = decide(y, challenger, production, cfg.model_copy(update={"margin": 0.01}))
+    assert explicit["margin"] == 0.01 and explicit["decision"] == FAIL  # metric units as given

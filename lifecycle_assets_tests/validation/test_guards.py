@@ -88,7 +88,7 @@ def calibrated(n: int = 6000, seed: int = 0, base: float = 0.2):
 def test_a_biased_challenger_fails_the_calibration_guard() -> None:
     y, p, _ = calibrated()
     biased = np.clip(p + 0.08, 0, 1)  # same ranking, much worse calibration
-    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=0.02)
+    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=0.1)
     record = decide(y, biased, p, cfg)
     assert record["non_inferior"] is True
     assert record["guards"]["calibration"]["passed"] is False
@@ -101,7 +101,7 @@ def test_a_challenger_less_biased_than_production_is_not_blocked() -> None:
     y, p, _ = calibrated()
     worse = np.clip(p + 0.10, 0, 1)
     better = np.clip(p + 0.05, 0, 1)  # outside the tolerance, but better than the incumbent
-    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=0.02)
+    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=0.1)
     record = decide(y, better, worse, cfg)
     assert record["guards"]["calibration"]["passed"] is True
     assert record["guards"]["calibration"]["challenger_bias"] == pytest.approx(
@@ -131,7 +131,7 @@ def test_a_label_rate_change_that_shifts_both_models_does_not_block_a_better_one
     old guard (challenger's own bias outside ±tolerance and larger than production's)
     rejected this better-ranking challenger; the paired difference of the errors is within."""
     y, challenger, production = label_rate_change(shift, offset)
-    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=0.02)
+    cfg = ValidationConfig(bootstrap_samples=300)  # the default relative tolerance
     record = decide(y, challenger, production, cfg)
     guard = record["guards"]["calibration"]
     assert record["delta_lower_bound"] > 0  # better on ROC-AUC, with confidence
@@ -140,7 +140,7 @@ def test_a_label_rate_change_that_shifts_both_models_does_not_block_a_better_one
     assert guard["error_difference"] == pytest.approx(
         guard["challenger_error"] - guard["production_error"]
     )
-    assert guard["error_difference_lower_bound"] < cfg.calibration_tolerance
+    assert guard["error_difference_lower_bound"] < guard["tolerance"]
     assert guard["passed"] is True
     assert record["decision"] == PASS
 
@@ -150,20 +150,34 @@ def test_a_challenger_confidently_worse_calibrated_than_production_fails() -> No
     worse calibrated than the incumbent beyond the tolerance, with confidence."""
     y, challenger, production = label_rate_change(0.7, 0.0)
     off = np.clip(challenger - 0.05, 0, 1)
-    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=0.02)
+    cfg = ValidationConfig(bootstrap_samples=300, calibration_tolerance=0.1)
     record = decide(y, off, production, cfg)
     guard = record["guards"]["calibration"]
     assert record["non_inferior"] is True  # the ranking is still better
-    assert guard["error_difference_lower_bound"] > cfg.calibration_tolerance
+    assert guard["error_difference_lower_bound"] > guard["tolerance"]
     assert guard["passed"] is False
     assert record["decision"] == FAIL
     assert "calibration: calibration error" in reason(record)
 
 
+def test_the_calibration_tolerance_is_relative_to_the_base_rate() -> None:
+    """At a 3 % base rate a challenger predicting 5 % on average over-predicts by 67 %: the
+    default tolerance (a quarter of the minority-class rate) blocks it, where an absolute
+    0.02 would have let it through; at a 30 % base rate the same +0.02 is within."""
+    rng = np.random.default_rng(3)
+    for rate, blocked in ((0.03, True), (0.3, False)):
+        p = np.clip(rng.beta(2, 2 / rate - 2, 20_000), 1e-4, 1 - 1e-4)
+        y = (rng.random(p.size) < p).astype(np.float64)
+        record = decide(y, np.clip(p + 0.02, 0, 1), p, ValidationConfig(bootstrap_samples=300))
+        guard = record["guards"]["calibration"]
+        assert guard["scale"] == pytest.approx(rate, abs=0.01)
+        assert guard["passed"] is (not blocked), guard["reason"]
+
+
 def test_the_calibration_guard_uses_the_gates_resamples() -> None:
     """Identical models: every resampled difference of the errors is exactly zero."""
     y, p, _ = calibrated(n=500)
-    cfg = ValidationConfig(bootstrap_samples=200, calibration_tolerance=0.02)
+    cfg = ValidationConfig(bootstrap_samples=200, calibration_tolerance=0.1)
     guard = decide(y, p, p.copy(), cfg)["guards"]["calibration"]
     assert guard["error_difference_interval"] == [0.0, 0.0]
     assert guard["passed"] is True
