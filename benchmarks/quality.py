@@ -1,35 +1,47 @@
 """Quality benchmark: the loop's retraining policies against a scikit-learn reference, per
 drift scenario, in one run. Every scenario's file is replayed through the whole loop
-(`lifecycle replay`, every policy); in the same script a HistGradientBoosting reference is
-backtested on the same rows: static (fitted once, on the loop's first training window) and
-retrained every period on the same trailing window with the same label availability.
+(`lifecycle replay`, every policy), once per model family; in the same script a
+HistGradientBoosting reference is backtested on the same rows: static (fitted once, on the
+loop's first training window) and retrained every period on the same trailing window with
+the same label availability.
 
-    .venv/bin/python benchmarks/quality.py                                  # full: 5 scenarios
+    .venv/bin/python benchmarks/quality.py                                  # full: 7 scenarios
     .venv/bin/python benchmarks/quality.py --scenarios stable,concept --out quality.json
     .venv/bin/python benchmarks/quality.py --size small --scenarios stable  # a smoke run
     .venv/bin/python benchmarks/quality.py --scenarios concept --first-window full
+    .venv/bin/python benchmarks/quality.py --family mlp --family gbdt --workdir DIR  # families
 
-Scenarios (numpy generators of this file, seeded; nothing from the fraud simulator): a churn
-problem (binary) that is `stable`, under `covariate` shift (feature distributions move,
-P(y|x) fixed), `prior` shift (the label rate steps, P(x|y) fixed) or `concept` drift
-(P(y|x) changes at 45 % of the file), and an energy-demand `regression` problem whose
-heating/cooling response and building mix change at 60 %. `--size full`: 24 weekly periods
-of 2,100 rows (50,400 rows); `--size small`: 6 weeks of 600 rows. The loop trains on four
-periods, tests on the next, and labels mature one period late; `--first-window full` makes
-the cold start wait for a full train window (default: the first matured period suffices).
+Generated scenarios (numpy generators of this file, seeded; nothing from the fraud
+simulator): a churn problem (binary) that is `stable`, under `covariate` shift (feature
+distributions move, P(y|x) fixed), `prior` shift (the label rate steps, P(x|y) fixed) or
+`concept` drift (P(y|x) changes at 45 % of the file), and an energy-demand `regression`
+problem whose heating/cooling response and building mix change at 60 %. `--size full`: 24
+weekly periods of 2,100 rows (50,400 rows); `--size small`: 6 weeks of 600 rows. Public
+scenarios (public_data.py: NannyML's example data read out of its wheel, fetched once into
+a cache): `public-wfh` (work from home, 36 monthly periods, a feature shift at 2019-05) and
+`public-housing` (California housing above a value, 19 monthly periods, the region moving
+with time); `--size small`: 8 months of at most 600 rows. The loop trains on four periods,
+tests on the next, and labels mature one period late; `--first-window full` makes the cold
+start wait for a full train window (default: the first matured period suffices).
 
-Per scenario and row (policy never/periodic/triggered, reference gbm-static/gbm-retrained):
-mean quality (ROC-AUC or RMSE) over the periods in which every policy served a model (the
-replay's `comparison`), the mean over their last third, retrains, gate rejections, alerts
-and training seconds per period (the loop: its training stage — datasets, fit, gate,
-promotion; the reference: the fit). Then the bars, each PASS or MISS with its figures. The
-exit code is 0 when the benchmark ran, whatever the verdicts (a benchmark reports).
+`--family NAME` (repeatable; default the config's default family): the loop's policies are
+replayed once per family; with several, each row is `policy[family]` and the bars are per
+family. Per scenario and row (policy never/periodic/triggered, reference
+gbm-static/gbm-retrained): mean quality (ROC-AUC or RMSE) over the periods in which every
+policy of every family served a model, the mean over their last third, retrains, gate
+rejections, alerts and training seconds per period (the loop: its training stage —
+datasets, fit, gate, promotion; the reference: the fit). Then the bars, each PASS or MISS
+with its figures. With `--workdir`, every family's replay and every scenario's result are
+kept as they finish (`DIR/<scenario>/family-<f>.json`, `result.json`) and a rerun skips
+them; `--out` is rewritten after each scenario. The exit code is 0 when the benchmark ran,
+whatever the verdicts (a benchmark reports).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import math
 import sys
@@ -43,6 +55,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 import yaml
+
+try:
+    import public_data  # run as a script: benchmarks/ is on sys.path
+except ImportError:  # imported as benchmarks.quality
+    from benchmarks import public_data  # type: ignore[no-redef]
 
 POLICIES = ("never", "periodic", "triggered")
 REFERENCES = ("gbm-static", "gbm-retrained")
@@ -263,37 +280,112 @@ def energy(periods: int, per_period: int, seed: int, drift_at: float = 0.6) -> p
 
 
 TRAIN_PERIODS = 4
+DAYS_PER_PERIOD = {"week": 7.0, "month": 30.44}
+INTERVAL = {"week": "1w", "month": "1mo"}
+# Label delay in periods (the data's time): [0.5, 9] days for weekly periods; a few per cent
+# of labels miss the one-period maturity window.
+LABEL_DELAY_PERIODS = (0.5 / 7, 9.0 / 7)
 
 
-def _config(task: str, name: str, per_period: int, first_window: str) -> dict[str, Any]:
-    """The scenario's lifecycle.yaml: weekly periods, labels mature one period late, train on
-    four periods, test on one; otherwise the project's defaults (training, gate, monitoring).
+@dataclass(frozen=True)
+class Problem:
+    """A scenario file's columns (its `problem` section)."""
 
-    `first_window`: `one` — `windows.min_train_rows` is one period's rows, so the cold start
-    trains the first model on the first matured period alone (as the shipped 2,000 does with
-    a few thousand rows a day); `full` — it is 95 % of a full train window's rows, so the
-    first model waits for a full window (late regression labels are dropped: hence 95 %)."""
-    binary = task == "binary"
+    entity_id: str
+    label: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    event_time: str = "event_time"
+
+
+CHURN = Problem(
+    "customer_id",
+    "churned",
+    ("monthly_spend", "tenure_months", "support_calls", "usage_hours"),
+    ("plan", "region", "device"),
+)
+ENERGY = Problem(
+    "meter_id",
+    "kwh",
+    ("temperature_c", "floor_area_m2", "occupants", "solar_kw"),
+    ("building_type", "tariff"),
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    task: str
+    drift: bool  # a drift scenario: the triggered-vs-periodic bar applies
+    what: str
+    problem: Problem
+    # (size, public-data cache, echo) -> the replay file's rows, in time order
+    make: Callable[[str, Path, Callable[[str], None]], pl.DataFrame]
+    source: str
+    period: str = "week"  # the replay period: one period of data is one loop day
+    # Declare `problem.feature_ranges` from the file (public data: a model's learned range
+    # would refuse the rows of regions or regimes it never saw; see public_data.py).
+    declare_ranges: bool = False
+
+    def rows(self, size: str, cache: Path, echo: Callable[[str], None]) -> pl.DataFrame:
+        return self.make(size, cache, echo)
+
+
+def _generated(
+    fn: Callable[[int, int, int], pl.DataFrame], seed: int
+) -> Callable[[str, Path, Callable[[str], None]], pl.DataFrame]:
+    return lambda size, _cache, _echo: fn(*SIZES[size], seed)
+
+
+def _public(name: str) -> Callable[[str, Path, Callable[[str], None]], pl.DataFrame]:
+    return lambda size, cache, echo: public_data.load(name, size, cache, echo=echo)
+
+
+def _public_problem(name: str) -> Problem:
+    spec = public_data.PUBLIC[name]
+    return Problem(
+        public_data.ID, spec.label, spec.numeric, spec.categorical, event_time=public_data.TIME
+    )
+
+
+def _period_rows(frame: pl.DataFrame, scenario: Scenario) -> list[int]:
+    """Rows per period of the data's time (the replay's periods), in order."""
+    start = pl.col(scenario.problem.event_time).dt.truncate(INTERVAL[scenario.period])
+    return frame.group_by(start).len().sort(scenario.problem.event_time)["len"].to_list()
+
+
+def _config(
+    scenario: Scenario, frame: pl.DataFrame, first_window: str, family: str
+) -> dict[str, Any]:
+    """The scenario's lifecycle.yaml: periods of the data's time (weeks, or months for the
+    public sets), labels mature one period late, train on four periods, test on one, the
+    model family `family`; otherwise the project's defaults (training, gate, monitoring).
+
+    `first_window`: `one` — `windows.min_train_rows` is one period's rows (the smallest
+    period's), so the cold start trains the first model on the first matured period alone
+    (as the shipped 2,000 does with a few thousand rows a day); `full` — it is 95 % of a
+    full train window's rows, so the first model waits for a full window (late regression
+    labels are dropped: hence 95 %)."""
+    binary = scenario.task == "binary"
+    per_period = min(_period_rows(frame, scenario))
     min_train = (
         min(2000, per_period) if first_window == "one" else int(0.95 * TRAIN_PERIODS * per_period)
     )
+    p = scenario.problem
+    days = DAYS_PER_PERIOD[scenario.period]
     cfg: dict[str, Any] = {
         "problem": {
-            "name": name,
-            "task": task,
-            "entity_id": "customer_id" if binary else "meter_id",
-            "event_time": "event_time",
-            "label": "churned" if binary else "kwh",
-            "numeric_features": (
-                ["monthly_spend", "tenure_months", "support_calls", "usage_hours"]
-                if binary
-                else ["temperature_c", "floor_area_m2", "occupants", "solar_kw"]
-            ),
-            "categorical_features": (
-                ["plan", "region", "device"] if binary else ["building_type", "tariff"]
-            ),
+            "name": f"quality-{scenario.name}",
+            "task": scenario.task,
+            "entity_id": p.entity_id,
+            "event_time": p.event_time,
+            "label": p.label,
+            "numeric_features": list(p.numeric),
+            "categorical_features": list(p.categorical),
             "pii_columns": [],
-            "feature_ranges": {},
+            "feature_ranges": (
+                public_data.declared_ranges(frame, p.numeric) if scenario.declare_ranges else {}
+            ),
             # Shifted features must stay servable by the first model (never policy).
             "feature_range_slack": 2.0,
         },
@@ -308,11 +400,12 @@ def _config(task: str, name: str, per_period: int, first_window: str) -> dict[st
             "min_test_rows": min(1000, per_period // 2),
         },
         "data": {"categories": {}},
+        "training": {"model": {"family": family}},
         "replay": {
             "policies": list(POLICIES),
-            "period": "week",
-            # In the data's time: a label late in a week may miss its maturity window.
-            "label_delay_days": [0.5, 9.0],
+            "period": scenario.period,
+            # In the data's time: a label late in a period may miss its maturity window.
+            "label_delay_days": [round(x * days, 1) for x in LABEL_DELAY_PERIODS],
             "seed": 0,
         },
     }
@@ -323,51 +416,67 @@ def _config(task: str, name: str, per_period: int, first_window: str) -> dict[st
     return cfg
 
 
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    task: str
-    drift: bool  # a drift scenario: the triggered-vs-periodic bar applies
-    what: str
-    make: Callable[[int, int, int], pl.DataFrame]
-    seed: int
-
-
 SCENARIOS = {
     s.name: s
     for s in (
-        Scenario("stable", "binary", False, "churn, nothing changes", churn, 101),
+        Scenario(
+            "stable",
+            "binary",
+            False,
+            "churn, nothing changes",
+            CHURN,
+            _generated(churn, 101),
+            "generated (seed 101)",
+        ),
         Scenario(
             "covariate",
             "binary",
             True,
             "churn, features move from 20 % of the file on, P(y|x) fixed",
-            lambda n, k, seed: churn(n, k, seed, covariate=True),
-            202,
+            CHURN,
+            _generated(lambda n, k, seed: churn(n, k, seed, covariate=True), 202),
+            "generated (seed 202)",
         ),
         Scenario(
             "prior",
             "binary",
             True,
             "churn, label rate 10 % → 30 % at 40 %, → 20 % at 75 %, P(x|y) fixed",
-            churn_prior,
-            303,
+            CHURN,
+            _generated(churn_prior, 303),
+            "generated (seed 303)",
         ),
         Scenario(
             "concept",
             "binary",
             True,
             "churn, P(y|x) changes at 45 % of the file",
-            lambda n, k, seed: churn(n, k, seed, concept_at=0.45),
-            404,
+            CHURN,
+            _generated(lambda n, k, seed: churn(n, k, seed, concept_at=0.45), 404),
+            "generated (seed 404)",
         ),
         Scenario(
             "regression",
             "regression",
             True,
             "energy kWh, heating/cooling response and building mix change at 60 %",
-            energy,
-            505,
+            ENERGY,
+            _generated(energy, 505),
+            "generated (seed 505)",
+        ),
+        *(
+            Scenario(
+                name,
+                "binary",
+                True,
+                spec.what,
+                _public_problem(name),
+                _public(name),
+                f"{public_data.WHEEL}: {spec.stem}_*.csv",
+                period="month",
+                declare_ranges=True,
+            )
+            for name, spec in public_data.PUBLIC.items()
         ),
     )
 }
@@ -416,7 +525,7 @@ def reference_backtest(data: Path, config_file: Path, first_day: int | None) -> 
 
     config = load_config(config_file)
     last = dt.date.fromisoformat(daily.get_last_partition_key() or "2026-01-01")
-    traffic = prepare_traffic(load_table(data), config, "week", last)
+    traffic = prepare_traffic(load_table(data), config, config.replay.period, last)
     frame = traffic.frame
     m = config.labels.maturity_days
     binary = config.problem.task == "binary"
@@ -523,6 +632,89 @@ def _row(qualities: list[float | None], common: list[int]) -> dict[str, Any]:
     }
 
 
+def _digest(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()[:16]
+
+
+def _load_record(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished step's record when it was made with the same inputs (`key`), else None."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("key") == key else None
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)  # a run killed mid-write leaves no half a record
+
+
+def row_name(policy: str, family: str, families: list[str]) -> str:
+    """`periodic` with one family (the original contract), `periodic[gbdt]` with several."""
+    return policy if len(families) == 1 else f"{policy}[{family}]"
+
+
+def replay_family(
+    scenario: Scenario,
+    family: str,
+    root: Path,
+    data: Path,
+    config: dict[str, Any],
+    key: dict[str, Any],
+    policies: list[str],
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """One family's `lifecycle replay` of the scenario, every policy; its record is written
+    to `root/family-<family>.json` and reused when the inputs (`key`) are the same."""
+    from lifecycle_assets.replay.runner import run_replay
+
+    record_file = root / f"family-{family}.json"
+    if (done := _load_record(record_file, key)) is not None:
+        echo(f"{scenario.name} [{family}]: finished earlier, {record_file}")
+        return done
+    config_file, replay_dir = root / f"lifecycle-{family}.yaml", root / f"replay-{family}"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    echo(
+        f"{scenario.name} [{family}]: lifecycle replay {data} --config {config_file} "
+        f"--workdir {replay_dir}"
+    )
+    t0 = time.perf_counter()
+    run_replay(data, config_file, replay_dir, policies=policies, echo=echo)
+    replay_s = time.perf_counter() - t0
+    summary = json.loads((replay_dir / "replay.json").read_text())
+    pols = summary["policies"]
+    first = [i for res in pols.values() for i, p in enumerate(res["periods"]) if p["challenger"]]
+    record = {
+        "key": key,
+        "family": family,
+        "metric": summary["metric"],
+        "higher_is_better": summary["higher_is_better"],
+        "periods": summary["periods"],
+        "loop_days": [p["loop_day"] for p in next(iter(pols.values()))["periods"]],
+        "periods_compared": summary["comparison"]["periods_compared"],
+        "first_challenger": min(first) if first else None,
+        "replay_seconds": round(replay_s, 1),
+        "command": f"lifecycle replay {data.name} --config {config_file.name}",
+        "policies": {
+            name: {
+                "qualities": [p["quality"] for p in res["periods"]],
+                "retrains": res["retrains"],
+                "rejections": res["rejections"],
+                "decisions": res["decisions"],
+                "alerts": res["alerts"],
+                "triggers_fired": res["triggers_fired"],
+                "train_seconds": sum(p["seconds"].get("training", 0.0) for p in res["periods"]),
+                "seconds_per_period": res["seconds_per_period"],
+            }
+            for name, res in pols.items()
+        },
+    }
+    _write_record(record_file, record)
+    return record
+
+
 def run_scenario(
     scenario: Scenario,
     size: str,
@@ -530,53 +722,78 @@ def run_scenario(
     policies: list[str],
     echo: Callable[[str], None],
     first_window: str = "one",
+    families: list[str] | None = None,
+    cache: Path | None = None,
 ) -> dict[str, Any]:
-    from lifecycle_assets.replay.runner import run_replay
+    """The scenario through the loop once per family (every policy) and the reference.
 
-    periods, per_period = SIZES[size]
+    Written as it goes under `root`: data.parquet, per family lifecycle-<f>.yaml,
+    replay-<f>/ and family-<f>.json, and the scenario's result.json. A rerun with the same
+    `root` reuses what finished with the same inputs (data, configs, policies)."""
+    families = families or [default_family()]
     root.mkdir(parents=True, exist_ok=True)
-    data, config_file, replay_dir = root / "data.parquet", root / "lifecycle.yaml", root / "replay"
-    frame = scenario.make(periods, per_period, scenario.seed)
-    frame.write_parquet(data)
-    config_file.write_text(
-        yaml.safe_dump(_config(scenario.task, f"quality-{scenario.name}", per_period, first_window))
-    )
-    label = "churned" if scenario.task == "binary" else "kwh"
+    data = root / "data.parquet"
+    frame = scenario.rows(size, cache or public_data.DEFAULT_CACHE, echo)
+    data_key = _digest(frame.write_csv())
+    configs = {f: _config(scenario, frame, first_window, f) for f in families}
+    keys = {
+        f: {"data": data_key, "config": _digest(yaml.safe_dump(c)), "policies": policies}
+        for f, c in configs.items()
+    }
+    scenario_key = {"families": keys, "size": size, "first_window": first_window}
+    result_file = root / "result.json"
+    if (done := _load_record(result_file, scenario_key)) is not None:
+        echo(f"{scenario.name}: finished earlier, {result_file}")
+        return done["result"]
+    if not data.is_file() or _digest(pl.read_parquet(data).write_csv()) != data_key:
+        frame.write_parquet(data)
+    label = scenario.problem.label
+    n_periods = len(_period_rows(frame, scenario))
+    unit = f"{scenario.period}s"
     mean_label = float(frame[label].cast(pl.Float64).to_numpy().mean())
     echo(
-        f"{scenario.name}: {frame.height} rows, {periods} weeks, {scenario.what}; "
-        f"mean label {mean_label:.3f}; "
-        f"lifecycle replay {data} --config {config_file} --workdir {replay_dir}"
+        f"{scenario.name}: {frame.height} rows, {n_periods} {unit}, {scenario.what}; "
+        f"mean label {mean_label:.3f}; families {', '.join(families)}"
     )
-    t0 = time.perf_counter()
-    run_replay(data, config_file, replay_dir, policies=policies, echo=echo)
-    replay_s = time.perf_counter() - t0
-    summary = json.loads((replay_dir / "replay.json").read_text())
-    pols = summary["policies"]
-    n = summary["periods"]
+    records = {
+        f: replay_family(scenario, f, root, data, configs[f], keys[f], policies, echo)
+        for f in families
+    }
+    first = next(iter(records.values()))
+    n = first["periods"]
+    day_index = {d: i for i, d in enumerate(first["loop_days"])}
+    compared = set(first["periods_compared"])
+    for r in records.values():
+        compared &= set(r["periods_compared"])
+    common = sorted(day_index[d] for d in compared)
     first_days = [
-        i for res in pols.values() for i, p in enumerate(res["periods"]) if p["challenger"]
+        r["first_challenger"] for r in records.values() if r["first_challenger"] is not None
     ]
-    ref = reference_backtest(data, config_file, min(first_days) if first_days else None)
-    day_index = {p["loop_day"]: i for i, p in enumerate(next(iter(pols.values()))["periods"])}
-    common = [day_index[d] for d in summary["comparison"]["periods_compared"]]
+    # The reference needs a config only for the problem and windows: any family's will do.
+    ref = reference_backtest(
+        data, root / f"lifecycle-{families[0]}.yaml", min(first_days) if first_days else None
+    )
     rows: dict[str, dict[str, Any]] = {}
-    for name, res in pols.items():
-        train_s = sum(p["seconds"].get("training", 0.0) for p in res["periods"])
-        rows[name] = {
-            **_row([p["quality"] for p in res["periods"]], common),
-            "retrains": res["retrains"],
-            "rejections": res["rejections"],
-            "decisions": res["decisions"],
-            "alerts": res["alerts"],
-            "triggers_fired": res["triggers_fired"],
-            "train_seconds_per_period": train_s / n,
-            "seconds_per_period": res["seconds_per_period"],
-        }
+    for f, rec in records.items():
+        for name, res in rec["policies"].items():
+            rows[row_name(name, f, families)] = {
+                **_row(res["qualities"], common),
+                "policy": name,
+                "family": f,
+                "retrains": res["retrains"],
+                "rejections": res["rejections"],
+                "decisions": res["decisions"],
+                "alerts": res["alerts"],
+                "triggers_fired": res["triggers_fired"],
+                "train_seconds_per_period": res["train_seconds"] / n,
+                "seconds_per_period": res["seconds_per_period"],
+            }
     for name in REFERENCES:
         r = ref[name]
         rows[name] = {
             **_row(r["qualities"], common),
+            "policy": None,
+            "family": None,
             "retrains": r["fits"],
             "rejections": None,
             "alerts": None,
@@ -585,31 +802,45 @@ def run_scenario(
     result = {
         "scenario": scenario.name,
         "what": scenario.what,
+        "source": scenario.source,
         "task": scenario.task,
-        "metric": summary["metric"],
-        "higher_is_better": summary["higher_is_better"],
+        "metric": first["metric"],
+        "higher_is_better": first["higher_is_better"],
         "drift": scenario.drift,
         "first_window": first_window,
+        "period": scenario.period,
+        "families": families,
         "rows": frame.height,
         "periods": n,
         "periods_compared": len(common),
         "first_compared_period": common[0] if common else None,
         "first_model_day": ref["first_model_day"],
-        "replay_seconds": round(replay_s, 1),
+        "replay_seconds": round(sum(r["replay_seconds"] for r in records.values()), 1),
+        "replay_seconds_by_family": {f: r["replay_seconds"] for f, r in records.items()},
         "reference_seconds": ref["wall_seconds"],
-        "command": f"lifecycle replay {data.name} --config {config_file.name}",
+        "command": first["command"],
+        "commands": {f: r["command"] for f, r in records.items()},
         "results": rows,
     }
     result["bars"] = bars(result)
+    _write_record(result_file, {"key": scenario_key, "result": result})
     return result
+
+
+def default_family() -> str:
+    """The family a config without `training.model` trains (the project's default)."""
+    from lifecycle_assets.config import ModelConfig
+
+    return ModelConfig().family
 
 
 # --- bars ------------------------------------------------------------------------------------
 
 
 def bars(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bars, per family when there are several (the bar's name ends in `[family]`)."""
     rows, out = res["results"], []
-    loop = {k: v for k, v in rows.items() if k in POLICIES and v["mean"] is not None}
+    families = res.get("families") or [None]
     ref = rows["gbm-retrained"]["mean"]
 
     def bar(name: str, ok: bool | None, figures: str) -> None:
@@ -621,54 +852,62 @@ def bars(res: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
 
-    if loop and ref is not None:
-        if res["higher_is_better"]:
-            best = max(loop, key=lambda k: loop[k]["mean"])
-            q = loop[best]["mean"]
+    for family in families:
+        tag = f" [{family}]" if len(families) > 1 else ""
+        mine = {
+            v.get("policy", k): v
+            for k, v in rows.items()
+            if v.get("policy", k) in POLICIES and v.get("family") == family
+        }
+        loop = {k: v for k, v in mine.items() if v["mean"] is not None}
+        if loop and ref is not None:
+            if res["higher_is_better"]:
+                best = max(loop, key=lambda k: loop[k]["mean"])
+                q = loop[best]["mean"]
+                bar(
+                    f"best policy ROC-AUC >= retrained GBM - 0.002{tag}",
+                    q >= ref - AUC_SLACK,
+                    f"{best} {q:.4f} vs GBM {ref:.4f} (Δ {q - ref:+.4f})",
+                )
+            else:
+                best = min(loop, key=lambda k: loop[k]["mean"])
+                q = loop[best]["mean"]
+                bar(
+                    f"best policy RMSE <= 1.02 x retrained GBM{tag}",
+                    q <= RMSE_RATIO * ref,
+                    f"{best} {q:.4f} vs GBM {ref:.4f} (ratio {q / ref:.4f})",
+                )
+        per, trig = mine.get("periodic"), mine.get("triggered")
+        if res["drift"] and per and trig and per["mean"] is not None and trig["mean"] is not None:
+            share = trig["retrains"] / per["retrains"] if per["retrains"] else math.inf
+            if res["higher_is_better"]:
+                diff = trig["mean"] - per["mean"]
+                ok = diff >= -TRIGGERED_SLACK and share <= TRIGGERED_RETRAIN_SHARE
+                bar(
+                    f"triggered within 0.003 of periodic, <= 1/3 of its retrains{tag}",
+                    ok,
+                    f"triggered {trig['mean']:.4f} vs periodic {per['mean']:.4f} "
+                    f"(Δ {diff:+.4f}); retrains {trig['retrains']}/{per['retrains']} = "
+                    f"{share:.2f}",
+                )
+            else:  # regression: reported, no bar in RMSE units
+                bar(
+                    f"triggered vs periodic (info; the bar is in ROC-AUC units){tag}",
+                    None,
+                    f"triggered RMSE {trig['mean']:.4f} vs periodic {per['mean']:.4f} "
+                    f"(ratio {trig['mean'] / per['mean']:.4f}); retrains "
+                    f"{trig['retrains']}/{per['retrains']} = {share:.2f}",
+                )
+        if res["scenario"] == "stable":
+            challengers = sum(v["retrains"] for v in mine.values())
+            rejected = sum(v["rejections"] for v in mine.values())
+            share = rejected / challengers if challengers else 0.0
+            detail = ", ".join(f"{k} {v['rejections']}/{v['retrains']}" for k, v in mine.items())
             bar(
-                "best policy ROC-AUC >= retrained GBM - 0.002",
-                q >= ref - AUC_SLACK,
-                f"{best} {q:.4f} vs GBM {ref:.4f} (Δ {q - ref:+.4f})",
+                f"stable: rejections <= 10 % of challengers{tag}",
+                share <= STABLE_REJECTION_SHARE,
+                f"{rejected}/{challengers} = {share:.1%} ({detail})",
             )
-        else:
-            best = min(loop, key=lambda k: loop[k]["mean"])
-            q = loop[best]["mean"]
-            bar(
-                "best policy RMSE <= 1.02 x retrained GBM",
-                q <= RMSE_RATIO * ref,
-                f"{best} {q:.4f} vs GBM {ref:.4f} (ratio {q / ref:.4f})",
-            )
-    per, trig = rows.get("periodic"), rows.get("triggered")
-    if res["drift"] and per and trig and per["mean"] is not None and trig["mean"] is not None:
-        share = trig["retrains"] / per["retrains"] if per["retrains"] else math.inf
-        if res["higher_is_better"]:
-            diff = trig["mean"] - per["mean"]
-            ok = diff >= -TRIGGERED_SLACK and share <= TRIGGERED_RETRAIN_SHARE
-            bar(
-                "triggered within 0.003 of periodic, <= 1/3 of its retrains",
-                ok,
-                f"triggered {trig['mean']:.4f} vs periodic {per['mean']:.4f} (Δ {diff:+.4f}); "
-                f"retrains {trig['retrains']}/{per['retrains']} = {share:.2f}",
-            )
-        else:  # regression: reported, no bar in RMSE units
-            bar(
-                "triggered vs periodic (info; the bar is in ROC-AUC units)",
-                None,
-                f"triggered RMSE {trig['mean']:.4f} vs periodic {per['mean']:.4f} "
-                f"(ratio {trig['mean'] / per['mean']:.4f}); retrains "
-                f"{trig['retrains']}/{per['retrains']} = {share:.2f}",
-            )
-    if res["scenario"] == "stable":
-        trained = {k: v for k, v in rows.items() if k in POLICIES}
-        challengers = sum(v["retrains"] for v in trained.values())
-        rejected = sum(v["rejections"] for v in trained.values())
-        share = rejected / challengers if challengers else 0.0
-        detail = ", ".join(f"{k} {v['rejections']}/{v['retrains']}" for k, v in trained.items())
-        bar(
-            "stable: rejections <= 10 % of challengers",
-            share <= STABLE_REJECTION_SHARE,
-            f"{rejected}/{challengers} = {share:.1%} ({detail})",
-        )
     return out
 
 
@@ -681,11 +920,19 @@ def _fmt(x: float | None, spec: str) -> str:
 
 def table(res: dict[str, Any]) -> str:
     metric = res["metric"]
+    families = res.get("families") or []
+    by_family = res.get("replay_seconds_by_family") or {}
+    replay = (
+        ", ".join(f"{f} {s:.0f} s" for f, s in by_family.items())
+        if len(by_family) > 1
+        else f"{res['replay_seconds']:.0f} s"
+    )
     lines = [
         f"## {res['scenario']} ({res['task']}, {metric}): {res['what']}",
-        f"{res['rows']} rows, {res['periods']} weekly periods; quality over the "
+        f"{res['rows']} rows, {res['periods']} {res.get('period', 'week')}ly periods; "
+        f"family {', '.join(families)}; quality over the "
         f"{res['periods_compared']} periods every policy served (from period "
-        f"{res['first_compared_period']}); replay {res['replay_seconds']:.0f} s, "
+        f"{res['first_compared_period']}); replay {replay}, "
         f"reference {res['reference_seconds']:.0f} s",
         "",
         f"| row | mean {metric} | last third | retrains | rejections | alerts | train s/period |",
@@ -700,6 +947,37 @@ def table(res: dict[str, Any]) -> str:
     lines.append("")
     for b in res["bars"]:
         lines.append(f"- {b['verdict']}: {b['bar']} — {b['figures']}")
+    return "\n".join(lines)
+
+
+def family_table(results: list[dict[str, Any]], families: list[str]) -> str:
+    """Per scenario and family: the best policy and its mean quality, periodic's mean, and
+    periodic's training seconds per period (the loop's whole training stage) — the figures
+    to choose the default family by."""
+    head = [f"{f}: {c}" for f in families for c in ("best policy", "periodic", "train s/period")]
+    lines = [
+        "# families",
+        "",
+        "| scenario | metric | " + " | ".join(head) + " |",
+        "|---|---|" + "---|" * len(head),
+    ]
+    for res in results:
+        cells: list[str] = []
+        for f in families:
+            mine = {
+                r["policy"]: r
+                for r in res["results"].values()
+                if r.get("family") == f and r["mean"] is not None
+            }
+            ranked = sorted(mine, key=lambda k: mine[k]["mean"], reverse=res["higher_is_better"])
+            best = ranked[0] if ranked else None
+            per = mine.get("periodic")
+            cells += [
+                f"{best} {mine[best]['mean']:.4f}" if best else "—",
+                _fmt(per["mean"] if per else None, ".4f"),
+                _fmt(per["train_seconds_per_period"] if per else None, ".2f"),
+            ]
+        lines.append(f"| {res['scenario']} | {res['metric']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -718,14 +996,32 @@ def main(argv: list[str] | None = None) -> int:
         help="replay only these policies (repeatable; default all three)",
     )
     parser.add_argument(
+        "--family",
+        action="append",
+        help="replay the loop with this model family (repeatable: each family's rows are "
+        "`policy[family]`; default the config's default family only)",
+    )
+    parser.add_argument(
         "--first-window",
         choices=["one", "full"],
         default="one",
         help="the cold start's first model: on the first matured period (one, default) or "
         "only once a full train window has matured (full)",
     )
-    parser.add_argument("--out", default=None, help="write the results as JSON here")
-    parser.add_argument("--workdir", default=None, help="keep data, configs and replays here")
+    parser.add_argument(
+        "--out", default=None, help="write the results as JSON here (after every scenario)"
+    )
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="keep data, configs, replays and results here; a rerun with the same workdir "
+        "skips what finished (default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--cache",
+        default=None,
+        help=f"where the public scenarios' wheel is kept (default {public_data.DEFAULT_CACHE})",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-period replay lines")
     args = parser.parse_args(argv)
     names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -733,43 +1029,68 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not names:
         parser.error(f"unknown scenarios {unknown}; choose from {','.join(SCENARIOS)}")
     policies = list(dict.fromkeys(args.policy or POLICIES))
+    families = list(dict.fromkeys(args.family or [default_family()]))
+    from lifecycle_assets.training.families import FamilyError, resolve
+
+    for family in families:
+        try:
+            resolve(family)
+        except FamilyError as err:
+            parser.error(str(err))
+    cache = Path(args.cache).resolve() if args.cache else public_data.DEFAULT_CACHE
 
     def echo(msg: str) -> None:
         if not args.quiet:
             print(f"[quality {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
     started = time.perf_counter()
-    results = []
+    results: list[dict[str, Any]] = []
+
+    def write_out(missed: list[str] | None) -> None:
+        if not args.out:
+            return
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write_record(
+            out,
+            {
+                "size": args.size,
+                "first_window": args.first_window,
+                "policies": policies,
+                "families": families,
+                "complete": missed is not None,
+                "wall_seconds": round(time.perf_counter() - started, 1),
+                "scenarios": {r["scenario"]: r for r in results},
+                "missed": missed or [],
+            },
+        )
+
     with tempfile.TemporaryDirectory(prefix="lifecycle-quality-") as tmp:
         root = Path(args.workdir or tmp).resolve()
         for name in names:
             res = run_scenario(
-                SCENARIOS[name], args.size, root / name, policies, echo, args.first_window
+                SCENARIOS[name],
+                args.size,
+                root / name,
+                policies,
+                echo,
+                args.first_window,
+                families,
+                cache,
             )
             results.append(res)
             print("\n" + table(res) + "\n", flush=True)
+            write_out(None)
     wall = time.perf_counter() - started
+    if len(families) > 1:
+        print(family_table(results, families) + "\n")
     verdicts = [(r["scenario"], b) for r in results for b in r["bars"]]
     print(f"# bars ({args.size}, first window {args.first_window}, {wall:.0f} s in all)")
     for scenario, b in verdicts:
-        print(f"{b['verdict']:4}  {scenario:10}  {b['bar']}: {b['figures']}")
+        print(f"{b['verdict']:4}  {scenario:14}  {b['bar']}: {b['figures']}")
     missed = [f"{s}: {b['bar']}" for s, b in verdicts if b["verdict"] == "MISS"]
     print(f"{len(missed)} bar(s) missed" + (": " + "; ".join(missed) if missed else ""))
-    if args.out:
-        Path(args.out).write_text(
-            json.dumps(
-                {
-                    "size": args.size,
-                    "first_window": args.first_window,
-                    "policies": policies,
-                    "wall_seconds": round(wall, 1),
-                    "scenarios": {r["scenario"]: r for r in results},
-                    "missed": missed,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+    write_out(missed)
     return 0
 
 

@@ -1,35 +1,56 @@
 """`benchmarks/quality.py` end to end at its small size: one binary scenario (concept drift)
 replayed through the loop with the `periodic` policy and backtested with the scikit-learn
 reference; the result JSON is checked for its structure and finite qualities (no timing
-assertions; the figures are in docs/quality.md)."""
+assertions; the figures are in docs/quality.md), and a rerun with the same workdir skips the
+finished scenario. Fast tests beside it: the public scenarios' mapping out of NannyML's wheel
+(a stand-in wheel of the same layout: nothing is downloaded), and the per-family rows and
+bars."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import io
 import json
 import math
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+from types import ModuleType
 
+import numpy as np
+import polars as pl
 import pytest
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
 
 
-def test_small_concept_drift_run(tmp_path: Path) -> None:
-    out = tmp_path / "quality.json"
-    proc = subprocess.run(
+def _module(name: str) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # quality.py imports public_data by this name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(tmp_path: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "quality.py"),
+            str(BENCH / "quality.py"),
             "--size",
             "small",
             "--scenarios",
             "concept",
             "--policy",
             "periodic",
+            "--family",
+            "mlp",
             "--quiet",
             "--workdir",
             str(tmp_path / "work"),
@@ -41,15 +62,24 @@ def test_small_concept_drift_run(tmp_path: Path) -> None:
         text=True,
         timeout=600,
     )
+
+
+@pytest.mark.slow
+def test_small_concept_drift_run(tmp_path: Path) -> None:
+    out = tmp_path / "quality.json"
+    proc = _run(tmp_path, out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "| gbm-retrained |" in proc.stdout and "# bars (small" in proc.stdout
 
     result = json.loads(out.read_text())
     assert result["size"] == "small" and result["policies"] == ["periodic"]
+    assert result["families"] == ["mlp"] and result["complete"] is True
     res = result["scenarios"]["concept"]
     assert res["task"] == "binary" and res["metric"] == "roc_auc" and res["higher_is_better"]
     assert res["rows"] >= 3000 and res["periods"] >= 6 and res["periods_compared"] >= 2
+    # one family: the rows keep their plain names
     assert set(res["results"]) == {"periodic", "gbm-static", "gbm-retrained"}
+    assert res["results"]["periodic"]["family"] == "mlp"
     for name, row in res["results"].items():
         for key in ("mean", "last_third"):
             assert row[key] is not None and math.isfinite(row[key]), (name, key, row)
@@ -62,3 +92,118 @@ def test_small_concept_drift_run(tmp_path: Path) -> None:
     verdicts = [b["verdict"] for b in res["bars"]]
     assert len(verdicts) == 1 and verdicts[0] in {"PASS", "MISS"}
     assert isinstance(result["missed"], list)
+    work = tmp_path / "work" / "concept"
+    assert (work / "family-mlp.json").is_file() and (work / "result.json").is_file()
+
+    # The same workdir again: the finished scenario is read back, not replayed.
+    again = tmp_path / "again.json"
+    proc = _run(tmp_path, again)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads(again.read_text())["scenarios"]["concept"] == res
+
+
+def _csv(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.write_csv(buf)
+    return buf.getvalue()
+
+
+def _stand_in_wheel(path: Path) -> None:
+    """synthetic_sample_* files laid out and shaped as in nannyml 0.13.1's wheel: 2019-01 to
+    2019-09, 700 rows a month, the analysis labels in a separate file keyed by `id`."""
+    rng = np.random.default_rng(0)
+    times = pl.datetime_range(
+        pl.datetime(2019, 1, 1), pl.datetime(2019, 9, 30), interval="1h", eager=True
+    )
+    keep = np.sort(rng.choice(len(times), 9 * 700, replace=False))
+    n = len(keep)
+    frame = pl.DataFrame(
+        {
+            "id": np.arange(n),
+            "distance_from_office": rng.random(n) * 10,
+            "salary_range": rng.choice(["0 - 20K €", "20K - 40K €"], n),
+            "gas_price_per_litre": rng.random(n) + 1,
+            "public_transportation_cost": rng.random(n) * 5,
+            "wfh_prev_workday": rng.random(n) < 0.5,
+            "workday": rng.choice(["Monday", "Friday"], n),
+            "tenure": rng.random(n) * 8,
+            "work_home_actual": rng.integers(0, 2, n),
+            "timestamp": times.gather(keep).dt.strftime("%Y-%m-%d %H:%M:%S"),
+            "y_pred_proba": rng.random(n),
+            "period": ["reference"] * n,
+            "y_pred": rng.integers(0, 2, n),
+        }
+    )
+    cut = n // 2
+    reference, analysis = frame[:cut], frame[cut:].with_columns(period=pl.lit("analysis"))
+    data = "nannyml/datasets/data/synthetic_sample"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{data}_reference.csv", _csv(reference))
+        z.writestr(f"{data}_analysis.csv", _csv(analysis.drop("work_home_actual")))
+        z.writestr(f"{data}_analysis_gt.csv", _csv(analysis.select("id", "work_home_actual")))
+
+
+def test_public_mapping_from_the_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    public = _module("public_data")
+    wheel = tmp_path / public.WHEEL
+    _stand_in_wheel(wheel)
+    monkeypatch.setattr(public, "WHEEL_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
+    spec = public.PUBLIC["public-wfh"]
+    full = public.load("public-wfh", "full", tmp_path, echo=lambda _: None)
+    # the model's outputs and NannyML's split are not features; nothing else is lost
+    assert full.columns == ["id", "timestamp", *spec.numeric, *spec.categorical, spec.label]
+    assert full.height == 9 * 700 and full[spec.label].null_count() == 0
+    assert full.schema["timestamp"] == pl.Datetime("us", "UTC") and full["timestamp"].is_sorted()
+    assert full.schema["id"] == pl.String and not full["id"].is_duplicated().any()
+    assert set(full["wfh_prev_workday"].unique()) == {"true", "false"}
+    small = public.load("public-wfh", "small", tmp_path, echo=lambda _: None)
+    months = small.group_by(pl.col("timestamp").dt.strftime("%Y-%m")).len()
+    assert months.height == 8 and months["len"].max() == public.SMALL_ROWS  # 2019-01..08
+    ranges = public.declared_ranges(full, spec.numeric)
+    for c in spec.numeric:
+        assert ranges[c][0] < full[c].min() <= full[c].max() < ranges[c][1]
+
+    wheel.write_bytes(b"not the wheel")
+    with pytest.raises(public.PublicDataError, match="sha256"):
+        public.fetch_wheel(tmp_path, echo=lambda _: None)
+
+
+def test_rows_and_bars_per_family() -> None:
+    quality = _module("quality")
+    families = ["mlp", "gbdt"]
+    assert quality.row_name("periodic", "gbdt", families) == "periodic[gbdt]"
+    assert quality.row_name("periodic", "mlp", ["mlp"]) == "periodic"
+
+    def row(policy: str | None, family: str | None, mean: float, retrains: int) -> dict:
+        return {
+            "policy": policy,
+            "family": family,
+            "mean": mean,
+            "retrains": retrains,
+            "rejections": 0 if policy else None,
+            "train_seconds_per_period": 1.0,
+        }
+
+    rows = {
+        quality.row_name(p, f, families): row(p, f, q, k)
+        for f, base in (("mlp", 0.80), ("gbdt", 0.82))
+        for p, q, k in (("periodic", base, 20), ("triggered", base - 0.001, 4))
+    }
+    rows["gbm-retrained"] = row(None, None, 0.81, 19)
+    res = {
+        "scenario": "concept",
+        "metric": "roc_auc",
+        "higher_is_better": True,
+        "drift": True,
+        "families": families,
+        "results": rows,
+    }
+    verdicts = {b["bar"]: b["verdict"] for b in quality.bars(res)}
+    assert verdicts == {
+        "best policy ROC-AUC >= retrained GBM - 0.002 [mlp]": "MISS",
+        "triggered within 0.003 of periodic, <= 1/3 of its retrains [mlp]": "PASS",
+        "best policy ROC-AUC >= retrained GBM - 0.002 [gbdt]": "PASS",
+        "triggered within 0.003 of periodic, <= 1/3 of its retrains [gbdt]": "PASS",
+    }
+    summary = quality.family_table([res], families)
+    assert "| concept | roc_auc | periodic 0.8000 | 0.8000 | 1.00 | periodic 0.8200 |" in summary
