@@ -205,16 +205,3 @@ def load(
         keep = keep.with_columns(pl.col("_r").rank("ordinal").over("_m").alias("_k"))
         frame = keep.filter(pl.col("_k") <= SMALL_ROWS).drop("_m", "_r", "_k")
     return frame.sort(TIME, ID)
-
-
-def declared_ranges(frame: pl.DataFrame, numeric: tuple[str, ...]) -> dict[str, list[float]]:
-    """`problem.feature_ranges` for a public set: the whole file's [min, max] widened by its
-    width on each side, declared up front as a data owner would, so that the service refuses
-    none of the file's rows (a model's own learned range would refuse the regions NannyML's
-    ordering brings in later; the range check is not what this benchmark measures)."""
-    out = {}
-    for c in numeric:
-        lo, hi = float(frame[c].min()), float(frame[c].max())  # type: ignore[arg-type]
-        width = max(hi - lo, 1.0)
-        out[c] = [lo - width, hi + width]
-    return out

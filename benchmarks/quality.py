@@ -323,9 +323,6 @@ class Scenario:
     make: Callable[[str, Path, Callable[[str], None]], pl.DataFrame]
     source: str
     period: str = "week"  # the replay period: one period of data is one loop day
-    # Declare `problem.feature_ranges` from the file (public data: a model's learned range
-    # would refuse the rows of regions or regimes it never saw; see public_data.py).
-    declare_ranges: bool = False
 
     def rows(self, size: str, cache: Path, echo: Callable[[str], None]) -> pl.DataFrame:
         return self.make(size, cache, echo)
@@ -383,11 +380,9 @@ def _config(
             "numeric_features": list(p.numeric),
             "categorical_features": list(p.categorical),
             "pii_columns": [],
-            "feature_ranges": (
-                public_data.declared_ranges(frame, p.numeric) if scenario.declare_ranges else {}
-            ),
-            # Shifted features must stay servable by the first model (never policy).
-            "feature_range_slack": 2.0,
+            # The shipped range handling: no declared domains, so nothing is refused; values
+            # beyond a model's training range are served and flagged (feature_range_slack).
+            "feature_ranges": {},
         },
         "labels": {
             "maturity_days": 1,
@@ -474,7 +469,6 @@ SCENARIOS = {
                 _public(name),
                 f"{public_data.WHEEL}: {spec.stem}_*.csv",
                 period="month",
-                declare_ranges=True,
             )
             for name, spec in public_data.PUBLIC.items()
         ),

@@ -50,13 +50,15 @@ class ProblemConfig(_Section):
     )
     categorical_features: tuple[str, ...] = ("merchant_category", "country", "channel")
     pii_columns: tuple[str, ...] = ("card_number",)
-    # The values a numeric feature may take, [min, max]; the service refuses a request
-    # outside them with a 400 naming the feature. A feature not listed here gets the range
-    # its model saw in training, widened by `feature_range_slack` × that range's width on
-    # each side (recorded in the artifact); before the first model only listed ones apply.
-    # (The defaults are the built-in example's; they apply only to features of that name.)
+    # The values a numeric feature can take at all (its domain), [min, max]; the service
+    # refuses a request outside them with a 400 naming the feature. (The defaults are the
+    # built-in example's; they apply only to features of that name.)
     feature_ranges: dict[str, tuple[float, float]] = {"hour": (0, 23), "merchant_risk": (0, 1)}
-    feature_range_slack: float = Field(1.0, ge=0)
+    # Drift is served, not refused: a value beyond the range its model saw in training,
+    # widened by this share of that range's width on each side (recorded in the artifact),
+    # is answered and flagged in its log record (`out_of_range`), and counted by
+    # `prediction_drift`.
+    feature_range_slack: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _ranges(self) -> ProblemConfig:
@@ -380,6 +382,10 @@ class MonitoringConfig(_Section):
     # An episode closes once the serving model was trained with at least this share of its
     # train window's days on or after the episode's onset (0 < share <= 1).
     episode_close_share: float = Field(0.5, gt=0, le=1)
+    # A day on which more than this share of requests had a feature beyond the serving
+    # model's training range (served and flagged, see `problem.feature_range_slack`) is a
+    # staleness signal of its own kind.
+    out_of_range_share: float = Field(0.05, gt=0, le=1)
 
 
 class ReplayConfig(_Section):

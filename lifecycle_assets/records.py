@@ -52,6 +52,9 @@ class PredictionRecord:
     logged_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     # The post-processing rule that changed the model's decision (None: the model's own).
     rule: str | None = None
+    # Numeric features beyond the serving model's training range: served, flagged here so
+    # monitoring counts the drift the service did not refuse (None: none).
+    out_of_range: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "score": pl.Float64(),
     "decision": pl.String(),
     "logged_at": pl.Datetime("us", "UTC"),
+    "out_of_range": pl.List(pl.String()),
 }
 
 GROUND_TRUTH_SCHEMA: dict[str, pl.DataType] = {
@@ -442,6 +446,7 @@ def _prediction_stream(
             "score": pl.Float64(),
             "decision": pl.String(),
             "logged_at": _time_field(parsed),
+            "out_of_range": pl.List(pl.String()),
             **{p: pl.String() for p in pii},
         }
     )
@@ -468,6 +473,7 @@ def _prediction_stream(
         pl.when(score.is_finite()).then(score).otherwise(None).alias("score"),
         pl.col("decision"),
         logged.alias("logged_at"),
+        pl.col("out_of_range"),
         *[feats.struct.field(n).alias(n) for n in numeric],
         *[feats.struct.field(c).alias(c) for c in categorical],
         # an identifying field may sit at the top level or among the features
@@ -499,6 +505,9 @@ def _prediction_stream(
         ):
             return BAD_PII, None
         score = row.get("score")
+        flagged = row.get("out_of_range")
+        if not isinstance(flagged, list) or not all(isinstance(n, str) for n in flagged):
+            flagged = None
         return None, {
             "request_id": row["request_id"],
             "entity_id": str(row.get("entity_id") or ""),
@@ -507,6 +516,7 @@ def _prediction_stream(
             "score": float(score) if is_number(score) else None,  # type: ignore[arg-type]
             "decision": row.get("decision"),
             "logged_at": parse_time(row.get("logged_at")),
+            "out_of_range": flagged,
             **{n: float(f[n]) for n in numeric},
             **{c: f[c] for c in categorical},
             **{p: (None if v is None else str(v)) for p, v in pii_values.items()},

@@ -68,6 +68,7 @@ def test_prediction_round_trip_keeps_types_utc_times_and_cold_start_nulls(tmp_pa
         score=0.8125,
         decision="decline",
         logged_at=dt.datetime(2026, 6, 1, 10, 30, 1, tzinfo=UTC),
+        out_of_range=("amount",),
     )
     cold = PredictionRecord(
         request_id="r2",
@@ -98,6 +99,7 @@ def test_prediction_round_trip_keeps_types_utc_times_and_cold_start_nulls(tmp_pa
                 dt.datetime(2026, 6, 1, 10, 30, 1, tzinfo=UTC),
                 dt.datetime(2026, 6, 2, 0, 0, 0, tzinfo=UTC),
             ],
+            "out_of_range": [["amount"], None],  # served beyond its training range: flagged
             "amount": [12.5, 3.0],
             "hour": [10.0, 23.0],
             "country": ["DE", "FR"],
@@ -110,6 +112,7 @@ def test_prediction_round_trip_keeps_types_utc_times_and_cold_start_nulls(tmp_pa
             "score": pl.Float64(),
             "decision": pl.String(),
             "logged_at": pl.Datetime("us", "UTC"),
+            "out_of_range": pl.List(pl.String()),
             "amount": pl.Float64(),
             "hour": pl.Float64(),
             "country": pl.String(),

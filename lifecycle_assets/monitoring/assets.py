@@ -28,19 +28,30 @@ def prediction_drift(
     registry: RegistryResource,
     raw_prediction_logs: pl.DataFrame,
 ) -> dict[str, Any]:
-    """Day D's traffic against the serving model's training data: feature PSI, mean prediction
-    against the training label mean, and the model's age."""
+    """Day D's traffic against the serving model's training data: feature PSI, requests
+    served beyond the training range (flagged by the service), mean prediction against the
+    training label mean, and the model's age."""
     cfg = home.config()
     day = partition_day(context)
     scored = raw_prediction_logs.filter(pl.col("score").is_not_null())
-    report: dict[str, Any] = {"day": context.partition_key, "rows": raw_prediction_logs.height}
+    report: dict[str, Any] = {
+        "day": context.partition_key,
+        "rows": raw_prediction_logs.height,
+        **metrics.out_of_range(raw_prediction_logs),
+    }
     versions = scored["model_version"].drop_nulls().unique().sort().to_list()
     report["model_versions"] = versions
     if not versions:
         report.update(
             {"max_psi": None, "psi": {}, "model_age_days": None, "bias_vs_training": None}
         )
-        context.add_output_metadata({"rows": raw_prediction_logs.height, "scored_rows": 0})
+        context.add_output_metadata(
+            {
+                "rows": raw_prediction_logs.height,
+                "scored_rows": 0,
+                "out_of_range_share": _num(report["out_of_range_share"]),
+            }
+        )
         return report
     # The version that served most of the day stands for the day.
     main = scored.group_by("model_version").len().sort("len", descending=True)["model_version"][0]
@@ -79,6 +90,9 @@ def prediction_drift(
             "model_age_days": _num(age),
             "mean_prediction": _num(mean_pred["mean"]),
             "bias_vs_training": _num(bias),
+            "out_of_range_share": _num(report["out_of_range_share"]),
+            "out_of_range_rows": report["out_of_range_rows"],
+            "out_of_range_features": dg.MetadataValue.json(report["out_of_range_features"]),
             "psi": dg.MetadataValue.json({k: round(v, 4) for k, v in psi.items()}),
         }
     )

@@ -107,6 +107,21 @@ def mean_interval(values: np.ndarray, z: float = 1.96) -> dict[str, Any]:
     return {"n": n, "mean": mean, "low": mean - z * se, "high": mean + z * se}
 
 
+def out_of_range(logs: pl.DataFrame) -> dict[str, Any]:
+    """Requests the service answered with a feature beyond the serving model's training
+    range (their log records' `out_of_range` flags): how many, what share, which features."""
+    if logs.height == 0 or "out_of_range" not in logs.columns:
+        return {"out_of_range_rows": 0, "out_of_range_share": None, "out_of_range_features": {}}
+    flags = logs["out_of_range"]
+    rows = int((flags.list.len().fill_null(0) > 0).sum())
+    counts = flags.explode().drop_nulls().value_counts(sort=True)
+    return {
+        "out_of_range_rows": rows,
+        "out_of_range_share": rows / logs.height,
+        "out_of_range_features": {str(k): int(v) for k, v in counts.iter_rows()},
+    }
+
+
 def quality_drop(live: float | None, validated: float | None, metric_name: str) -> float | None:
     """How much worse live quality is than the quality the model was validated with, in the
     metric's units: positive is worse whichever way the metric points (ROC-AUC falling,

@@ -31,7 +31,7 @@ DRIFT = dg.AssetKey("prediction_drift")
 QUALITY = dg.AssetKey("live_quality")
 DECISIONS = dg.AssetKey("validation_report")
 
-SignalKind = Literal["feature_drift", "quality_drop", "prediction_bias"]
+SignalKind = Literal["feature_drift", "quality_drop", "prediction_bias", "out_of_range"]
 
 
 @dataclass(frozen=True)
@@ -121,17 +121,28 @@ def staleness_reasons(
     cfg: MonitoringConfig,
     *,
     metric: str,
+    out_of_range_share: float | None = None,
 ) -> list[Reason]:
     """Why the serving model looks stale today, one `Reason` per kind of signal; empty when
     it does not. `metric` is the gate's metric (`validation.metric`), which orients the
     quality drop; it has no default so that no caller can silently compare a lower-is-better
-    metric the wrong way."""
+    metric the wrong way. `out_of_range_share`: the share of the day's requests served with
+    a feature beyond the model's training range (`prediction_drift`)."""
     psi, live, validated = _finite(max_psi), _finite(live_quality), _finite(validated_quality)
     low, high = _finite(bias_low), _finite(bias_high)
     reasons = []
     if psi is not None and psi > cfg.psi_threshold:
         reasons.append(
             Reason("feature_drift", f"feature drift: max PSI {psi:.3f} > {cfg.psi_threshold}")
+        )
+    beyond = _finite(out_of_range_share)
+    if beyond is not None and beyond > cfg.out_of_range_share:
+        reasons.append(
+            Reason(
+                "out_of_range",
+                f"out of range: {beyond:.1%} of requests beyond the training range "
+                f"(> {cfg.out_of_range_share:.1%})",
+            )
         )
     drop = quality_drop(live, validated, metric)
     if drop is not None and drop > cfg.quality_drop:
@@ -290,6 +301,7 @@ def evaluate_staleness(
         high,
         config.monitoring,
         metric=config.validation.metric,
+        out_of_range_share=_meta(drift[0], "out_of_range_share"),
     )
     # The model that served the newest day (what its drift is measured against).
     serving = _meta(drift[0], "model_version") or version

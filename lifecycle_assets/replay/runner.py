@@ -288,6 +288,7 @@ def decide_training(
         bias.get("high"),
         config.monitoring,
         metric=config.validation.metric,
+        out_of_range_share=drift.get("out_of_range_share"),
     )
     fire, state.episode = step_episode(
         state.episode,

@@ -127,8 +127,9 @@ def score_items(
     """One batch call through the artifact and the chain; no artifact → features only.
 
     The checks `/predict` applies hold here too (`PostProcessor.score`): an item whose
-    features `validator` would refuse for this model, or whose score is not finite, is
-    stored unscored with the rule saying why (`review` for a binary task), never decided."""
+    features `validator` would refuse (outside their domain, beyond float32), or whose score
+    is not finite, is stored unscored with the rule saying why (`review` for a binary
+    task), never decided."""
     stamp = computed_at.astimezone(dt.UTC).isoformat()
     if artifact is None or not items:
         return [
@@ -147,10 +148,7 @@ def score_items(
             for it in items
         ]
     feats = [it.features for it in items]
-    valid = None
-    if validator is not None:
-        ranges = validator.with_model_ranges(artifact.metadata.get("feature_ranges"))
-        valid = [_acceptable(validator, f, ranges) for f in feats]
+    valid = None if validator is None else [_acceptable(validator, f) for f in feats]
     scored = chain.score(artifact, feats, [it.entity_id for it in items], valid)
     return [
         LookupEntry(
@@ -169,11 +167,9 @@ def score_items(
     ]
 
 
-def _acceptable(
-    validator: RequestValidator, features: dict[str, Any], ranges: dict[str, tuple[float, float]]
-) -> bool:
+def _acceptable(validator: RequestValidator, features: dict[str, Any]) -> bool:
     try:
-        validator.features(features, ranges)
+        validator.features(features)
     except RequestError:
         return False
     return True

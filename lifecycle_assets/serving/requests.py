@@ -196,6 +196,8 @@ class ValidRequest:
     entity_id: str
     event_time: dt.datetime
     features: dict[str, FeatureValue]
+    # numeric features beyond the serving model's training range (served, flagged)
+    out_of_range: tuple[str, ...] = ()
 
 
 # The largest magnitude the model's float32 inputs can hold: a larger finite number becomes
@@ -241,22 +243,30 @@ class RequestValidator:
         }
         self._expected = frozenset((*self.numeric, *self.categorical))
 
-    def with_model_ranges(self, model_ranges: Ranges | None) -> dict[str, tuple[float, float]]:
-        """The ranges that apply while a model serves: the configured ones, and for every
-        other numeric feature the range recorded in that model's artifact."""
-        out = {
+    def model_ranges(self, recorded: Ranges | None) -> dict[str, tuple[float, float]]:
+        """The training ranges a model recorded (`metadata.feature_ranges`), for flagging
+        values beyond them; features with a configured domain are judged by that instead."""
+        return {
             n: (float(r[0]), float(r[1]))
-            for n, r in (model_ranges or {}).items()
-            if n in self.numeric and len(r) == 2
+            for n, r in (recorded or {}).items()
+            if n in self.numeric and n not in self.ranges and len(r) == 2
         }
-        out.update(self.ranges)
-        return out
 
-    def features(
-        self, raw: Mapping[str, Any], ranges: Mapping[str, tuple[float, float]] | None = None
-    ) -> dict[str, FeatureValue]:
-        """The features as received, once every one is present, of the right type and
-        inside its range (`ranges`, default: the configured ones)."""
+    def beyond(
+        self, features: Mapping[str, Any], ranges: Mapping[str, tuple[float, float]]
+    ) -> tuple[str, ...]:
+        """The numeric features of a valid request beyond the model's training `ranges`:
+        served, and flagged in the log (drift the loop must see, not refuse)."""
+        out = []
+        for name, (lo, hi) in ranges.items():
+            value = features.get(name)
+            if isinstance(value, int | float) and not lo <= value <= hi:
+                out.append(name)
+        return tuple(out)
+
+    def features(self, raw: Mapping[str, Any]) -> dict[str, FeatureValue]:
+        """The features as received, once every one is present, of the right type, finite,
+        within float32 and inside its configured domain (`problem.feature_ranges`)."""
         if len(raw) > 2 * len(self._expected) + 16:
             # not worth naming: far more keys than the config has features
             raise RequestError(
@@ -272,12 +282,11 @@ class RequestValidator:
             if extra:
                 parts.append(f"unknown features {_names(extra)}")
             raise RequestError("; ".join(parts))
-        limits = self.ranges if ranges is None else ranges
         for name in self.numeric:
             value = raw[name]
             if not _is_finite_number(value):
                 raise RequestError(f"feature {name!r} must be a finite number, got {_show(value)}")
-            bounds = limits.get(name)
+            bounds = self.ranges.get(name)
             if bounds is not None:
                 if not bounds[0] <= value <= bounds[1]:
                     raise RequestError(
@@ -367,12 +376,13 @@ def prepare(
     window: TimeWindow | None = None,
     ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[ValidRequest]:
-    """Validate a batch, give ids to requests without one, and default their event time."""
+    """Validate a batch, give ids to requests without one, and default their event time;
+    flag the features beyond the serving model's training `ranges`."""
     out: list[ValidRequest] = []
     seen: set[str] = set()
     for i, req in enumerate(requests):
         try:
-            features = validator.features(req.features, ranges)
+            features = validator.features(req.features)
             event_time = (
                 default_time if req.event_time is None else utc_time(req.event_time, "event_time")
             )
@@ -386,7 +396,8 @@ def prepare(
         if request_id in seen:
             raise RequestError(f"requests[{i}]: duplicate request_id {request_id!r} in the batch")
         seen.add(request_id)
-        out.append(ValidRequest(request_id, req.entity_id, event_time, features))
+        beyond = validator.beyond(features, ranges) if ranges else ()
+        out.append(ValidRequest(request_id, req.entity_id, event_time, features, beyond))
     return out
 
 
@@ -421,7 +432,15 @@ def prediction_records(
     if scores is None or decisions is None:
         return [
             PredictionRecord(
-                r.request_id, r.entity_id, r.event_time, r.features, None, None, None, stamp
+                r.request_id,
+                r.entity_id,
+                r.event_time,
+                r.features,
+                None,
+                None,
+                None,
+                stamp,
+                out_of_range=r.out_of_range or None,
             )
             for r in requests
         ]
@@ -437,6 +456,7 @@ def prediction_records(
             d,
             stamp,
             rule,
+            r.out_of_range or None,
         )
         for r, s, d, rule in zip(requests, scores, decisions, rules, strict=True)
     ]

@@ -392,10 +392,8 @@ class ServingRuntime:
         # request ids this worker answered (a repeat is refused: see `_refuse_repeated_ids`)
         self._answered: OrderedDict[str, None] = OrderedDict()
         self.label_conflicts = 0
-        self._ranges: tuple[str | None, dict[str, tuple[float, float]]] = (
-            None,
-            self.validator.ranges,
-        )
+        # (version, its training ranges): values beyond them are served and flagged
+        self._ranges: tuple[str | None, dict[str, tuple[float, float]]] = (None, {})
         self.lookup_store = lookup_store or SqliteLookupStore(home.lookup)
         # Workers of one service switch models together through the home's version fence.
         self.model = AliasFollower(
@@ -471,11 +469,12 @@ class ServingRuntime:
         )
 
     def _model_ranges(self, served: Served) -> dict[str, tuple[float, float]]:
-        """The feature ranges while `served` answers (cached per version)."""
+        """The training ranges of the model `served`, beyond which a value is flagged
+        (cached per version)."""
         version, ranges = self._ranges
         if served.version != version:
             recorded = served.artifact.metadata.get("feature_ranges") if served.artifact else None
-            ranges = self.validator.with_model_ranges(recorded)
+            ranges = self.validator.model_ranges(recorded)
             self._ranges = (served.version, ranges)
         return ranges
 
@@ -699,12 +698,12 @@ class ServingRuntime:
         self, served: Served, entity_id: str, feats: dict[str, Any] | None
     ) -> Scored | None:
         """A stored item scored by the serving model under the checks `/predict` applies
-        (features within range, a finite score); None when it cannot be, and the stored
-        answer stands."""
+        (features within their domain, a finite score); None when it cannot be, and the
+        stored answer stands."""
         if feats is None or served.artifact is None:
             return None
         try:
-            self.validator.features(feats, self._model_ranges(served))
+            self.validator.features(feats)
         except RequestError:
             return None
         (scored,) = self.postprocess.score(served.artifact, [feats], [entity_id])

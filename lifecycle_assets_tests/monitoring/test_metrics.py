@@ -56,3 +56,16 @@ def test_prediction_bias_interval() -> None:
     assert ok["low"] < 0 < ok["high"]
     assert bad["low"] > 0.08 and bad["bias"] == pytest.approx(0.1, abs=0.01)
     assert metrics.prediction_bias(np.array([]), np.array([]))["bias"] is None
+
+
+def test_requests_served_beyond_the_training_range_are_counted() -> None:
+    logs = pl.DataFrame(
+        {"out_of_range": [["amount"], None, ["amount", "hour"], [], None]},
+        schema={"out_of_range": pl.List(pl.String())},
+    )
+    counted = metrics.out_of_range(logs)
+    assert counted["out_of_range_rows"] == 2
+    assert counted["out_of_range_share"] == pytest.approx(0.4)
+    assert counted["out_of_range_features"] == {"amount": 2, "hour": 1}
+    empty = metrics.out_of_range(logs.clear())
+    assert empty["out_of_range_rows"] == 0 and empty["out_of_range_share"] is None

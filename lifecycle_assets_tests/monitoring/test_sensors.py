@@ -83,6 +83,21 @@ def test_a_quality_drop_on_a_lower_is_better_metric_is_a_rise(name: str) -> None
     assert quality_drop(float("nan"), validated, name) is None
 
 
+def test_traffic_served_beyond_the_training_range_is_a_signal_of_its_own() -> None:
+    """Drift the service serves instead of refusing reaches the trigger: past
+    `monitoring.out_of_range_share` of a day's requests it is a reason of its own kind."""
+    quiet = staleness_reasons(None, None, None, None, None, CFG, metric="roc_auc")
+    within = staleness_reasons(
+        None, None, None, None, None, CFG, metric="roc_auc", out_of_range_share=0.01
+    )
+    beyond = staleness_reasons(
+        None, None, None, None, None, CFG, metric="roc_auc", out_of_range_share=0.30
+    )
+    assert quiet == within == []
+    assert [r.kind for r in beyond] == ["out_of_range"]
+    assert beyond[0].text.startswith("out of range: 30.0% of requests")
+
+
 def test_staleness_reasons_needs_the_metric() -> None:
     with pytest.raises(TypeError):
         staleness_reasons(0.1, 0.5, 0.4, None, None, CFG)  # type: ignore[call-arg]

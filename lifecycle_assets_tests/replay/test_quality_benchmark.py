@@ -159,9 +159,6 @@ def test_public_mapping_from_the_wheel(tmp_path: Path, monkeypatch: pytest.Monke
     small = public.load("public-wfh", "small", tmp_path, echo=lambda _: None)
     months = small.group_by(pl.col("timestamp").dt.strftime("%Y-%m")).len()
     assert months.height == 8 and months["len"].max() == public.SMALL_ROWS  # 2019-01..08
-    ranges = public.declared_ranges(full, spec.numeric)
-    for c in spec.numeric:
-        assert ranges[c][0] < full[c].min() <= full[c].max() < ranges[c][1]
 
     wheel.write_bytes(b"not the wheel")
     with pytest.raises(public.PublicDataError, match="sha256"):

@@ -94,13 +94,17 @@ def test_bad_features_are_refused_with_a_reason(
     assert info.value.status == 400
 
 
-def test_model_ranges_apply_and_configured_ones_win(validator: RequestValidator) -> None:
-    ranges = validator.with_model_ranges({"amount": [0.0, 500.0], "hour": [5.0, 6.0]})
-    assert ranges["amount"] == (0.0, 500.0)
-    assert ranges["hour"] == (0.0, 23.0)  # the config's range, not the model's
-    assert validator.features(features(amount=499.0), ranges)["amount"] == 499.0
-    with pytest.raises(RequestError, match=r"'amount' must be within \[0, 500\], got 501.0"):
-        validator.features(features(amount=501.0), ranges)
+def test_training_ranges_flag_and_configured_domains_refuse(validator: RequestValidator) -> None:
+    ranges = validator.model_ranges({"amount": [0.0, 500.0], "hour": [5.0, 6.0]})
+    assert ranges == {"amount": (0.0, 500.0)}  # hour has a configured domain: that judges it
+    assert validator.beyond(features(amount=499.0), ranges) == ()
+    # beyond what training saw: served (no error) and flagged, never refused
+    drifted = validator.features(features(amount=501.0))
+    assert validator.beyond(drifted, ranges) == ("amount",)
+    with pytest.raises(RequestError, match=r"'hour' must be within \[0, 23\], got 25"):
+        validator.features(features(hour=25))
+    request = PredictRequest(entity_id="c", features=features(amount=501.0))
+    assert prepare([request], validator, T0, ranges=ranges)[0].out_of_range == ("amount",)
 
 
 def test_error_messages_stay_short_for_huge_requests(validator: RequestValidator) -> None:

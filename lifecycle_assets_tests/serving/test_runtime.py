@@ -356,18 +356,27 @@ def test_a_non_finite_score_can_be_sent_to_review(home: LifecycleHome, store: Fa
     rt.close()
 
 
-def test_the_serving_models_recorded_ranges_apply(home: LifecycleHome, store: FakeStore) -> None:
+def test_drift_beyond_the_training_range_is_served_and_flagged(
+    home: LifecycleHome, store: FakeStore
+) -> None:
     artifact = make_artifact("v1")
     artifact.metadata["feature_ranges"] = {"amount": [0.0, 100.0], "hour": [3.0, 4.0]}
     store.models["v1"] = artifact
     point(home, "v1")
     rt = runtime(home, store, background_loads=False)
-    assert predict_one(rt, 7).model_version == "v1"  # hour 7: the config's [0, 23] wins
+    assert predict_one(rt, 7).model_version == "v1"  # hour 7: within the config's [0, 23]
     big = PredictRequest(entity_id="c", features={**features(), "amount": 1e38})
-    with pytest.raises(RequestError, match=r"'amount' must be within \[0, 100\]") as info:
-        rt.predict([big])
+    (answer,) = rt.predict([big])
+    assert answer.model_version == "v1" and answer.score is not None
+    beyond_float32 = PredictRequest(entity_id="c", features={**features(), "amount": 1e39})
+    with pytest.raises(RequestError, match="float32") as info:
+        rt.predict([beyond_float32])  # an absurd magnitude is still refused
     assert info.value.status == 400
     rt.close()
+    rows = logged(home)
+    flags = dict(zip(rows["request_id"], rows["out_of_range"].to_list(), strict=True))
+    assert flags[answer.request_id] == ["amount"]
+    assert sum(1 for f in flags.values() if f) == 1  # hour 7 is not flagged
 
 
 def test_event_times_the_pipeline_would_quarantine_are_refused(
