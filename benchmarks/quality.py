@@ -351,6 +351,25 @@ def _period_rows(frame: pl.DataFrame, scenario: Scenario) -> list[int]:
     return frame.group_by(start).len().sort(scenario.problem.event_time)["len"].to_list()
 
 
+RECIPE_KEYS = {"holdout": "holdout_fraction", "calibration": "calibration", "epochs": "epochs"}
+
+
+def family_training(spec: str) -> dict[str, Any]:
+    """The `training:` section of a `--family` spec: a family name, optionally with a
+    training recipe after `@` (`gbdt@holdout=0.2`, `mlp@holdout=0.15,epochs=12`), so recipes
+    are compared like families (each spec is its own row)."""
+    name, _, recipe = spec.partition("@")
+    training: dict[str, Any] = {"model": {"family": name}}
+    for item in filter(None, recipe.split(",")):
+        key, _, value = item.partition("=")
+        if key not in RECIPE_KEYS or not value:
+            raise ValueError(f"--family {spec}: recipe items are {', '.join(RECIPE_KEYS)}=VALUE")
+        training[RECIPE_KEYS[key]] = value if key == "calibration" else float(value)
+        if key == "epochs":
+            training["epochs"] = int(float(value))
+    return training
+
+
 def _config(
     scenario: Scenario, frame: pl.DataFrame, first_window: str, family: str
 ) -> dict[str, Any]:
@@ -395,7 +414,7 @@ def _config(
             "min_test_rows": min(1000, per_period // 2),
         },
         "data": {"categories": {}},
-        "training": {"model": {"family": family}},
+        "training": family_training(family),
         "replay": {
             "policies": list(POLICIES),
             "period": scenario.period,
@@ -993,7 +1012,8 @@ def main(argv: list[str] | None = None) -> int:
         "--family",
         action="append",
         help="replay the loop with this model family (repeatable: each family's rows are "
-        "`policy[family]`; default the config's default family only)",
+        "`policy[family]`; default the config's default family only); a training recipe may "
+        "follow `@`: gbdt@holdout=0.2 (holdout, calibration, epochs)",
     )
     parser.add_argument(
         "--first-window",
@@ -1028,8 +1048,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for family in families:
         try:
-            resolve(family)
-        except FamilyError as err:
+            resolve(family.partition("@")[0])
+            family_training(family)
+        except (FamilyError, ValueError) as err:
             parser.error(str(err))
     cache = Path(args.cache).resolve() if args.cache else public_data.DEFAULT_CACHE
 
