@@ -554,6 +554,7 @@ def test_a_bento_per_promotion_builds_offline_and_runs_from_its_own_files(
     assert "torch==2.9.0" in requirements and "dagster" not in requirements
     code = (
         "import sys, bentos.service as s, lifecycle_assets as la; "
+        "import lifecycle_assets.training.trees; "  # gbdt models serve from the Bento too
         "assert la.__file__.startswith(sys.argv[1]), la.__file__; "
         "bad = sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'dvc', 'torch_xla'}); "
         "assert not bad, bad; print(s.Lifecycle.name)"
