@@ -15,6 +15,16 @@ from lifecycle_assets.home import LifecycleHome
 os.environ.setdefault("PJRT_DEVICE", "CPU")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _xla_runtime_before_any_backward_pass() -> None:
+    """Autograd sizes its device queues at a process's first backward pass: a test that
+    trains by hand (not through `train_model`, which starts the runtime itself) must not be
+    the first, or every later XLA test in the session fails whichever subset runs."""
+    from lifecycle_assets.training.train import _register_xla
+
+    _register_xla()
+
+
 def _isolate(home_root: Path, mp: pytest.MonkeyPatch) -> None:
     for key, value in LifecycleHome(home_root).tool_env().items():
         mp.setenv(key, value)

@@ -273,12 +273,11 @@ class Registry:
         with bentoml.models.create(
             bento_model_tag(self.model_name, version),
             labels=labels,
-            # BentoML metadata takes no nulls; the full record stays in versions.json.
-            metadata={
-                "weights_sha256": manifest["weights_sha256"],
-                "artifact_sha256": digest,
-                **{k: v for k, v in info.items() if v is not None},
-            },
+            # BentoML metadata takes no nulls, at any depth; the full record stays in
+            # versions.json.
+            metadata=_without_nulls(
+                {"weights_sha256": manifest["weights_sha256"], "artifact_sha256": digest, **info}
+            ),
             _model_store=model_store(self.home),
         ) as ref:
             for name in os.listdir(artifact_dir):
@@ -365,6 +364,15 @@ class Registry:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+
+
+def _without_nulls(value: Any) -> Any:
+    """`value` with every None dropped (from dicts and lists, at any depth)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value
 
 
 def _history_lines(path: Path) -> list[dict[str, Any]]:

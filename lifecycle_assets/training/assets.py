@@ -106,7 +106,12 @@ def candidate_model(
             "train_seconds": round(result.seconds, 3),
             "device": result.device,
             "hardware": result.info["hardware"],
-            "xla_compilations": lineage["xla_compilations"],
+            # a family fitted outright (gbdt) compiles nothing: no figure, rather than a null
+            **(
+                {"xla_compilations": lineage["xla_compilations"]}
+                if lineage["xla_compilations"] is not None
+                else {}
+            ),
             "data_version": f"{split_tag} ({lineage['train_split_dvc_hash']})",
             "code_commit": str(lineage.get("code_commit")),
             "code_dirty": bool(lineage.get("code_dirty")),

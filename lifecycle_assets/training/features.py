@@ -23,12 +23,12 @@ def fit_ranges(
     configured: dict[str, tuple[float, float]],
     slack: float,
 ) -> dict[str, list[float]]:
-    """The [min, max] each numeric feature may take when this model serves: the configured
-    range where there is one, else the training range widened by `slack` × its width on
-    each side (a constant feature gets ±`slack` × max(1, |value|)).
+    """The [min, max] of each numeric feature for this model: the configured domain where
+    there is one, else the training range widened by `slack` × its width on each side (a
+    constant feature gets ±`slack` × max(1, |value|)).
 
-    Requests outside are refused: a value far beyond anything the model saw is a broken
-    client, not a prediction — and a huge finite one overflows float32 to a NaN score."""
+    Recorded in the artifact: the service serves a value beyond it and flags it in the log
+    as drift (`out_of_range`); only configured domains and absurd magnitudes are refused."""
     out: dict[str, list[float]] = {}
     for col in numeric:
         if col in configured:

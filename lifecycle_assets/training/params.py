@@ -56,6 +56,11 @@ class GbdtParams(_Params):
     compiled: GbdtShape | None = None
 
 
+# The family a config without `training.model` trains. Chosen by `benchmarks/quality.py`
+# on public data the project did not generate (docs/quality.md): LightGBM compiled to
+# tensors beat the MLP on both public sets and matched a retrained HistGradientBoosting.
+DEFAULT_FAMILY = "gbdt"
+
 # Where installed packages register their own model families (a name → a factory).
 ENTRY_POINT_GROUP = "lifecycle.model_families"
 
