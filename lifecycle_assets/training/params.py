@@ -42,11 +42,15 @@ class GbdtShape(_Params):
 
 class GbdtParams(_Params):
     # Boosting rounds (one tree each): the cap; with a holdout, early stopping ends sooner.
-    num_trees: int = Field(100, ge=1, le=10_000)
+    # 200 rounds at 0.05 with 15 leaves, measured against 100 at 0.1 with 31 (LightGBM's own
+    # defaults): a better first model on both public sets of the quality benchmark (ROC-AUC
+    # +0.0008 and +0.0046 when trained once on the first month) and on the built-in
+    # simulator, and about half the compiled module (trees × leaves²) to serve.
+    num_trees: int = Field(200, ge=1, le=10_000)
     # Leaves per tree; the compiled module's cost grows with its square (a path matrix of
     # nodes × leaves per tree), hence the cap.
-    num_leaves: int = Field(31, ge=2, le=256)
-    learning_rate: float = Field(0.1, gt=0, le=1)
+    num_leaves: int = Field(15, ge=2, le=256)
+    learning_rate: float = Field(0.05, gt=0, le=1)
     min_data_in_leaf: int = Field(20, ge=1)
     feature_fraction: float = Field(1.0, gt=0, le=1)
     # Rounds without a better holdout loss before the fit stops (needs a holdout).
