@@ -61,8 +61,9 @@ def validation_report(
         f"({candidate_model.version} vs {incumbent})",
         tag=f"validation/{context.partition_key}",
     )
-    if record["decision"] == FAIL:
+    if record["decision"] == FAIL and not record.get("inconclusive"):
         # A routine FAIL is a gate alert; the run itself succeeds (never a broken-run alert).
+        # An inconclusive one (better on the metric, too few rows to show it) is not.
         alerts.send(
             "gate",
             f"challenger {candidate_model.version} rejected on {context.partition_key}",
@@ -91,6 +92,10 @@ def validation_report(
     yield dg.AssetCheckResult(
         check_name="challenger_not_worse",
         passed=record["decision"] in PROMOTABLE,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=(
+            dg.AssetCheckSeverity.WARN
+            if record.get("inconclusive")
+            else dg.AssetCheckSeverity.ERROR
+        ),
         metadata={"decision": record["decision"], "reason": record["reason"]},
     )

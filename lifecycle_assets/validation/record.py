@@ -117,6 +117,11 @@ def reason(record: dict[str, Any]) -> str:
     failed = [f"{name}: {g['reason']}" for name, g in record["guards"].items() if not g["passed"]]
     if not record.get("non_inferior", True):
         failed.insert(0, "not shown non-inferior")
+    if record.get("inconclusive"):
+        failed.append(
+            "inconclusive: better on the metric, but too few rows to show it is not worse by "
+            "the margin; production kept, no alert"
+        )
     return text + ("; FAIL — " + "; ".join(failed) if failed else "")
 
 

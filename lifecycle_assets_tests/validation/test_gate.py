@@ -21,6 +21,7 @@ from lifecycle_assets.validation.gate import (
     rmse,
     roc_auc,
 )
+from lifecycle_assets.validation.record import reason
 
 
 def brute_force_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -245,3 +246,20 @@ def test_unset_margins_scale_with_an_error_metric() -> None:
     assert all(r["margin"] == pytest.approx(0.05 * 800, rel=0.1) for r in slices)
     explicit = decide(y, challenger, production, cfg.model_copy(update={"margin": 0.01}))
     assert explicit["margin"] == 0.01 and explicit["decision"] == FAIL  # metric units as given
+
+
+def test_a_better_challenger_on_too_few_rows_is_kept_out_without_an_alert() -> None:
+    """Better on the metric but not shown non-inferior (few rows, two noisy models): not
+    promoted, so α holds, but inconclusive — no gate alert; a worse one is a real FAIL."""
+    rng = np.random.default_rng(5)
+    n = 150
+    y = (rng.random(n) < 0.3).astype(np.float64)
+    signal = 2.0 * y - 1.0
+    production = signal + rng.normal(0, 1.6, n)
+    challenger = signal + rng.normal(0, 1.5, n)
+    record = decide(y, challenger, production, CFG)
+    assert record["delta"] >= 0 and record["non_inferior"] is False
+    assert record["decision"] == FAIL and record["inconclusive"] is True
+    assert "inconclusive" in reason(record)
+    worse = decide(y, production, challenger, CFG)
+    assert worse["delta"] < 0 and worse["inconclusive"] is False
