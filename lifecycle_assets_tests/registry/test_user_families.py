@@ -35,6 +35,12 @@ from lifecycle_assets_tests.training.test_artifact import synthetic
 DAY_NOON = dt.datetime.combine(DAY, dt.time(12), tzinfo=dt.UTC)
 
 PLUGIN = "lifecycle_test_plugin"
+# The two ways a user registers a family: the home config's factories, an entry point.
+BOTH_ROUTES = pytest.mark.parametrize(
+    ("family", "factories"),
+    [("linear_cfg", {"linear_cfg": f"{PLUGIN}:make_linear"}), ("linear_ep", {})],
+    ids=["config-factory", "entry-point"],
+)
 FAMILY_MODULE = """
 import torch
 from torch import nn
@@ -107,11 +113,7 @@ def train_and_register(home: LifecycleHome, tmp_path: Path) -> tuple[str, np.nda
     return version, expected, rows
 
 
-@pytest.mark.parametrize(
-    ("family", "factories"),
-    [("linear_cfg", {"linear_cfg": f"{PLUGIN}:make_linear"}), ("linear_ep", {})],
-    ids=["config-factory", "entry-point"],
-)
+@BOTH_ROUTES
 def test_a_user_family_registers_loads_and_serves(
     family: str, factories: dict[str, str], on_path: Path, tmp_path: Path
 ) -> None:
@@ -148,11 +150,7 @@ def test_an_unregistered_user_family_is_refused_at_registration(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("family", "factories"),
-    [("linear_cfg", {"linear_cfg": f"{PLUGIN}:make_linear"}), ("linear_ep", {})],
-    ids=["config-factory", "entry-point"],
-)
+@BOTH_ROUTES
 def test_a_user_family_runs_through_lifecycle_replay(
     family: str, factories: dict[str, str], plugin_dir: Path, tmp_path: Path
 ) -> None:
