@@ -20,6 +20,7 @@ from typing import Any
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.training.artifact import (
+    IntegrityError,
     ModelArtifact,
     artifact_digest,
     load_artifact,
@@ -34,6 +35,10 @@ APPROVAL_STATES = ("awaiting_approval", "approved", "released")
 
 class RegistryError(LifecycleError, RuntimeError):
     """A registry operation that cannot be done; the message names what and why."""
+
+
+class HistoryError(RegistryError, IntegrityError):
+    """A version whose registration the registry's git history does not confirm."""
 
 
 def validate_version(version: str) -> str:
@@ -126,20 +131,20 @@ def recorded_digest(home: LifecycleHome, version: str) -> str:
         if text is not None:
             break
     else:
-        raise RegistryError(
+        raise HistoryError(
             f"model version {version} is not in the registry's history (no tag "
             f"{registration_tag(version)}); it cannot be verified and will not be loaded"
         )
     entry = json.loads(text).get(version) or {}
     digest = entry.get("artifact_sha256")
     if not isinstance(digest, str) or len(digest) != 64:
-        raise RegistryError(
+        raise HistoryError(
             f"model version {version} has no recorded artifact digest; it cannot be verified "
             "and will not be loaded (register it again)"
         )
     current = read_versions(home).get(version) or {}
     if current.get("artifact_sha256") != digest:
-        raise RegistryError(
+        raise HistoryError(
             f"{VERSIONS_FILE} disagrees with its history for {version} (tag {tag}): the work "
             "tree was changed after registration; refused"
         )

@@ -28,7 +28,7 @@ from lifecycle_assets.records import (
 )
 from lifecycle_assets.serving.lookup import LookupEntry, LookupStore
 from lifecycle_assets.serving.postprocess import PostProcessor
-from lifecycle_assets.serving.requests import RequestError, RequestValidator
+from lifecycle_assets.serving.requests import RequestValidator
 from lifecycle_assets.training.artifact import ModelArtifact
 
 OFFLINE_SCHEMA: dict[str, pl.DataType] = {
@@ -148,7 +148,7 @@ def score_items(
             for it in items
         ]
     feats = [it.features for it in items]
-    valid = None if validator is None else [_acceptable(validator, f) for f in feats]
+    valid = None if validator is None else [validator.accepts(f) for f in feats]
     scored = chain.score(artifact, feats, [it.entity_id for it in items], valid)
     return [
         LookupEntry(
@@ -165,14 +165,6 @@ def score_items(
         )
         for it, row in zip(items, scored, strict=True)
     ]
-
-
-def _acceptable(validator: RequestValidator, features: dict[str, Any]) -> bool:
-    try:
-        validator.features(features)
-    except RequestError:
-        return False
-    return True
 
 
 def _json(features: dict[str, Any]) -> str:

@@ -309,6 +309,15 @@ class RequestValidator:
                 raise RequestError(f"feature {name!r} contains a lone surrogate: not valid text")
         return dict(raw)
 
+    def accepts(self, raw: Mapping[str, Any]) -> bool:
+        """Whether `features` would take these values (for stored rows, with no one to
+        answer a 400 to)."""
+        try:
+            self.features(raw)
+        except RequestError:
+            return False
+        return True
+
     def label(self, value: float) -> float:
         if self.task == "binary" and value not in (0.0, 1.0):
             raise RequestError(f"label must be 0 or 1 for a binary task, got {value!r}")

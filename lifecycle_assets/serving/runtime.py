@@ -53,7 +53,7 @@ from lifecycle_assets.serving.requests import (
     prediction_records,
     prepare,
 )
-from lifecycle_assets.training.artifact import ArtifactError, ModelArtifact
+from lifecycle_assets.training.artifact import ArtifactError, IntegrityError, ModelArtifact
 
 logger = logging.getLogger("lifecycle.serving")
 
@@ -94,13 +94,17 @@ class Served:
     artifact: ModelArtifact | None
 
 
+class FeaturesError(ArtifactError):
+    """A model trained on other features than this service's config serves."""
+
+
 def verify(artifact: ModelArtifact, problem: ProblemConfig) -> None:
     """Refuse a model that cannot answer this config's requests; warm it up once."""
     pp = artifact.preprocessor
     if pp.numeric != tuple(problem.numeric_features) or pp.categorical != tuple(
         problem.categorical_features
     ):
-        raise ArtifactError(
+        raise FeaturesError(
             f"model {artifact.version} was trained on features {[*pp.numeric, *pp.categorical]}"
             f", the config serves {list(problem.features)}"
         )
@@ -114,10 +118,9 @@ def verify(artifact: ModelArtifact, problem: ProblemConfig) -> None:
 
 def failure_kind(err: BaseException) -> str:
     """What kind of failure a model load was, in words that name no file of the machine."""
-    text = str(err)
-    if "digest" in text or "does not match" in text or "history" in text:
+    if isinstance(err, IntegrityError):
         return "integrity check failed (the artifact or its registry record was changed)"
-    if "trained on features" in text:
+    if isinstance(err, FeaturesError):
         return "trained on other features than this service's config serves"
     if isinstance(err, ArtifactError):
         return "the artifact is invalid"
@@ -702,9 +705,7 @@ class ServingRuntime:
         stored answer stands."""
         if feats is None or served.artifact is None:
             return None
-        try:
-            self.validator.features(feats)
-        except RequestError:
+        if not self.validator.accepts(feats):
             return None
         (scored,) = self.postprocess.score(served.artifact, [feats], [entity_id])
         return scored

@@ -34,6 +34,10 @@ class ArtifactError(LifecycleError, RuntimeError):
     """A model artifact that is missing, malformed or does not match its recorded hash."""
 
 
+class IntegrityError(ArtifactError):
+    """An artifact, or the record it is verified against, changed after registration."""
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -209,7 +213,7 @@ def load_artifact(
     if expected_digest is not None:
         actual_digest = artifact_digest(directory)
         if not hmac.compare_digest(actual_digest, expected_digest):
-            raise ArtifactError(
+            raise IntegrityError(
                 f"{directory}: artifact digest {actual_digest[:12]}… does not match the "
                 f"registry's {expected_digest[:12]}…; refusing a tampered or corrupt model"
             )
@@ -221,7 +225,7 @@ def load_artifact(
     # them against the manifest's weights hash: hashing the weights again would only repeat it.
     actual = None if expected_digest is not None else sha256_file(weights)
     if actual is not None and actual != manifest.get("weights_sha256"):
-        raise ArtifactError(
+        raise IntegrityError(
             f"{weights}: sha256 {actual[:12]}… does not match the manifest's "
             f"{str(manifest.get('weights_sha256'))[:12]}…; refusing a tampered or corrupt model"
         )

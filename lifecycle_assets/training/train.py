@@ -36,7 +36,9 @@ from lifecycle_assets.training.artifact import ModelArtifact, build_net
 from lifecycle_assets.training.features import Preprocessor, fit_ranges
 
 if TYPE_CHECKING:
-    from lifecycle_assets.training.families import Family
+    from collections.abc import Callable
+
+    from lifecycle_assets.training.families import Family, Fitted
 
 Device = Literal["cpu", "xla"]
 
@@ -294,7 +296,14 @@ def train_model(
         holdout = (h_num, h_cat, h_y)
     if family.train is not None:
         net, losses, step_seconds, info = _fit_outright(
-            family, preprocessor, architecture, (num, cat, y), problem.task, cfg, holdout
+            family.name,
+            family.train,
+            preprocessor,
+            architecture,
+            (num, cat, y),
+            problem.task,
+            cfg,
+            holdout,
         )
         compilations: list[int] = []
     else:
@@ -371,7 +380,8 @@ def train_model(
 
 
 def _fit_outright(
-    family: Family,
+    name: str,
+    train: Callable[..., Fitted],
     preprocessor: Preprocessor,
     architecture: dict[str, Any],
     rows: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -383,9 +393,8 @@ def _fit_outright(
     fit recorded and loaded with the tensors it made — exactly as an artifact loads."""
     from lifecycle_assets.training.families import FamilyError
 
-    assert family.train is not None
     try:
-        fitted = family.train(
+        fitted = train(
             preprocessor,
             architecture["params"],
             task=task,
@@ -403,7 +412,7 @@ def _fit_outright(
     except RuntimeError as err:
         detail = " ".join(str(err).split())
         raise TrainingError(
-            f"model family {family.name!r}: its fitted tensors do not fit its module ({detail})"
+            f"model family {name!r}: its fitted tensors do not fit its module ({detail})"
         ) from None
     info = {"device": "cpu", **fitted.info}
     return net, fitted.losses, fitted.step_seconds, info
