@@ -185,12 +185,6 @@ def train_window(
     return start.isoformat(), end.isoformat()
 
 
-def trained_through(entry: Mapping[str, Any] | None, config: LifecycleConfig) -> str | None:
-    """The last day of data a registered model was trained on (the end of `train_window`)."""
-    window = train_window(entry, config)
-    return window[1] if window else None
-
-
 def serving_train_window(
     home: LifecycleHome, config: LifecycleConfig, version: str | None
 ) -> tuple[str, str] | None:

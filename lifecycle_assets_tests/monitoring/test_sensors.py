@@ -24,7 +24,6 @@ from lifecycle_assets.monitoring.sensors import (
     staleness_reasons,
     step_episode,
     train_window,
-    trained_through,
 )
 from lifecycle_assets.resources.alerts import AlertSinkResource
 from lifecycle_assets.resources.home import LifecycleHomeResource
@@ -304,12 +303,10 @@ def test_an_old_cursor_still_parses() -> None:
     assert quiet.episodes == {} and quiet.last_day == "2026-06-03"
 
 
-def test_trained_through_is_the_end_of_the_train_window() -> None:
+def test_the_train_window_a_registered_model_was_trained_on() -> None:
     config = parse_config({})  # maturity 3 days, test window 2 days, train window 8 days
-    assert trained_through({"day": "2026-06-16"}, config) == "2026-06-11"
-    assert trained_through({"train_split_tag": "train_split/2026-06-16"}, config) == "2026-06-11"
-    assert trained_through({}, config) is None
-    assert trained_through(None, config) is None
+    assert train_window({}, config) is None
+    assert train_window(None, config) is None
     assert train_window({"day": "2026-06-16"}, config) == ("2026-06-04", "2026-06-11")
     assert train_window({"train_split_tag": "train_split/2026-06-16"}, config) == (
         "2026-06-04",
