@@ -375,9 +375,9 @@ class SimulationConfig(_Section):
 
 
 class MonitoringConfig(_Section):
-    # Staleness (monitoring/sensors.py): each kind of signal (drift, quality drop, bias) has
-    # its own episode; the trigger fires when one opens and after each cooldown_days (shared
-    # by all kinds) until it closes.
+    # Staleness (monitoring/sensors.py): each kind of signal (drift, out of range, quality
+    # drop, bias) has its own episode; the trigger fires when one opens and after each
+    # cooldown_days (shared by all kinds) until it closes.
     psi_threshold: float = Field(0.25, gt=0)
     quality_drop: float = Field(0.05, gt=0)
     bias_tolerance: float = Field(0.02, ge=0)
