@@ -356,17 +356,27 @@ RECIPE_KEYS = {"holdout": "holdout_fraction", "calibration": "calibration", "epo
 
 def family_training(spec: str) -> dict[str, Any]:
     """The `training:` section of a `--family` spec: a family name, optionally with a
-    training recipe after `@` (`gbdt@holdout=0.2`, `mlp@holdout=0.15,epochs=12`), so recipes
-    are compared like families (each spec is its own row)."""
+    training recipe after `@` (`gbdt@holdout=0.2`, `mlp@holdout=0.15,epochs=12`) or the
+    family's own hyperparameters (`gbdt@lambda_l2=0,bagging_fraction=1`), so recipes are
+    compared like families (each spec is its own row). The config's validation names a
+    hyperparameter the family does not have."""
     name, _, recipe = spec.partition("@")
     training: dict[str, Any] = {"model": {"family": name}}
     for item in filter(None, recipe.split(",")):
         key, _, value = item.partition("=")
-        if key not in RECIPE_KEYS or not value:
-            raise ValueError(f"--family {spec}: recipe items are {', '.join(RECIPE_KEYS)}=VALUE")
-        training[RECIPE_KEYS[key]] = value if key == "calibration" else float(value)
-        if key == "epochs":
+        if not key or not value:
+            raise ValueError(
+                f"--family {spec}: recipe items are KEY=VALUE ({', '.join(RECIPE_KEYS)} or a "
+                "hyperparameter of the family)"
+            )
+        if key not in RECIPE_KEYS:
+            training["model"][key] = yaml.safe_load(value)
+        elif key == "calibration":
+            training[RECIPE_KEYS[key]] = value
+        elif key == "epochs":
             training["epochs"] = int(float(value))
+        else:
+            training[RECIPE_KEYS[key]] = float(value)
     return training
 
 
@@ -1025,7 +1035,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="replay the loop with this model family (repeatable: each family's rows are "
         "`policy[family]`; default the config's default family only); a training recipe may "
-        "follow `@`: gbdt@holdout=0.2 (holdout, calibration, epochs)",
+        "follow `@`: gbdt@holdout=0.2 (holdout, calibration, epochs, or the family's "
+        "hyperparameters: gbdt@lambda_l2=0)",
     )
     parser.add_argument(
         "--first-window",
@@ -1056,12 +1067,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenarios {unknown}; choose from {','.join(SCENARIOS)}")
     policies = list(dict.fromkeys(args.policy or POLICIES))
     families = list(dict.fromkeys(args.family or [default_family()]))
+    from pydantic import ValidationError
+
+    from lifecycle_assets.config import ModelConfig
     from lifecycle_assets.training.families import FamilyError, resolve
 
     for family in families:
         try:
             resolve(family.partition("@")[0])
-            family_training(family)
+            ModelConfig.model_validate(family_training(family)["model"])
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(part) for part in first["loc"])
+            msg = first["msg"].removeprefix("Value error, ")
+            parser.error(f"--family {family}: {field + ': ' if field else ''}{msg}")
         except (FamilyError, ValueError) as err:
             parser.error(str(err))
     cache = Path(args.cache).resolve() if args.cache else public_data.DEFAULT_CACHE

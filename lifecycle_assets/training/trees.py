@@ -60,7 +60,8 @@ def lightgbm_inputs(numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
 
 
 def lightgbm_params(params: dict[str, Any], task: str, seed: int, threads: int) -> dict[str, Any]:
-    """LightGBM's parameters for the family's hyperparameters: deterministic for the seed."""
+    """LightGBM's parameters for the family's hyperparameters: deterministic for the seed
+    (which also seeds the row and feature draws)."""
     return {
         "objective": "binary" if task == "binary" else "regression",
         "metric": "binary_logloss" if task == "binary" else "l2",
@@ -68,6 +69,10 @@ def lightgbm_params(params: dict[str, Any], task: str, seed: int, threads: int) 
         "learning_rate": float(params["learning_rate"]),
         "min_data_in_leaf": int(params["min_data_in_leaf"]),
         "feature_fraction": float(params["feature_fraction"]),
+        "bagging_fraction": float(params["bagging_fraction"]),
+        # a fresh draw of rows every round whenever bagging is on
+        "bagging_freq": 1 if float(params["bagging_fraction"]) < 1.0 else 0,
+        "lambda_l2": float(params["lambda_l2"]),
         "max_bin": int(params["max_bin"]),
         "seed": int(seed),
         "deterministic": True,

@@ -425,12 +425,12 @@ def slice_guard(
             break  # Holm: stop at the first hypothesis not rejected
         row["worse"] = True
     worse = [f"{r['feature']}={r['value']}" for r in rows if r["worse"]]
+    shown = AUTO_SLICE_MARGIN if cfg.slice_margin is None else cfg.slice_margin
     rule = (
-        f"−{cfg.slice_margin}"
+        f"−{shown}"
         if cfg.slice_margin is not None or name in RANKING_METRICS
         else f"−{AUTO_SLICE_MARGIN:.0%} of production's figure on each slice"
     )
-    shown = AUTO_SLICE_MARGIN if cfg.slice_margin is None else cfg.slice_margin
     return {
         "passed": not worse,
         "margin": shown if name in RANKING_METRICS or cfg.slice_margin is not None else None,

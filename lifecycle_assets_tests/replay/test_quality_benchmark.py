@@ -204,3 +204,23 @@ def test_rows_and_bars_per_family() -> None:
     }
     summary = quality.family_table([res], families)
     assert "| concept | roc_auc | periodic 0.8000 | 0.8000 | 1.00 | periodic 0.8200 |" in summary
+
+
+def test_family_specs_carry_recipes_and_hyperparameters() -> None:
+    quality = _module("quality")
+    assert quality.family_training("gbdt") == {"model": {"family": "gbdt"}}
+    training = quality.family_training("gbdt@holdout=0.2,lambda_l2=0,bagging_fraction=1")
+    assert training == {
+        "model": {"family": "gbdt", "lambda_l2": 0, "bagging_fraction": 1},
+        "holdout_fraction": 0.2,
+    }
+    assert quality.family_training("mlp@epochs=12,calibration=platt") == {
+        "model": {"family": "mlp"},
+        "epochs": 12,
+        "calibration": "platt",
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        quality.family_training("gbdt@holdout")
+    # a hyperparameter the family lacks is named before any replay starts
+    with pytest.raises(SystemExit):
+        quality.main(["--size", "small", "--family", "gbdt@nope=1", "--scenarios", "stable"])

@@ -219,6 +219,8 @@ def test_equal_models_pass_every_slice_despite_many_tests() -> None:
     assert guard["tested"] == 5  # four segments and tiny=common
     assert guard["passed"] is True
     assert all(0 < r["p_value"] <= 1 for r in guard["slices"])
+    # the unset margin is named by the value it resolved to
+    assert guard["reason"] == "no slice of 5 worse beyond −0.05 (Holm, α=0.05)"
 
 
 def test_slice_features_can_be_narrowed_or_turned_off() -> None:
