@@ -32,6 +32,6 @@ typecheck: .venv/.synced
 browser:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-# The tests exercise the torch-xla path on the CPU, as DESIGN §4 prescribes.
+# The tests exercise the torch-xla path on the CPU, so the TPU path is exercised everywhere (docs/architecture.md).
 test: lint typecheck browser
 	PJRT_DEVICE=CPU .venv/bin/pytest $(ARGS)

@@ -939,7 +939,7 @@ def bars(res: dict[str, Any]) -> list[dict[str, Any]]:
             share = rejected / challengers if challengers else 0.0
             detail = ", ".join(f"{k} {v['rejections']}/{v['retrains']}" for k, v in mine.items())
             bar(
-                f"{res['scenario']}: rejections <= 10 % of challengers{tag}",
+                f"rejections <= 10 % of challengers{tag}",
                 share <= STABLE_REJECTION_SHARE,
                 f"{rejected}/{challengers} = {share:.1%} ({detail})",
             )

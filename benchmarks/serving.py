@@ -1,4 +1,4 @@
-"""Serving benchmark: the bars of DESIGN §6, as ratios measured side by side in one run.
+"""Serving benchmark: the serving bars of docs/serving.md, as ratios measured side by side in one run.
 
     .venv/bin/python benchmarks/serving.py [--requests 2000] [--seconds 8] [--rounds 3]
 

@@ -1,4 +1,4 @@
-"""Soak and crash runs of the prediction service on localhost (DESIGN §6 reliability).
+"""Soak and crash runs of the prediction service on localhost (docs/serving.md, Reliability runs).
 
     .venv/bin/python benchmarks/soak.py                      # 2-minute soak, 32 connections
     .venv/bin/python benchmarks/soak.py --seconds 30 --connections 8

@@ -1,4 +1,4 @@
-"""The lifecycle home: one directory holding all runtime state (DESIGN §3).
+"""The lifecycle home: one directory holding all runtime state (docs/architecture.md).
 
 Layout::
 

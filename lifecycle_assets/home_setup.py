@@ -1,4 +1,4 @@
-"""`lifecycle init`: make a lifecycle home idempotently (DESIGN §3–§4)."""
+"""`lifecycle init`: make a lifecycle home idempotently (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The log-record contract (DESIGN §3): what the service writes and the data pipeline reads.
+"""The log-record contract (docs/architecture.md): what the service writes and the data pipeline reads.
 
 Prediction and ground-truth records are JSON lines in append-only segments under the log
 store, one folder per day::

@@ -10,7 +10,7 @@ import pytest
 
 from lifecycle_assets.home import LifecycleHome
 
-# The tests run the torch-xla path on the CPU (DESIGN §4), whatever subset is collected; the
+# The tests run the torch-xla path on the CPU (docs/architecture.md), whatever subset is collected; the
 # runtime must be up before the process's first backward pass, so set it before any test.
 os.environ.setdefault("PJRT_DEVICE", "CPU")
 

@@ -45,8 +45,12 @@ def test_definitions_load_with_every_asset_and_check() -> None:
         ("validation_report", "challenger_not_worse"),
     }
     assert len(ASSETS) == len(EXPECTED_ASSETS)
-    assert defs.resolve_job_def("lifecycle_loop") is not None
-    assert defs.resolve_schedule_def("daily_retraining") is not None
+    # the loop job runs every asset of one daily partition; the schedule runs it at 01:00
+    loop = defs.resolve_job_def("lifecycle_loop")
+    assert {k.to_user_string() for k in loop.asset_layer.executable_asset_keys} == EXPECTED_ASSETS
+    assert loop.partitions_def is not None and "Daily" in str(loop.partitions_def)
+    schedule = defs.resolve_schedule_def("daily_retraining")
+    assert (schedule.job_name, schedule.cron_schedule) == ("lifecycle_loop", "0 1 * * *")
     assert {s.name for s in defs.sensors} >= {
         "staleness_retrain",
         "broken_run_alert",

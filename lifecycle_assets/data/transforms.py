@@ -241,7 +241,7 @@ def data_card(
     *,
     content_sha256: str | None = None,
 ) -> dict:
-    """What a reviewer needs to know about a dataset version (DESIGN §4)."""
+    """What a reviewer needs to know about a dataset version (docs/data.md)."""
     from lifecycle_assets.data.validation import pii_handling
 
     start, end = split_windows(day, config)[name.removesuffix("_split")]

@@ -1,4 +1,4 @@
-"""The model registry (DESIGN §4): numbered immutable versions and audited aliases.
+"""The model registry (docs/architecture.md): numbered immutable versions and audited aliases.
 
 The source of truth is the home's git repo: `registry/versions.json` (every version and its
 lineage), `registry/aliases.json` (where `production` and `candidate` point now) and

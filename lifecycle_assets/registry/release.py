@@ -1,4 +1,4 @@
-"""The release process (DESIGN §4, §5.4): review → approve → release, rollback, `served-at`,
+"""The release process (docs/training-and-registry.md): review → approve → release, rollback, `served-at`,
 and reproducing a version from its recorded data version. Plain functions over a home; the
 CLI (`registry/cli.py`) and the Dagster `approve_model` job are thin wrappers.
 

@@ -1,4 +1,4 @@
-"""DVC-native versions in the home's repo, as a resource (DESIGN §4)."""
+"""DVC-native versions in the home's repo, as a resource (docs/architecture.md)."""
 
 import json
 import os

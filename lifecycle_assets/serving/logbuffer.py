@@ -1,4 +1,4 @@
-"""Prediction and label logging off the request path, in batches (DESIGN §6 reliability).
+"""Prediction and label logging off the request path, in batches (docs/serving.md, No silent loss).
 
 A request hands its records to `BatchedLog` (a list append) and returns. The first record of
 a batch schedules a drain `flush_interval_s` later: on the worker's event loop when there is

@@ -2,7 +2,7 @@
 its registry alias, the prediction log writer, and the per-request steps (validate → score →
 post-process → log).
 
-The model follows the `production` alias in the home's registry (DESIGN §4): at most every
+The model follows the `production` alias in the home's registry (docs/architecture.md): at most every
 `CHECK_INTERVAL_S`, a request `stat`s `registry/aliases.json` (written by atomic rename, so a
 new inode or mtime means a move); when the alias points at another version, a background
 thread loads it, verifies it against the config, warms it up with one prediction and only then
@@ -459,7 +459,7 @@ class ServingRuntime:
                 self._clock_seen = sig
 
     def now(self) -> dt.datetime:
-        """The loop's clock (DESIGN §3): the simulated time when the home has one."""
+        """The loop's clock (docs/architecture.md): the simulated time when the home has one."""
         return self._simulated_now or dt.datetime.now(dt.UTC)
 
     def time_window(self) -> TimeWindow:

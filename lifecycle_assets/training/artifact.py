@@ -1,4 +1,4 @@
-"""The model artifact (DESIGN §3): weights (safetensors) plus a JSON manifest holding the
+"""The model artifact (docs/architecture.md): weights (safetensors) plus a JSON manifest holding the
 fitted preprocessing, the architecture, the decision thresholds and metadata.
 
 Serving, batch scoring and validation all load it through `load_artifact` and score through

@@ -1,4 +1,4 @@
-"""The home's git + DVC repo: DVC-native dataset and model versions (DESIGN §4).
+"""The home's git + DVC repo: DVC-native dataset and model versions (docs/architecture.md).
 
 A version is DVC-tracked data (stage outputs recorded by `dvc commit` into `dvc.lock` and the
 cache, pushed to the remote) plus a git commit, and usually a tag, of the DVC metafiles in the
@@ -759,7 +759,7 @@ class VersionedRepo:
                     raise
                 entry[1] = fd
                 # Owner-only files for everything written under the lock: the workspace, the
-                # DVC cache, git objects and a local remote (DESIGN §4 access). The umask is
+                # DVC cache, git objects and a local remote (docs/data.md, Access). The umask is
                 # process-wide; it is restored when the outermost holder leaves.
                 entry.append(os.umask(0o077))
             entry[2] += 1
