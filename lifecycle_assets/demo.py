@@ -25,6 +25,7 @@ from lifecycle_assets.records import read_predictions
 from lifecycle_assets.registry.registry import Registry, alias_version
 from lifecycle_assets.serving.process import ServiceProcess
 from lifecycle_assets.simulator.fraud import FraudSimulator
+from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.gate import roc_auc
 
 DEFAULT_DAYS = 18
@@ -347,9 +348,9 @@ def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:
         "models_trained": len(registry.versions()),
         "models_promoted": len(promotions),
         "promotions_over_existing": sum(
-            1 for d in summary["daily"] if d["decision"] == "PASS" and d["incumbent"]
+            1 for d in summary["daily"] if d["decision"] == Decision.PASS and d["incumbent"]
         ),
-        "models_rejected": decisions.count("FAIL"),
+        "models_rejected": decisions.count(Decision.FAIL),
         "decisions": {k: decisions.count(k) for k in sorted(set(decisions))},
         "production_model_version": registry.alias("production"),
     }

@@ -11,6 +11,7 @@ from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
 from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
+from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.promotion import promote_or_carry_over
 
 
@@ -25,7 +26,10 @@ def production_model(
     """Reads the decision record itself: a run selecting only this asset skips upstream checks."""
     reg = registry.get()
     decision_record = validation_report
-    if validation_report["decision"] == "PASS" and home.config().registry.approval == "manual":
+    if (
+        validation_report["decision"] == Decision.PASS
+        and home.config().registry.approval == "manual"
+    ):
         # Manual release process: the challenger waits for approval (registry/release.py);
         # the incumbent carries over until someone approves and releases it.
         request_approval(reg, validation_report, home.now())

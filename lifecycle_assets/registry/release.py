@@ -35,10 +35,9 @@ from lifecycle_assets.registry.registry import (
     validate_version,
 )
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
-from lifecycle_assets.validation.gate import FORCED
+from lifecycle_assets.validation.decision import Decision, promotable
 from lifecycle_assets.versioning.repo import VersionedRepo, validate_name
 
-PASSING = ("PASS", "FIRST_MODEL", "FORCED")
 AWAITING_APPROVAL = "AWAITING_APPROVAL"
 CROSS_DEVICE_TOLERANCE = 1e-6
 
@@ -186,7 +185,7 @@ def approve(
     reg = registry_for(home)
     reg.require(version)
     decision = decision_for(home, version)
-    if decision is None or decision.get("decision") not in PASSING:
+    if decision is None or not promotable(decision.get("decision")):
         verdict = decision.get("decision") if decision else "no gate decision"
         raise ReleaseError(
             f"{version} has {verdict}: only a version the gate passed can be approved; to "
@@ -244,7 +243,7 @@ def release(
     elif (
         mode == "auto"
         and status != "approved"
-        and (decision is None or decision.get("decision") not in PASSING)
+        and (decision is None or not promotable(decision.get("decision")))
     ):
         verdict = decision.get("decision") if decision else "no gate decision"
         raise ReleaseError(
@@ -310,7 +309,7 @@ def _forced_record(
     """A decision record in the gate's shape (same field names) saying who overrode it."""
     day = today(home).isoformat()
     return {
-        "decision": FORCED,
+        "decision": Decision.FORCED.value,
         "reason": reason,
         "actor": actor,
         "challenger_version": version,

@@ -10,13 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lifecycle_assets.validation.decision import Decision
+
 COLORS = {"never": "#6b7280", "periodic": "#2563eb", "triggered": "#ea580c"}
 DASHES = {"triggered": "7 4"}  # identical lines stay visible one over the other
 DECISION_COLORS = {
-    "FIRST_MODEL": "#0891b2",
-    "PASS": "#16a34a",
-    "FAIL": "#dc2626",
-    "FORCED": "#7c3aed",
+    Decision.FIRST_MODEL: "#0891b2",
+    Decision.PASS: "#16a34a",
+    Decision.FAIL: "#dc2626",
+    Decision.FORCED: "#7c3aed",
 }
 W, H = 860, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 130, 18, 46

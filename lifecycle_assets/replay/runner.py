@@ -58,10 +58,10 @@ from lifecycle_assets.serving.requests import (
     Label,
     PredictRequest,
 )
+from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.gate import HIGHER_IS_BETTER, metric
 
 POLICIES = ("never", "periodic", "triggered")
-PROMOTING = ("PASS", "FIRST_MODEL", "FORCED")
 MARKER = "replay-home.json"
 Serve = Literal["inprocess", "http"]
 
@@ -409,7 +409,7 @@ def summarise_policy(
         "policy": policy,
         "retrains": sum(1 for p in periods if p["challenger"]),
         "promotions": sum(1 for p in periods if p["promoted"]),
-        "rejections": decisions.count("FAIL"),
+        "rejections": decisions.count(Decision.FAIL),
         "decisions": {k: decisions.count(k) for k in sorted(set(decisions))},
         "alerts": sum(len(p["alerts"]) for p in periods),
         "triggers_fired": sum(1 for p in periods if p["trigger_fired"]),

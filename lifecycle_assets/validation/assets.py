@@ -11,11 +11,10 @@ from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
 from lifecycle_assets.resources.versioning import VersioningResource, write_json
 from lifecycle_assets.training.artifact import ModelArtifact
-from lifecycle_assets.validation.gate import FAIL
-from lifecycle_assets.validation.promotion import PROMOTABLE
+from lifecycle_assets.validation.decision import Decision, promotable
 from lifecycle_assets.validation.record import build_record
 
-__all__ = ["PROMOTABLE", "validation_report"]
+__all__ = ["validation_report"]
 
 
 @dg.asset(
@@ -61,7 +60,7 @@ def validation_report(
         f"({candidate_model.version} vs {incumbent})",
         tag=f"validation/{context.partition_key}",
     )
-    if record["decision"] == FAIL and not record.get("inconclusive"):
+    if record["decision"] == Decision.FAIL and not record.get("inconclusive"):
         # A routine FAIL is a gate alert; the run itself succeeds (never a broken-run alert).
         # An inconclusive one (better on the metric, too few rows to show it) is not.
         alerts.send(
@@ -91,7 +90,7 @@ def validation_report(
     )
     yield dg.AssetCheckResult(
         check_name="challenger_not_worse",
-        passed=record["decision"] in PROMOTABLE,
+        passed=promotable(record["decision"]),
         severity=(
             dg.AssetCheckSeverity.WARN
             if record.get("inconclusive")

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home
+from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.record import load_record, recheck
 
 EXIT_MISMATCH = 1
@@ -66,7 +67,7 @@ def describe(r: dict[str, Any]) -> str:
         f"  challenger  {r.get('challenger_version')}   production {r.get('production_version')}",
         f"  decided at  {r.get('decided_at')}   by {r.get('actor') or r.get('run_id') or '—'}",
     ]
-    if r.get("decision") == "FORCED":
+    if r.get("decision") == Decision.FORCED:
         gate = r.get("superseded")
         if isinstance(gate, dict):
             lines.append(

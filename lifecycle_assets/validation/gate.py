@@ -19,8 +19,15 @@ from typing import Any
 import numpy as np
 
 from lifecycle_assets.config import ValidationConfig
+from lifecycle_assets.validation.decision import Decision
 
-PASS, FAIL, FIRST_MODEL, FORCED = "PASS", "FAIL", "FIRST_MODEL", "FORCED"
+# A decision record is JSON data: it holds the verdicts' plain string values.
+PASS, FAIL, FIRST_MODEL, FORCED = (
+    Decision.PASS.value,
+    Decision.FAIL.value,
+    Decision.FIRST_MODEL.value,
+    Decision.FORCED.value,
+)
 HIGHER_IS_BETTER = {
     "roc_auc": True,
     "pr_auc": True,

@@ -24,8 +24,7 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.registry.registry import Registry, record_served
 from lifecycle_assets.serving.runtime import verify
 from lifecycle_assets.training.artifact import ModelArtifact
-
-PROMOTABLE = ("PASS", "FIRST_MODEL", "FORCED")
+from lifecycle_assets.validation.decision import Decision, promotable
 
 
 class PromotionError(LifecycleError, RuntimeError):
@@ -79,9 +78,9 @@ def promote_or_carry_over(
     """Day D's production model after its decision: the challenger if the decision allows,
     else the incumbent carried over. Verified before the alias moves."""
     verdict = decision["decision"]
-    if verdict == "PASS":
+    if verdict == Decision.PASS:
         check_pass_record(decision)
-    promote = verdict in PROMOTABLE
+    promote = promotable(verdict)
     version = decision["challenger_version" if promote else "production_version"]
     if version is None:
         raise PromotionError(f"decision {verdict} on {day} leaves no model to serve")

@@ -25,6 +25,7 @@ from lifecycle_assets.config import LifecycleConfig, ValidationConfig
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now
 from lifecycle_assets.training.artifact import ModelArtifact
+from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.gate import FAIL, FORCED, decide
 from lifecycle_assets.versioning.repo import VersionedRepo
 
@@ -108,7 +109,7 @@ def evaluate(
 
 
 def reason(record: dict[str, Any]) -> str:
-    if record["decision"] == "FIRST_MODEL":
+    if record["decision"] == Decision.FIRST_MODEL:
         return "no production model yet"
     text = (
         f"Δ{record['metric']} = {record['delta']:+.4f}, one-sided {1 - record['alpha']:.0%} "
