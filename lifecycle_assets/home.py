@@ -24,6 +24,7 @@ from pathlib import Path
 
 from lifecycle_assets.config import LifecycleConfig, load_config
 from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.files import write_atomic
 
 HOME_ENV = "LIFECYCLE_HOME"
 DEFAULT_HOME_NAME = ".lifecycle"
@@ -173,9 +174,7 @@ def time_horizon(now: dt.datetime, simulated: bool, config: LifecycleConfig) -> 
 
 
 def set_simulated_today(home: LifecycleHome, day: dt.date) -> None:
-    tmp = home.clock_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"today": day.isoformat()}))
-    tmp.replace(home.clock_path)
+    write_atomic(home.clock_path, json.dumps({"today": day.isoformat()}))
 
 
 DAGSTER_YAML = """\

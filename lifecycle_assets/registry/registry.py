@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.training.artifact import (
     IntegrityError,
@@ -48,14 +49,7 @@ def validate_version(version: str) -> str:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", durable=True)
 
 
 def registry_dir(home: LifecycleHome) -> Path:
@@ -363,12 +357,9 @@ class Registry:
         kept = _completed(lines, aliases)
         if len(kept) == len(lines) and (raw == "" or raw.endswith("\n")):
             return
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(e, sort_keys=True) + "\n" for e in kept)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(
+            path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in kept), durable=True
+        )
 
 
 def _without_nulls(value: Any) -> Any:

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome, now, today
 from lifecycle_assets.lineage import code_version
 from lifecycle_assets.registry.registry import (
@@ -334,10 +335,7 @@ def _write_forced(home: LifecycleHome, record: dict[str, Any]) -> None:
             previous = None
         if previous is not None:
             record["superseded"] = previous
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, target)
+    write_atomic(target, json.dumps(record, indent=2, sort_keys=True, default=str))
     copy = home.repo / "registry" / "decisions" / f"{day}-{record['challenger_version']}.json"
     copy.parent.mkdir(parents=True, exist_ok=True)
     copy.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lifecycle_assets.files import write_atomic
 from lifecycle_assets.validation.decision import Decision
 
 COLORS = {"never": "#6b7280", "periodic": "#2563eb", "triggered": "#ea580c"}
@@ -322,7 +323,5 @@ def render(summary: dict[str, Any]) -> str:
 
 
 def write_report(summary: dict[str, Any], path: Path) -> Path:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(render(summary), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, render(summary))
     return path

@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from lifecycle_assets.files import replacing, write_atomic
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.training.artifact import MANIFEST, ModelArtifact, load_artifact, save_artifact
 
@@ -30,9 +31,8 @@ class LifecycleIOManager(dg.ConfigurableIOManager):
         target = self._path(context.asset_key, partition)
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(obj, pl.DataFrame):
-            tmp = target.with_name(target.name + ".parquet.tmp")
-            obj.write_parquet(tmp)
-            os.replace(tmp, target.with_suffix(".parquet"))
+            with replacing(target.with_suffix(".parquet")) as tmp:
+                obj.write_parquet(tmp)
         elif isinstance(obj, ModelArtifact):
             tmp_dir = target.with_name(target.name + ".tmp")
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -40,9 +40,8 @@ class LifecycleIOManager(dg.ConfigurableIOManager):
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp_dir, target)
         elif isinstance(obj, dict):
-            tmp = target.with_name(target.name + ".json.tmp")
-            tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-            os.replace(tmp, target.with_suffix(".json"))
+            text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+            write_atomic(target.with_suffix(".json"), text)
         else:
             raise TypeError(f"cannot store {type(obj).__name__} for {context.asset_key}")
 

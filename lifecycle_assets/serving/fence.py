@@ -17,6 +17,8 @@ import os
 import time
 from pathlib import Path
 
+from lifecycle_assets.files import write_atomic
+
 WORKERS_ENV = "LIFECYCLE_SERVING_WORKERS"
 FENCE_TIMEOUT_S = 30.0
 
@@ -87,7 +89,6 @@ class VersionFence:
         return sum(1 for i in ids if i == self.worker_id or _alive(i))
 
     def publish(self, version: str | None) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".fence.{self.worker_id}.tmp"
-        tmp.write_text(json.dumps({"version": version, "by": self.worker_id, "at": time.time()}))
-        os.replace(tmp, self.path)
+        write_atomic(
+            self.path, json.dumps({"version": version, "by": self.worker_id, "at": time.time()})
+        )

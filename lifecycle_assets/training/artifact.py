@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.files import write_atomic
 from lifecycle_assets.training.features import Preprocessor
 
 WEIGHTS = "model.safetensors"
@@ -163,9 +163,7 @@ def save_artifact(artifact: ModelArtifact, directory: Path) -> str:
         "metadata": artifact.metadata,
         "weights_sha256": sha256_file(weights),
     }
-    tmp = directory / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, directory / MANIFEST)
+    write_atomic(directory / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
     return str(manifest["weights_sha256"])
 
 

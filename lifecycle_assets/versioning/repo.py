@@ -44,6 +44,7 @@ from urllib.parse import urlparse
 import yaml
 
 from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.files import write_atomic
 
 REMOTE_NAME = "storage"
 DEFAULT_BRANCH = "main"
@@ -189,13 +190,6 @@ def _load_yaml(path: Path) -> Any:
         raise VersioningError(
             f"{path} is not valid YAML ({_one_line(exc)}): fix or delete it"
         ) from exc
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _dump_yaml(data: Any) -> str:
@@ -357,7 +351,7 @@ class VersionedRepo:
                 node[leaf] = None
                 changed = True
         if changed:
-            _write_text_atomic(path, _dump_yaml(params))
+            write_atomic(path, _dump_yaml(params))
 
     def _ensure_gitignores(self, pipeline: dict[str, Any]) -> None:
         # What `dvc commit` would write: each cached out ignored in its parent's .gitignore.
@@ -371,7 +365,7 @@ class VersionedRepo:
                 entry = f"/{name}"
                 if entry not in lines:
                     ignore.parent.mkdir(parents=True, exist_ok=True)
-                    _write_text_atomic(ignore, "".join(f"{line}\n" for line in [*lines, entry]))
+                    write_atomic(ignore, "".join(f"{line}\n" for line in [*lines, entry]))
 
     # --- params, commit, version ---------------------------------------------------------
 
@@ -401,7 +395,7 @@ class VersionedRepo:
             new = {key: _yaml_value(value) for key, value in values.items()}
             if any(section.get(key, object()) != value for key, value in new.items()):
                 section.update(new)
-                _write_text_atomic(path, _dump_yaml(params))
+                write_atomic(path, _dump_yaml(params))
 
     def commit_stage(self, stage: str) -> dict[str, str]:
         """`dvc commit -f` one stage: record its outs in dvc.lock and the cache.
@@ -899,10 +893,7 @@ def _import_dvc_repo() -> Any:
 def _copy_if_changed(src: Path, dst: Path) -> None:
     data = src.read_bytes()
     if not dst.exists() or dst.read_bytes() != data:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(dst)
+        write_atomic(dst, data)
 
 
 def _config_contains(current: dict[str, Any], wanted: dict[str, Any]) -> bool:

@@ -1,0 +1,53 @@
+"""Whole-file replacement: a reader sees a file's old content or its new content, never part.
+
+Every file the loop rewrites in place (manifests, decision records, the registry's JSON, the
+clock, the serving fence, the IO manager's values, the replay report) goes through
+`replacing`: the new content is written to a temporary file beside the target (same
+directory, so the rename never crosses a file system; named per process and thread, so two
+writers never share one) and renamed over it with `os.replace`. An error while writing
+removes the temporary file and leaves the target as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def replacing(path: Path, *, durable: bool = False) -> Iterator[Path]:
+    """A temporary path to write `path`'s new content to; it replaces `path` when the block
+    ends without an error. `durable`: the content and the rename are flushed to disk (fsync
+    of the file, then of the directory) before this returns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        yield tmp
+        if durable:
+            _fsync(tmp, os.O_RDONLY)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+
+def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> None:
+    """Replace `path`'s content with `data` (text is written as UTF-8)."""
+    with replacing(path, durable=durable) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
