@@ -376,7 +376,7 @@ class SimulationConfig(_Section):
 
 class MonitoringConfig(_Section):
     # Staleness (monitoring/sensors.py): each kind of signal (drift, out of range, quality
-    # drop, bias) has its own episode; the trigger fires when one opens and after each
+    # drop, bias, a serving model from a partial train window) has its own episode; the trigger fires when one opens and after each
     # cooldown_days (shared by all kinds) until it closes.
     psi_threshold: float = Field(0.25, gt=0)
     quality_drop: float = Field(0.05, gt=0)

@@ -1,7 +1,7 @@
 """Sensors that watch the loop: the staleness trigger and the broken-run alert.
 
-The staleness trigger keeps one episode per kind of signal (feature drift, quality drop,
-prediction bias; `Reason.kind`). A kind that appears opens its own episode, whose onset is
+The staleness trigger keeps one episode per kind of signal (feature drift, out of range,
+quality drop, prediction bias, a partial train window; `Reason.kind`). A kind that appears opens its own episode, whose onset is
 that day, whatever the other kinds are doing; a kind that disappears ends its own episode
 only. An episode closes once the serving model was trained with at least
 `monitoring.episode_close_share` of its train window's days on or after the episode's onset
@@ -30,8 +30,11 @@ from lifecycle_assets.resources.home import LifecycleHomeResource
 DRIFT = dg.AssetKey("prediction_drift")
 QUALITY = dg.AssetKey("live_quality")
 DECISIONS = dg.AssetKey("validation_report")
+FEATURES = dg.AssetKey("feature_table")
 
-SignalKind = Literal["feature_drift", "quality_drop", "prediction_bias", "out_of_range"]
+SignalKind = Literal[
+    "feature_drift", "quality_drop", "prediction_bias", "out_of_range", "partial_window"
+]
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,57 @@ def staleness_reasons(
     return reasons
 
 
+def days_with_data(window: tuple[str, str], first_day: str) -> int:
+    """The days of `window` (first and last day, ISO, both included) on or after
+    `first_day`, the loop's first day of data."""
+    start, end = (dt.date.fromisoformat(d) for d in window)
+    return max((end - max(start, dt.date.fromisoformat(first_day))).days + 1, 0)
+
+
+def partial_window_reason(
+    serving_window: tuple[str, str] | None,
+    today_window: tuple[str, str],
+    first_day: str | None,
+) -> Reason | None:
+    """The serving model learned from a train window that reached back before the loop's
+    first day of data (a cold-start model, trained as soon as `windows.min_train_rows`
+    allowed), and today's train window holds twice as many days of data, or is full: a
+    model from the fuller window is due. Doubling keeps it to about log2(train_days)
+    retrains while the window fills; once a model from a full window serves, it never
+    signals."""
+    if serving_window is None or first_day is None:
+        return None
+    full = days_with_data(today_window, today_window[0])
+    served = days_with_data(serving_window, first_day)
+    available = days_with_data(today_window, first_day)
+    if served >= full or available < min(2 * max(served, 1), full):
+        return None
+    return Reason(
+        "partial_window",
+        f"partial train window: the serving model learned from {served} day(s) of data; "
+        f"today's window holds {available} of {full}",
+    )
+
+
+def window_reasons(
+    config: LifecycleConfig,
+    day: str,
+    serving_window: tuple[str, str] | None,
+    first_day: str | None,
+) -> list[Reason]:
+    """The train-window signals of loop day `day` (ISO): `partial_window_reason` against
+    the day's own train window."""
+    start, end = split_windows(dt.date.fromisoformat(day), config)["train"]
+    reason = partial_window_reason(serving_window, (start.isoformat(), end.isoformat()), first_day)
+    return [reason] if reason else []
+
+
+def first_data_day(instance: dg.DagsterInstance) -> str | None:
+    """The loop's first day of data: the oldest materialised `feature_table` partition."""
+    days = instance.get_materialized_partitions(FEATURES)
+    return min(days) if days else None
+
+
 def train_window(
     entry: Mapping[str, Any] | None, config: LifecycleConfig
 ) -> tuple[str, str] | None:
@@ -269,8 +323,9 @@ def evaluate_staleness(
     versions: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     """Today's signals from the latest materialisations: drift of the newest day, quality and
-    bias of the newest matured day against the quality its model was validated with; and the
-    model that served the newest day (`versions`: the registry's) with its `train_window`."""
+    bias of the newest matured day against the quality its model was validated with, and
+    whether the model that served the newest day (`versions`: the registry's) learned from a
+    partial train window; that model and its `train_window`."""
     drift = _latest(instance, DRIFT, 1)
     if not drift:
         return {"day": None, "reasons": []}
@@ -299,12 +354,10 @@ def evaluate_staleness(
     )
     # The model that served the newest day (what its drift is measured against).
     serving = _meta(drift[0], "model_version") or version
-    return {
-        "day": day,
-        "model_version": serving,
-        "train_window": train_window(versions.get(serving), config) if serving else None,
-        "reasons": reasons,
-    }
+    window = train_window(versions.get(serving), config) if serving else None
+    if day is not None:
+        reasons += window_reasons(config, day, window, first_data_day(instance))
+    return {"day": day, "model_version": serving, "train_window": window, "reasons": reasons}
 
 
 def _skip_reason(day: str, reasons: list[Reason], state: EpisodeState, signal: dict) -> str:
@@ -327,8 +380,8 @@ def build_staleness_sensor(job: Any, training_assets: list[str]) -> dg.SensorDef
         name="staleness_retrain",
         job=job,
         minimum_interval_seconds=60,
-        description="Retrains when a staleness episode (one per kind: drift, quality drop, "
-        "bias) opens and after each cooldown until a model trained mostly on data from the "
+        description="Retrains when a staleness episode (one per kind: drift, out of range, "
+        "quality drop, bias, a partial train window) opens and after each cooldown until a model trained mostly on data from the "
         "episode's onset on serves; thresholds in lifecycle.yaml `monitoring`.",
     )
     def staleness_retrain(

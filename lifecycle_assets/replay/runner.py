@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import polars as pl
 
-from lifecycle_assets.automation.loop import run_day
+from lifecycle_assets.automation.loop import instance_for, run_day
 from lifecycle_assets.config import LifecycleConfig, load_config
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
@@ -35,9 +35,11 @@ from lifecycle_assets.monitoring.metrics import prediction_bias
 from lifecycle_assets.monitoring.sensors import (
     EpisodeState,
     Reason,
+    first_data_day,
     serving_train_window,
     staleness_reasons,
     step_episode,
+    window_reasons,
 )
 from lifecycle_assets.partitions import daily
 from lifecycle_assets.registry.registry import Registry
@@ -268,8 +270,9 @@ def decide_training(
     """The retraining policy for loop day `day`, after its monitoring has run.
 
     `triggered` takes the daemon sensor's decision: the same `staleness_reasons` on the day's
-    monitoring assets and the same `step_episode`, with the serving model's train window from
-    the registry (`serving_train_window`) and `monitoring.episode_close_share`."""
+    monitoring assets, the same `window_reasons` and the same `step_episode`, with the
+    serving model's train window from the registry (`serving_train_window`) and
+    `monitoring.episode_close_share`."""
     state.reasons, state.fired = [], False
     if state.policy == "periodic" or production is None:
         return True  # cold start: every policy trains until a first model exists
@@ -290,12 +293,16 @@ def decide_training(
         metric=config.validation.metric,
         out_of_range_share=drift.get("out_of_range_share"),
     )
+    window = serving_train_window(home, config, production)
+    state.reasons += window_reasons(
+        config, day.isoformat(), window, first_data_day(instance_for(home))
+    )
     fire, state.episode = step_episode(
         state.episode,
         day.isoformat(),
         state.reasons,
         config.monitoring.cooldown_days,
-        serving_train_window(home, config, production),
+        window,
         close_share=config.monitoring.episode_close_share,
     )
     state.fired = fire

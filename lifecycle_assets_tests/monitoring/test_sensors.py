@@ -20,10 +20,13 @@ from lifecycle_assets.monitoring.sensors import (
     EpisodeState,
     Reason,
     broken_run_alert,
+    days_with_data,
+    partial_window_reason,
     post_onset_share,
     staleness_reasons,
     step_episode,
     train_window,
+    window_reasons,
 )
 from lifecycle_assets.resources.alerts import AlertSinkResource
 from lifecycle_assets.resources.home import LifecycleHomeResource
@@ -508,3 +511,67 @@ def test_broken_run_alert_reaches_the_sink(make_home) -> None:
         broken_run_alert(status_context.for_run_failure())
     lines = [json.loads(x) for x in home.alerts_path.read_text().splitlines()]
     assert lines[-1]["kind"] == "broken_run" and lines[-1]["run_id"] == run.run_id
+
+
+def test_a_model_from_a_partial_train_window_is_replaced_as_the_window_fills() -> None:
+    """Defaults: maturity 3, test 2, train 8 days, so day D trains on [D-12, D-5]. Data
+    from 06-01 on: a model trained on 06-06 learned from one day."""
+    config = parse_config({})
+    first = "2026-06-01"
+    assert days_with_data(("2026-05-25", "2026-06-01"), first) == 1
+    assert days_with_data(("2026-05-20", "2026-05-27"), first) == 0
+
+    def serving(day: str) -> tuple[str, str] | None:
+        return train_window({"day": day}, config)
+
+    assert window_reasons(config, "2026-06-06", serving("2026-06-06"), first) == []
+    [reason] = window_reasons(config, "2026-06-07", serving("2026-06-06"), first)
+    assert reason.kind == "partial_window"
+    assert reason.text.endswith("learned from 1 day(s) of data; today's window holds 2 of 8")
+    # a two-day model: nothing until the window holds four days (06-09)
+    assert window_reasons(config, "2026-06-08", serving("2026-06-07"), first) == []
+    assert window_reasons(config, "2026-06-09", serving("2026-06-07"), first) != []
+    # a five-day model: the full window (06-13) is due, though not twice five
+    assert window_reasons(config, "2026-06-12", serving("2026-06-10"), first) == []
+    assert window_reasons(config, "2026-06-13", serving("2026-06-10"), first) != []
+    # a full-window model never signals; nor does a loop that does not know its data yet
+    assert window_reasons(config, "2026-07-30", serving("2026-06-13"), first) == []
+    assert partial_window_reason(None, ("2026-06-01", "2026-06-08"), first) is None
+    assert partial_window_reason(serving("2026-06-06"), ("2026-06-01", "2026-06-08"), None) is None
+
+
+def test_sensor_replaces_a_cold_start_model_as_its_window_fills(make_home) -> None:
+    """Feature partitions from 06-01; v1 (06-06) learned from one day. The sensor asks on
+    06-07 (two days); v2 of 06-07 serves; on 06-09 the window holds four days but the
+    cooldown (3) holds until 06-10; v3 of 06-10 (five days) serves until the full window
+    of 06-13; v4 of 06-13 learned from eight days: nothing more, though every day stays
+    quiet otherwise."""
+    home = make_home()
+    register_versions(
+        home, {"v1": "2026-06-06", "v2": "2026-06-07", "v3": "2026-06-10", "v4": "2026-06-13"}
+    )
+    instance = instance_for(home)
+    for day in days(1, 6):
+        report(instance, "feature_table", day, rows=100)
+    serving = {d: "v1" for d in days(6, 8)} | {d: "v2" for d in days(8, 11)}
+    serving |= {d: "v3" for d in days(11, 14)} | {d: "v4" for d in days(14, 20)}
+    plan = [
+        (
+            day,
+            {
+                "feature_table": {"rows": 100},
+                "prediction_drift": {"max_psi": 0.01, "model_version": serving[day]},
+            },
+        )
+        for day in days(6, 20)
+    ]
+    results = evaluate_plan(home, plan)
+    requested = [d for d, r in results.items() if isinstance(r, dg.RunRequest)]
+    assert requested == ["2026-06-07", "2026-06-10", "2026-06-13"]
+    fired = results["2026-06-07"]
+    assert isinstance(fired, dg.RunRequest)
+    assert fired.tags["lifecycle/episode_kinds"] == "partial_window"
+    held = results["2026-06-09"]
+    assert isinstance(held, dg.SkipReason)
+    assert "partial_window since 2026-06-09 cooling down" in str(held.skip_message)
+    assert str(results["2026-06-19"].skip_message) == "2026-06-19: no staleness signal"
