@@ -40,9 +40,11 @@ def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> Non
     """Replace `path`'s content with `data` (text is written as UTF-8)."""
     with replacing(path, durable=durable) as tmp:
         if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(data)
         else:
-            tmp.write_bytes(data)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
 
 
 def _fsync(path: Path, flags: int) -> None:

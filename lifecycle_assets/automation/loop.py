@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ import dagster as dg
 
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.storage import AssetStore
 
 
 class RunFailed(LifecycleError, RuntimeError):
@@ -114,7 +114,7 @@ def run_day(
     # The day whose maturity window closes today gets its final labels before it enters the
     # train/test windows. Younger days are still pending and are not used for training yet.
     matured = day - dt.timedelta(days=config.labels.maturity_days)
-    ingested = (home.assets / "raw_prediction_logs" / f"{matured.isoformat()}.parquet").is_file()
+    ingested = AssetStore.of(home).has_frame("raw_prediction_logs", matured.isoformat())
     if config.labels.maturity_days and ingested:
         out.runs.append(materialize(home, LABELS, matured.isoformat()))
     out.stage_seconds["late_labels"] = time.perf_counter() - t0
@@ -148,6 +148,5 @@ def _decision_for(home: LifecycleHome, run_id: str) -> dict[str, Any] | None:
     for rec in records:
         mat = rec.asset_materialization
         if mat is not None and mat.asset_key == dg.AssetKey("validation_report"):
-            path = home.assets / "validation_report" / f"{mat.partition}.json"
-            return json.loads(path.read_text())
+            return AssetStore.of(home).read_record("validation_report", mat.partition)
     return None

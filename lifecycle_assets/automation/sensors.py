@@ -22,6 +22,7 @@ from lifecycle_assets.config import LifecycleConfig
 from lifecycle_assets.data.transforms import arrival_time, with_arrival
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.storage import AssetStore
 
 LABELED = dg.AssetKey("labeled_examples")
 GROUND_TRUTH = dg.AssetKey("ground_truth")
@@ -31,8 +32,7 @@ LOOKBACK_DAYS = 60
 
 
 def _stored(home: LifecycleHome, key: dg.AssetKey, partition: str) -> Path:
-    # The layout of LifecycleIOManager: HOME/assets/<asset>/<partition>.parquet
-    return home.assets.joinpath(*key.path) / f"{partition}.parquet"
+    return AssetStore.of(home).frame_path(key.to_user_string(), partition)
 
 
 def joinable_labels(home: LifecycleHome, day: dt.date, config: LifecycleConfig) -> int:

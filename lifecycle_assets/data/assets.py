@@ -25,6 +25,7 @@ from lifecycle_assets.partitions import (
 from lifecycle_assets.records import read_ground_truth, read_predictions
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.versioning import VersioningResource, write_json
+from lifecycle_assets.storage import AssetStore
 
 GROUP = "data"
 
@@ -39,10 +40,9 @@ def _quarantine_metadata(
     home: LifecycleHomeResource, asset: str, day: str, quarantine: pl.DataFrame
 ) -> dict[str, Any]:
     """Bad rows are kept, with their reason, next to the asset; their counts go to metadata."""
-    folder = home.get().assets / "quarantine" / asset
-    target = folder / f"{day}.parquet"
+    target = AssetStore.of(home.get()).quarantine_path(asset, day)
     if quarantine.height:
-        folder.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         quarantine.write_parquet(target)
         target.chmod(0o600)
     elif target.exists():

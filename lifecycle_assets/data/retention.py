@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.versioning.repo import VersionedRepo, VersioningError
 
 DATASET_STAGES = ("train_split", "test_split")
@@ -46,10 +47,10 @@ def pinned_versions(home: LifecycleHome, repo: VersionedRepo) -> dict[str, list[
                 pin(tag, f"model {version}")
     # Decision records: the Dagster outputs in the home, and every committed
     # reports/validation.json (the git history survives a wiped assets folder).
-    for path in sorted((home.assets / "validation_report").glob("*.json")):
-        record = json.loads(path.read_text())
-        for tag in _tags_in(record):
-            pin(tag, f"decision {path.stem}")
+    store = AssetStore.of(home)
+    for day in store.record_partitions("validation_report"):
+        for tag in _tags_in(store.read_record("validation_report", day) or {}):
+            pin(tag, f"decision {day}")
     if repo.head() is not None:
         shas = repo._git("log", "--format=%H", "--", "reports/validation.json").stdout.split()
         for sha in shas:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +34,7 @@ from lifecycle_assets.registry.registry import (
     record_served,
     validate_version,
 )
+from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
 from lifecycle_assets.validation.decision import Decision, promotable
 from lifecycle_assets.versioning.repo import VersionedRepo, validate_name
@@ -63,13 +63,15 @@ def registry_for(home: LifecycleHome) -> Registry:
 
 def decision_records(home: LifecycleHome) -> list[dict[str, Any]]:
     """The decision records the loop (and forced releases) wrote, oldest day first."""
-    folder = home.assets / "validation_report"
+    store = AssetStore.of(home)
     records = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for day in store.record_partitions("validation_report"):
         try:
-            records.append(json.loads(path.read_text()))
+            record = store.read_record("validation_report", day)
         except json.JSONDecodeError:
             continue  # a torn write is not a decision; `lifecycle validation show` reports it
+        if record is not None:
+            records.append(record)
     return records
 
 
@@ -323,11 +325,11 @@ def _forced_record(
 
 
 def _write_forced(home: LifecycleHome, record: dict[str, Any]) -> None:
-    """Where the gate's records live: `<home>/assets/validation_report/<day>.json` (the day's
+    """Where the gate's records live: the `validation_report` value of the day (the day's
     governing decision; a gate record it supersedes is kept inside it), and a git-tracked
     copy under `registry/decisions/` so `git log` shows the override."""
     day = record["day"]
-    target = home.assets / "validation_report" / f"{day}.json"
+    target = AssetStore.of(home).record_path("validation_report", day)
     if target.is_file():
         try:
             previous = json.loads(target.read_text())
@@ -395,14 +397,9 @@ def _move_production(
 
 
 def _store_asset_value(home: LifecycleHome, day: dt.date, model: ModelArtifact) -> None:
-    """The production_model partition's stored value (as the IO manager lays it out), so a
-    downstream asset reading today's partition gets the model that now serves."""
-    target = home.assets / "production_model" / day.isoformat()
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_artifact(model, staging)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    """The production_model partition's stored value, so a downstream asset reading today's
+    partition gets the model that now serves."""
+    AssetStore.of(home).write("production_model", day.isoformat(), model)
 
 
 def _report_runless(home: LifecycleHome) -> Report:

@@ -60,6 +60,7 @@ from lifecycle_assets.serving.requests import (
     Label,
     PredictRequest,
 )
+from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.gate import HIGHER_IS_BETTER, metric
 
@@ -233,8 +234,7 @@ def served_quality(scores: Sequence[float | None], labels: pl.Series, metric_nam
 
 
 def _read_asset(home: LifecycleHome, asset: str, day: dt.date) -> dict[str, Any] | None:
-    path = home.assets / asset / f"{day.isoformat()}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return AssetStore.of(home).read_record(asset, day.isoformat())
 
 
 def _alerts(home: LifecycleHome) -> list[dict[str, Any]]:

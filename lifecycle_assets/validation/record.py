@@ -24,6 +24,7 @@ import polars as pl
 from lifecycle_assets.config import LifecycleConfig, ValidationConfig
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now
+from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact
 from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.gate import FAIL, FORCED, decide
@@ -221,7 +222,7 @@ def build_record(
 
 
 def record_path(home: LifecycleHome, day: str) -> Path:
-    return home.assets / "validation_report" / f"{day}.json"
+    return AssetStore.of(home).record_path("validation_report", day)
 
 
 def parse_day(day: str) -> str:

@@ -1,0 +1,122 @@
+"""Where the loop's asset values are stored: the one owner of the layout under `<home>/assets/`.
+
+One entry per asset partition (`<asset>/<partition>`, `__unpartitioned__` without one), by
+kind of value: a frame is `<partition>.parquet`, a record (dict) `<partition>.json`, a model
+artifact the directory `<partition>/` (safetensors + manifest). No pickle. Bad rows an asset
+quarantined are kept beside the values, under `quarantine/<asset>/<partition>.parquet`.
+
+The IO manager (`resources/io_manager.py`) stores and loads through this module; everything
+else that reads a stored value — the late-label sensor, the daily runner, decision records,
+retention, replay — asks it for the path or the value instead of spelling the layout. Moving
+the values elsewhere means changing this module alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from lifecycle_assets.files import replacing, write_atomic
+
+if TYPE_CHECKING:
+    from lifecycle_assets.home import LifecycleHome
+
+UNPARTITIONED = "__unpartitioned__"
+
+
+class AssetStore:
+    """The stored values under `root` (the home's `assets/`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def of(cls, home: LifecycleHome) -> AssetStore:
+        return cls(home.assets)
+
+    # --- the layout -----------------------------------------------------------------------
+
+    def folder(self, asset: str) -> Path:
+        """The folder of an asset's partitions (`asset` may be a multi-part key `a/b`)."""
+        return self.root.joinpath(*asset.split("/"))
+
+    def _entry(self, asset: str, partition: str | None) -> Path:
+        return self.folder(asset) / (partition or UNPARTITIONED)
+
+    def frame_path(self, asset: str, partition: str | None) -> Path:
+        return self._entry(asset, partition).with_suffix(".parquet")
+
+    def record_path(self, asset: str, partition: str | None) -> Path:
+        return self._entry(asset, partition).with_suffix(".json")
+
+    def model_path(self, asset: str, partition: str | None) -> Path:
+        return self._entry(asset, partition)
+
+    def quarantine_path(self, asset: str, partition: str) -> Path:
+        return self.root / "quarantine" / asset / f"{partition}.parquet"
+
+    # --- writing --------------------------------------------------------------------------
+
+    def write(self, asset: str, partition: str | None, value: Any) -> None:
+        """Store a frame, a record or a model artifact as the partition's value; a reader
+        sees the previous value or this one, never part of either."""
+        # (the artifact module brings torch: imported only where a model is stored or loaded)
+        from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
+
+        if isinstance(value, pl.DataFrame):
+            with replacing(self.frame_path(asset, partition)) as tmp:
+                value.write_parquet(tmp)
+        elif isinstance(value, dict):
+            text = json.dumps(value, indent=2, sort_keys=True, default=str)
+            write_atomic(self.record_path(asset, partition), text)
+        elif isinstance(value, ModelArtifact):
+            target = self.model_path(asset, partition)
+            staging = target.with_name(target.name + ".tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            save_artifact(value, staging)
+            shutil.rmtree(target, ignore_errors=True)
+            staging.replace(target)
+        else:
+            raise TypeError(f"cannot store {type(value).__name__} for {asset}")
+
+    # --- reading --------------------------------------------------------------------------
+
+    def has_frame(self, asset: str, partition: str) -> bool:
+        return self.frame_path(asset, partition).is_file()
+
+    def read(
+        self, asset: str, partition: str | None, factories: dict[str, str] | None = None
+    ) -> Any:
+        """The partition's value (a frame, a model artifact or a record), None when it has
+        not been stored. `factories`: the config's model factories, to load a user family."""
+        frame = self.frame_path(asset, partition)
+        if frame.is_file():
+            return pl.read_parquet(frame)
+        model = self.model_path(asset, partition)
+        if model.is_dir():
+            from lifecycle_assets.training.artifact import MANIFEST, load_artifact
+
+            if (model / MANIFEST).is_file():
+                return load_artifact(model, factories=factories)
+        return self.read_record(asset, partition)
+
+    def read_record(self, asset: str, partition: str | None) -> dict[str, Any] | None:
+        """A record value (JSON), None when there is none. A torn or foreign file raises."""
+        path = self.record_path(asset, partition)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def record_partitions(self, asset: str) -> list[str]:
+        """The partitions with a record value, oldest first."""
+        folder = self.folder(asset)
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def empty_frame(self, asset: str) -> pl.DataFrame:
+        """No rows, with the columns of any stored partition (none stored: no columns)."""
+        folder = self.folder(asset)
+        for sample in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+            return pl.read_parquet(sample).clear()
+        return pl.DataFrame()

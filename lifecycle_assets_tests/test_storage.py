@@ -1,0 +1,61 @@
+"""The asset store: one layout for every stored value, read back as it was written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from lifecycle_assets.storage import AssetStore
+from lifecycle_assets.training.train import train_model
+from lifecycle_assets_tests.training.test_artifact import small_config, synthetic
+
+
+def test_frames_and_records_round_trip_under_one_layout(tmp_path: Path) -> None:
+    store = AssetStore(tmp_path / "assets")
+    frame = pl.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    store.write("feature_table", "2026-06-01", frame)
+    store.write("validation_report", "2026-06-02", {"decision": "PASS", "delta": 0.01})
+    store.write("validation_report", "2026-06-01", {"decision": "FAIL"})
+    store.write("summary", None, {"n": 1})
+    assert store.frame_path("feature_table", "2026-06-01") == (
+        tmp_path / "assets" / "feature_table" / "2026-06-01.parquet"
+    )
+    assert store.has_frame("feature_table", "2026-06-01")
+    assert not store.has_frame("feature_table", "2026-06-02")
+    assert store.read("feature_table", "2026-06-01").equals(frame)
+    assert store.read("validation_report", "2026-06-02") == {"decision": "PASS", "delta": 0.01}
+    assert store.read("summary", None) == {"n": 1}
+    assert store.read("validation_report", "2026-06-03") is None
+    assert store.record_partitions("validation_report") == ["2026-06-01", "2026-06-02"]
+    assert store.record_partitions("never_stored") == []
+    # no rows, the stored columns; nothing stored: no columns
+    assert store.empty_frame("feature_table").schema == frame.schema
+    assert store.empty_frame("never_stored").width == 0
+    # a multi-part asset key is a folder path; quarantine lives beside the values
+    store.write("group/asset", "2026-06-01", frame)
+    assert (tmp_path / "assets" / "group" / "asset" / "2026-06-01.parquet").is_file()
+    assert store.quarantine_path("raw_prediction_logs", "2026-06-01") == (
+        tmp_path / "assets" / "quarantine" / "raw_prediction_logs" / "2026-06-01.parquet"
+    )
+    with pytest.raises(TypeError, match="cannot store list for feature_table"):
+        store.write("feature_table", "2026-06-03", [1, 2])
+    assert sorted(p.name for p in store.folder("validation_report").iterdir()) == [
+        "2026-06-01.json",
+        "2026-06-02.json",
+    ]
+
+
+def test_a_model_is_stored_as_its_artifact_and_replaced_whole(tmp_path: Path) -> None:
+    store = AssetStore(tmp_path)
+    rows = synthetic(400, seed=1)
+    config = small_config({"family": "gbdt", "num_trees": 5}, epochs=1)
+    first = train_model(rows, config, "v1").artifact
+    second = train_model(rows, config, "v2").artifact
+    store.write("candidate_model", "2026-06-01", first)
+    store.write("candidate_model", "2026-06-01", second)
+    loaded = store.read("candidate_model", "2026-06-01")
+    assert loaded.version == "v2"
+    assert (loaded.score(rows) == second.score(rows)).all()
+    assert [p.name for p in store.folder("candidate_model").iterdir()] == ["2026-06-01"]
