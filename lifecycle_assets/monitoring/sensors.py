@@ -360,6 +360,29 @@ def evaluate_staleness(
     return {"day": day, "model_version": serving, "train_window": window, "reasons": reasons}
 
 
+def decide_staleness(
+    instance: dg.DagsterInstance,
+    config: LifecycleConfig,
+    versions: Mapping[str, Mapping[str, Any]],
+    state: EpisodeState,
+) -> tuple[bool, EpisodeState, dict[str, Any]]:
+    """The staleness trigger's one decision, for the daemon's sensor and the replay's
+    `triggered` policy alike: (fire, the new state, the day's signal). A day already
+    evaluated (or no monitoring yet) returns `state` itself, unchanged, and never fires."""
+    signal = evaluate_staleness(instance, config, versions)
+    if signal["day"] is None or signal["day"] == state.last_day:
+        return False, state, signal
+    fire, new_state = step_episode(
+        state,
+        signal["day"],
+        signal["reasons"],
+        config.monitoring.cooldown_days,
+        signal["train_window"],
+        close_share=config.monitoring.episode_close_share,
+    )
+    return fire, new_state, signal
+
+
 def _skip_reason(day: str, reasons: list[Reason], state: EpisodeState, signal: dict) -> str:
     if not reasons:
         return f"{day}: no staleness signal"
@@ -390,18 +413,10 @@ def build_staleness_sensor(job: Any, training_assets: list[str]) -> dg.SensorDef
         h = home.get()
         config = h.config()
         versions = Registry(h, config.problem.name).versions()
-        signal = evaluate_staleness(context.instance, config, versions)
         state = EpisodeState.parse(context.cursor)
-        if signal["day"] is None or signal["day"] == state.last_day:
+        fire, new_state, signal = decide_staleness(context.instance, config, versions, state)
+        if new_state is state:
             return dg.SkipReason("no new day of monitoring since the last evaluation")
-        fire, new_state = step_episode(
-            state,
-            signal["day"],
-            signal["reasons"],
-            config.monitoring.cooldown_days,
-            signal["train_window"],
-            close_share=config.monitoring.episode_close_share,
-        )
         context.update_cursor(new_state.dump())
         if not fire:
             return dg.SkipReason(_skip_reason(signal["day"], signal["reasons"], new_state, signal))

@@ -32,15 +32,7 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.home_setup import init_home
 from lifecycle_assets.monitoring.metrics import prediction_bias
-from lifecycle_assets.monitoring.sensors import (
-    EpisodeState,
-    Reason,
-    first_data_day,
-    serving_train_window,
-    staleness_reasons,
-    step_episode,
-    window_reasons,
-)
+from lifecycle_assets.monitoring.sensors import EpisodeState, Reason, decide_staleness
 from lifecycle_assets.partitions import daily
 from lifecycle_assets.registry.registry import Registry
 from lifecycle_assets.replay.source import (
@@ -255,7 +247,6 @@ class PolicyState:
 
     policy: str
     episode: EpisodeState = field(default_factory=EpisodeState)
-    validated: dict[str, float] = field(default_factory=dict)  # version → gate metric
     reasons: list[Reason] = field(default_factory=list)
     fired: bool = False
 
@@ -269,42 +260,20 @@ def decide_training(
 ) -> bool:
     """The retraining policy for loop day `day`, after its monitoring has run.
 
-    `triggered` takes the daemon sensor's decision: the same `staleness_reasons` on the day's
-    monitoring assets, the same `window_reasons` and the same `step_episode`, with the
-    serving model's train window from the registry (`serving_train_window`) and
-    `monitoring.episode_close_share`."""
+    `triggered` takes the daemon sensor's decision (`decide_staleness`), on the day's
+    monitoring in the home's Dagster instance, with the sensor's episode state kept per
+    policy between days."""
     state.reasons, state.fired = [], False
     if state.policy == "periodic" or production is None:
         return True  # cold start: every policy trains until a first model exists
     if state.policy == "never":
         return False
-    drift = _read_asset(home, "prediction_drift", day) or {}
-    matured = day - dt.timedelta(days=config.labels.maturity_days)
-    live = _read_asset(home, "live_quality", matured) or {}
-    bias = live.get("prediction_bias") or {}
-    version = live.get("model_version")
-    state.reasons = staleness_reasons(
-        drift.get("max_psi"),
-        live.get("quality") if live.get("matured") else None,
-        state.validated.get(version) if version else None,
-        bias.get("low"),
-        bias.get("high"),
-        config.monitoring,
-        metric=config.validation.metric,
-        out_of_range_share=drift.get("out_of_range_share"),
+    versions = Registry(home, config.problem.name).versions()
+    fire, state.episode, signal = decide_staleness(
+        instance_for(home), config, versions, state.episode
     )
-    window = serving_train_window(home, config, production)
-    state.reasons += window_reasons(
-        config, day.isoformat(), window, first_data_day(instance_for(home))
-    )
-    fire, state.episode = step_episode(
-        state.episode,
-        day.isoformat(),
-        state.reasons,
-        config.monitoring.cooldown_days,
-        window,
-        close_share=config.monitoring.episode_close_share,
-    )
+    if signal["day"] == day.isoformat():
+        state.reasons = signal["reasons"]
     state.fired = fire
     return fire
 
@@ -347,8 +316,6 @@ def replay_policy(
                 ),
             )
             decision = outcome.decision or {}
-            if decision.get("challenger_version") and decision.get("challenger_metric") is not None:
-                state.validated[decision["challenger_version"]] = decision["challenger_metric"]
             production = registry.alias("production")
             drift = _read_asset(home, "prediction_drift", day) or {}
             matured = day - dt.timedelta(days=config.labels.maturity_days)

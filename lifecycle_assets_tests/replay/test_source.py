@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
 import yaml
 
+from lifecycle_assets.automation.loop import instance_for
 from lifecycle_assets.config import ConfigError, parse_config
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.replay.runner import (
@@ -185,27 +187,29 @@ def test_served_quality_needs_every_row_scored():
     assert served_quality([3.0, 1.0], pl.Series([2.0, 2.0]), "rmse")["quality"] == 1.0
 
 
-def _monitoring(home: LifecycleHome, day: dt.date, psi: float) -> None:
-    folder = home.assets / "prediction_drift"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{day}.json").write_text(json.dumps({"max_psi": psi}))
+def _monitoring(home: LifecycleHome, day: dt.date, psi: float, served_by: str | None) -> None:
+    """The day's `prediction_drift` as the loop records it in the home's instance."""
+    meta = {"max_psi": psi} | ({"model_version": served_by} if served_by else {})
+    instance_for(home).report_runless_asset_event(
+        dg.AssetMaterialization("prediction_drift", partition=day.isoformat(), metadata=meta)
+    )
 
 
-def test_policies_decide_training(tmp_path: Path):
-    home = LifecycleHome(tmp_path)
+def test_policies_decide_training(make_home):
+    home = make_home(CONFIG)
     config = delivery_config()  # psi_threshold 0.25, cooldown 2 days
     days = [dt.date(2026, 1, d) for d in range(1, 9)]
-    for day, psi in zip(days, [0.1, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9], strict=True):
-        _monitoring(home, day, psi)
+    serving = [None, "v1", "v1", "v1", "v1", "v1", "v2", "v2"]
+    psis = [0.1, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9]
 
     def run(policy: str, production: list[str | None]) -> list[bool]:
-        state = PolicyState(policy)
-        return [
-            decide_training(state, home, config, d, p)
-            for d, p in zip(days, production, strict=True)
-        ]
+        """Each day: its monitoring is recorded, then the policy decides (as in the loop)."""
+        state, decided = PolicyState(policy), []
+        for day, psi, version in zip(days, psis, production, strict=True):
+            _monitoring(home, day, psi, version)
+            decided.append(decide_training(state, home, config, day, version))
+        return decided
 
-    serving = [None, "v1", "v1", "v1", "v1", "v1", "v2", "v2"]
     assert run("periodic", serving) == [True] * 8
     assert run("never", serving) == [True] + [False] * 7
     # No registry here, so nothing shows a serving model learned from after an onset: fires
@@ -215,34 +219,36 @@ def test_policies_decide_training(tmp_path: Path):
     assert run("triggered", serving) == [True, True, False, False, True, False, True, False]
 
 
-def test_triggered_retrains_a_persistent_drift_until_a_post_onset_model_serves(tmp_path: Path):
+def test_triggered_retrains_a_persistent_drift_until_a_post_onset_model_serves(make_home):
     """The replay's finding: PSI ≈ 1.8 from period 3 on, and the retrain of period 3 learned
     from a window before the drift (maturity 1 + test window 1: data through period 1). It
     used to fire once and never again; now it fires again after the cooldown (period 5),
     whose model (data through period 3) serves from period 6 and closes the episode."""
-    home = LifecycleHome(tmp_path)
     config = delivery_config()  # psi_threshold 0.25, cooldown 2 days
     days = [dt.date(2026, 1, d) for d in range(1, 11)]
     psi = [0.1, 0.1, 1.85, 1.8, 1.8, 1.8, 1.8, 1.8, 1.8, 1.8]
-    for day, value in zip(days, psi, strict=True):
-        _monitoring(home, day, value)
-    registry = home.repo / "registry"
-    registry.mkdir(parents=True)
     trained = {"v1": days[0], "v2": days[2], "v3": days[4]}
-    (registry / "versions.json").write_text(
-        json.dumps({v: {"day": d.isoformat()} for v, d in trained.items()})
-    )
+
+    def decide(name: str, serving: list[str | None]) -> tuple[list[bool], PolicyState]:
+        home = make_home(CONFIG, name=name)
+        registry = home.repo / "registry"
+        registry.mkdir(parents=True, exist_ok=True)
+        (registry / "versions.json").write_text(
+            json.dumps({v: {"day": d.isoformat()} for v, d in trained.items()})
+        )
+        state, decided = PolicyState("triggered"), []
+        for day, value, version in zip(days, psi, serving, strict=True):
+            _monitoring(home, day, value, version)
+            decided.append(decide_training(state, home, config, day, version))
+        return decided, state
+
     serving = [None, "v1", "v1", "v2", "v2", "v3", "v3", "v3", "v3", "v3"]
-    state = PolicyState("triggered")
-    decided = [
-        decide_training(state, home, config, d, p) for d, p in zip(days, serving, strict=True)
-    ]
+    decided, state = decide("promoted", serving)
     assert decided == [True, False, True, False, True, False, False, False, False, False]
     assert state.episode.onset == days[2].isoformat() and state.episode.closed
     # Had v3 been rejected (v2 serving on), the trigger would have fired again on period 7.
-    state = PolicyState("triggered")
     kept = [*serving[:5], "v2", "v2", "v2", "v2", "v2"]
-    decided = [decide_training(state, home, config, d, p) for d, p in zip(days, kept, strict=True)]
+    decided, _ = decide("rejected", kept)
     assert decided == [True, False, True, False, True, False, True, False, True, False]
 
 
