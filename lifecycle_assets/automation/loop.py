@@ -52,6 +52,19 @@ def instance_for(home: LifecycleHome) -> dg.DagsterInstance:
     return _instances[key]
 
 
+def runless_report(home: LifecycleHome) -> Callable[[str, str, dict[str, Any]], None]:
+    """Reports a change made outside a run (a CLI release or rollback) as a runless
+    materialisation in the home's instance, so the UI's lineage stays true."""
+    instance = instance_for(home)
+
+    def report(asset: str, partition: str, metadata: dict[str, Any]) -> None:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=asset, partition=partition, metadata=metadata)
+        )
+
+    return report
+
+
 def materialize(home: LifecycleHome, assets: list[str], partition: str) -> RunOutcome:
     """One run of the loop's job for the selected assets of one partition."""
     from lifecycle_assets.definitions import defs  # deferred: keeps CLI start-up light

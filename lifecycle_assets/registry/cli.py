@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home
+from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.registry import release as rel
 from lifecycle_assets.registry.registry import verify_versions
 
@@ -109,10 +110,22 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def runless_report(home: LifecycleHome) -> rel.Report:
+    from lifecycle_assets.automation.loop import runless_report as report  # brings Dagster
+
+    return report(home)
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     version = rel.check_version_arg(args.version)
+    home = open_home(args)
     out = rel.release(
-        open_home(args), version, actor=rel.cli_actor(), reason=args.reason, force=args.force
+        home,
+        version,
+        actor=rel.cli_actor(),
+        reason=args.reason,
+        force=args.force,
+        report=runless_report(home),
     )
     emit(args, out, _moved(out))
     return 0
@@ -120,7 +133,10 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     to = rel.check_version_arg(args.to) if args.to is not None else None
-    out = rel.rollback(open_home(args), to=to, actor=rel.cli_actor(), reason=args.reason)
+    home = open_home(args)
+    out = rel.rollback(
+        home, to=to, actor=rel.cli_actor(), reason=args.reason, report=runless_report(home)
+    )
     emit(args, out, _moved(out))
     return 0
 

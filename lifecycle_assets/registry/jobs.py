@@ -1,8 +1,11 @@
 """Manual approval from the Dagster UI: launch `approve_model` with the version as config."""
 
+from typing import Any
+
 import dagster as dg
 
-from lifecycle_assets.registry.release import check_version_arg, release_via_dagster
+from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.registry.release import approve, check_version_arg, release
 from lifecycle_assets.resources.home import LifecycleHomeResource
 
 
@@ -10,6 +13,28 @@ class ApprovalConfig(dg.Config):
     version: str
     reason: str = "approved in the Dagster UI after reviewing the model card"
     release: bool = True
+
+
+def release_via_dagster(
+    context: dg.OpExecutionContext,
+    home: LifecycleHome,
+    version: str,
+    reason: str,
+    release_now: bool,
+) -> dict[str, Any]:
+    """Approve, and (by default) release, as the run: the production_model materialisation
+    is an event of this run."""
+    actor = f"dagster-ui:{context.run_id}"
+
+    def report(asset: str, partition: str, metadata: dict[str, Any]) -> None:
+        context.log_event(
+            dg.AssetMaterialization(asset_key=asset, partition=partition, metadata=metadata)
+        )
+
+    out: dict[str, Any] = {"approved": approve(home, version, actor=actor, reason=reason)}
+    if release_now:
+        out["released"] = release(home, version, actor=actor, reason=reason, report=report)
+    return out
 
 
 @dg.op(tags={"kind": "registry"})

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import numpy as np
 import polars as pl
 
@@ -37,12 +36,16 @@ from lifecycle_assets.registry.registry import (
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
 from lifecycle_assets.validation.decision import Decision, promotable
+from lifecycle_assets.versioning.publish import publish_stage
 from lifecycle_assets.versioning.repo import VersionedRepo, validate_name
 
 AWAITING_APPROVAL = "AWAITING_APPROVAL"
 CROSS_DEVICE_TOLERANCE = 1e-6
 
-Report = Callable[[dg.AssetMaterialization], None]
+# How a change made outside a Dagster run is reported, so the UI's lineage stays true:
+# (asset, partition, metadata) → a runless materialisation (the CLI: `automation.loop.
+# runless_report`) or an event of the run that made it (the `approve_model` job).
+Report = Callable[[str, str, dict[str, Any]], None]
 
 
 class ReleaseError(LifecycleError, RuntimeError):
@@ -221,7 +224,7 @@ def release(
     actor: str,
     reason: str | None = None,
     force: bool = False,
-    report: Report | None = None,
+    report: Report,
 ) -> dict[str, Any]:
     """Point `production` at `version`: an approved version (manual mode), one the gate passed
     (auto mode), or any registered version with `force` and a reason (a FORCED record)."""
@@ -266,7 +269,7 @@ def rollback(
     to: str | None,
     actor: str,
     reason: str,
-    report: Report | None = None,
+    report: Report,
 ) -> dict[str, Any]:
     """Restore an earlier production model (weights, preprocessing and feature version travel
     together in its artifact), verified before the alias moves."""
@@ -352,16 +355,12 @@ def _move_production(
     reason: str,
     action: str,
     forced: dict[str, Any] | None = None,
-    report: Report | None = None,
+    report: Report,
 ) -> dict[str, Any]:
-    from lifecycle_assets.resources.home import LifecycleHomeResource
-    from lifecycle_assets.resources.versioning import VersioningResource
-
     model = _verify(reg, version)  # refuses a tampered or broken artifact: nothing moves
     day = today(home)
     when = now(home)
-    versioning = VersioningResource(home=LifecycleHomeResource(workdir=str(home.root)))
-    repo = versioning.repo()
+    repo = VersionedRepo(home.repo, env=home.tool_env())
     with repo.locked():
         if forced is not None:
             _write_forced(home, forced)
@@ -369,7 +368,8 @@ def _move_production(
         record_served(home, day, version)
         if action == "release":
             reg.set_approval(version, "released", actor=actor, time=when.isoformat())
-        meta = versioning.publish(
+        meta = publish_stage(
+            repo,
             "production_model",
             day.isoformat(),
             "models/production",
@@ -389,10 +389,7 @@ def _move_production(
         "runless": f"lifecycle models {action}",
         **meta,
     }
-    materialization = dg.AssetMaterialization(
-        asset_key="production_model", partition=day.isoformat(), metadata=metadata
-    )
-    (report or _report_runless(home))(materialization)
+    report("production_model", day.isoformat(), metadata)
     return {"action": action, "event": event, "day": day.isoformat(), **meta}
 
 
@@ -400,13 +397,6 @@ def _store_asset_value(home: LifecycleHome, day: dt.date, model: ModelArtifact) 
     """The production_model partition's stored value, so a downstream asset reading today's
     partition gets the model that now serves."""
     AssetStore.of(home).write("production_model", day.isoformat(), model)
-
-
-def _report_runless(home: LifecycleHome) -> Report:
-    from lifecycle_assets.automation.loop import instance_for
-
-    instance = instance_for(home)
-    return instance.report_runless_asset_event
 
 
 # --- reproduce ----------------------------------------------------------------------------------
@@ -488,19 +478,6 @@ def reproduce(
         and not code.get("code_dirty"),
         "matches": bool(matches) and (recorded_hash is None or recorded_hash == restored_hash),
     }
-
-
-def release_via_dagster(
-    context: Any, home: LifecycleHome, version: str, reason: str, release_now: bool
-) -> dict[str, Any]:
-    """The `approve_model` job's body: approve, and (by default) release, as the run."""
-    actor = f"dagster-ui:{context.run_id}"
-    out: dict[str, Any] = {"approved": approve(home, version, actor=actor, reason=reason)}
-    if release_now:
-        out["released"] = release(
-            home, version, actor=actor, reason=reason, report=context.log_event
-        )
-    return out
 
 
 def check_version_arg(version: str) -> str:

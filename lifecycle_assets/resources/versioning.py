@@ -1,8 +1,6 @@
 """DVC-native versions in the home's repo, as a resource (docs/architecture.md)."""
 
 import json
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.versioning.publish import publish_stage
 from lifecycle_assets.versioning.repo import VersionedRepo
 
 
@@ -35,35 +34,12 @@ class VersioningResource(dg.ConfigurableResource):
         tag: str | None,
         extra_paths: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        """Replace the stage's output `out` (a path in the repo) with what `write` produces."""
-        repo = self.repo()
-        target = repo.path / out
-        staging = target.with_name(target.name + ".staging")
-        shutil.rmtree(staging, ignore_errors=True)
-        if staging.exists():
-            staging.unlink()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write(staging)
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        os.replace(staging, target)
-        if os.environ.get("DVC_STAGE"):
-            # Run as a stage command by `dvc repro`: DVC records the output itself (dvc.lock,
-            # cache) once the command returns; recording it here as well would race it.
-            return {"dvc_stage": stage, "dvc_hash": "", "git_commit": "", "git_tag": ""}
-        repo.set_params(stage, day=day)
-        hashes = repo.commit_stage(stage)
-        commit = repo.save_version(message, tag, extra_paths=list(extra_paths))
-        if self.push:
-            repo.push()
-        return {
-            "dvc_stage": stage,
-            "dvc_hash": hashes.get(out, ""),
-            "git_commit": commit,
-            "git_tag": tag or "",
-        }
+        """Replace the stage's output `out` with what `write` produces and version it
+        (`versioning.publish.publish_stage`)."""
+        return publish_stage(
+            self.repo(), stage, day, out, write,
+            message=message, tag=tag, extra_paths=extra_paths, push=self.push,
+        )  # fmt: skip
 
     def commit_paths(self, message: str, paths: list[str]) -> str:
         """Commit git-tracked files (the registry) without a DVC stage."""
