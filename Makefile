@@ -24,6 +24,7 @@ demo: .venv/.synced
 lint: .venv/.synced
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 
 typecheck: .venv/.synced
 	.venv/bin/mypy lifecycle_assets bentos
