@@ -39,14 +39,14 @@ sys.path.insert(0, str(ROOT))
 
 from lifecycle_assets.config import example_config_path  # noqa: E402
 from lifecycle_assets.home import LifecycleHome, set_simulated_today  # noqa: E402
-from lifecycle_assets.serving.loadgen import (  # noqa: E402
+from lifecycle_assets.serving.lookup import LookupEntry, SqliteLookupStore  # noqa: E402
+from lifecycle_assets.serving.process import free_port  # noqa: E402
+from lifecycle_assets_tests.loadgen import (  # noqa: E402
     in_child,
     run_load,
     sequential,
     soak_features,
 )
-from lifecycle_assets.serving.lookup import LookupEntry, SqliteLookupStore  # noqa: E402
-from lifecycle_assets.serving.process import free_port  # noqa: E402
 
 APPS = ROOT / "benchmarks" / "serving_apps"
 DAY = "2026-06-05"

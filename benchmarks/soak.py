@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from lifecycle_assets.config import example_config_path  # noqa: E402
 from lifecycle_assets.home import LifecycleHome, set_simulated_today  # noqa: E402
-from lifecycle_assets.serving.loadgen import crash, in_child, soak  # noqa: E402
 from lifecycle_assets.serving.process import ServiceProcess  # noqa: E402
+from lifecycle_assets_tests.loadgen import crash, in_child, soak  # noqa: E402
 
 
 def make_home(root: Path, **serving: object) -> LifecycleHome:
@@ -120,7 +120,7 @@ def poison_run(root: Path, seconds: float, connections: int) -> int:
     import datetime as dt
 
     from lifecycle_assets.records import read_log_quarantine
-    from lifecycle_assets.serving.loadgen import logged_ids, poison_soak
+    from lifecycle_assets_tests.loadgen import logged_ids, poison_soak
 
     home = make_home(root)
     limit = home.config().serving.max_open_segments

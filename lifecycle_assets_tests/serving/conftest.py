@@ -9,7 +9,7 @@ import pytest
 
 from lifecycle_assets.config import example_config_path
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
-from lifecycle_assets.serving.loadgen import in_child
+from lifecycle_assets_tests.loadgen import in_child
 
 DAY = dt.date(2026, 6, 5)
 

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.records import read_ground_truth, read_log_quarantine
 from lifecycle_assets.registry.registry import Registry
-from lifecycle_assets.serving.loadgen import in_child, logged_ids, poison_soak
 from lifecycle_assets.serving.process import ServiceProcess
 from lifecycle_assets.training.artifact import MANIFEST, WEIGHTS, sha256_file
+from lifecycle_assets_tests.loadgen import in_child, logged_ids, poison_soak
 from lifecycle_assets_tests.serving.conftest import DAY
 from lifecycle_assets_tests.serving.test_reliability import make_home
 

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from lifecycle_assets.home import LifecycleHome
-from lifecycle_assets.serving.loadgen import crash, soak
 from lifecycle_assets.serving.process import ServiceProcess
+from lifecycle_assets_tests.loadgen import crash, soak
 
 pytestmark = pytest.mark.slow
 

@@ -30,7 +30,7 @@ import yaml
 from lifecycle_assets.config import example_config_path, load_config
 from lifecycle_assets.home import LifecycleHome, project_root, set_simulated_today
 from lifecycle_assets.records import read_ground_truth, read_predictions
-from lifecycle_assets.serving.loadgen import in_child as loadgen_child
+from lifecycle_assets_tests.loadgen import in_child as loadgen_child
 
 pytestmark = pytest.mark.slow
 

@@ -272,14 +272,14 @@ def register_untrained_model(home_root: str, version: str, promote: str = "yes")
 
 
 def in_child(home: Any, func: str, *args: str) -> str:
-    """Run `lifecycle_assets.serving.loadgen.<func>(*args)` in a fresh process with the
+    """Run `lifecycle_assets_tests.loadgen.<func>(*args)` in a fresh process with the
     home's environment (BentoML fixes its model store location once per process)."""
     import subprocess
     import sys
 
     from lifecycle_assets.home import project_root
 
-    code = f"from lifecycle_assets.serving.loadgen import {func}; {func}(*{list(args)!r})"
+    code = f"from lifecycle_assets_tests.loadgen import {func}; {func}(*{list(args)!r})"
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=project_root(),
