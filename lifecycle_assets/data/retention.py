@@ -14,7 +14,8 @@ from typing import Any
 
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.storage import AssetStore
-from lifecycle_assets.versioning.repo import VersionedRepo, VersioningError
+from lifecycle_assets.versioning.errors import VersioningError
+from lifecycle_assets.versioning.repo import VersionedRepo
 
 DATASET_STAGES = ("train_split", "test_split")
 

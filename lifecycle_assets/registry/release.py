@@ -36,8 +36,9 @@ from lifecycle_assets.registry.registry import (
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
 from lifecycle_assets.validation.decision import Decision, promotable
+from lifecycle_assets.versioning.names import validate_name
 from lifecycle_assets.versioning.publish import publish_stage
-from lifecycle_assets.versioning.repo import VersionedRepo, validate_name
+from lifecycle_assets.versioning.repo import VersionedRepo
 
 AWAITING_APPROVAL = "AWAITING_APPROVAL"
 CROSS_DEVICE_TOLERANCE = 1e-6

@@ -30,7 +30,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -43,19 +42,24 @@ from urllib.parse import urlparse
 
 import yaml
 
-from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.files import write_atomic
+from lifecycle_assets.versioning.access import restrict_to_owner
+from lifecycle_assets.versioning.errors import VersioningError, one_line
+from lifecycle_assets.versioning.names import validate_name, validate_path
+from lifecycle_assets.versioning.pipeline import (
+    DVC_LOCK,
+    DVC_YAML,
+    PARAMS_YAML,
+    dump_yaml,
+    load_yaml,
+    stage_outs,
+    stage_param_keys,
+    yaml_value,
+)
 
 REMOTE_NAME = "storage"
 DEFAULT_BRANCH = "main"
-DVC_YAML = "dvc.yaml"
-DVC_LOCK = "dvc.lock"
-PARAMS_YAML = "params.yaml"
 
-# Letters, digits and `._/-`; first character a letter, digit or `_` (never `-`, `/` or `.`).
-_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}")
-# Repo-relative paths (may hold dot-files such as `datasets/.gitignore`).
-_PATH_RE = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
 # Variables that would point git at some other repository (e.g. inside a git hook).
 _GIT_LOCATION_VARS = (
     "GIT_DIR",
@@ -85,62 +89,6 @@ _REPO_LOCKS: dict[str, list[Any]] = {}
 _REPO_LOCKS_GUARD = threading.Lock()
 
 
-class VersioningError(LifecycleError, RuntimeError):
-    """The versioned repo cannot do what was asked; the message says what and how to fix it."""
-
-
-def _one_line(exc: BaseException) -> str:
-    """The error on one line, with its root cause when DVC wrapped one (it often does)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    root = exc
-    while root.__cause__ is not None and root.__cause__ is not root:
-        root = root.__cause__
-    if root is not exc:
-        cause = " ".join(str(root).split()) or type(root).__name__
-        text = f"{text} (caused by {type(root).__name__}: {cause})"
-    return text
-
-
-def validate_name(name: str, kind: str = "tag", *, prefix: bool = False) -> str:
-    """A git-safe tag or stage name: letters, digits, `._/-`; no `..`, no leading `-`/`/`/`.`.
-
-    With `prefix=True` a trailing `/` (a tag prefix such as `model/`) and the empty string pass.
-    """
-    if not isinstance(name, str):
-        raise VersioningError(f"invalid {kind} {name!r}: expected a string")
-    if prefix and name == "":
-        return name
-    body = name[:-1] if prefix and name.endswith("/") else name
-    parts = body.split("/")
-    if (
-        not _NAME_RE.fullmatch(body)
-        or ".." in body
-        or body.endswith((".", "/", ".lock"))
-        or any(part == "" or part.startswith(".") or part.endswith(".lock") for part in parts)
-    ):
-        raise VersioningError(
-            f"invalid {kind} {name!r}: use letters, digits and `._/-`, starting with a letter, "
-            "digit or `_`, with no `..`, `//`, hidden components or `.lock` suffix"
-        )
-    return name
-
-
-def validate_path(path: str, kind: str = "path") -> str:
-    """A path relative to the repo root, inside it, not into `.git`."""
-    norm = path.rstrip("/")
-    parts = norm.split("/")
-    if (
-        not _PATH_RE.fullmatch(norm)
-        or any(part in (".", "..") for part in parts)
-        or parts[0] == ".git"
-    ):
-        raise VersioningError(
-            f"invalid {kind} {path!r}: give a path relative to the repo root, "
-            "with no `..` components and not inside `.git`"
-        )
-    return norm
-
-
 def _is_local_url(url: str) -> bool:
     parsed = urlparse(url)
     # Windows drive letters parse as a one-letter scheme.
@@ -150,59 +98,6 @@ def _is_local_url(url: str) -> bool:
 def _local_path(url: str) -> Path:
     parsed = urlparse(url)
     return Path(parsed.path if parsed.scheme == "file" else url).expanduser()
-
-
-def _stage_outs(dvc_yaml: dict[str, Any]) -> dict[str, list[tuple[str, bool]]]:
-    """{stage: [(out path, cached?)]} for outs, metrics and plots declared in a dvc.yaml."""
-    result: dict[str, list[tuple[str, bool]]] = {}
-    for name, stage in (dvc_yaml.get("stages") or {}).items():
-        outs: list[tuple[str, bool]] = []
-        for key in ("outs", "metrics", "plots"):
-            for entry in stage.get(key) or []:
-                if isinstance(entry, str):
-                    outs.append((entry, key == "outs"))
-                else:
-                    for out_path, opts in entry.items():
-                        default = key == "outs"
-                        outs.append((out_path, bool((opts or {}).get("cache", default))))
-        result[name] = outs
-    return result
-
-
-def _stage_param_keys(dvc_yaml: dict[str, Any]) -> list[str]:
-    """Dotted keys of params.yaml that stages read (`params: [train_split.day]`)."""
-    keys: list[str] = []
-    for stage in (dvc_yaml.get("stages") or {}).values():
-        for entry in stage.get("params") or []:
-            if isinstance(entry, str):
-                keys.append(entry)
-            elif isinstance(entry, dict):
-                for file, names in entry.items():
-                    if file == PARAMS_YAML:
-                        keys.extend(names or [])
-    return keys
-
-
-def _load_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text()) if path.exists() else None
-    except yaml.YAMLError as exc:
-        raise VersioningError(
-            f"{path} is not valid YAML ({_one_line(exc)}): fix or delete it"
-        ) from exc
-
-
-def _dump_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
-
-
-def _yaml_value(value: Any) -> Any:
-    # Dates become ISO strings so that params.yaml holds "2026-06-10", never a YAML date.
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    raise VersioningError(f"param value {value!r} is not a string, number, bool, date or None")
 
 
 class VersionedRepo:
@@ -240,7 +135,7 @@ class VersionedRepo:
         dvc_yaml = Path(dvc_yaml)
         if not dvc_yaml.is_file():
             raise VersioningError(f"no dvc.yaml at {dvc_yaml}: pass the project's dvc.yaml")
-        pipeline = _load_yaml(dvc_yaml)
+        pipeline = load_yaml(dvc_yaml)
         if not isinstance(pipeline, dict) or not isinstance(pipeline.get("stages"), dict):
             raise VersioningError(f"{dvc_yaml} declares no `stages:`: fix the project's dvc.yaml")
         repo = cls(path, env)
@@ -248,7 +143,7 @@ class VersionedRepo:
             repo.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise VersioningError(
-                f"cannot create the repo at {repo.path}: {_one_line(exc)}"
+                f"cannot create the repo at {repo.path}: {one_line(exc)}"
             ) from exc
         if not (repo.path / ".git").exists():
             repo._git("init", "-q", "-b", DEFAULT_BRANCH)
@@ -295,7 +190,7 @@ class VersionedRepo:
                 local.chmod(0o700)  # mkdir's mode is masked by the umask
             except OSError as exc:
                 raise VersioningError(
-                    f"cannot create the DVC remote '{REMOTE_NAME}' at {local}: {_one_line(exc)}; "
+                    f"cannot create the DVC remote '{REMOTE_NAME}' at {local}: {one_line(exc)}; "
                     "fix the path/permissions or set versioning.dvc_remote in lifecycle.yaml"
                 ) from exc
         elif not local.is_dir():
@@ -312,7 +207,7 @@ class VersionedRepo:
                     Repo.init(str(self.path)).close()
                 except Exception as exc:
                     raise VersioningError(
-                        f"dvc init failed in {self.path}: {_one_line(exc)}"
+                        f"dvc init failed in {self.path}: {one_line(exc)}"
                     ) from exc
             from dvc.config import Config
 
@@ -334,11 +229,11 @@ class VersionedRepo:
 
     def _ensure_params(self, pipeline: dict[str, Any]) -> None:
         path = self.path / PARAMS_YAML
-        params = _load_yaml(path) or {}
+        params = load_yaml(path) or {}
         if not isinstance(params, dict):
             raise VersioningError(f"{path} is not a mapping: fix or delete it")
         changed = not path.exists()
-        for dotted in _stage_param_keys(pipeline):
+        for dotted in stage_param_keys(pipeline):
             node = params
             *parents, leaf = dotted.split(".")
             for key in parents:
@@ -351,11 +246,11 @@ class VersionedRepo:
                 node[leaf] = None
                 changed = True
         if changed:
-            write_atomic(path, _dump_yaml(params))
+            write_atomic(path, dump_yaml(params))
 
     def _ensure_gitignores(self, pipeline: dict[str, Any]) -> None:
         # What `dvc commit` would write: each cached out ignored in its parent's .gitignore.
-        for outs in _stage_outs(pipeline).values():
+        for outs in stage_outs(pipeline).values():
             for out, cached in outs:
                 if not cached:
                     continue
@@ -370,7 +265,7 @@ class VersionedRepo:
     # --- params, commit, version ---------------------------------------------------------
 
     def stages(self) -> list[str]:
-        pipeline = _load_yaml(self.path / DVC_YAML) or {}
+        pipeline = load_yaml(self.path / DVC_YAML) or {}
         return list((pipeline.get("stages") or {}).keys())
 
     def _check_stage(self, stage: str) -> str:
@@ -388,14 +283,14 @@ class VersionedRepo:
         self._check_stage(stage)
         with self.locked():
             path = self.path / PARAMS_YAML
-            params = _load_yaml(path) or {}
+            params = load_yaml(path) or {}
             section = params.get(stage)
             if not isinstance(section, dict):
                 section = params[stage] = {}
-            new = {key: _yaml_value(value) for key, value in values.items()}
+            new = {key: yaml_value(value) for key, value in values.items()}
             if any(section.get(key, object()) != value for key, value in new.items()):
                 section.update(new)
-                write_atomic(path, _dump_yaml(params))
+                write_atomic(path, dump_yaml(params))
 
     def commit_stage(self, stage: str) -> dict[str, str]:
         """`dvc commit -f` one stage: record its outs in dvc.lock and the cache.
@@ -416,7 +311,7 @@ class VersionedRepo:
                     else "check the stage's outputs and dvc.yaml"
                 )
                 raise VersioningError(
-                    f"dvc commit of stage '{stage}' failed: {_one_line(exc)}; {hint}"
+                    f"dvc commit of stage '{stage}' failed: {one_line(exc)}; {hint}"
                 ) from exc
             restrict_to_owner(self.path / ".dvc" / "cache")
             hashes = {
@@ -426,8 +321,8 @@ class VersionedRepo:
             }
             # Outputs DVC does not cache (metrics with `cache: false`) are versioned by git:
             # stage them so the version's commit carries them.
-            pipeline = _load_yaml(self.path / DVC_YAML) or {}
-            uncached = [p for p, cached in _stage_outs(pipeline).get(stage, []) if not cached]
+            pipeline = load_yaml(self.path / DVC_YAML) or {}
+            uncached = [p for p, cached in stage_outs(pipeline).get(stage, []) if not cached]
             if uncached:
                 self._git("add", "-A", "--", *uncached)
             return hashes
@@ -492,7 +387,7 @@ class VersionedRepo:
                 with Repo(str(self.path)) as dvc:
                     pushed = int(dvc.push(targets=targets))
             except Exception as exc:  # DvcException, OSError, ImportError (missing dvc-s3)...
-                raise self._unreachable(url, _one_line(exc)) from exc
+                raise self._unreachable(url, one_line(exc)) from exc
             # push re-protects the cache objects it read (0444): restrict both ends again
             restrict_to_owner(self.path / ".dvc" / "cache")
             if _is_local_url(url):
@@ -531,9 +426,7 @@ class VersionedRepo:
                 with Repo(str(self.path)) as dvc:
                     return dict(dvc.status(targets=targets))
             except Exception as exc:
-                raise VersioningError(
-                    f"dvc status failed in {self.path}: {_one_line(exc)}"
-                ) from exc
+                raise VersioningError(f"dvc status failed in {self.path}: {one_line(exc)}") from exc
 
     def status_clean(self, stages: Sequence[str] = ()) -> bool:
         return self.status(stages) == {}
@@ -679,7 +572,7 @@ class VersionedRepo:
                         )
                 except Exception as exc:  # DvcException, OSError, missing remote plugin...
                     raise VersioningError(
-                        f"dvc gc failed in {self.path} (remote {url}): {_one_line(exc)}; the "
+                        f"dvc gc failed in {self.path} (remote {url}): {one_line(exc)}; the "
                         "tags are already deleted, re-run `lifecycle data gc` once it is fixed"
                     ) from exc
         return {"deleted_tags": list(delete_tags), "dry_run": False}
@@ -713,7 +606,7 @@ class VersionedRepo:
                     Repo.get(str(self.path), path, out=str(target), rev=commit)
                 except Exception as exc:  # DvcException, dvc_data errors, OSError...
                     raise VersioningError(
-                        f"cannot restore {path}@{rev}: {_one_line(exc)}; check that "
+                        f"cannot restore {path}@{rev}: {one_line(exc)}; check that "
                         f"the DVC remote '{REMOTE_NAME}' holds that version (`lifecycle` pushes "
                         "each version it saves)"
                     ) from exc
@@ -817,7 +710,7 @@ class VersionedRepo:
         except FileNotFoundError as exc:
             raise VersioningError("git is not installed or not on PATH: install git") from exc
         if check and result.returncode != 0:
-            detail = _one_line(Exception(result.stderr.strip() or result.stdout.strip()))
+            detail = one_line(Exception(result.stderr.strip() or result.stdout.strip()))
             raise VersioningError(f"git {args[0]} failed in {self.path}: {detail}")
         return result
 
@@ -856,20 +749,6 @@ class VersionedRepo:
             if len(record) > 3 and record[3:].endswith(".gitignore"):
                 paths.append(record[3:])
         return paths
-
-
-def restrict_to_owner(root: Path) -> None:
-    """Strip group/other bits under `root` (DVC makes cache files 0444 whatever the umask).
-
-    An object-storage remote is restricted by its bucket policy instead (docs/data.md).
-    """
-    if not root.is_dir():
-        return
-    for folder, dirs, files in os.walk(root):
-        for name in [folder, *(os.path.join(folder, n) for n in (*dirs, *files))]:
-            mode = os.lstat(name).st_mode
-            if mode & 0o077 and not os.path.islink(name):
-                os.chmod(name, mode & 0o700)
 
 
 def _import_dvc_repo() -> Any:

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from lifecycle_assets.home import LifecycleHome, project_root
-from lifecycle_assets.versioning.repo import VersionedRepo, VersioningError
+from lifecycle_assets.versioning.errors import VersioningError
+from lifecycle_assets.versioning.repo import VersionedRepo
 
 PROJECT_DVC_YAML = project_root() / "dvc.yaml"
 STAGES = ["train_split", "test_split", "candidate_model", "validation_report", "production_model"]
