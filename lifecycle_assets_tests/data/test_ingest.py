@@ -352,7 +352,7 @@ LINE_KINDS = st.sampled_from(
 )
 @given(st.lists(LINE_KINDS, min_size=1, max_size=30))
 def test_vectorised_reader_agrees_with_the_per_line_rules(tmp_path: Path, lines: list[str]) -> None:
-    from lifecycle_assets import records
+    from lifecycle_assets.records import reader as records
 
     root = tmp_path / f"h{abs(hash(tuple(lines)))}"
     folder = day_dir(root, "predictions", DAY)

@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from bentos.service import check_json
-from lifecycle_assets import records
 from lifecycle_assets.data.transforms import first_arrivals
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.records import (
@@ -27,6 +26,7 @@ from lifecycle_assets.records import (
     read_log_quarantine,
     read_predictions,
 )
+from lifecycle_assets.records import writer as records_writer
 from lifecycle_assets.serving.logbuffer import BatchedLog
 from lifecycle_assets.serving.requests import FeedbackRequest, PredictRequest, RequestError
 from lifecycle_assets_tests.serving.test_runtime import (  # noqa: F401 - fixtures
@@ -140,7 +140,7 @@ def test_a_failing_disk_loses_nothing_and_writes_nothing_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FailingWrites()
-    monkeypatch.setattr(records, "os", fake)
+    monkeypatch.setattr(records_writer, "os", fake)
     writer = LogWriter(tmp_path, "w")
     log = BatchedLog(writer, flush_interval_s=0, fsync_interval_s=0)
     log.predictions([record(0)])

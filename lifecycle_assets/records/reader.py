@@ -1,345 +1,32 @@
-"""The log-record contract (docs/architecture.md): what the service writes and the data pipeline reads.
-
-Prediction and ground-truth records are JSON lines in append-only segments under the log
-store, one folder per day::
-
-    logs/predictions/date=YYYY-MM-DD/<writer>.jsonl     by the prediction's event date
-    logs/ground_truth/date=YYYY-MM-DD/<writer>.jsonl    by the label's arrival date
-
-Each writer (a service worker, the simulator) owns its segment files, so concurrent
-writers never interleave lines. A record the service cannot encode (a non-finite number, a
-naive timestamp) goes, with its reason, to::
-
-    logs/quarantine/date=YYYY-MM-DD/<writer>.jsonl      by the day it was refused
-"""
+"""The log reader: a day's segments (JSON lines or Parquet) into typed frames, every bad line
+or segment quarantined with a reason, never dropped. See `lifecycle_assets.records`."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import math
-import os
 import re
-import threading
-import uuid
-from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import polars as pl
 
-PREDICTIONS = "predictions"
-GROUND_TRUTH = "ground_truth"
-SCHEDULED = "scheduled"
-QUARANTINE = "quarantine"
-
-FeatureValue = float | int | str | None
-
-
-@dataclass(frozen=True)
-class PredictionRecord:
-    request_id: str
-    entity_id: str
-    event_time: dt.datetime
-    features: dict[str, FeatureValue]
-    # None before the first model exists (cold start): logged, unscored.
-    model_version: str | None
-    score: float | None
-    decision: str | None
-    logged_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    # The post-processing rule that changed the model's decision (None: the model's own).
-    rule: str | None = None
-    # Numeric features beyond the serving model's training range: served, flagged here so
-    # monitoring counts the drift the service did not refuse (None: none).
-    out_of_range: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class GroundTruthRecord:
-    request_id: str
-    label: float
-    observed_time: dt.datetime
-    # When the service received the label, by the loop's clock (simulated in the demo and in
-    # replay): the label is filed under this day and labels for one request are resolved in
-    # arrival order (first wins), never by the client-supplied `observed_time`, which is
-    # kept as information. None for labels landed by other writers (bulk files, the
-    # simulator): those are filed and ordered by `observed_time`.
-    received_at: dt.datetime | None = None
-
-
-@dataclass(frozen=True)
-class ScheduledRecord:
-    """An item known ahead of time (a recurring payment), to be scored offline.
-
-    Written to `logs/scheduled/date=D/` by its scheduled date D, by whatever system knows
-    the schedule (the simulator here); `offline_predictions` reads it from there."""
-
-    item_id: str
-    entity_id: str
-    scheduled_time: dt.datetime
-    features: dict[str, FeatureValue]
-
-
-PREDICTION_SCHEMA: dict[str, pl.DataType] = {
-    "request_id": pl.String(),
-    "entity_id": pl.String(),
-    "event_time": pl.Datetime("us", "UTC"),
-    "model_version": pl.String(),
-    "score": pl.Float64(),
-    "decision": pl.String(),
-    "logged_at": pl.Datetime("us", "UTC"),
-    "out_of_range": pl.List(pl.String()),
-}
-
-GROUND_TRUTH_SCHEMA: dict[str, pl.DataType] = {
-    "request_id": pl.String(),
-    "label": pl.Float64(),
-    "observed_time": pl.Datetime("us", "UTC"),
-    "received_at": pl.Datetime("us", "UTC"),
-}
-
-
-def _utc(ts: dt.datetime) -> dt.datetime:
-    if ts.tzinfo is None:
-        raise ValueError("timestamps in log records must be timezone-aware")
-    return ts.astimezone(dt.UTC)
-
-
-def _encode(record: PredictionRecord | GroundTruthRecord | ScheduledRecord) -> str:
-    out: dict[str, Any] = {}
-    # A shallow field walk, not `asdict`: its deep copy was most of the encoding cost, and
-    # the one nested value (the features dict) holds only scalars.
-    for key in record.__dataclass_fields__:
-        value = getattr(record, key)
-        if isinstance(value, dt.datetime):
-            value = _utc(value).isoformat()
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{key} must be finite")
-        out[key] = value
-    return json.dumps(out, separators=(",", ":"), allow_nan=False)
-
-
-def day_dir(root: Path, stream: str, day: dt.date) -> Path:
-    return root / stream / f"date={day.isoformat()}"
-
-
-Key = tuple[str, dt.date]
-
-
-class LogWriter:
-    """Appends records to this writer's own segment per (stream, day); thread-safe.
-
-    Lines are encoded first and written with `os.write` on `O_APPEND` descriptors, so the
-    writer always knows exactly which bytes reached the OS: after a failed write (disk
-    full) the unwritten remainder stays pending and is written by the next call — nothing
-    twice, nothing re-encoded. At most `max_open` descriptors are open; the least recently
-    used is closed past that (and fsynced later, off the request path). `flush()` writes
-    what is pending and fsyncs.
-    """
-
-    def __init__(self, root: Path, writer_id: str | None = None, *, max_open: int = 16) -> None:
-        if max_open < 1:
-            raise ValueError("max_open must be at least 1")
-        self.root = Path(root)
-        self.writer_id = writer_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.max_open = max_open
-        self._lock = threading.Lock()
-        self._fds: OrderedDict[Key, int] = OrderedDict()
-        self._pending: dict[Key, bytearray] = {}
-        self._unsynced: set[Path] = set()  # closed by the LRU, not yet fsynced
-        self.quarantined = 0
-        # The last write error while bytes are still pending; None when everything is out.
-        self.error: str | None = None
-
-    # --- encoding ----------------------------------------------------------------------------
-
-    def write_predictions(self, records: list[PredictionRecord]) -> None:
-        """Write records; one that breaks the contract raises before anything is written."""
-        self._write_all([(PREDICTIONS, _prediction_day(r), _encode(r)) for r in records])
-
-    def write_ground_truth(self, records: list[GroundTruthRecord]) -> None:
-        self._write_all([(GROUND_TRUTH, _label_day(r), _encode(r)) for r in records])
-
-    def write_scheduled(self, records: list[ScheduledRecord]) -> None:
-        self._write_all([(SCHEDULED, _utc(r.scheduled_time).date(), _encode(r)) for r in records])
-
-    def append(
-        self, predictions: Sequence[PredictionRecord], labels: Sequence[GroundTruthRecord] = ()
-    ) -> int:
-        """The service's path: every record that cannot be encoded goes to the quarantine
-        stream with its reason instead of failing the batch; returns how many did."""
-        lines: list[tuple[str, dt.date, str]] = []
-        rejected = 0
-        streams: tuple[tuple[str, Sequence[Any], Any], ...] = (
-            (PREDICTIONS, predictions, _prediction_day),
-            (GROUND_TRUTH, labels, _label_day),
-        )
-        for stream, records, day_of in streams:
-            for rec in records:
-                try:
-                    lines.append((stream, day_of(rec), _encode(rec)))
-                except (ValueError, TypeError, OverflowError) as err:
-                    lines.append(_quarantine_line(stream, rec, err))
-                    rejected += 1
-        with self._lock:
-            self.quarantined += rejected
-        self._write_all(lines)
-        return rejected
-
-    # --- writing -----------------------------------------------------------------------------
-
-    def _write_all(self, lines: list[tuple[str, dt.date, str]]) -> None:
-        with self._lock:
-            for stream, day, line in lines:
-                buf = self._pending.get((stream, day))
-                if buf is None:
-                    buf = self._pending[(stream, day)] = bytearray()
-                buf += line.encode("utf-8")
-                buf += b"\n"
-            self._write_pending()
-
-    def _write_pending(self) -> None:
-        """Hand every pending byte to the OS (the lock is held); raises OSError and keeps
-        the unwritten rest when a write fails."""
-        for key in list(self._pending):
-            buf = self._pending[key]
-            try:
-                fd = self._fd(key)
-                while buf:
-                    written = os.write(fd, buf)
-                    del buf[:written]
-            except OSError as err:
-                self.error = f"{type(err).__name__}: {err}"
-                raise
-            del self._pending[key]
-        self.error = None
-
-    def _fd(self, key: Key) -> int:
-        fd = self._fds.get(key)
-        if fd is not None:
-            self._fds.move_to_end(key)
-            return fd
-        while len(self._fds) >= self.max_open:
-            old_key, old = self._fds.popitem(last=False)
-            # Closed without an fsync: this runs on the request path (the service's event
-            # loop), and a process crash loses nothing the OS has. `sync_to_disk` (the
-            # background thread) fsyncs the file by its path, within the fsync interval.
-            os.close(old)
-            self._unsynced.add(self._segment(old_key))
-        path = self._segment(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._fds[key] = fd
-        return fd
-
-    def _segment(self, key: Key) -> Path:
-        return day_dir(self.root, *key) / f"{self.writer_id}.jsonl"
-
-    def _sync_closed(self) -> None:
-        """fsync segments closed by the LRU since the last sync (by path: fsync through any
-        descriptor of a file writes back all of its data)."""
-        with self._lock:
-            paths, self._unsynced = self._unsynced, set()
-        for path in paths:
-            with contextlib.suppress(OSError):
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-
-    @property
-    def pending_lines(self) -> int:
-        """Lines encoded but not yet written (only after a failed write)."""
-        with self._lock:
-            return sum(buf.count(b"\n") for buf in self._pending.values())
-
-    @property
-    def open_files(self) -> int:
-        return len(self._fds)
-
-    def flush(self, *, durable: bool = True) -> None:
-        """Write what is pending; `durable` (the default) also fsyncs the open segments.
-
-        The service flushes with `durable=False`: a killed process then loses nothing that
-        was flushed, and only a machine crash can lose what the OS had not yet written back.
-        """
-        with self._lock:
-            self._write_pending()
-            if durable:
-                for fd in self._fds.values():
-                    os.fsync(fd)
-        if durable:
-            self._sync_closed()
-
-    def sync_to_disk(self) -> None:
-        """fsync what was already written to the OS, without holding the lock during the
-        fsyncs: a background thread calls this while the request thread keeps writing."""
-        with self._lock:
-            fds = list(self._fds.values())
-        for fd in fds:
-            # OSError: closed meanwhile (by the LRU, which leaves it to `_sync_closed`, or by
-            # close(), which fsyncs before closing).
-            with contextlib.suppress(OSError):
-                os.fsync(fd)
-        self._sync_closed()
-
-    def close(self) -> None:
-        """Write, fsync and close everything; raises OSError if pending bytes cannot be
-        written (they stay pending: a later `flush` may still succeed)."""
-        self.flush()
-        with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
-
-
-def _prediction_day(rec: PredictionRecord) -> dt.date:
-    return _utc(rec.event_time).date()
-
-
-def _label_day(rec: GroundTruthRecord) -> dt.date:
-    """Labels are filed by arrival: the service's `received_at` (its loop clock), or the
-    observed time for labels landed by other writers. A client-chosen `observed_time` never
-    files a label outside the days the label join reads."""
-    return _utc(rec.received_at or rec.observed_time).date()
-
-
-def _quarantine_line(
-    stream: str, record: PredictionRecord | GroundTruthRecord, err: Exception
-) -> tuple[str, dt.date, str]:
-    """A refused record as a quarantine line: the stream, the reason and the record's text
-    (repr, cut to `_RAW_CAP`: it may hold values JSON cannot)."""
-    when = dt.datetime.now(dt.UTC)
-    line = json.dumps(
-        {
-            "stream": stream,
-            "request_id": str(getattr(record, "request_id", ""))[:200],
-            "reason": f"{type(err).__name__}: {err}"[:500],
-            "raw": repr(record)[:_RAW_CAP],
-            "quarantined_at": when.isoformat(),
-        },
-        separators=(",", ":"),
-    )
-    return QUARANTINE, when.date(), line
-
-
-def read_log_quarantine(root: Path, day: dt.date) -> list[dict[str, Any]]:
-    """The records the service refused to log on `day`, with their reasons."""
-    out: list[dict[str, Any]] = []
-    for path in _segments(root, QUARANTINE, day):
-        out += [row for _, row in _iter_lines(path) if row is not None]
-    return out
-
+from lifecycle_assets.records.contract import (
+    GROUND_TRUTH,
+    GROUND_TRUTH_SCHEMA,
+    PREDICTION_SCHEMA,
+    PREDICTIONS,
+    QUARANTINE,
+    RAW_CAP,
+    day_dir,
+)
 
 SEGMENT_PATTERNS = ("*.jsonl", "*.parquet")
 # Lines decoded per vectorised batch; a batch with a line that breaks the contract falls back
 # to the per-line rules for that batch only, so clean data never pays for the rare bad line.
 _BATCH_LINES = 65_536
-_RAW_CAP = 2000
 _ISO_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"
 
 
@@ -610,7 +297,7 @@ def _bad(source: str, reason: str | list[str], raw: list[str]) -> pl.DataFrame:
     reasons = reason if isinstance(reason, list) else [reason] * len(raw)
     return pl.DataFrame(
         {"source": [source] * len(raw), "reason": reasons, "raw": raw}, schema=QUARANTINE_SCHEMA
-    ).with_columns(pl.col("raw").str.slice(0, _RAW_CAP))
+    ).with_columns(pl.col("raw").str.slice(0, RAW_CAP))
 
 
 def _per_row(
@@ -844,7 +531,7 @@ def read_predictions(
         moved = outside.select(
             pl.lit("partition").alias("source"),
             pl.lit(EVENT_OUTSIDE_PARTITION).alias("reason"),
-            pl.struct(pl.all()).struct.json_encode().str.slice(0, _RAW_CAP).alias("raw"),
+            pl.struct(pl.all()).struct.json_encode().str.slice(0, RAW_CAP).alias("raw"),
         )
         quarantine = pl.concat([quarantine, moved])
     return rows, quarantine
@@ -882,3 +569,11 @@ def count_records(root: Path, stream: str, day: dt.date) -> int:
         else:
             total += sum(1 for _ in _iter_lines(path))
     return total
+
+
+def read_log_quarantine(root: Path, day: dt.date) -> list[dict[str, Any]]:
+    """The records the service refused to log on `day`, with their reasons."""
+    out: list[dict[str, Any]] = []
+    for path in _segments(root, QUARANTINE, day):
+        out += [row for _, row in _iter_lines(path) if row is not None]
+    return out
