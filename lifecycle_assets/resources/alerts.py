@@ -19,6 +19,7 @@ from typing import Any
 
 import dagster as dg
 import httpx
+import tenacity
 
 from lifecycle_assets.config import AlertsConfig
 from lifecycle_assets.resources.home import LifecycleHomeResource
@@ -70,12 +71,13 @@ class AlertSink:
         return alert
 
     def post(self, alert: dict[str, Any]) -> dict[str, Any]:
-        """POST the alert as JSON; retry transport errors, timeouts and 5xx/429 with backoff."""
+        """POST the alert as JSON; retry transport errors, timeouts and 5xx/429 with
+        exponential backoff (`webhook_backoff_s`, doubling), `webhook_retries` times."""
         url = str(self.config.webhook_url)
         body = json.dumps(alert, sort_keys=True, default=str)
-        attempts = 1 + self.config.webhook_retries
-        error = ""
-        for attempt in range(1, attempts + 1):
+
+        def attempt() -> tuple[bool, str, int | None]:
+            """(delivered, the error, the HTTP status) of one POST."""
             try:
                 resp = httpx.post(
                     url,
@@ -84,15 +86,30 @@ class AlertSink:
                     timeout=self.config.webhook_timeout_s,
                 )
             except httpx.HTTPError as err:
-                error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-            else:
-                if resp.is_success:
-                    return {"delivered": True, "attempts": attempt, "status": resp.status_code}
-                error = f"HTTP {resp.status_code}"
-                if resp.status_code not in RETRYABLE_STATUS:
-                    return {"delivered": False, "attempts": attempt, "error": error}
-            if attempt < attempts:
-                self.sleep(self.config.webhook_backoff_s * 2 ** (attempt - 1))
+                return (
+                    False,
+                    f"{type(err).__name__}: {err}" if str(err) else type(err).__name__,
+                    None,
+                )
+            if resp.is_success:
+                return True, "", resp.status_code
+            return False, f"HTTP {resp.status_code}", resp.status_code
+
+        def retryable(outcome: tuple[bool, str, int | None]) -> bool:
+            delivered, _, status = outcome
+            return not delivered and (status is None or status in RETRYABLE_STATUS)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(1 + self.config.webhook_retries),
+            wait=tenacity.wait_exponential(multiplier=self.config.webhook_backoff_s, exp_base=2),
+            retry=tenacity.retry_if_result(retryable),
+            sleep=self.sleep,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        delivered, error, status = retrying(attempt)
+        attempts = retrying.statistics["attempt_number"]
+        if delivered:
+            return {"delivered": True, "attempts": attempts, "status": status}
         return {"delivered": False, "attempts": attempts, "error": error}
 
     def _append(self, record: dict[str, Any]) -> None:
