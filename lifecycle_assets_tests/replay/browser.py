@@ -1,32 +1,14 @@
-"""Open a page in headless Chromium over the DevTools protocol: what it rendered, what it
-logged to the console, and every network request it made."""
+"""Open a page in headless Chromium through Playwright: what it rendered, what it logged to
+the console, and every network request it made. Playwright drives the system's Chromium
+(Debian's package, `make browser`) by its path; it never downloads a browser."""
 
 from __future__ import annotations
 
-import base64
-import itertools
-import json
 import shutil
-import subprocess
-import tempfile
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import httpx
-from websockets.sync.client import connect
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--remote-debugging-port=0",
-]
+from playwright.sync_api import ConsoleMessage, Error, Request, sync_playwright
 
 
 def chromium() -> str | None:
@@ -46,83 +28,35 @@ class PageVisit:
 
 
 def visit(url: str, expression: str, timeout: float = 60.0) -> PageVisit:
-    """Load `url`, wait for its load event, evaluate `expression` (returned by value)."""
+    """Load `url`, wait for its load event, evaluate the JavaScript `expression` (returned
+    by value); console errors and uncaught exceptions, then every request, are recorded."""
     binary = chromium()
     if binary is None:
         raise RuntimeError("no chromium on PATH (apt-get install -y chromium)")
-    with tempfile.TemporaryDirectory() as profile:
-        proc = subprocess.Popen(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+    page_visit = PageVisit(result=None)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "assert"):
+            page_visit.console_errors.append(message.text[:500])
+
+    def on_error(error: Error) -> None:
+        page_visit.console_errors.append(str(error)[:500])
+
+    def on_request(request: Request) -> None:
+        page_visit.requests.append(request.url)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=binary, headless=True, args=["--no-sandbox", "--disable-gpu"]
         )
         try:
-            return _visit(Path(profile), url, expression, timeout)
+            page = browser.new_page()
+            page.on("console", on_console)
+            page.on("pageerror", on_error)
+            page.on("request", on_request)
+            page.goto(url, wait_until="load", timeout=timeout * 1000)
+            page_visit.result = page.evaluate(expression)
+            page_visit.screenshot = page.screenshot(full_page=True)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def _visit(profile: Path, url: str, expression: str, timeout: float) -> PageVisit:
-    deadline = time.monotonic() + timeout
-    port_file = profile / "DevToolsActivePort"
-    while not port_file.is_file() or not port_file.read_text().strip():
-        if time.monotonic() > deadline:
-            raise TimeoutError("chromium did not open its DevTools port")
-        time.sleep(0.1)
-    port = port_file.read_text().split()[0]
-    pages = []
-    while not pages:
-        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
-        pages = [t for t in targets if t.get("type") == "page"]
-        if time.monotonic() > deadline:
-            raise TimeoutError("chromium opened no page")
-    visit = PageVisit(result=None)
-    ids = itertools.count(1)
-    with connect(pages[0]["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024) as ws:
-
-        def call(method: str, **params: Any) -> dict[str, Any]:
-            msg_id = next(ids)
-            ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
-            while True:
-                message = json.loads(ws.recv(timeout=max(deadline - time.monotonic(), 1)))
-                if message.get("id") == msg_id:
-                    if "error" in message:
-                        raise RuntimeError(f"{method}: {message['error']}")
-                    return message.get("result", {})
-                _event(visit, message)
-                if message.get("method") == "Page.loadEventFired":
-                    visit.result = visit.result or "loaded"
-
-        for domain in ("Runtime", "Log", "Page", "Network"):
-            call(f"{domain}.enable")
-        call("Page.navigate", url=url)
-        while visit.result != "loaded":
-            message = json.loads(ws.recv(timeout=max(deadline - time.monotonic(), 1)))
-            _event(visit, message)
-            if message.get("method") == "Page.loadEventFired":
-                visit.result = "loaded"
-        evaluated = call("Runtime.evaluate", expression=expression, returnByValue=True)
-        visit.result = evaluated.get("result", {}).get("value")
-        shot = call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        visit.screenshot = base64.b64decode(shot.get("data", ""))
-        # Late console output (after load) is collected too.
-        call("Runtime.evaluate", expression="0")
-    return visit
-
-
-def _event(visit: PageVisit, message: dict[str, Any]) -> None:
-    method, params = message.get("method"), message.get("params", {})
-    if method == "Runtime.exceptionThrown":
-        visit.console_errors.append(json.dumps(params.get("exceptionDetails", {}))[:500])
-    elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-        visit.console_errors.append(json.dumps(params.get("args", []))[:500])
-    elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-        visit.console_errors.append(params["entry"].get("text", "")[:500])
-    elif method == "Network.requestWillBeSent":
-        visit.requests.append(params.get("request", {}).get("url", ""))
+            browser.close()
+    return page_visit

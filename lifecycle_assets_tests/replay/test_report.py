@@ -111,3 +111,21 @@ def test_the_report_renders_in_chromium(tmp_path: Path):
     assert by_name["quality"]["lines"] == 2 and by_name["quality"]["dots"] >= 6
     assert by_name["timeline"]["decisions"].count("FAIL") == 1
     assert page.screenshot.startswith(b"\x89PNG")
+
+
+def test_the_browser_check_sees_errors_and_fetches(tmp_path: Path):
+    """What the report check relies on: a page's console errors, uncaught exceptions and
+    requests are all seen (a clean report is clean because it is, not because none are)."""
+    if chromium() is None:
+        pytest.fail("headless Chromium is needed for this test: apt-get install -y chromium")
+    (tmp_path / "style.css").write_text("body {}")
+    page_file = tmp_path / "broken.html"
+    page_file.write_text(
+        '<html><head><link rel="stylesheet" href="style.css"></head><body>'
+        "<script>console.error('logged'); throw new Error('thrown');</script></body></html>"
+    )
+    page = visit(page_file.as_uri(), "document.title.length + 1")
+    assert page.result == 1
+    assert any("logged" in e for e in page.console_errors)
+    assert any("thrown" in e for e in page.console_errors)
+    assert page.requests == [page_file.as_uri(), (tmp_path / "style.css").as_uri()]
