@@ -351,13 +351,18 @@ def _period_rows(frame: pl.DataFrame, scenario: Scenario) -> list[int]:
     return frame.group_by(start).len().sort(scenario.problem.event_time)["len"].to_list()
 
 
-RECIPE_KEYS = {"holdout": "holdout_fraction", "calibration": "calibration", "epochs": "epochs"}
+RECIPE_KEYS = {
+    "holdout": "holdout_fraction",
+    "calibration": "calibration",
+    "epochs": "epochs",
+    "seed": "seed",
+}
 
 
 def family_training(spec: str) -> dict[str, Any]:
     """The `training:` section of a `--family` spec: a family name, optionally with a
-    training recipe after `@` (`gbdt@holdout=0.2`, `mlp@holdout=0.15,epochs=12`) or the
-    family's own hyperparameters (`gbdt@lambda_l2=0,bagging_fraction=1`), so recipes are
+    training recipe after `@` (`gbdt@holdout=0.2`, `mlp@holdout=0.15,epochs=12`,
+    `gbdt@seed=1`) or the family's own hyperparameters (`gbdt@lambda_l2=0,bagging_fraction=1`), so recipes are
     compared like families (each spec is its own row). The config's validation names a
     hyperparameter the family does not have."""
     name, _, recipe = spec.partition("@")
@@ -373,8 +378,8 @@ def family_training(spec: str) -> dict[str, Any]:
             training["model"][key] = yaml.safe_load(value)
         elif key == "calibration":
             training[RECIPE_KEYS[key]] = value
-        elif key == "epochs":
-            training["epochs"] = int(float(value))
+        elif key in ("epochs", "seed"):
+            training[RECIPE_KEYS[key]] = int(float(value))
         else:
             training[RECIPE_KEYS[key]] = float(value)
     return training

@@ -219,6 +219,7 @@ def test_family_specs_carry_recipes_and_hyperparameters() -> None:
         "epochs": 12,
         "calibration": "platt",
     }
+    assert quality.family_training("gbdt@seed=3") == {"model": {"family": "gbdt"}, "seed": 3}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         quality.family_training("gbdt@holdout")
     # a hyperparameter the family lacks is named before any replay starts
