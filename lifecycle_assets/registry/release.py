@@ -35,7 +35,7 @@ from lifecycle_assets.registry.registry import (
 )
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
-from lifecycle_assets.validation.decision import Decision, promotable
+from lifecycle_assets.validation.decision import Decision, DecisionRecord, promotable
 from lifecycle_assets.versioning.names import validate_name
 from lifecycle_assets.versioning.publish import publish_stage
 from lifecycle_assets.versioning.repo import VersionedRepo
@@ -72,10 +72,10 @@ def decision_records(home: LifecycleHome) -> list[dict[str, Any]]:
     for day in store.record_partitions("validation_report"):
         try:
             record = store.read_record("validation_report", day)
-        except json.JSONDecodeError:
-            continue  # a torn write is not a decision; `lifecycle validation show` reports it
-        if record is not None:
-            records.append(record)
+            if record is not None:
+                records.append(DecisionRecord.checked(record))
+        except ValueError:  # torn, or not a decision record: `lifecycle validation show` says
+            continue
     return records
 
 
@@ -315,7 +315,7 @@ def _forced_record(
 ) -> dict[str, Any]:
     """A decision record in the gate's shape (same field names) saying who overrode it."""
     day = today(home).isoformat()
-    return {
+    record = {
         "decision": Decision.FORCED.value,
         "reason": reason,
         "actor": actor,
@@ -326,6 +326,7 @@ def _forced_record(
         "run_id": None,
         **code_version(),
     }
+    return DecisionRecord.checked(record)
 
 
 def _write_forced(home: LifecycleHome, record: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The gate's verdicts: one enum and one set of the verdicts that let a model serve.
+"""The gate's verdicts: one enum, one set of the verdicts that let a model serve, and the
+decision record's contract.
 
 A `Decision` is a `str` (a `StrEnum`), so decision records stay plain JSON ("PASS") and
 comparisons with what an older record holds keep working.
@@ -6,7 +7,11 @@ comparisons with what an older record holds keep working.
 
 from __future__ import annotations
 
+import datetime as dt
 from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class Decision(StrEnum):
@@ -24,3 +29,38 @@ PROMOTABLE = frozenset({Decision.PASS, Decision.FIRST_MODEL, Decision.FORCED})
 def promotable(decision: str | None) -> bool:
     """Whether a decision record's verdict lets its challenger serve."""
     return decision in PROMOTABLE
+
+
+class DecisionRecord(BaseModel):
+    """The decision record's contract: the fields every record carries, typed. A gate record
+    carries many more (intervals, guards, lineage, the config it ran with), kept as they
+    are; a FORCED record carries the person's `reason` and no metrics. Checked when a record
+    is written and when one is read back, so a malformed or foreign file is refused with the
+    field it gets wrong instead of being half-understood."""
+
+    model_config = ConfigDict(extra="allow")
+
+    decision: Decision
+    day: dt.date
+    challenger_version: str | None
+    production_version: str | None = None
+    decided_at: dt.datetime
+    actor: str | None = None
+    metric: str | None = None
+    challenger_metric: float | None = None
+    production_metric: float | None = None
+    delta: float | None = None
+    delta_lower_bound: float | None = None
+    margin: float | None = None
+    reason: str | None = None
+
+    @classmethod
+    def checked(cls, record: dict[str, Any]) -> dict[str, Any]:
+        """`record` itself when it meets the contract; else a ValueError naming the field."""
+        try:
+            cls.model_validate(record)
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "record"
+            raise ValueError(f"decision record: {field}: {first['msg']}") from None
+        return record

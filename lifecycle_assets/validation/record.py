@@ -26,7 +26,7 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact
-from lifecycle_assets.validation.decision import Decision
+from lifecycle_assets.validation.decision import Decision, DecisionRecord
 from lifecycle_assets.validation.gate import FAIL, FORCED, decide
 from lifecycle_assets.versioning.repo import VersionedRepo
 
@@ -215,7 +215,7 @@ def build_record(
         }
     )
     record.update(lineage(repo, record, registry.versions()))
-    return as_jsonable(record)
+    return DecisionRecord.checked(as_jsonable(record))
 
 
 # --- reading and rechecking -----------------------------------------------------------------
@@ -240,7 +240,10 @@ def load_record(home: LifecycleHome, day: str) -> dict[str, Any]:
         known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         hint = f"decisions exist for {', '.join(known[-5:])}" if known else "no decisions yet"
         raise DecisionError(f"no decision recorded for {day} in {home.root} ({hint})")
-    return json.loads(path.read_text())
+    try:
+        return DecisionRecord.checked(json.loads(path.read_text()))
+    except ValueError as err:  # not JSON, or not a decision record
+        raise DecisionError(f"the decision stored for {day} cannot be read: {err}") from None
 
 
 def recheck(home: LifecycleHome, day: str) -> dict[str, Any]:

@@ -200,3 +200,17 @@ def test_unknown_day_is_a_one_line_error(decided, capsys) -> None:
     err = capsys.readouterr().err
     assert code == 2
     assert "no decision recorded for 2026-07-01" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_stored_file_that_is_not_a_decision_is_a_one_line_error(decided, capsys) -> None:
+    home = decided["home"]
+    path = record_path(home, "2026-07-02")
+    path.write_text('{"decision": "MAYBE", "day": "2026-07-02"}')
+    try:
+        code = main(["validation", "show", "2026-07-02", "--workdir", str(home.root)])
+    finally:
+        path.unlink()
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the decision stored for 2026-07-02 cannot be read: decision record: decision" in err
+    assert len(err.strip().splitlines()) == 1
