@@ -17,6 +17,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome
@@ -187,6 +189,34 @@ def _tags(home: LifecycleHome, prefix: str) -> list[str]:
     return _history(home).tags(prefix) if (home.repo / ".git").is_dir() else []
 
 
+class RegistryEntry(BaseModel):
+    """A registered version's entry in `versions.json`: its digests (what every load verifies
+    against) and its lineage, typed; further fields (losses, device details, training params)
+    ride along. Checked before an entry is written, so nothing untyped reaches the registry's
+    history."""
+
+    model_config = ConfigDict(extra="allow")
+
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    artifact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created_at: dt.datetime | None = None
+    day: dt.date | None = None
+    train_rows: int | None = Field(None, ge=0)
+    train_split_tag: str | None = None
+    code_commit: str | None = None
+
+    @classmethod
+    def checked(cls, entry: dict[str, Any]) -> dict[str, Any]:
+        """`entry` itself when it meets the contract; else a RegistryError naming the field."""
+        try:
+            cls.model_validate(entry)
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "entry"
+            raise RegistryError(f"registry entry: {field}: {first['msg']}") from None
+        return entry
+
+
 class Registry:
     """Registry operations on one home. Callers commit through `commit_paths` (see assets)."""
 
@@ -261,6 +291,10 @@ class Registry:
             if versions[version].get("artifact_sha256") != digest:
                 raise RegistryError(f"{version} is already registered with a different artifact")
             return version
+        # Checked before anything is exported or written: a bad entry registers nothing.
+        entry = RegistryEntry.checked(
+            {"weights_sha256": manifest["weights_sha256"], "artifact_sha256": digest, **info}
+        )
         labels = {
             "stage": "registered",
             "task": manifest["task"],
@@ -283,11 +317,7 @@ class Registry:
                 src = Path(artifact_dir) / name
                 if src.is_file():
                     shutil.copy2(src, Path(ref.path) / name)
-        versions[version] = {
-            "weights_sha256": manifest["weights_sha256"],
-            "artifact_sha256": digest,
-            **info,
-        }
+        versions[version] = entry
         history = _history(self.home)
         history.ensure_git()
         _write_json_atomic(self.dir / "versions.json", versions)

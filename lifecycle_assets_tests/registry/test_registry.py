@@ -465,3 +465,15 @@ def test_record_served_replays_idempotently(home):
     record_served(home, d + dt.timedelta(days=1), "v3")  # the day re-run: last decision wins
     assert served_ledger(home) == {"2026-06-10": "v1", "2026-06-11": "v3"}
     assert served_before(home, d + dt.timedelta(days=2)) == "v3"
+
+
+def test_an_entry_that_breaks_the_contract_is_not_registered(tmp_path, home) -> None:
+    registry = Registry(home, NAME)
+    directory = stage(tmp_path, "v1")[0]
+    with pytest.raises(RegistryError, match="registry entry: train_rows: Input should be"):
+        registry.register(directory, {"train_rows": "many"})
+    with pytest.raises(RegistryError, match="registry entry: day: Input should be a valid date"):
+        registry.register(directory, {"day": "yesterday"})
+    assert registry.versions() == {}
+    assert store_tags(home) == []  # nothing exported either
+    assert registry.register(directory, {"day": "2026-06-10", "train_rows": 10}) == "v1"
