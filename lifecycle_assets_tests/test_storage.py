@@ -9,7 +9,7 @@ import pytest
 
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.train import train_model
-from lifecycle_assets_tests.training.test_artifact import small_config, synthetic
+from lifecycle_assets_tests.training.helpers import small_config, synthetic
 
 
 def test_frames_and_records_round_trip_under_one_layout(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import WEIGHTS
 from lifecycle_assets_tests.conftest import subprocess_env
-from lifecycle_assets_tests.training.test_artifact import synthetic
+from lifecycle_assets_tests.training.helpers import synthetic
 
 pytestmark = pytest.mark.slow
 

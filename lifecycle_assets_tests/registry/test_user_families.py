@@ -30,7 +30,7 @@ from lifecycle_assets.training.train import train_model
 from lifecycle_assets_tests.replay.deliveries import CONFIG as DELIVERY_CONFIG
 from lifecycle_assets_tests.replay.deliveries import deliveries
 from lifecycle_assets_tests.serving.conftest import DAY
-from lifecycle_assets_tests.training.test_artifact import synthetic
+from lifecycle_assets_tests.training.helpers import synthetic
 
 DAY_NOON = dt.datetime.combine(DAY, dt.time(12), tzinfo=dt.UTC)
 

@@ -32,7 +32,7 @@ from lifecycle_assets.training.train import (
     train_model,
 )
 from lifecycle_assets.validation.gate import log_loss, roc_auc
-from lifecycle_assets_tests.training.test_artifact import small_config, synthetic
+from lifecycle_assets_tests.training.helpers import small_config, synthetic
 
 TABM = {"family": "tabm", "k": 4, "n_blocks": 1, "d_block": 32, "n_bins": 8, "d_embedding": 4}
 HERE = __name__

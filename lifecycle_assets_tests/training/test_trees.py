@@ -39,7 +39,7 @@ from lifecycle_assets.training.trees import (
     lightgbm_inputs,
 )
 from lifecycle_assets.validation.gate import roc_auc
-from lifecycle_assets_tests.training.test_artifact import CATEGORICAL, NUMERIC, small_config
+from lifecycle_assets_tests.training.helpers import CATEGORICAL, NUMERIC, small_config
 
 TOLERANCE = 1e-5
 RISKY = [f"m{i:02d}" for i in (3, 6, 8, 11, 20, 27, 33, 41, 52)]

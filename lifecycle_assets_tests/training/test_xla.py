@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lifecycle_assets.training.train import TrainingError, batch_plan, resolve_device, train_model
-from lifecycle_assets_tests.training.test_artifact import small_config, synthetic
+from lifecycle_assets_tests.training.helpers import small_config, synthetic
 
 ROWS, BATCH = 1000, 96  # 1000 = 10 × 96 + 40: the last batch of every epoch is padded
 
@@ -106,7 +106,7 @@ def test_device_selection(monkeypatch):
 MULTI_DEVICE = """
 import json
 from lifecycle_assets.training.train import train_model
-from lifecycle_assets_tests.training.test_artifact import small_config, synthetic
+from lifecycle_assets_tests.training.helpers import small_config, synthetic
 rows = synthetic(400, seed=5)
 cfg = small_config(epochs=2, batch_size=64)
 eager = train_model(rows, cfg, "v1", device="cpu")
