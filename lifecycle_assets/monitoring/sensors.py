@@ -51,10 +51,16 @@ class Episode:
     """One kind's episode. `onset`: the first day of its signal (None only from an old
     cursor that did not record it; the next day seen with the signal becomes the onset).
     `closed`: a model trained with enough data from the onset on has served, so the retrain
-    the episode asked for happened; it stays closed until its kind's signal clears."""
+    the episode asked for happened; it stays closed until its kind's signal clears.
+    `baseline` (a quality drop's episode): the validated quality the drop was measured
+    against on the onset day. Until the episode closes, live quality is held to it (or to
+    the serving model's own validated quality, whichever is better): a retrain on data from
+    before the onset, validated on the drifted test days, must not lower the bar and so end
+    the episode with the model still stale."""
 
     onset: str | None = None
     closed: bool = False
+    baseline: float | None = None
 
 
 # A cursor from before signal kinds kept one episode for all signals: it is kept under this
@@ -100,7 +106,12 @@ class EpisodeState:
         episodes: dict[str, Episode] = {}
         for kind, ep in (raw.get("episodes") or {}).items():
             ep = ep if isinstance(ep, dict) else {}
-            episodes[str(kind)] = Episode(ep.get("onset"), bool(ep.get("closed", False)))
+            baseline = ep.get("baseline")
+            episodes[str(kind)] = Episode(
+                ep.get("onset"),
+                bool(ep.get("closed", False)),
+                float(baseline) if isinstance(baseline, (int, float)) else None,
+            )
         if "episodes" not in raw and raw.get("in_episode"):
             episodes[_ANY_KIND] = Episode(raw.get("onset"), bool(raw.get("closed", False)))
         return cls(
@@ -287,7 +298,7 @@ def step_episode(
         if before is None or before.onset is None:
             episode = Episode(onset=day)
         else:
-            episode = Episode(before.onset, before.closed)
+            episode = Episode(before.onset, before.closed, before.baseline)
         if (
             not episode.closed
             and serving_window is not None
@@ -357,7 +368,14 @@ def evaluate_staleness(
     window = train_window(versions.get(serving), config) if serving else None
     if day is not None:
         reasons += window_reasons(config, day, window, first_data_day(instance))
-    return {"day": day, "model_version": serving, "train_window": window, "reasons": reasons}
+    return {
+        "day": day,
+        "model_version": serving,
+        "train_window": window,
+        "reasons": reasons,
+        "live_quality": live,
+        "validated_quality": validated,
+    }
 
 
 def decide_staleness(
@@ -372,6 +390,7 @@ def decide_staleness(
     signal = evaluate_staleness(instance, config, versions)
     if signal["day"] is None or signal["day"] == state.last_day:
         return False, state, signal
+    signal["reasons"] = held_to_onset(signal, state, config)
     fire, new_state = step_episode(
         state,
         signal["day"],
@@ -380,7 +399,40 @@ def decide_staleness(
         signal["train_window"],
         close_share=config.monitoring.episode_close_share,
     )
+    opened = new_state.episodes.get("quality_drop")
+    if opened is not None and opened.baseline is None:
+        opened.baseline = _finite(signal.get("validated_quality"))
     return fire, new_state, signal
+
+
+def held_to_onset(
+    signal: Mapping[str, Any], state: EpisodeState, config: LifecycleConfig
+) -> list[Reason]:
+    """The day's reasons, with a quality drop measured against the open quality episode's
+    onset baseline (`Episode.baseline`) while that episode is not closed: the better of it
+    and the serving model's own validated quality."""
+    reasons = list(signal["reasons"])
+    episode = state.episodes.get("quality_drop")
+    live = _finite(signal.get("live_quality"))
+    if episode is None or episode.closed or episode.baseline is None or live is None:
+        return reasons
+    metric = config.validation.metric
+    validated = _finite(signal.get("validated_quality"))
+    ref = episode.baseline
+    if validated is not None and (quality_drop(validated, ref, metric) or 0.0) < 0:
+        ref = validated  # the serving model was validated better than the onset's bar
+    drop = quality_drop(live, ref, metric)
+    reasons = [r for r in reasons if r.kind != "quality_drop"]
+    if drop is not None and drop > config.monitoring.quality_drop:
+        reasons.append(
+            Reason(
+                "quality_drop",
+                f"live quality: {metric} {live:.3f} is {drop:.3f} worse than the "
+                f"{ref:.3f} validated before the episode's onset {episode.onset} "
+                f"(> {config.monitoring.quality_drop})",
+            )
+        )
+    return reasons
 
 
 def _skip_reason(day: str, reasons: list[Reason], state: EpisodeState, signal: dict) -> str:

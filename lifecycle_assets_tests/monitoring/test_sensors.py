@@ -575,3 +575,56 @@ def test_sensor_replaces_a_cold_start_model_as_its_window_fills(make_home) -> No
     assert isinstance(held, dg.SkipReason)
     assert "partial_window since 2026-06-09 cooling down" in str(held.skip_message)
     assert str(results["2026-06-19"].skip_message) == "2026-06-19: no staleness signal"
+
+
+def test_a_quality_episode_holds_live_quality_to_its_onset_baseline(make_home) -> None:
+    """Live ROC-AUC falls from v1's validated 0.90 to 0.60 on 06-10 (a concept drift). The
+    retrain of 06-10 (v2) learned only from before the onset and is validated at 0.61 on
+    the drifted test days: measured against v2's own figure the drop would vanish and the
+    episode end with a stale model serving. Held to the onset's 0.90 it persists: fires on
+    06-13 (v3, still pre-onset), 06-16 (v4: 2 of 8 days post-onset) and 06-19 (v5: 5 of 8),
+    whose model closes the episode; then live 0.72 is measured against v5's own 0.72 and the
+    episode ends."""
+    home = make_home()
+    trained = {"v1": "2026-06-01", "v2": "2026-06-10", "v3": "2026-06-13"}
+    trained |= {"v4": "2026-06-16", "v5": "2026-06-19"}
+    register_versions(home, trained)
+    validated = {"v1": 0.90, "v2": 0.61, "v3": 0.62, "v4": 0.70, "v5": 0.72}
+    instance = instance_for(home)
+    for version, day in trained.items():
+        report(instance, "validation_report", day, challenger_version=version,
+               challenger_metric=validated[version])  # fmt: skip
+    serving = {d: "v1" for d in days(8, 11)} | {d: "v2" for d in days(11, 14)}
+    serving |= {d: "v3" for d in days(14, 17)} | {d: "v4" for d in days(17, 20)}
+    serving |= {d: "v5" for d in days(20, 26)}
+    live = {d: (0.89 if d < "2026-06-10" else 0.60) for d in days(8, 17)}
+    live |= {d: 0.70 for d in days(17, 20)} | {d: 0.72 for d in days(20, 26)}
+    plan = [
+        (
+            day,
+            {
+                "prediction_drift": {"max_psi": 0.01, "model_version": serving[day]},
+                "live_quality": {
+                    "matured": True,
+                    "quality": live[day],
+                    "model_version": serving[day],
+                    "prediction_bias_low": -0.01,
+                    "prediction_bias_high": 0.01,
+                },
+            },
+        )
+        for day in days(8, 26)
+    ]
+    results = evaluate_plan(home, plan)
+    requested = [d for d, r in results.items() if isinstance(r, dg.RunRequest)]
+    assert requested == ["2026-06-10", "2026-06-13", "2026-06-16", "2026-06-19"]
+    held = results["2026-06-13"]
+    assert isinstance(held, dg.RunRequest)
+    assert (
+        "worse than the 0.900 validated before the episode's onset 2026-06-10"
+        in (held.tags["lifecycle/reasons"])
+    )
+    assert str(results["2026-06-25"].skip_message) == "2026-06-25: no staleness signal"
+    # the episode's baseline survives the cursor
+    state = EpisodeState(episodes={"quality_drop": Episode("2026-06-10", False, 0.9)})
+    assert EpisodeState.parse(state.dump()) == state
