@@ -1,9 +1,9 @@
 """Sensors that watch the loop: the staleness trigger and the broken-run alert.
 
 The staleness trigger keeps one episode per kind of signal (feature drift, out of range,
-quality drop, prediction bias, a partial train window; `Reason.kind`). A kind that appears opens its own episode, whose onset is
-that day, whatever the other kinds are doing; a kind that disappears ends its own episode
-only. An episode closes once the serving model was trained with at least
+quality drop, prediction bias, a partial train window; `Reason.kind`). A kind that appears
+opens its own episode, whose onset is that day, whatever the other kinds are doing; a kind
+that disappears ends its own episode only. An episode closes once the serving model was trained with at least
 `monitoring.episode_close_share` of its train window's days on or after the episode's onset
 (from the registry's lineage). The trigger fires when an open episode that is not closed
 finds the cooldown since the last fire (shared by all kinds) passed. The decisions are plain
@@ -158,15 +158,10 @@ def staleness_reasons(
                 f"(> {cfg.out_of_range_share:.1%})",
             )
         )
-    drop = quality_drop(live, validated, metric)
-    if drop is not None and drop > cfg.quality_drop:
-        reasons.append(
-            Reason(
-                "quality_drop",
-                f"live quality: {metric} {live:.3f} is {drop:.3f} worse than the validated "
-                f"{validated:.3f} (> {cfg.quality_drop})",
-            )
-        )
+    if validated is not None:
+        dropped = quality_reason(live, validated, metric, cfg, f"the validated {validated:.3f}")
+        if dropped:
+            reasons.append(dropped)
     if (
         low is not None
         and high is not None
@@ -180,6 +175,22 @@ def staleness_reasons(
             )
         )
     return reasons
+
+
+def quality_reason(
+    live: float | None, bar: float, metric: str, cfg: MonitoringConfig, bar_text: str
+) -> Reason | None:
+    """The quality-drop signal: live quality worse than `bar` by more than
+    `monitoring.quality_drop` (`metrics.quality_drop` orients the metric); `bar_text` says
+    in the reason what the bar is ("the validated 0.900")."""
+    drop = quality_drop(live, bar, metric)
+    if drop is None or drop <= cfg.quality_drop:
+        return None
+    return Reason(
+        "quality_drop",
+        f"live quality: {metric} {live:.3f} is {drop:.3f} worse than {bar_text} "
+        f"(> {cfg.quality_drop})",
+    )
 
 
 def days_with_data(window: tuple[str, str], first_day: str) -> int:
@@ -421,18 +432,10 @@ def held_to_onset(
     ref = episode.baseline
     if validated is not None and (quality_drop(validated, ref, metric) or 0.0) < 0:
         ref = validated  # the serving model was validated better than the onset's bar
-    drop = quality_drop(live, ref, metric)
     reasons = [r for r in reasons if r.kind != "quality_drop"]
-    if drop is not None and drop > config.monitoring.quality_drop:
-        reasons.append(
-            Reason(
-                "quality_drop",
-                f"live quality: {metric} {live:.3f} is {drop:.3f} worse than the "
-                f"{ref:.3f} validated before the episode's onset {episode.onset} "
-                f"(> {config.monitoring.quality_drop})",
-            )
-        )
-    return reasons
+    bar_text = f"the {ref:.3f} validated before the episode's onset {episode.onset}"
+    held = quality_reason(live, ref, metric, config.monitoring, bar_text)
+    return [*reasons, held] if held else reasons
 
 
 def _skip_reason(day: str, reasons: list[Reason], state: EpisodeState, signal: dict) -> str:
@@ -456,8 +459,9 @@ def build_staleness_sensor(job: Any, training_assets: list[str]) -> dg.SensorDef
         job=job,
         minimum_interval_seconds=60,
         description="Retrains when a staleness episode (one per kind: drift, out of range, "
-        "quality drop, bias, a partial train window) opens and after each cooldown until a model trained mostly on data from the "
-        "episode's onset on serves; thresholds in lifecycle.yaml `monitoring`.",
+        "quality drop, bias, a partial train window) opens and after each cooldown until a "
+        "model trained mostly on data from the episode's onset on serves; thresholds in "
+        "lifecycle.yaml `monitoring`.",
     )
     def staleness_retrain(
         context: dg.SensorEvaluationContext, home: LifecycleHomeResource

@@ -17,9 +17,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.errors import LifecycleError, contract_problem
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.training.artifact import (
@@ -208,12 +208,9 @@ class RegistryEntry(BaseModel):
     @classmethod
     def checked(cls, entry: dict[str, Any]) -> dict[str, Any]:
         """`entry` itself when it meets the contract; else a RegistryError naming the field."""
-        try:
-            cls.model_validate(entry)
-        except ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "entry"
-            raise RegistryError(f"registry entry: {field}: {first['msg']}") from None
+        problem = contract_problem(cls, entry, "registry entry")
+        if problem:
+            raise RegistryError(problem)
         return entry
 
 

@@ -1,6 +1,7 @@
-"""The release process (docs/training-and-registry.md): review → approve → release, rollback, `served-at`,
-and reproducing a version from its recorded data version. Plain functions over a home; the
-CLI (`registry/cli.py`) and the Dagster `approve_model` job are thin wrappers.
+"""The release process (docs/training-and-registry.md): review → approve → release,
+rollback, `served-at`, and reproducing a version from its recorded data version. Plain
+functions over a home; the CLI (`registry/cli.py`) and the Dagster `approve_model` job are
+thin wrappers.
 
 Every alias move here is verified first (`validation.promotion.verify_release`: registered,
 hash-checked, loads, answers a warm-up row), then moved, then committed to the home's repo
@@ -23,7 +24,6 @@ import numpy as np
 import polars as pl
 
 from lifecycle_assets.errors import LifecycleError
-from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome, now, today
 from lifecycle_assets.lineage import code_version
 from lifecycle_assets.registry.registry import (
@@ -334,15 +334,14 @@ def _write_forced(home: LifecycleHome, record: dict[str, Any]) -> None:
     governing decision; a gate record it supersedes is kept inside it), and a git-tracked
     copy under `registry/decisions/` so `git log` shows the override."""
     day = record["day"]
-    target = AssetStore.of(home).record_path("validation_report", day)
-    if target.is_file():
-        try:
-            previous = json.loads(target.read_text())
-        except json.JSONDecodeError:
-            previous = None
-        if previous is not None:
-            record["superseded"] = previous
-    write_atomic(target, json.dumps(record, indent=2, sort_keys=True, default=str))
+    store = AssetStore.of(home)
+    try:
+        previous = store.read_record("validation_report", day)
+    except json.JSONDecodeError:
+        previous = None
+    if previous is not None:
+        record["superseded"] = previous
+    store.write("validation_report", day, record)
     copy = home.repo / "registry" / "decisions" / f"{day}-{record['challenger_version']}.json"
     copy.parent.mkdir(parents=True, exist_ok=True)
     copy.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")

@@ -11,7 +11,9 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
+
+from lifecycle_assets.errors import contract_problem
 
 
 class Decision(StrEnum):
@@ -57,10 +59,7 @@ class DecisionRecord(BaseModel):
     @classmethod
     def checked(cls, record: dict[str, Any]) -> dict[str, Any]:
         """`record` itself when it meets the contract; else a ValueError naming the field."""
-        try:
-            cls.model_validate(record)
-        except ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "record"
-            raise ValueError(f"decision record: {field}: {first['msg']}") from None
+        problem = contract_problem(cls, record, "decision record")
+        if problem:
+            raise ValueError(problem)
         return record
