@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,10 +90,14 @@ class AssetStore:
         return self.frame_path(asset, partition).is_file()
 
     def read(
-        self, asset: str, partition: str | None, factories: dict[str, str] | None = None
+        self,
+        asset: str,
+        partition: str | None,
+        factories: Callable[[], dict[str, str]] | None = None,
     ) -> Any:
         """The partition's value (a frame, a model artifact or a record), None when it has
-        not been stored. `factories`: the config's model factories, to load a user family."""
+        not been stored. `factories`: gives the config's model factories, to load a user
+        family; asked only when the value is a model."""
         frame = self.frame_path(asset, partition)
         if frame.is_file():
             return pl.read_parquet(frame)
@@ -101,7 +106,7 @@ class AssetStore:
             from lifecycle_assets.training.artifact import MANIFEST, load_artifact
 
             if (model / MANIFEST).is_file():
-                return load_artifact(model, factories=factories)
+                return load_artifact(model, factories=factories() if factories else None)
         return self.read_record(asset, partition)
 
     def read_record(self, asset: str, partition: str | None) -> dict[str, Any] | None:

@@ -23,8 +23,9 @@ class LifecycleIOManager(dg.ConfigurableIOManager):
         self._store().write(context.asset_key.to_user_string(), partition, obj)
 
     def _load_one(self, store: AssetStore, asset: str, partition: str | None) -> Any:
-        factories = self.home.get().config().training.model_factories
-        return store.read(asset, partition, factories=factories)
+        return store.read(
+            asset, partition, factories=lambda: self.home.get().config().training.model_factories
+        )
 
     def load_input(self, context: dg.InputContext) -> Any:
         store, asset = self._store(), context.asset_key.to_user_string()
