@@ -1,5 +1,12 @@
-"""The prediction service: `bentoml serve bentos.service:Lifecycle` from the project root, with
-`LIFECYCLE_HOME` (and `BENTOML_HOME`, from `LifecycleHome.tool_env()`) in the environment.
+"""The prediction service, served two ways:
+
+- from the project on a lifecycle home: `bentoml serve bentos.service:Lifecycle` from the
+  project root, with `LIFECYCLE_HOME` (and `BENTOML_HOME`, from `LifecycleHome.tool_env()`) in
+  the environment. It follows the home's `production` alias and swaps models live.
+- as a built Bento, `lifecycle:<version>` (`serving/bento.py`: `bentoml build --arg
+  model=<name>:<version>`): it serves the model the Bento packs (`bentoml.models.BentoModel`),
+  under the config packed with it, with no lifecycle home; its prediction log, lookup store
+  and request index go under `LIFECYCLE_SERVING_DIR`.
 
 A thin HTTP layer over `lifecycle_assets.serving`: the request contract, validation, scoring,
 alias following and logging live there and are unit-tested without a server. No Dagster here.
@@ -18,12 +25,15 @@ alias following and logging live there and are unit-tested without a server. No 
 import asyncio
 import json
 import logging
+import os
+from collections.abc import Callable
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, cast
 
 import bentoml
 from bentoml.exceptions import BentoMLException, InvalidArgument
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lifecycle_assets.serving.requests import (
     FeedbackRequest,
@@ -38,7 +48,7 @@ from lifecycle_assets.serving.requests import (
     is_valid_id,
     validation_error_body,
 )
-from lifecycle_assets.serving.runtime import ServingRuntime
+from lifecycle_assets.serving.runtime import SERVING_DIR_ENV, ServingRuntime, ServingSetupError
 
 logger = logging.getLogger("lifecycle.serving")
 
@@ -58,51 +68,101 @@ SERVER_SETTINGS: dict[str, Any] = {
 }
 
 
+class BentoArguments(BaseModel):
+    """The Bento's build arguments (`bentoml build --arg model=NAME:VERSION`, kept in the
+    Bento and read again when it serves)."""
+
+    # The registered model this Bento packs and serves; unset when the project is served
+    # on a home, which follows the `production` alias instead.
+    model: str | None = None
+
+
+ARGS = bentoml.use_arguments(BentoArguments)
+
+
 @bentoml.service(name="lifecycle", **SERVER_SETTINGS)
 class Lifecycle:
+    # A declared model is packed into the Bento by `bentoml build` and resolved from the
+    # Bento's own model store when it serves.
+    packed = bentoml.models.BentoModel(ARGS.model) if ARGS.model else None
+
     def __init__(self) -> None:
         # BentoML's logging config shows warnings only for loggers it does not own; model
         # swaps are worth an INFO line in the server log.
         if logging.getLogger("lifecycle").level == logging.NOTSET:
             logging.getLogger("lifecycle").setLevel(logging.INFO)
-        self.runtime = ServingRuntime.from_environment()
+        if self.packed is None:
+            self.runtime = ServingRuntime.from_environment()
+            return
+        serving_dir = os.environ.get(SERVING_DIR_ENV)
+        if not serving_dir:
+            raise ServingSetupError(
+                f"this Bento serves {ARGS.model} and logs every prediction: set "
+                f"{SERVING_DIR_ENV} to a writable directory for its log and lookup store"
+            )
+        stored = cast(bentoml.Model, self.packed)
+        self.runtime = ServingRuntime.from_packed(
+            Path(stored.path), str(stored.info.metadata["artifact_sha256"]), Path(serving_dir)
+        )
 
     # Async endpoints run on the worker's event loop: scoring one small batch on the CPU is
-    # shorter than a hop to a thread pool and back.
+    # shorter than a hop to a thread pool and back. The edge answers these routes itself
+    # (`Edge._answer`), through the same `HANDLERS`; these methods give BentoML the
+    # contract for its OpenAPI document and serve any caller that reaches them.
     @bentoml.api(route="/predict")
     async def predict(self, request: PredictRequest, /) -> Prediction:
-        try:
-            return self.runtime.predict([request])[0]
-        except RequestError as err:
-            raise _http_error(err) from None
+        return cast(Prediction, _handle(self.runtime, "/predict", request, None))
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(self, batch: PredictBatchRequest, /) -> PredictBatchResponse:
-        try:
-            return PredictBatchResponse(predictions=self.runtime.predict(batch.requests))
-        except RequestError as err:
-            raise _http_error(err) from None
+        return cast(PredictBatchResponse, _handle(self.runtime, "/predict_batch", batch, None))
 
     @bentoml.api(route="/feedback")
     async def feedback(self, body: FeedbackRequest, /, ctx: bentoml.Context) -> FeedbackResponse:
-        try:
-            return self.runtime.feedback(body, ctx.request.headers.get("authorization"))
-        except RequestError as err:
-            raise _http_error(err) from None
+        authorization = ctx.request.headers.get("authorization")
+        return cast(FeedbackResponse, _handle(self.runtime, "/feedback", body, authorization))
 
     @bentoml.api(route="/lookup")
     async def lookup(self, body: LookupRequest, /) -> LookupResponse:
-        found = self.runtime.lookup(body.scheduled_payment_id)
-        if found is None:
-            raise _http_error(RequestError(_not_found(body.scheduled_payment_id), status=404))
-        return found
+        return cast(LookupResponse, _handle(self.runtime, "/lookup", body, None))
 
     @bentoml.on_shutdown
     def close(self) -> None:
         self.runtime.close()
 
 
-API_ROUTES = frozenset({"/predict", "/predict_batch", "/feedback", "/lookup"})
+def _found(runtime: ServingRuntime, body: LookupRequest) -> LookupResponse:
+    found = runtime.lookup(body.scheduled_payment_id)
+    if found is None:
+        raise RequestError(_not_found(body.scheduled_payment_id), status=404)
+    return found
+
+
+Handler = Callable[[ServingRuntime, Any, str | None], BaseModel]
+# Each API route: its request model, and what answers it (runtime, the validated body, the
+# Authorization header). The edge and the `@bentoml.api` methods both answer through these.
+HANDLERS: dict[str, tuple[type[BaseModel], Handler]] = {
+    "/predict": (PredictRequest, lambda rt, body, _: rt.predict([body])[0]),
+    "/predict_batch": (
+        PredictBatchRequest,
+        lambda rt, body, _: PredictBatchResponse(predictions=rt.predict(body.requests)),
+    ),
+    "/feedback": (FeedbackRequest, lambda rt, body, auth: rt.feedback(body, auth)),
+    "/lookup": (LookupRequest, lambda rt, body, _: _found(rt, body)),
+}
+API_ROUTES = frozenset(HANDLERS)
+
+
+def _handle(
+    runtime: ServingRuntime, path: str, body: BaseModel, authorization: str | None
+) -> BaseModel:
+    """A route's answer through BentoML's dispatch: a refusal becomes BentoML's error."""
+    try:
+        return HANDLERS[path][1](runtime, body, authorization)
+    except RequestError as err:
+        raise _http_error(err) from None
+
+
 MAX_BODY_BYTES = 8 << 20  # a full 1000-request batch is well under 1 MiB
 # One request or one lookup is a few hundred bytes: a larger body is refused before it is
 # parsed, so no single request can hold the event loop for long.
@@ -238,26 +298,10 @@ class Edge:
         if runtime is None:
             await _send_json(send, 503, {"error": STARTING})
             return
+        model, handler = HANDLERS[path]
         try:
-            if path == "/predict":
-                request = PredictRequest.model_validate(parsed)
-                payload = runtime.predict([request])[0].model_dump_json()
-            elif path == "/predict_batch":
-                batch = PredictBatchRequest.model_validate(parsed)
-                payload = PredictBatchResponse(
-                    predictions=runtime.predict(batch.requests)
-                ).model_dump_json()
-            elif path == "/feedback":
-                body = FeedbackRequest.model_validate(parsed)
-                payload = runtime.feedback(
-                    body, _header(headers, b"authorization")
-                ).model_dump_json()
-            else:
-                item = LookupRequest.model_validate(parsed)
-                found = runtime.lookup(item.scheduled_payment_id)
-                if found is None:
-                    raise RequestError(_not_found(item.scheduled_payment_id), status=404)
-                payload = found.model_dump_json()
+            body = model.model_validate(parsed)
+            payload = handler(runtime, body, _header(headers, b"authorization")).model_dump_json()
         except ValidationError as err:
             await _send_json(send, 400, validation_error_body(err))
             return

@@ -68,6 +68,10 @@ def alias_version(home: LifecycleHome, alias: str) -> str | None:
     return entry["version"] if entry else None
 
 
+# The config file exported beside a version's artifact in the BentoML model store.
+PACKED_CONFIG = "lifecycle.yaml"
+
+
 def bento_model_tag(model_name: str, version: str) -> str:
     return f"{model_name}:{validate_version(version)}"
 
@@ -314,6 +318,10 @@ class Registry:
                 src = Path(artifact_dir) / name
                 if src.is_file():
                     shutil.copy2(src, Path(ref.path) / name)
+            # The config the version was registered under travels with it: a Bento built
+            # from this model serves it with no lifecycle home (`serving/bento.py`).
+            if self.home.config_path.is_file():
+                shutil.copy2(self.home.config_path, Path(ref.path) / PACKED_CONFIG)
         versions[version] = entry
         history = _history(self.home)
         history.ensure_git()

@@ -1,8 +1,9 @@
 """A Bento per promotion: `bentoml build` of `bentos/` tagged `lifecycle:<model version>`,
-naming that model version in its `models:` (BentoML references it from the home's model
-store and `bentoml containerize lifecycle:<version>` packs it into the image), so every
-production model has a deployable artifact. Offline-safe: the bentofile does not lock
-packages against an index, and the build runs with the home's BENTOML_HOME."""
+with the build argument `model=<name>:<version>`. The service declares that model
+(`bentoml.models.BentoModel`), so the build packs it, with the config it was registered
+under, and the built Bento serves it with no lifecycle home (`bentoml serve
+lifecycle:<version>`, or the image of `bentoml containerize`). Offline-safe: the bentofile
+does not lock packages against an index, and the build runs with the home's BENTOML_HOME."""
 
 from __future__ import annotations
 
@@ -29,10 +30,9 @@ def bento_dir(home: LifecycleHome, version: str) -> Path:
     return home.bentoml_home / "bentos" / BENTO_NAME / validate_version(version)
 
 
-def bentofile_for(model_name: str, version: str) -> dict[str, object]:
-    """The project's bentofile plus the model version it ships and a label naming it."""
+def bentofile_for(version: str) -> dict[str, object]:
+    """The project's bentofile plus a label naming the model version it ships."""
     spec = yaml.safe_load((project_root() / BENTOFILE).read_text())
-    spec["models"] = [bento_model_tag(model_name, version)]
     spec["labels"] = {**spec.get("labels", {}), "model_version": version}
     return dict(spec)
 
@@ -47,7 +47,7 @@ def build_bento(
     spec_dir = home.root / "bento-builds"
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec_path = spec_dir / f"bentofile-{version}.yaml"
-    spec_path.write_text(yaml.safe_dump(bentofile_for(model_name, version), sort_keys=False))
+    spec_path.write_text(yaml.safe_dump(bentofile_for(version), sort_keys=False))
     done = subprocess.run(
         [
             sys.executable,
@@ -58,6 +58,8 @@ def build_bento(
             str(spec_path),
             "--version",
             version,
+            "--arg",
+            f"model={bento_model_tag(model_name, version)}",
             "-o",
             "tag",
             ".",

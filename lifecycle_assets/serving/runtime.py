@@ -1,40 +1,39 @@
-"""What one service worker holds and does, outside BentoML: the production model that follows
-its registry alias, the prediction log writer, and the per-request steps (validate → score →
+"""What one service worker holds and does, outside BentoML: the model it serves (from
+`serving/model_source.py`: the `production` alias of a home, or the model a built Bento
+packs), the prediction log writer, and the per-request steps (validate → score →
 post-process → log).
-
-The model follows the `production` alias in the home's registry (docs/architecture.md): at most every
-`CHECK_INTERVAL_S`, a request `stat`s `registry/aliases.json` (written by atomic rename, so a
-new inode or mtime means a move); when the alias points at another version, a background
-thread loads it, verifies it against the config, warms it up with one prediction and only then
-swaps the reference. Requests never wait for a load, and a version that fails to load leaves
-the previous one serving (the error is logged and shown by the health endpoint). With several
-workers the swap goes through the home's version fence (`serving/fence.py`): responses switch
-only once every worker has the new version loaded, so they never go back to the old one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import os
-import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lifecycle_assets.config import ProblemConfig
 from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome, now, resolve_home, time_horizon
 from lifecycle_assets.records import LogWriter
-from lifecycle_assets.registry.registry import alias_version, load_version, registry_dir
-from lifecycle_assets.serving.fence import FENCE_TIMEOUT_S, VersionFence
+from lifecycle_assets.registry.registry import PACKED_CONFIG, load_version
+from lifecycle_assets.serving.fence import VersionFence
 from lifecycle_assets.serving.logbuffer import BatchedLog, NullLog
 from lifecycle_assets.serving.lookup import LookupStore, SqliteLookupStore
+from lifecycle_assets.serving.model_source import (
+    CHECK_INTERVAL_S,
+    AliasFollower,
+    Loader,
+    ModelSource,
+    PackedModel,
+    Served,
+    Signature,
+    signature,
+)
 from lifecycle_assets.serving.postprocess import PostProcessor, Scored
 from lifecycle_assets.serving.request_index import RequestIndex
 from lifecycle_assets.serving.requests import (
@@ -53,12 +52,9 @@ from lifecycle_assets.serving.requests import (
     prediction_records,
     prepare,
 )
-from lifecycle_assets.training.artifact import ArtifactError, IntegrityError, ModelArtifact
 
 logger = logging.getLogger("lifecycle.serving")
 
-CHECK_INTERVAL_S = 0.5
-RETRY_AFTER_S = 5.0
 FEEDBACK_TOKEN_ENV = "LIFECYCLE_FEEDBACK_TOKEN"
 PREDICT_TOKEN_ENV = "LIFECYCLE_PREDICT_TOKEN"
 # How long a request waits for a first model's load in flight rather than being refused.
@@ -66,281 +62,14 @@ FIRST_LOAD_WAIT_S = 10.0
 # Request ids answered by this worker, remembered to refuse a repeat.
 REQUEST_ID_MEMORY = 200_000
 NO_LOG_ENV = "LIFECYCLE_BENCHMARK_NO_LOG"
+# A built Bento's service keeps its prediction log (and lookup store) under this directory.
+SERVING_DIR_ENV = "LIFECYCLE_SERVING_DIR"
 # Labels already recorded by this worker, remembered to answer repeats as duplicates.
 LABEL_MEMORY = 200_000
 
 
 class ServingSetupError(LifecycleError, RuntimeError):
     """The service cannot start with this configuration; the message says what to set."""
-
-
-Loader = Callable[[LifecycleHome, str, str], ModelArtifact]  # load_version's shape
-Signature = tuple[int, int, int] | None
-
-
-def _signature(path: Path) -> Signature:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-@dataclass(frozen=True)
-class Served:
-    """The model answering requests now; both None before the first model (cold start)."""
-
-    version: str | None
-    artifact: ModelArtifact | None
-
-
-class FeaturesError(ArtifactError):
-    """A model trained on other features than this service's config serves."""
-
-
-def verify(artifact: ModelArtifact, problem: ProblemConfig) -> None:
-    """Refuse a model that cannot answer this config's requests; warm it up once."""
-    pp = artifact.preprocessor
-    if pp.numeric != tuple(problem.numeric_features) or pp.categorical != tuple(
-        problem.categorical_features
-    ):
-        raise FeaturesError(
-            f"model {artifact.version} was trained on features {[*pp.numeric, *pp.categorical]}"
-            f", the config serves {list(problem.features)}"
-        )
-    row: dict[str, float | str] = dict(zip(pp.numeric, pp.means, strict=True))
-    row.update({c: "" for c in pp.categorical})  # the out-of-vocabulary bucket
-    scores = artifact.score_rows([row])
-    artifact.decide(scores)
-    if scores.shape != (1,) or not math.isfinite(float(scores[0])):
-        raise ArtifactError(f"model {artifact.version} gives a non-finite warm-up score")
-
-
-def failure_kind(err: BaseException) -> str:
-    """What kind of failure a model load was, in words that name no file of the machine."""
-    if isinstance(err, IntegrityError):
-        return "integrity check failed (the artifact or its registry record was changed)"
-    if isinstance(err, FeaturesError):
-        return "trained on other features than this service's config serves"
-    if isinstance(err, ArtifactError):
-        return "the artifact is invalid"
-    return f"load failed ({type(err).__name__})"
-
-
-class AliasFollower:
-    """Keeps the artifact the registry alias points at; see the module docstring."""
-
-    def __init__(
-        self,
-        home: LifecycleHome,
-        problem: ProblemConfig,
-        *,
-        alias: str = "production",
-        background: bool = True,
-        loader: Loader = load_version,
-        fence: VersionFence | None = None,
-    ) -> None:
-        self.home = home
-        self.problem = problem
-        self.alias = alias
-        self.background = background
-        self._loader = loader
-        # With a fence, a loaded version waits in `_loaded` until the fence names it.
-        self.fence = fence
-        self._loaded: dict[str, ModelArtifact] = {}
-        self._loaded_at: dict[str, float] = {}
-        self._check_lock = threading.Lock()
-        self._aliases_path = registry_dir(home) / "aliases.json"
-        self._lock = threading.Lock()
-        self._served = Served(None, None)
-        self._seen: Signature | tuple[()] = ()  # () = never looked
-        self._loading: threading.Thread | None = None
-        self._retry_at: dict[str, float] = {}
-        self.alias_version: str | None = None
-        self.last_error: str | None = None
-        self.last_failure: str | None = None  # `last_error` as anyone may read it
-
-    @property
-    def served(self) -> Served:
-        if self.fence is not None:
-            self._follow_fence()
-        return self._served
-
-    def start(self) -> None:
-        """Before the first request: load the alias's version; with a fence, serve what the
-        fence names (a worker started mid-switch loads that one too), or set the fence."""
-        self.check()
-        self.wait()
-        if self.fence is None:
-            return
-        if self.background:
-            # A worker that gets no requests still follows the alias and reports ready, or it
-            # would hold the other workers' switch back until the fence times out.
-            threading.Thread(target=self._watch, name="alias-watcher", daemon=True).start()
-        exists, version = self.fence.current()
-        if not exists:
-            if self.alias_version in self._loaded:
-                self.fence.publish(self.alias_version)
-        elif version is not None and version not in self._loaded:
-            try:
-                artifact = self._loader(self.home, self.problem.name, version)
-                verify(artifact, self.problem)
-            except Exception:  # serve nothing from the fence; the alias version follows
-                logger.exception("cannot load the fenced version %s", version)
-            else:
-                self._keep(version, artifact)
-        self._follow_fence()
-
-    def _watch(self) -> None:
-        while True:
-            time.sleep(CHECK_INTERVAL_S)
-            try:
-                self.check()
-            except Exception:  # never let the watcher die; the request path checks too
-                logger.exception("alias watcher")
-
-    def _follow_fence(self) -> None:
-        if self.fence is None:
-            return
-        exists, version = self.fence.current()
-        if not exists or version == self._served.version:
-            return
-        if version is None:
-            self._served = Served(None, None)
-            return
-        artifact = self._loaded.get(version)
-        if artifact is None:
-            return  # not loaded here yet (the fence timed out on this worker): keep serving
-        with self._lock:
-            previous = self._served.version
-            self._served = Served(version, artifact)
-        logger.info("now serving %s:%s (was %s)", self.problem.name, version, previous)
-
-    def _keep(self, version: str, artifact: ModelArtifact) -> None:
-        with self._lock:
-            self._loaded[version] = artifact
-            self._loaded_at[version] = time.monotonic()
-            # keep what serves, what the fence names and the newest: older ones are freed
-            keep = {self._served.version, self.alias_version, version}
-            for old in [v for v in self._loaded if v not in keep]:
-                self._loaded.pop(old)
-                self._loaded_at.pop(old, None)
-
-    def _advance(self, version: str) -> None:
-        """Move the fence to `version` once every live worker has it loaded."""
-        if self.fence is None:
-            return
-        exists, current = self.fence.current()
-        if exists and current == version:
-            return
-        ready = self.fence.ready_count(version)
-        waited = time.monotonic() - self._loaded_at.get(version, time.monotonic())
-        if ready >= self.fence.workers or waited >= FENCE_TIMEOUT_S:
-            if ready < self.fence.workers:
-                logger.warning(
-                    "switching to %s with %d of %d workers ready after %.0f s",
-                    version, ready, self.fence.workers, waited,
-                )  # fmt: skip
-            self.fence.publish(version)
-
-    def check(self) -> None:
-        """Pick up an alias move: cheap when nothing changed (one `stat`)."""
-        # the watcher thread and requests both call this: one at a time, never waiting
-        if not self._check_lock.acquire(blocking=False):
-            return
-        try:
-            self._check()
-        finally:
-            self._check_lock.release()
-
-    def _check(self) -> None:
-        if self.fence is not None and self.alias_version in self._loaded:
-            self._advance(self.alias_version)  # type: ignore[arg-type]
-        sig = _signature(self._aliases_path)
-        if sig == self._seen or self._loading is not None:
-            return
-        try:
-            version = alias_version(self.home, self.alias) if sig is not None else None
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            self._fail(
-                None,
-                f"cannot read {self._aliases_path}: {err}",
-                "cannot read the registry's aliases",
-            )
-            return
-        self.alias_version = version
-        if version == self._served.version or (self.fence is not None and version in self._loaded):
-            self._seen = sig
-            self.last_error = self.last_failure = None
-            if self.fence is not None and version is not None:
-                self._advance(version)
-            return
-        if version is None:
-            logger.warning("alias %r was cleared: serving without a model", self.alias)
-            self._served = Served(None, None)
-            if self.fence is not None:
-                self.fence.publish(None)
-            self._seen = sig
-            self.last_error = self.last_failure = None
-            return
-        if time.monotonic() < self._retry_at.get(version, 0.0):
-            return
-        if self.background:
-            thread = threading.Thread(
-                target=self._load, args=(version, sig), name="model-loader", daemon=True
-            )
-            self._loading = thread
-            thread.start()
-        else:
-            self._load(version, sig)
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for a load in flight (for tests and start-up)."""
-        thread = self._loading
-        if thread is not None:
-            thread.join(timeout)
-
-    def _load(self, version: str, sig: Signature) -> None:
-        try:
-            artifact = self._loader(self.home, self.problem.name, version)
-            verify(artifact, self.problem)
-        except Exception as err:  # any failure keeps the old model serving; logged, shown
-            self._fail(
-                version,
-                f"cannot load {self.problem.name}:{version}: {err}",
-                f"cannot load {version}: {failure_kind(err)}",
-            )
-            logger.exception("keeping %s: failed to load %s", self._served.version, version)
-        else:
-            if self.fence is not None:
-                self._keep(version, artifact)
-                with self._lock:
-                    self._seen = sig
-                    self._retry_at.pop(version, None)
-                    self.last_error = self.last_failure = None
-                self.fence.mark_ready(version)
-                self._advance(version)
-                return
-            with self._lock:
-                previous = self._served.version
-                self._served = Served(version, artifact)
-                self._seen = sig
-                self._retry_at.pop(version, None)
-                self.last_error = self.last_failure = None
-            logger.info("now serving %s:%s (was %s)", self.problem.name, version, previous)
-        finally:
-            self._loading = None
-
-    def _fail(self, version: str | None, message: str, public: str) -> None:
-        """`message` (with paths and causes) goes to the log and to `/healthz` for callers
-        holding the feedback token; `public` names the version and the kind of failure."""
-        with self._lock:
-            self.last_error = message
-            self.last_failure = public
-            if version is not None:
-                self._retry_at[version] = time.monotonic() + RETRY_AFTER_S
-        if version is None:
-            logger.error(message)
 
 
 def _any_later(requests: Sequence[PredictRequest], latest: dt.datetime) -> bool:
@@ -367,7 +96,10 @@ class ServingRuntime:
         loader: Loader = load_version,
         check_interval_s: float = CHECK_INTERVAL_S,
         lookup_store: LookupStore | None = None,
+        model: ModelSource | None = None,
     ) -> None:
+        """`model`: where the served model comes from (default: the `production` alias of
+        `home`, followed through the home's version fence)."""
         self.home = home
         self.check_interval_s = check_interval_s
         self.config = home.config()
@@ -399,7 +131,7 @@ class ServingRuntime:
         self._ranges: tuple[str | None, dict[str, tuple[float, float]]] = (None, {})
         self.lookup_store = lookup_store or SqliteLookupStore(home.lookup)
         # Workers of one service switch models together through the home's version fence.
-        self.model = AliasFollower(
+        self.model: ModelSource = model or AliasFollower(
             home,
             self.config.problem,
             background=background_loads,
@@ -415,10 +147,48 @@ class ServingRuntime:
 
     @classmethod
     def from_environment(cls) -> ServingRuntime:
-        """The home from `LIFECYCLE_HOME` (or the project default), the token from the env."""
+        """The home from `LIFECYCLE_HOME` (or the project default), the tokens from the env."""
+        home = LifecycleHome(resolve_home())
+        return cls._with_tokens(home, {})
+
+    @classmethod
+    def from_packed(
+        cls, model_dir: Path, expected_digest: str, serving_dir: Path
+    ) -> ServingRuntime:
+        """A built Bento's runtime: the model packed in `model_dir` (its registered
+        `expected_digest`), the config packed beside it (`PACKED_CONFIG`), and the service's
+        own state — prediction log, lookup store, request index — under `serving_dir`, a
+        plain directory (no registry, git or DVC: not a lifecycle home)."""
+        packed_config = Path(model_dir) / PACKED_CONFIG
+        if not packed_config.is_file():
+            raise ServingSetupError(
+                f"the packed model in {model_dir} has no {PACKED_CONFIG}: it was registered "
+                "before models carried their config; register it again and rebuild the Bento"
+            )
+        home = LifecycleHome(Path(serving_dir))
+        try:
+            home.root.mkdir(parents=True, exist_ok=True)
+            write_atomic(home.config_path, packed_config.read_bytes())
+        except OSError as err:
+            raise ServingSetupError(
+                f"cannot write the service's state under {serving_dir} ({err}): set "
+                f"{SERVING_DIR_ENV} to a writable directory"
+            ) from None
+        config = home.config()
+        model = PackedModel(
+            Path(model_dir),
+            config.problem,
+            expected_digest=expected_digest,
+            factories=config.training.model_factories,
+        )
+        return cls._with_tokens(home, {"model": model})
+
+    @classmethod
+    def _with_tokens(cls, home: LifecycleHome, options: dict[str, Any]) -> ServingRuntime:
+        """The runtime with the tokens from the environment; refused when the config
+        requires a token that is not set."""
         token = os.environ.get(FEEDBACK_TOKEN_ENV) or None
         predict_token = os.environ.get(PREDICT_TOKEN_ENV) or None
-        home = LifecycleHome(resolve_home())
         policy = home.config().serving
         for field, value, env in (
             ("feedback_auth", token, FEEDBACK_TOKEN_ENV),
@@ -429,7 +199,7 @@ class ServingRuntime:
                     f"serving.{field} is `required` but no token is set: export "
                     f"{env}=<secret> (or set serving.{field}: none in {home.config_path})"
                 )
-        runtime = cls(home, feedback_token=token, predict_token=predict_token)
+        runtime = cls(home, feedback_token=token, predict_token=predict_token, **options)
         if os.environ.get(NO_LOG_ENV) == "1":  # benchmarks only: what does logging cost?
             logger.warning("%s=1: PREDICTIONS ARE NOT LOGGED (benchmark mode)", NO_LOG_ENV)
             runtime.log.close()
@@ -447,7 +217,7 @@ class ServingRuntime:
 
     def _read_clock(self) -> None:
         """Pick up a move of the home's simulated clock (one `stat` when nothing changed)."""
-        sig = _signature(self.home.clock_path)
+        sig = signature(self.home.clock_path)
         if sig != self._clock_seen:
             try:
                 self._simulated_now = now(self.home) if sig is not None else None

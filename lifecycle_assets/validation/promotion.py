@@ -22,7 +22,7 @@ from typing import Any
 
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.registry.registry import Registry, record_served
-from lifecycle_assets.serving.runtime import verify
+from lifecycle_assets.serving.model_source import verify
 from lifecycle_assets.training.artifact import ModelArtifact
 from lifecycle_assets.validation.decision import Decision, promotable
 

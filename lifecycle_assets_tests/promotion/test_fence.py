@@ -13,11 +13,11 @@ import pytest
 from lifecycle_assets.config import load_config
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.registry.registry import _write_json_atomic, registry_dir
-from lifecycle_assets.serving import runtime
+from lifecycle_assets.serving import model_source
 from lifecycle_assets.serving.fence import VersionFence
-from lifecycle_assets.serving.runtime import AliasFollower
+from lifecycle_assets.serving.model_source import AliasFollower
 from lifecycle_assets.training.artifact import ModelArtifact
-from lifecycle_assets_tests.serving.test_runtime import make_artifact
+from lifecycle_assets_tests.serving.helpers import make_artifact
 
 PROBLEM = load_config().problem
 NOON = dt.datetime(2026, 6, 5, 12, tzinfo=dt.UTC)
@@ -84,7 +84,7 @@ def test_a_stuck_worker_holds_the_switch_only_until_the_timeout(
     a.check()
     b.check()
     assert (a.served.version, b.served.version) == ("v1", "v1")
-    monkeypatch.setattr(runtime, "FENCE_TIMEOUT_S", 0.0)
+    monkeypatch.setattr(model_source, "FENCE_TIMEOUT_S", 0.0)
     a.check()
     assert a.served.version == "v2"
     assert b.served.version == "v1"  # it keeps serving what it has, and says why

@@ -15,7 +15,7 @@ from lifecycle_assets.serving.lookup import SqliteLookupStore
 from lifecycle_assets.serving.offline import log_scheduled_payments
 from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets.training.artifact import save_artifact
-from lifecycle_assets_tests.serving.test_runtime import make_artifact
+from lifecycle_assets_tests.serving.helpers import make_artifact
 
 DAY = dt.date(2026, 6, 5)
 

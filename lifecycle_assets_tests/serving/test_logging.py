@@ -29,15 +29,13 @@ from lifecycle_assets.records import (
 from lifecycle_assets.records import writer as records_writer
 from lifecycle_assets.serving.logbuffer import BatchedLog
 from lifecycle_assets.serving.requests import FeedbackRequest, PredictRequest, RequestError
-from lifecycle_assets_tests.serving.test_runtime import (  # noqa: F401 - fixtures
+from lifecycle_assets_tests.serving.helpers import (
     DAY,
     NOON,
     PROBLEM,
     FakeStore,
     features,
-    home,
     runtime,
-    store,
 )
 
 
@@ -204,13 +202,13 @@ def test_a_stalled_disk_applies_backpressure(tmp_path: Path) -> None:
     assert len(read_ids(tmp_path)) == 30
 
 
-def _set_policy(home: LifecycleHome, **serving: str) -> None:  # noqa: F811
+def _set_policy(home: LifecycleHome, **serving: str) -> None:
     data = yaml.safe_load(home.config_path.read_text())
     data["serving"].update(serving)
     home.config_path.write_text(yaml.safe_dump(data))
 
 
-def test_feedback_is_idempotent_per_request_id(home: LifecycleHome, store: FakeStore) -> None:  # noqa: F811
+def test_feedback_is_idempotent_per_request_id(home: LifecycleHome, store: FakeStore) -> None:
     rt = runtime(home, store, feedback_token="t")
     one = FeedbackRequest.model_validate({"request_id": "r1", "label": 1})
     assert rt.feedback(one, "Bearer t").model_dump() == {
@@ -248,7 +246,7 @@ def test_feedback_is_idempotent_per_request_id(home: LifecycleHome, store: FakeS
     assert conflicts.height == 2
 
 
-def test_feedback_without_a_token_policy(home: LifecycleHome, store: FakeStore) -> None:  # noqa: F811
+def test_feedback_without_a_token_policy(home: LifecycleHome, store: FakeStore) -> None:
     _set_policy(home, feedback_auth="none")
     rt = runtime(home, store)
     req = FeedbackRequest.model_validate({"request_id": "r1", "label": 1})
@@ -257,8 +255,8 @@ def test_feedback_without_a_token_policy(home: LifecycleHome, store: FakeStore) 
 
 
 def test_feedback_required_but_no_token_configured_is_closed(
-    home: LifecycleHome,  # noqa: F811
-    store: FakeStore,  # noqa: F811
+    home: LifecycleHome,
+    store: FakeStore,
 ) -> None:
     rt = runtime(home, store)  # the service itself refuses to start like this
     with pytest.raises(RequestError) as info:
@@ -268,8 +266,8 @@ def test_feedback_required_but_no_token_configured_is_closed(
 
 
 def test_unknown_request_ids_are_rejected_when_configured(
-    home: LifecycleHome,  # noqa: F811
-    store: FakeStore,  # noqa: F811
+    home: LifecycleHome,
+    store: FakeStore,
 ) -> None:
     _set_policy(home, unknown_request_id="reject")
     rt = runtime(home, store, feedback_token="t")

@@ -22,16 +22,14 @@ from lifecycle_assets.serving.offline import (
 )
 from lifecycle_assets.serving.requests import PredictRequest
 from lifecycle_assets.simulator.fraud import FraudSimulator
-from lifecycle_assets_tests.serving.test_runtime import (  # noqa: F401 - fixtures
+from lifecycle_assets_tests.serving.helpers import (
     DAY,
     NOON,
     FakeStore,
     features,
-    home,
     make_artifact,
     point,
     runtime,
-    store,
 )
 
 CONFIG = load_config()
@@ -112,7 +110,7 @@ def test_scheduled_log_round_trip_and_quarantine(tmp_path: Path) -> None:
     assert sorted(bad["reason"].to_list()) == ["corrupt_line", "missing_features"]
 
 
-def test_offline_scores_equal_online_scores(home: LifecycleHome, store: FakeStore) -> None:  # noqa: F811
+def test_offline_scores_equal_online_scores(home: LifecycleHome, store: FakeStore) -> None:
     """No skew: the lookup store holds what the service answers for the same features."""
     sim = FraudSimulator(CONFIG)
     log_scheduled_payments(LogWriter(home.logs, "billing"), sim, sim.day_index(DAY))
@@ -138,7 +136,7 @@ def test_offline_scores_equal_online_scores(home: LifecycleHome, store: FakeStor
     rt.close()
 
 
-def _home_with_policy(home: LifecycleHome, policy: str) -> None:  # noqa: F811
+def _home_with_policy(home: LifecycleHome, policy: str) -> None:
     data = yaml.safe_load(home.config_path.read_text())
     data["serving"]["lookup_rescore"] = policy
     home.config_path.write_text(yaml.safe_dump(data))
@@ -153,8 +151,8 @@ def _home_with_policy(home: LifecycleHome, policy: str) -> None:  # noqa: F811
     ],
 )
 def test_lookup_rescores_stale_or_missing_entries_as_configured(
-    home: LifecycleHome,  # noqa: F811
-    store: FakeStore,  # noqa: F811
+    home: LifecycleHome,
+    store: FakeStore,
     policy: str,
     stale_source: str,
     missing_source: str,

@@ -16,7 +16,7 @@ from lifecycle_assets.serving.postprocess import (
     calibrate,
     threshold_decisions,
 )
-from lifecycle_assets_tests.serving.test_runtime import features, make_artifact
+from lifecycle_assets_tests.serving.helpers import features, make_artifact
 
 THRESHOLDS = {"review": 0.3, "decline": 0.7}
 

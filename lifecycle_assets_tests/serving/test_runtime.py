@@ -13,99 +13,22 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-import torch
 
-from lifecycle_assets.config import example_config_path, load_config
+from lifecycle_assets.config import example_config_path
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.records import read_ground_truth, read_predictions
-from lifecycle_assets.registry.registry import Registry, registry_dir
 from lifecycle_assets.serving.requests import FeedbackRequest, PredictRequest, RequestError
 from lifecycle_assets.serving.runtime import ServingRuntime
-from lifecycle_assets.training.artifact import ModelArtifact, build_net
-from lifecycle_assets.training.features import Preprocessor
-
-PROBLEM = load_config().problem
-DAY = dt.date(2026, 6, 5)
-NOON = dt.datetime.combine(DAY, dt.time(12), tzinfo=dt.UTC)
-
-
-def make_artifact(version: str, seed: int = 0, problem: Any = PROBLEM) -> ModelArtifact:
-    rng = np.random.default_rng(seed)
-    n = 64
-    frame = pl.DataFrame(
-        {
-            **{c: rng.normal(size=n) for c in problem.numeric_features},
-            **{c: rng.choice(["a", "b", "c"], n) for c in problem.categorical_features},
-        }
-    )
-    pre = Preprocessor.fit(frame, problem.numeric_features, problem.categorical_features)
-    arch = {"embedding_dim": 4, "hidden_units": 8}
-    torch.manual_seed(seed)
-    return ModelArtifact(
-        task="binary",
-        preprocessor=pre,
-        net=build_net(pre, arch),
-        architecture=arch,
-        thresholds={"review": 0.3, "decline": 0.7},
-        version=version,
-    )
-
-
-def features(i: int = 0) -> dict[str, Any]:
-    return {
-        "amount": 10.0 + i,
-        "merchant_risk": 0.1,
-        "hour": i % 24,
-        "card_age_days": 100,
-        "txn_count_24h": 2,
-        "merchant_category": "a",
-        "country": "b",
-        "channel": "never-seen",
-    }
-
-
-class FakeStore:
-    """Stands in for the BentoML model store: `load_version(home, name, version)`."""
-
-    def __init__(self) -> None:
-        self.models: dict[str, ModelArtifact] = {}
-        self.loads: list[str] = []
-
-    def __call__(self, home: LifecycleHome, name: str, version: str) -> ModelArtifact:
-        assert name == PROBLEM.name
-        self.loads.append(version)
-        if version not in self.models:
-            raise RuntimeError(f"{version} is not in the store")
-        return self.models[version]
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> LifecycleHome:
-    home = LifecycleHome(tmp_path / "home")
-    home.repo.mkdir(parents=True)
-    shutil.copyfile(example_config_path(), home.config_path)
-    set_simulated_today(home, DAY)
-    return home
-
-
-@pytest.fixture
-def store() -> FakeStore:
-    return FakeStore()
-
-
-def point(home: LifecycleHome, version: str | None) -> None:
-    """Move `production` with the registry's own alias writer."""
-    reg = Registry(home, PROBLEM.name)
-    versions = reg.versions()
-    if version is not None and version not in versions:
-        versions[version] = {"weights_sha256": "0" * 64}
-        (registry_dir(home) / "versions.json").parent.mkdir(parents=True, exist_ok=True)
-        (registry_dir(home) / "versions.json").write_text(json.dumps(versions))
-    reg.move_alias("production", version, actor="test", reason="test", when=NOON)
-
-
-def runtime(home: LifecycleHome, store: FakeStore, **kwargs: Any) -> ServingRuntime:
-    return ServingRuntime(home, writer_id="unit", loader=store, check_interval_s=0.0, **kwargs)
+from lifecycle_assets_tests.serving.helpers import (
+    DAY,
+    NOON,
+    PROBLEM,
+    FakeStore,
+    features,
+    make_artifact,
+    point,
+    runtime,
+)
 
 
 def predict_one(rt: ServingRuntime, i: int = 0, **kwargs: Any) -> Any:
@@ -457,3 +380,51 @@ def test_an_event_after_a_clock_move_is_accepted_before_the_next_tick(
     set_simulated_today(home, DAY + dt.timedelta(days=1))
     assert predict_one(rt, event_time=tomorrow).request_id  # no tick in between
     rt.close()
+
+
+def packed_model(tmp_path: Path, version: str = "v4") -> tuple[Path, str]:
+    """A model directory as the registry exports it: the artifact plus the config it was
+    registered under; and the digest recorded at registration."""
+    from lifecycle_assets.registry.registry import PACKED_CONFIG
+    from lifecycle_assets.training.artifact import artifact_digest, save_artifact
+
+    directory = tmp_path / "packed"
+    save_artifact(make_artifact(version, seed=4), directory)
+    shutil.copyfile(example_config_path(), directory / PACKED_CONFIG)
+    return directory, artifact_digest(directory)
+
+
+def test_a_packed_model_serves_with_no_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIFECYCLE_FEEDBACK_TOKEN", "t")
+    directory, digest = packed_model(tmp_path)
+    serving = tmp_path / "serving"
+    rt = ServingRuntime.from_packed(directory, digest, serving)
+    try:
+        got = predict_one(rt, 1, event_time=dt.datetime.now(dt.UTC))
+        assert got.model_version == "v4" and got.score is not None
+        health = rt.health()
+        assert (health.model_version, health.alias_version, health.ready) == ("v4", "v4", True)
+        # nothing of a lifecycle home: no registry, no repo; the packed config is in force
+        assert not (serving / "repo").exists()
+        assert (serving / "lifecycle.yaml").read_text() == example_config_path().read_text()
+    finally:
+        rt.close()
+    assert len(list((serving / "logs" / "predictions").rglob("*.jsonl"))) == 1
+
+
+def test_a_packed_model_that_fails_its_checks_stops_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lifecycle_assets.registry.registry import PACKED_CONFIG
+    from lifecycle_assets.serving.runtime import ServingSetupError
+    from lifecycle_assets.training.artifact import IntegrityError
+
+    monkeypatch.setenv("LIFECYCLE_FEEDBACK_TOKEN", "t")
+    directory, digest = packed_model(tmp_path)
+    with pytest.raises(IntegrityError, match="does not match the registry's"):
+        ServingRuntime.from_packed(directory, "0" * 64, tmp_path / "a")
+    (directory / PACKED_CONFIG).unlink()
+    with pytest.raises(ServingSetupError, match=r"has no lifecycle\.yaml"):
+        ServingRuntime.from_packed(directory, digest, tmp_path / "b")

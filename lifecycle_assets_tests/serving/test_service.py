@@ -146,8 +146,22 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, home: LifecycleHome, port: int, log: Path) -> None:
+    """`bentoml serve` of `target` (the project's service on `home`, by default) in its own
+    process group; `env` replaces the home's tool environment, `cwd` the project root."""
+
+    def __init__(
+        self,
+        home: LifecycleHome,
+        port: int,
+        log: Path,
+        target: str = "bentos.service:Lifecycle",
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.home = home
+        self.target = target
+        self.env = env
+        self.cwd = cwd
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         self.client = httpx.Client(base_url=self.url, timeout=30)
@@ -156,12 +170,12 @@ class Server:
         self._port = port
 
     def start(self) -> None:
-        env = {**os.environ, **self.home.tool_env(), "LIFECYCLE_FEEDBACK_TOKEN": TOKEN}
-        command = [sys.executable, "-m", "bentoml", "serve", "bentos.service:Lifecycle"]
+        env = self.env or {**os.environ, **self.home.tool_env(), "LIFECYCLE_FEEDBACK_TOKEN": TOKEN}
+        command = [sys.executable, "-m", "bentoml", "serve", self.target]
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [*command, "--host", "127.0.0.1", "--port", str(self._port)],
-                cwd=project_root(),
+                cwd=self.cwd or project_root(),
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -545,8 +559,10 @@ def test_a_bento_per_promotion_builds_offline_and_runs_from_its_own_files(
     bento = bento_dir(home, "v1")
     manifest = yaml.safe_load((bento / "bento.yaml").read_text())
     assert manifest["labels"]["model_version"] == "v1"
-    assert [m["tag"] for m in manifest["models"]] == [f"{PROBLEM.name}:v1"]
-    # BentoML 1.4 references the model from the store; `bentoml containerize` packs it.
+    # The service declares the model the build argument names (`bentoml.models.BentoModel`):
+    # BentoML 1.4 references it from the store; `bentoml export`/`containerize` pack it.
+    assert manifest["args"] == {"model": f"{PROBLEM.name}:v1"}
+    assert [m["tag"] for m in manifest["services"][0]["models"]] == [f"{PROBLEM.name}:v1"]
     assert (home.bentoml_home / "models" / PROBLEM.name / "v1").is_dir()
     env = {**os.environ, **home.tool_env()}
     src = bento / "src"
@@ -569,3 +585,62 @@ def test_a_bento_per_promotion_builds_offline_and_runs_from_its_own_files(
     )
     assert imported.returncode == 0, imported.stderr[-3000:]
     assert imported.stdout.strip() == "lifecycle"
+
+
+def test_a_built_bento_serves_its_packed_model_with_no_lifecycle_home(
+    server: Server, expected: dict[str, Any], tmp_path: Path
+) -> None:
+    """The Bento of v1, exported and imported into an empty BentoML home, served with no
+    lifecycle home: it answers with v1 — the scores of the registry's batch path — under
+    the config packed with the model, and logs every prediction under its serving dir."""
+    from lifecycle_assets.serving.bento import build_bento
+
+    home = server.home
+    build_bento(home, PROBLEM.name, "v1")  # built by the test above, or here
+    exported = tmp_path / "lifecycle-v1.bento"
+    bentoml = [sys.executable, "-m", "bentoml"]
+    done = subprocess.run(
+        [*bentoml, "export", "lifecycle:v1", str(exported)],
+        env={**os.environ, **home.tool_env()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # A fresh machine's environment: an empty BentoML home, no lifecycle home at all.
+    env = {k: v for k, v in os.environ.items() if k not in home.tool_env()}
+    env.update(
+        BENTOML_HOME=str(tmp_path / "bentoml"),
+        BENTOML_DO_NOT_TRACK="true",
+        LIFECYCLE_SERVING_DIR=str(tmp_path / "serving"),
+        LIFECYCLE_FEEDBACK_TOKEN=TOKEN,
+    )
+    done = subprocess.run(
+        [*bentoml, "import", str(exported)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    moved = home.root.with_name("home-away")
+    home.root.rename(moved)  # nothing of the lifecycle home is reachable while it serves
+    bento = Server(
+        LifecycleHome(tmp_path / "serving"),
+        free_port(),
+        tmp_path / "bento.log",
+        target="lifecycle:v1",
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        bento.start()
+        health = bento.client.get("/healthz").json()
+        assert health["model_version"] == "v1" and health["ready"], health
+        predictions = bento.predict_batch([{"entity_id": "p", "features": f} for f in PROBES])
+    finally:
+        bento.stop()
+        moved.rename(home.root)
+    assert [p["model_version"] for p in predictions] == ["v1"] * len(PROBES)
+    for got, want in zip(predictions, expected["scores"], strict=True):
+        assert abs(got["score"] - want) <= 1e-6
+    rows = logged(bento.home, len(PROBES))
+    assert sorted(rows["request_id"].to_list()) == sorted(p["request_id"] for p in predictions)
+    assert set(rows["model_version"].to_list()) == {"v1"}
+    assert (bento.home.config_path).read_text() == home.config_path.read_text()
