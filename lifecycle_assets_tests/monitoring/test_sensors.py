@@ -32,7 +32,9 @@ from lifecycle_assets.resources.alerts import AlertSinkResource
 from lifecycle_assets.resources.home import LifecycleHomeResource
 
 CFG = MonitoringConfig()
-SHARE = CFG.episode_close_share  # 0.5
+SHARE = 0.5  # the rule at half a window (the default, 1.0, is checked below)
+# The sensor tests' homes close episodes at half a window too, as their stories are told.
+HALF = f"monitoring:\n  episode_close_share: {SHARE}\n"
 DRIFT = Reason("feature_drift", "feature drift: max PSI 1.800 > 0.25")
 QUALITY = Reason("quality_drop", "live quality: roc_auc 0.700 is 0.200 worse ...")
 BIAS = Reason("prediction_bias", "prediction bias interval [+0.030, +0.050] excludes ±0.02")
@@ -325,7 +327,7 @@ def report(instance: dg.DagsterInstance, key: str, day: str, **meta) -> None:
 
 
 def test_sensor_requests_one_retrain_per_episode(make_home) -> None:
-    home = make_home()
+    home = make_home(HALF)
     instance = instance_for(home)
     sensor = defs.resolve_sensor_def("staleness_retrain")
     resources = {"home": LifecycleHomeResource(workdir=str(home.root))}
@@ -386,7 +388,7 @@ def test_sensor_retriggers_a_persistent_drift_until_a_post_onset_model_serves(ma
     06-16 (06-04..06-11: two post-onset days of eight) serves from 06-17 but has barely seen
     the drift, so again on 06-19; v5 of 06-19 (06-07..06-14: five of eight) serves from
     06-20 and closes the episode."""
-    home = make_home()
+    home = make_home(HALF)
     register_versions(
         home,
         {
@@ -430,7 +432,7 @@ def test_sensor_opens_a_quality_episode_while_a_closed_drift_persists(make_home)
     onset on) serves; the drift persists. On 06-16 live quality drops against v2's validated
     0.90: its own episode, which fires; when it clears on 06-18 the drift episode is as it
     was and nothing more fires."""
-    home = make_home()
+    home = make_home(HALF)
     register_versions(home, {"v1": "2026-06-01", "v2": "2026-06-12"})
     report(
         instance_for(home),
@@ -469,7 +471,7 @@ def test_sensor_opens_a_quality_episode_while_a_closed_drift_persists(make_home)
 def test_sensor_quality_drop_on_log_loss(make_home) -> None:
     """For a lower-is-better gate metric the sensor fires on a rise of live log-loss, and
     not on a fall (it used to do the opposite)."""
-    home = make_home("validation:\n  metric: log_loss\n")
+    home = make_home("validation:\n  metric: log_loss\n" + HALF)
     register_versions(home, {"v1": "2026-06-01"})
     report(
         instance_for(home),
@@ -491,7 +493,7 @@ def test_sensor_quality_drop_on_log_loss(make_home) -> None:
 
 
 def test_broken_run_alert_reaches_the_sink(make_home) -> None:
-    home = make_home()
+    home = make_home(HALF)
     instance = instance_for(home)
     # labeled_examples without its upstream logs: a broken run, not a gate decision.
     with pytest.raises(RunFailed):
@@ -546,7 +548,7 @@ def test_sensor_replaces_a_cold_start_model_as_its_window_fills(make_home) -> No
     cooldown (3) holds until 06-10; v3 of 06-10 (five days) serves until the full window
     of 06-13; v4 of 06-13 learned from eight days: nothing more, though every day stays
     quiet otherwise."""
-    home = make_home()
+    home = make_home(HALF)
     register_versions(
         home, {"v1": "2026-06-06", "v2": "2026-06-07", "v3": "2026-06-10", "v4": "2026-06-13"}
     )
@@ -585,7 +587,7 @@ def test_a_quality_episode_holds_live_quality_to_its_onset_baseline(make_home) -
     06-13 (v3, still pre-onset), 06-16 (v4: 2 of 8 days post-onset) and 06-19 (v5: 5 of 8),
     whose model closes the episode; then live 0.72 is measured against v5's own 0.72 and the
     episode ends."""
-    home = make_home()
+    home = make_home(HALF)
     trained = {"v1": "2026-06-01", "v2": "2026-06-10", "v3": "2026-06-13"}
     trained |= {"v4": "2026-06-16", "v5": "2026-06-19"}
     register_versions(home, trained)
