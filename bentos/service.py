@@ -35,7 +35,9 @@ import bentoml
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from pydantic import BaseModel, ValidationError
 
+from lifecycle_assets.serving.openapi import openapi_document
 from lifecycle_assets.serving.requests import (
+    API_VERSION,
     FeedbackRequest,
     FeedbackResponse,
     LookupRequest,
@@ -108,23 +110,28 @@ class Lifecycle:
     # Async endpoints run on the worker's event loop: scoring one small batch on the CPU is
     # shorter than a hop to a thread pool and back. The edge answers these routes itself
     # (`Edge._answer`), through the same `HANDLERS`; these methods give BentoML the
-    # contract for its OpenAPI document and serve any caller that reaches them.
-    @bentoml.api(route="/predict")
-    async def predict(self, request: PredictRequest, /) -> Prediction:
-        return cast(Prediction, _handle(self.runtime, "/predict", request, None))
+    # contract for its OpenAPI document and its clients. Each request model's fields are the
+    # API's parameters (not one root input), so the JSON body is the same object and
+    # `bentoml.SyncHTTPClient` takes them as keywords: `client.predict(entity_id=...,
+    # features={...})`, `client.feedback(request_id=..., label=...)`.
+    @bentoml.api(route="/predict", input_spec=PredictRequest, output_spec=Prediction)
+    async def predict(self, **fields: Any) -> Prediction:
+        return cast(Prediction, _handle(self.runtime, "/predict", fields, None))
 
-    @bentoml.api(route="/predict_batch")
-    async def predict_batch(self, batch: PredictBatchRequest, /) -> PredictBatchResponse:
-        return cast(PredictBatchResponse, _handle(self.runtime, "/predict_batch", batch, None))
+    @bentoml.api(
+        route="/predict_batch", input_spec=PredictBatchRequest, output_spec=PredictBatchResponse
+    )
+    async def predict_batch(self, **fields: Any) -> PredictBatchResponse:
+        return cast(PredictBatchResponse, _handle(self.runtime, "/predict_batch", fields, None))
 
-    @bentoml.api(route="/feedback")
-    async def feedback(self, body: FeedbackRequest, /, ctx: bentoml.Context) -> FeedbackResponse:
+    @bentoml.api(route="/feedback", input_spec=FeedbackRequest, output_spec=FeedbackResponse)
+    async def feedback(self, ctx: bentoml.Context, **fields: Any) -> FeedbackResponse:
         authorization = ctx.request.headers.get("authorization")
-        return cast(FeedbackResponse, _handle(self.runtime, "/feedback", body, authorization))
+        return cast(FeedbackResponse, _handle(self.runtime, "/feedback", fields, authorization))
 
-    @bentoml.api(route="/lookup")
-    async def lookup(self, body: LookupRequest, /) -> LookupResponse:
-        return cast(LookupResponse, _handle(self.runtime, "/lookup", body, None))
+    @bentoml.api(route="/lookup", input_spec=LookupRequest, output_spec=LookupResponse)
+    async def lookup(self, **fields: Any) -> LookupResponse:
+        return cast(LookupResponse, _handle(self.runtime, "/lookup", fields, None))
 
     @bentoml.on_shutdown
     def close(self) -> None:
@@ -154,11 +161,13 @@ API_ROUTES = frozenset(HANDLERS)
 
 
 def _handle(
-    runtime: ServingRuntime, path: str, body: BaseModel, authorization: str | None
+    runtime: ServingRuntime, path: str, fields: dict[str, Any], authorization: str | None
 ) -> BaseModel:
-    """A route's answer through BentoML's dispatch: a refusal becomes BentoML's error."""
+    """A route's answer through BentoML's dispatch (the request model's fields, validated
+    by BentoML): a refusal becomes BentoML's error."""
+    model, handler = HANDLERS[path]
     try:
-        return HANDLERS[path][1](runtime, body, authorization)
+        return handler(runtime, model.model_validate(fields), authorization)
     except RequestError as err:
         raise _http_error(err) from None
 
@@ -175,6 +184,8 @@ def body_limit(path: str) -> int:
 
 
 LOOKUP_PREFIX = "/lookup/"
+DOCS_PATH = "/docs.json"
+_docs_json: bytes | None = None  # this worker's OpenAPI document, made on first request
 # Routes under `serving.predict_auth`: scoring, and reading scores.
 PREDICT_ROUTES = frozenset({"/predict", "/predict_batch", "/lookup"})
 # A body still arriving holds a connection and a little memory: at most
@@ -270,6 +281,9 @@ class Edge:
         if path == "/readyz" and method == "GET":
             await self._ready(send)
             return
+        if path == DOCS_PATH and method == "GET":
+            await self._docs(scope, receive, send)
+            return
         if path.startswith(LOOKUP_PREFIX) and method == "GET":
             await self._lookup(path[len(LOOKUP_PREFIX) :], scope["headers"], send)
             return
@@ -336,6 +350,23 @@ class Edge:
             return
         await _send_bytes(send, 200, found.model_dump_json().encode())
 
+    async def _docs(self, scope: Any, receive: Any, send: Any) -> None:
+        """BentoML's OpenAPI document completed for this service (`serving/openapi.py`),
+        made once per worker; BentoML's own while the service is starting."""
+        global _docs_json
+        runtime = _runtime()
+        if _docs_json is None and runtime is not None:
+            status, body = await _captured(self.app, scope, receive)
+            if status == 200:
+                doc = openapi_document(
+                    json.loads(body), runtime.validator, runtime.config.problem.name, API_VERSION
+                )
+                _docs_json = json.dumps(doc).encode()
+        if _docs_json is None:
+            await self.app(scope, receive, send)
+            return
+        await _send_bytes(send, 200, _docs_json)
+
     @staticmethod
     async def _health(headers: Any, send: Any) -> None:
         runtime = _runtime()
@@ -356,6 +387,21 @@ class Edge:
             return
         ready, reason = runtime.readiness()
         await _send_json(send, 200 if ready else 503, {"ready": ready, "reason": reason})
+
+
+async def _captured(app: Any, scope: Any, receive: Any) -> tuple[int, bytes]:
+    """(status, body) of what `app` answers to this request, sent nowhere."""
+    status, chunks = 0, []
+
+    async def keep(message: Any) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, keep)
+    return status, b"".join(chunks)
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

@@ -36,6 +36,9 @@ MAX_ID_LENGTH = 128
 MAX_CATEGORY_LENGTH = 256
 # Request ids are join keys between predictions and labels: a conservative character set
 # keeps them safe to log, put in URLs and file names, and compare byte for byte.
+# The version of the routes' request and response contract (the OpenAPI document's
+# `info.version`): raised when a route's contract changes.
+API_VERSION = "1.0"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
 _ID = re.compile(ID_PATTERN.removeprefix("^").removesuffix("$"))
 
@@ -308,6 +311,31 @@ class RequestValidator:
             if not is_unicode(value):
                 raise RequestError(f"feature {name!r} contains a lone surrogate: not valid text")
         return dict(raw)
+
+    def features_schema(self) -> dict[str, Any]:
+        """`features` as JSON Schema: every feature required, numbers within their declared
+        domain (`problem.feature_ranges`), categories as strings, nothing else."""
+        props: dict[str, Any] = {}
+        for name in self.numeric:
+            props[name] = {"type": "number"}
+            if name in self.ranges:
+                props[name] |= {"minimum": self.ranges[name][0], "maximum": self.ranges[name][1]}
+        for name in self.categorical:
+            props[name] = {"type": "string", "maxLength": MAX_CATEGORY_LENGTH}
+        return {
+            "type": "object",
+            "title": "Features",
+            "properties": props,
+            "required": [*self.numeric, *self.categorical],
+            "additionalProperties": False,
+        }
+
+    def features_example(self) -> dict[str, FeatureValue]:
+        """Features `features` accepts: each number at the low end of its domain (0 where
+        none is declared), each category a placeholder (an unseen category is served)."""
+        out: dict[str, FeatureValue] = {n: self.ranges.get(n, (0.0, 0.0))[0] for n in self.numeric}
+        out.update({c: "example" for c in self.categorical})
+        return out
 
     def accepts(self, raw: Mapping[str, Any]) -> bool:
         """Whether `features` would take these values (for stored rows, with no one to

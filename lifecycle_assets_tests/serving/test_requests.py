@@ -54,6 +54,19 @@ def validator() -> RequestValidator:
     return RequestValidator(PROBLEM)
 
 
+def test_the_features_schema_states_the_config_and_its_example_is_accepted(
+    validator: RequestValidator,
+) -> None:
+    schema = validator.features_schema()
+    assert schema["required"] == [*PROBLEM.numeric_features, *PROBLEM.categorical_features]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["hour"] == {"type": "number", "minimum": 0.0, "maximum": 23.0}
+    assert schema["properties"]["amount"] == {"type": "number"}  # no declared domain
+    assert schema["properties"]["country"]["type"] == "string"
+    example = validator.features_example()
+    assert validator.features(example) == example
+
+
 def test_valid_features_pass_as_received(validator: RequestValidator) -> None:
     row = features(hour=7, country="never-seen-before")  # unknown category: the OOV bucket
     assert validator.features(row) == row

@@ -484,6 +484,56 @@ def test_feedback_is_recorded_and_joins_to_predictions(server: Server) -> None:
     assert joined["model_version"].to_list() == ["v1"] * 3
 
 
+def test_bentoml_clients_call_the_routes_with_keywords(
+    server: Server, expected: dict[str, Any]
+) -> None:
+    """`bentoml.SyncHTTPClient`, as a BentoML user calls a service: the request's fields as
+    keywords, the same JSON bodies as plain HTTP; a refusal is BentoML's error with the
+    route's status, and a missing lookup is an answer, not an error in the service log."""
+    import bentoml
+    from bentoml.exceptions import BentoMLException
+
+    with bentoml.SyncHTTPClient(server.url, token=TOKEN) as client:
+        got = client.predict(entity_id="kw", features=PROBES[0])
+        assert got["model_version"] == "v1"
+        assert abs(got["score"] - expected["scores"][0]) <= 1e-6
+        server.sent.append(got["request_id"])
+        batch = client.predict_batch(requests=[{"entity_id": "kw", "features": PROBES[1]}])
+        server.sent.extend(p["request_id"] for p in batch["predictions"])
+        assert client.feedback(request_id=got["request_id"], label=1.0)["count"] == 1
+        with pytest.raises(BentoMLException) as refused:
+            client.lookup(scheduled_payment_id="no-such-payment")
+        assert refused.value.error_code == 404
+        with pytest.raises(BentoMLException) as refused:
+            client.predict(entity_id="kw", features={"amount": 1.0})
+        assert refused.value.error_code == 400
+    assert "no-such-payment" not in server.tail(20000)
+
+
+def test_the_openapi_document_describes_the_routes_that_answer(server: Server) -> None:
+    """Swagger (`/`) reads `/docs.json`: the problem's name and the contract's version, the
+    config's features with their types, `GET /lookup/{id}`, and a `/predict` example that
+    the service answers with a 200."""
+    assert server.client.get("/").status_code == 200
+    doc = server.client.get("/docs.json").json()
+    assert doc["info"]["title"] == f"lifecycle: {PROBLEM.name}"
+    assert doc["info"]["version"] == "1.0"
+    assert "BentoML" not in doc["info"]["description"]
+    lookup = doc["paths"]["/lookup/{scheduled_payment_id}"]["get"]
+    assert lookup["parameters"][0]["in"] == "path"
+    assert set(lookup["responses"]) == {"200", "400", "404"}
+    body = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    features = body["schema"]["properties"]["features"]
+    assert set(features["required"]) == set(PROBLEM.features)
+    assert all(features["properties"][n]["type"] == "number" for n in PROBLEM.numeric_features)
+    assert all(features["properties"][c]["type"] == "string" for c in PROBLEM.categorical_features)
+    batch = doc["paths"]["/predict_batch"]["post"]["requestBody"]["content"]["application/json"]
+    assert batch["example"]["requests"] == [body["example"]]
+    answered = server.client.post("/predict", json=body["example"])
+    assert answered.status_code == 200, answered.text
+    server.sent.append(answered.json()["request_id"])
+
+
 def test_lookup_serves_offline_predictions(server: Server) -> None:
     rows = json.loads(
         loadgen_child(server.home, "publish_scheduled", str(server.home.root), "v1", str(DAY))
