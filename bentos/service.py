@@ -35,6 +35,10 @@ import bentoml
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from pydantic import BaseModel, ValidationError
 
+from lifecycle_assets.config import load_config
+from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.home import LifecycleHome, resolve_home
+from lifecycle_assets.registry.registry import PACKED_CONFIG
 from lifecycle_assets.serving.openapi import openapi_document
 from lifecycle_assets.serving.requests import (
     API_VERSION,
@@ -50,7 +54,12 @@ from lifecycle_assets.serving.requests import (
     is_valid_id,
     validation_error_body,
 )
-from lifecycle_assets.serving.runtime import SERVING_DIR_ENV, ServingRuntime, ServingSetupError
+from lifecycle_assets.serving.runtime import (
+    SERVING_DIR_ENV,
+    ServingRuntime,
+    ServingSetupError,
+    token_problem,
+)
 
 logger = logging.getLogger("lifecycle.serving")
 
@@ -82,6 +91,24 @@ class BentoArguments(BaseModel):
 ARGS = bentoml.use_arguments(BentoArguments)
 
 
+def startup_problem() -> str | None:
+    """Why this service cannot start in this environment, in one line, or None: checked
+    before its workers start (`Lifecycle.refuse_to_start_unconfigured`)."""
+    try:
+        if ARGS.model is None:
+            home = LifecycleHome(resolve_home())
+            return token_problem(home.config().serving, home.config_path)
+        if not os.environ.get(SERVING_DIR_ENV):
+            return (
+                f"this Bento serves {ARGS.model} and logs every prediction: set "
+                f"{SERVING_DIR_ENV} to a writable directory for its log and lookup store"
+            )
+        packed = Path(bentoml.models.get(ARGS.model).path) / PACKED_CONFIG
+        return token_problem(load_config(packed).serving, None)
+    except (LifecycleError, OSError, ValueError, BentoMLException) as err:
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 @bentoml.service(name="lifecycle", **SERVER_SETTINGS)
 class Lifecycle:
     # A declared model is packed into the Bento by `bentoml build` and resolved from the
@@ -98,10 +125,7 @@ class Lifecycle:
             return
         serving_dir = os.environ.get(SERVING_DIR_ENV)
         if not serving_dir:
-            raise ServingSetupError(
-                f"this Bento serves {ARGS.model} and logs every prediction: set "
-                f"{SERVING_DIR_ENV} to a writable directory for its log and lookup store"
-            )
+            raise ServingSetupError(startup_problem() or f"{SERVING_DIR_ENV} is not set")
         stored = cast(bentoml.Model, self.packed)
         self.runtime = ServingRuntime.from_packed(
             Path(stored.path), str(stored.info.metadata["artifact_sha256"]), Path(serving_dir)
@@ -132,6 +156,15 @@ class Lifecycle:
     @bentoml.api(route="/lookup", input_spec=LookupRequest, output_spec=LookupResponse)
     async def lookup(self, **fields: Any) -> LookupResponse:
         return cast(LookupResponse, _handle(self.runtime, "/lookup", fields, None))
+
+    @bentoml.on_deployment
+    def refuse_to_start_unconfigured() -> None:
+        """Once, before any worker starts: a service that could not answer (a required token
+        unset, no lifecycle home, a Bento without its serving directory) exits with one line
+        instead of restarting its workers, each with a traceback, for ever."""
+        problem = startup_problem()
+        if problem is not None:
+            raise SystemExit(f"lifecycle: cannot serve: {problem}")
 
     @bentoml.on_shutdown
     def close(self) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lifecycle_assets.config import ServingConfig
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome, now, resolve_home, time_horizon
@@ -80,6 +81,19 @@ def _any_later(requests: Sequence[PredictRequest], latest: dt.datetime) -> bool:
         except OverflowError:  # no UTC form: `prepare` refuses it with the reason
             continue
     return False
+
+
+def token_problem(policy: ServingConfig, config_path: Path | None) -> str | None:
+    """Why a service under `policy` cannot start for want of a token in the environment
+    (`serving.feedback_auth` / `predict_auth: required`), or None."""
+    for field, env in (("feedback_auth", FEEDBACK_TOKEN_ENV), ("predict_auth", PREDICT_TOKEN_ENV)):
+        if not os.environ.get(env) and getattr(policy, field) == "required":
+            where = f" in {config_path}" if config_path is not None else ""
+            return (
+                f"serving.{field} is `required` but no token is set: export {env}=<secret> "
+                f"(or set serving.{field}: none{where})"
+            )
+    return None
 
 
 class ServingRuntime:
@@ -189,16 +203,9 @@ class ServingRuntime:
         requires a token that is not set."""
         token = os.environ.get(FEEDBACK_TOKEN_ENV) or None
         predict_token = os.environ.get(PREDICT_TOKEN_ENV) or None
-        policy = home.config().serving
-        for field, value, env in (
-            ("feedback_auth", token, FEEDBACK_TOKEN_ENV),
-            ("predict_auth", predict_token, PREDICT_TOKEN_ENV),
-        ):
-            if value is None and getattr(policy, field) == "required":
-                raise ServingSetupError(
-                    f"serving.{field} is `required` but no token is set: export "
-                    f"{env}=<secret> (or set serving.{field}: none in {home.config_path})"
-                )
+        problem = token_problem(home.config().serving, home.config_path)
+        if problem is not None:
+            raise ServingSetupError(problem)
         runtime = cls(home, feedback_token=token, predict_token=predict_token, **options)
         if os.environ.get(NO_LOG_ENV) == "1":  # benchmarks only: what does logging cost?
             logger.warning("%s=1: PREDICTIONS ARE NOT LOGGED (benchmark mode)", NO_LOG_ENV)

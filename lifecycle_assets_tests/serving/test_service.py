@@ -277,6 +277,31 @@ def _read_logged(home: LifecycleHome) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
+def refused_serve(target: str, env: dict[str, str], cwd: Path) -> list[str]:
+    """`bentoml serve target` that must refuse to start: its output lines, after it exited
+    non-zero on its own."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", target, "--port", str(free_port())],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert done.returncode != 0, done.stdout + done.stderr
+    return (done.stdout + done.stderr).strip().splitlines()
+
+
+def test_a_service_without_its_token_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    home = LifecycleHome(tmp_path / "home")
+    home.repo.mkdir(parents=True)
+    shutil.copyfile(example_config_path(), home.config_path)  # feedback_auth: required
+    env = {**os.environ, **home.tool_env()}
+    env.pop("LIFECYCLE_FEEDBACK_TOKEN", None)
+    lines = refused_serve("bentos.service:Lifecycle", env, project_root())
+    assert len(lines) == 1 and "export LIFECYCLE_FEEDBACK_TOKEN" in lines[0], lines
+
+
 # --- tests, in order -----------------------------------------------------------------------
 
 
@@ -669,6 +694,11 @@ def test_a_built_bento_serves_its_packed_model_with_no_lifecycle_home(
         [*bentoml, "import", str(exported)], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # Without its serving directory the Bento refuses to start, in one line.
+    lines = refused_serve(
+        "lifecycle:v1", {k: v for k, v in env.items() if k != "LIFECYCLE_SERVING_DIR"}, tmp_path
+    )
+    assert len(lines) == 1 and "LIFECYCLE_SERVING_DIR" in lines[0], lines
     moved = home.root.with_name("home-away")
     home.root.rename(moved)  # nothing of the lifecycle home is reachable while it serves
     bento = Server(
