@@ -73,7 +73,10 @@ def _http_error(err: RequestError) -> BentoMLException:
 # The access log is off: every prediction is already logged, with more detail, by the service.
 # The hot routes are not traced either: an OpenTelemetry span per request cost about as much
 # as the model (see docs/serving.md); every other route still is.
+# Bound to the loopback interface by default, on a port of its own (`lifecycle ui` takes
+# Dagster's 3000); the Bento's image sets BENTOML_HOST and BENTOML_PORT (bentofile.yaml).
 SERVER_SETTINGS: dict[str, Any] = {
+    "http": {"host": "127.0.0.1", "port": 3100},
     "logging": {"access": {"enabled": False}},
     "tracing": {"excluded_urls": ["/predict", "/predict_batch", "/lookup", "/healthz"]},
 }

@@ -302,6 +302,38 @@ def test_a_service_without_its_token_refuses_to_start_in_one_line(tmp_path: Path
     assert len(lines) == 1 and "export LIFECYCLE_FEEDBACK_TOKEN" in lines[0], lines
 
 
+def test_the_service_listens_on_the_loopback_interface_by_default(tmp_path: Path) -> None:
+    """No --host/--port: 127.0.0.1:3100, not BentoML's 0.0.0.0:3000 (`lifecycle ui`'s port)."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 3100)) == 0:
+            pytest.skip("port 3100 is taken on this machine")
+    home = LifecycleHome(tmp_path / "home")
+    home.repo.mkdir(parents=True)
+    shutil.copyfile(example_config_path(), home.config_path)
+    env = {**os.environ, **home.tool_env(), "LIFECYCLE_FEEDBACK_TOKEN": TOKEN}
+    for name in ("BENTOML_HOST", "BENTOML_PORT"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "bentos.service:Lifecycle"],
+        cwd=project_root(),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline, status = time.monotonic() + START_TIMEOUT_S, None
+        while status is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                status = httpx.get("http://127.0.0.1:3100/healthz", timeout=5).status_code
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert status == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
 # --- tests, in order -----------------------------------------------------------------------
 
 
@@ -637,6 +669,8 @@ def test_a_bento_per_promotion_builds_offline_and_runs_from_its_own_files(
     # The service declares the model the build argument names (`bentoml.models.BentoModel`):
     # BentoML 1.4 references it from the store; `bentoml export`/`containerize` pack it.
     assert manifest["args"] == {"model": f"{PROBLEM.name}:v1"}
+    # its image listens on the container's interface (the service's default is loopback)
+    assert {"name": "BENTOML_HOST", "value": "0.0.0.0", "stage": "all"} in manifest["envs"]
     assert [m["tag"] for m in manifest["services"][0]["models"]] == [f"{PROBLEM.name}:v1"]
     assert (home.bentoml_home / "models" / PROBLEM.name / "v1").is_dir()
     env = {**os.environ, **home.tool_env()}
