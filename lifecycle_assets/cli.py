@@ -43,6 +43,14 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--partition {args.partition!r} is not a date (YYYY-MM-DD)") from None
     from lifecycle_assets.definitions import ASSETS
+    from lifecycle_assets.partitions import daily
+
+    if not daily.has_partition_key(args.partition):
+        raise UsageError(
+            f"--partition {args.partition}: not a day of the loop's daily partitions, "
+            f"{daily.get_first_partition_key()} to {daily.get_last_partition_key()} "
+            "(the last complete day)"
+        )
 
     names = {a.key.to_user_string() for a in ASSETS}
     unknown = sorted(set(assets) - names)

@@ -76,6 +76,16 @@ def test_missing_home_says_how_to_fix(tmp_path: Path) -> None:
     assert str(missing) in line and "lifecycle init" in line
 
 
+def test_a_day_outside_the_partitions_is_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert lifecycle("init", "--workdir", str(home)).returncode == 0
+    for day in ("2025-12-31", "2999-01-01"):
+        args = ["--workdir", str(home), "--select", "ground_truth", "--partition", day]
+        line = _one_line_error(lifecycle("materialize", *args))
+        assert f"--partition {day}: not a day of the loop's daily partitions" in line
+        assert "2026-01-01 to " in line
+
+
 def test_unreachable_remote_is_one_line(tmp_path: Path) -> None:
     config = yaml.safe_load(example_config_path().read_text())
     blocker = tmp_path / "a-file"
