@@ -96,6 +96,14 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"approval {(data['approval'] or {}).get('status', 'none')}; "
             f"gate {decision.get('decision', 'none')} on {decision.get('day', '-')}",
             "",
+            "Alias history:",
+            *(
+                f"  {e['time']}  {e['alias']}: {e.get('from') or '-'} -> {e.get('to') or '-'}"
+                f"  by {e.get('actor', '?')}: {e.get('reason', '')}"
+                for e in data["alias_history"]
+            ),
+            *([] if data["alias_history"] else ["  (never on an alias)"]),
+            "",
             data["model_card"] or "(no model card)",
         ]
     )

@@ -73,7 +73,7 @@ def _metrics(decision: dict[str, Any] | None) -> list[str]:
         f"- Gate decision {decision.get('decision')} on {decision.get('day')}: "
         f"{decision.get('reason', '')}",
         f"- {name}: challenger {_num(decision.get('challenger_metric'))} "
-        f"(interval {decision.get('challenger_interval', '—')}), production "
+        f"(interval {_interval(decision.get('challenger_interval'))}), production "
         f"{decision.get('production_version') or '—'} "
         f"{_num(decision.get('production_metric'))}",
     ]
@@ -89,10 +89,17 @@ def _metrics(decision: dict[str, Any] | None) -> list[str]:
         for s in slices:
             lines.append(
                 f"| {s['feature']}={s['value']} | {s['rows']} | {_num(s.get('delta'), '+.4f')} "
-                f"| {s.get('delta_interval')} | {'yes' if s.get('worse') else 'no'} |"
+                f"| {_interval(s.get('delta_interval'), '+.4f')} | {'yes' if s.get('worse') else 'no'} |"
             )
     return lines
 
 
 def _num(value: Any, fmt: str = ".4f") -> str:
     return "—" if value is None else format(value, fmt)
+
+
+def _interval(value: Any, fmt: str = ".4f") -> str:
+    """A [low, high] interval at the card's precision ("—" when there is none)."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return "—"
+    return f"[{_num(value[0], fmt)}, {_num(value[1], fmt)}]"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -169,6 +170,12 @@ def test_list_and_show_give_the_review_material(home: LifecycleHome, capsys) -> 
     assert "Hardware: torch-xla" in card and "Limitations" in card
     code, text, _ = cli(home, capsys, "list")
     assert code == 0 and "v2" in text and "production" in text
+    # The text form: the alias history, and intervals at the card's precision.
+    code, text, _ = cli(home, capsys, "show", "v2")
+    assert code == 0 and "Alias history:" in text
+    assert re.search(r"production: v1 -> v2 {2}by \S+", text), text
+    assert re.search(r"\(interval \[0\.\d{4}, 0\.\d{4}\]\)", text), text
+    assert not re.search(r"\d\.\d{7}", text), "a figure printed past the card's precision"
 
 
 def test_round_trip_promote_rollback_and_served_at(home: LifecycleHome, capsys) -> None:
