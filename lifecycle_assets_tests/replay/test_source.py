@@ -223,8 +223,13 @@ def test_triggered_retrains_a_persistent_drift_until_a_post_onset_model_serves(m
     """The replay's finding: PSI ≈ 1.8 from period 3 on, and the retrain of period 3 learned
     from a window before the drift (maturity 1 + test window 1: data through period 1). It
     used to fire once and never again; now it fires again after the cooldown (period 5),
-    whose model (data through period 3) serves from period 6 and closes the episode."""
-    config = delivery_config()  # psi_threshold 0.25, cooldown 2 days
+    whose model (data through period 3: half its two-day window after the onset) serves from
+    period 6 and closes the episode at `episode_close_share` 0.5. At the default, 1.0, half
+    a window does not close it: the trigger keeps asking after each cooldown."""
+    default = delivery_config()  # psi_threshold 0.25, cooldown 2 days
+    assert default.monitoring.episode_close_share == 1.0
+    half = default.monitoring.model_copy(update={"episode_close_share": 0.5})
+    config = default.model_copy(update={"monitoring": half})
     days = [dt.date(2026, 1, d) for d in range(1, 11)]
     psi = [0.1, 0.1, 1.85, 1.8, 1.8, 1.8, 1.8, 1.8, 1.8, 1.8]
     trained = {"v1": days[0], "v2": days[2], "v3": days[4]}
@@ -250,6 +255,10 @@ def test_triggered_retrains_a_persistent_drift_until_a_post_onset_model_serves(m
     kept = [*serving[:5], "v2", "v2", "v2", "v2", "v2"]
     decided, _ = decide("rejected", kept)
     assert decided == [True, False, True, False, True, False, True, False, True, False]
+    config = default
+    decided, state = decide("default", serving)
+    assert decided == [True, False, True, False, True, False, True, False, True, False]
+    assert not state.episode.closed
 
 
 def test_a_replay_dir_that_is_not_a_replays_is_refused(tmp_path: Path):
