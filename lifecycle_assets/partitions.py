@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from typing import Any
 
 import dagster as dg
 
@@ -34,3 +35,11 @@ with warnings.catch_warnings():
 
 def partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
+
+
+def daily_check(name: str, asset: str, **kwargs: Any) -> dg.AssetCheckSpec:
+    """A check of one day of a daily asset: each result carries its partition, so the UI
+    says which day failed (partitioned asset checks are a preview in Dagster 1.13)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(name, asset=asset, partitions_def=daily, **kwargs)

@@ -20,6 +20,7 @@ from lifecycle_assets.partitions import (
     LABEL_ARRIVAL_WINDOW,
     TRAILING_FEATURES,
     daily,
+    daily_check,
     partition_day,
 )
 from lifecycle_assets.records import read_ground_truth, read_predictions
@@ -69,7 +70,7 @@ def _null_rates(frame: pl.DataFrame) -> dict[str, float]:
     group_name=GROUP,
     kinds={"polars"},
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check(
             "raw_prediction_logs_quarantine_rate",
             asset="raw_prediction_logs",
             description="Quarantined share of the day's records (contract breaks, duplicates, "
@@ -151,7 +152,7 @@ def ground_truth(context: dg.AssetExecutionContext, home: LifecycleHomeResource)
         "ground_truth": dg.AssetIn(partition_mapping=LABEL_ARRIVAL_WINDOW),
     },
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check(
             "label_coverage",
             asset="labeled_examples",
             description="A matured day with predictions has at least one observed label "
@@ -200,7 +201,7 @@ def labeled_examples(
     group_name=GROUP,
     kinds={"polars"},
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check(
             "feature_table_is_well_formed",
             asset="feature_table",
             blocking=True,
@@ -243,7 +244,7 @@ def _split_asset(which: str):
     name = f"{which}_split"
     checks = (
         [
-            dg.AssetCheckSpec(
+            daily_check(
                 "no_overlap_with_test",
                 asset=name,
                 blocking=True,

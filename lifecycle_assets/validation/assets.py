@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets.partitions import daily, partition_day
+from lifecycle_assets.partitions import daily, daily_check, partition_day
 from lifecycle_assets.resources.alerts import AlertSinkResource
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
@@ -22,7 +22,7 @@ __all__ = ["validation_report"]
     group_name="validation",
     kinds={"dvc"},
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check(
             "challenger_not_worse",
             asset="validation_report",
             description="Fails visibly on a routine FAIL; not blocking, so production carries over.",

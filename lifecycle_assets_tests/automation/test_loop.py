@@ -131,6 +131,18 @@ def test_fail_day_carries_production_over_and_next_day_runs(
         == "challenger_not_worse"
     ]
     assert len(gate) == 1 and gate[0].passed is False  # type: ignore[union-attr]
+    # The check's result is the failing day's: the UI's checks view says which day failed.
+    assert gate[0].partition == fail_day.day.isoformat()  # type: ignore[union-attr]
+    history_of_gate = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("validation_report"), "challenger_not_worse"), limit=100
+    )
+    results = [
+        r.event.dagster_event.event_specific_data  # type: ignore[union-attr]
+        for r in history_of_gate
+        if r.status.value in ("SUCCEEDED", "FAILED")
+    ]
+    assert len(results) >= 2
+    assert all(e.partition for e in results), "a check result without its day"  # type: ignore[union-attr]
 
     next_day = simulate_and_run(module_home, len(history) + 1)
     assert next_day.decision is not None
