@@ -25,7 +25,11 @@ from lifecycle_assets.resources.io_manager import LifecycleIOManager
 from lifecycle_assets.resources.lookup import LookupStoreResource
 from lifecycle_assets.resources.registry import RegistryResource
 from lifecycle_assets.resources.versioning import VersioningResource
-from lifecycle_assets.serving.assets import offline_predictions, production_bento
+from lifecycle_assets.serving.assets import (
+    offline_predictions,
+    prediction_log_store,
+    production_bento,
+)
 from lifecycle_assets.training.assets import candidate_model
 from lifecycle_assets.validation.assets import validation_report
 
@@ -78,7 +82,7 @@ def build_resources(workdir: str | None = None) -> dict[str, object]:
 
 
 defs = dg.Definitions(
-    assets=ASSETS,
+    assets=[*ASSETS, prediction_log_store],
     jobs=[lifecycle_loop, approve_model],
     schedules=[daily_retraining],
     sensors=SENSORS,

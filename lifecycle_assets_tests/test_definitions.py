@@ -3,6 +3,7 @@ antlr4 pin that keeps the asset-selection parser working next to DVC)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import polars as pl
 
 from lifecycle_assets.definitions import ASSETS, defs
 from lifecycle_assets.home import set_simulated_today
-from lifecycle_assets.records import LogWriter
+from lifecycle_assets.records import LogWriter, PredictionRecord, log_fingerprints
 from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets_tests.conftest import subprocess_env
 
@@ -35,7 +36,8 @@ EXPECTED_ASSETS = {
 def test_definitions_load_with_every_asset_and_check() -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == EXPECTED_ASSETS | {"prediction_log_store"}
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
         ("feature_table", "feature_table_is_well_formed"),
@@ -56,6 +58,36 @@ def test_definitions_load_with_every_asset_and_check() -> None:
         "broken_run_alert",
         "late_labels",
     }
+
+
+def test_the_service_log_store_closes_the_loop_with_the_sensors_fingerprints(make_home) -> None:
+    """The log store is an observable source upstream of both ingest assets; observing it
+    records, per closed day, the fingerprint the ingest sensor compares."""
+    graph = defs.resolve_asset_graph()
+    store = dg.AssetKey("prediction_log_store")
+    assert graph.get(store).is_observable
+    assert graph.get(dg.AssetKey("raw_prediction_logs")).parent_keys == {store}
+    assert graph.get(dg.AssetKey("ground_truth")).parent_keys == {store}
+    home = make_home()
+    sim = FraudSimulator(home.config())
+    writer = LogWriter(home.logs, "t")
+    for i in range(2):
+        day = sim.date(i)
+        set_simulated_today(home, day)
+        t = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
+        writer.write_predictions(
+            [PredictionRecord(f"r{i}", "c", t, {"amount": 1.0}, None, None, None, t)]
+        )
+    writer.close()
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process(instance=instance, asset_selection=[store]).success
+    observed = {
+        r.asset_observation.partition: r.asset_observation.tags["dagster/data_version"]
+        for r in instance.fetch_observations(store, limit=10).records
+        if r.asset_observation is not None
+    }
+    assert observed == log_fingerprints(home.logs) and len(observed) == 2
 
 
 def test_selection_parser_works() -> None:

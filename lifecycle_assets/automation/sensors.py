@@ -11,7 +11,6 @@ labeled_examples + feature_table for exactly those days (idempotent recomputatio
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import polars as pl
 from lifecycle_assets.config import LifecycleConfig
 from lifecycle_assets.data.transforms import arrival_time, with_arrival
 from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.records import log_fingerprints
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.storage import AssetStore
 
@@ -126,30 +126,6 @@ def late_labels(
 
 # --- new log partitions ----------------------------------------------------------------------
 
-LOG_STREAMS = ("predictions", "ground_truth")
-
-
-def log_fingerprints(home: LifecycleHome) -> dict[str, str]:
-    """Per day, a fingerprint of every segment the service wrote for it (both streams)."""
-    days: dict[str, list[str]] = {}
-    for stream in LOG_STREAMS:
-        root = home.logs / stream
-        if not root.is_dir():
-            continue
-        for folder in sorted(root.glob("date=*")):
-            day = folder.name.removeprefix("date=")
-            for seg in sorted(folder.iterdir()):
-                if seg.is_file():
-                    st = seg.stat()
-                    days.setdefault(day, []).append(
-                        f"{stream}/{seg.name}:{st.st_size}:{st.st_mtime_ns}"
-                    )
-    # A stable digest (not hash(), which is salted per process): the cursor outlives processes.
-    return {
-        day: hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-        for day, parts in days.items()
-    }
-
 
 def days_to_ingest(fingerprints: dict[str, str], seen: dict[str, str], today: dt.date) -> list[str]:
     """Closed days (before today) whose logs are new or changed since they were last requested."""
@@ -177,7 +153,7 @@ def new_log_partitions(
 ) -> dg.SensorResult | dg.SkipReason:
     lc = home.get()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    fingerprints = log_fingerprints(lc)
+    fingerprints = log_fingerprints(lc.logs)
     days = days_to_ingest(fingerprints, seen, home.today())
     if not days:
         return dg.SkipReason("no closed day with new or changed logs")

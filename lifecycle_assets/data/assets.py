@@ -29,6 +29,8 @@ from lifecycle_assets.resources.versioning import VersioningResource, write_json
 from lifecycle_assets.storage import AssetStore
 
 GROUP = "data"
+# The service's log store (`serving.assets.prediction_log_store`), which both ingest assets read.
+LOG_STORE = dg.AssetKey("prediction_log_store")
 
 
 def _schema_metadata(frame: pl.DataFrame) -> dg.TableSchema:
@@ -69,6 +71,7 @@ def _null_rates(frame: pl.DataFrame) -> dict[str, float]:
     partitions_def=daily,
     group_name=GROUP,
     kinds={"polars"},
+    deps=[LOG_STORE],
     check_specs=[
         daily_check(
             "raw_prediction_logs_quarantine_rate",
@@ -124,7 +127,7 @@ def raw_prediction_logs(
     )
 
 
-@dg.asset(partitions_def=daily, group_name=GROUP, kinds={"polars"})
+@dg.asset(partitions_def=daily, group_name=GROUP, kinds={"polars"}, deps=[LOG_STORE])
 def ground_truth(context: dg.AssetExecutionContext, home: LifecycleHomeResource) -> pl.DataFrame:
     """Label events that arrived on day D (joined to predictions later by request id)."""
     h = home.get()

@@ -4,6 +4,7 @@ or segment quarantined with a reason, never dropped. See `lifecycle_assets.recor
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 import re
@@ -577,3 +578,27 @@ def read_log_quarantine(root: Path, day: dt.date) -> list[dict[str, Any]]:
     for path in _segments(root, QUARANTINE, day):
         out += [row for _, row in _iter_lines(path) if row is not None]
     return out
+
+
+def log_fingerprints(logs: Path) -> dict[str, str]:
+    """Per day (ISO), a fingerprint of every segment the service wrote for it, in both
+    streams (name, size, mtime): it changes whenever a day's logs do. The log store's data
+    version per day, and what the sensor that ingests new logs compares."""
+    days: dict[str, list[str]] = {}
+    for stream in (PREDICTIONS, GROUND_TRUTH):
+        root = logs / stream
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.glob("date=*")):
+            day = folder.name.removeprefix("date=")
+            for seg in sorted(folder.iterdir()):
+                if seg.is_file():
+                    st = seg.stat()
+                    days.setdefault(day, []).append(
+                        f"{stream}/{seg.name}:{st.st_size}:{st.st_mtime_ns}"
+                    )
+    # A stable digest (not hash(), which is salted per process): a cursor outlives processes.
+    return {
+        day: hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+        for day, parts in days.items()
+    }

@@ -1,16 +1,45 @@
 """Serving-stage assets: thin wrappers over `serving.offline` and `serving.bento`."""
 
 import datetime as dt
+import warnings
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from lifecycle_assets.partitions import daily, partition_day
+from lifecycle_assets.records import log_fingerprints
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.lookup import LookupStoreResource
 from lifecycle_assets.serving.bento import build_bento
 from lifecycle_assets.serving.offline import publish_offline_predictions
 from lifecycle_assets.training.artifact import ModelArtifact
+
+
+def _observable(**kwargs: Any) -> Any:
+    """`dg.observable_source_asset(**kwargs)` without Dagster's beta warning (observable
+    source assets and per-partition data versions are beta in Dagster 1.13)."""
+
+    def apply(fn: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            return dg.observable_source_asset(**kwargs)(fn)
+
+    return apply
+
+
+@_observable(partitions_def=daily, group_name="serving", tags={"dagster/kind/bentoml": ""})
+def prediction_log_store(home: LifecycleHomeResource) -> dg.DataVersionsByPartition:
+    """The service's log store: each day's prediction and ground-truth segments, as the
+    service writes them; `raw_prediction_logs` and `ground_truth` read it, which closes the
+    loop in the graph. A day's data version is the fingerprint of its segments, the one the
+    `new_log_partitions` sensor ingests on (open days and days outside the partitions are
+    left out)."""
+    fingerprints = log_fingerprints(home.get().logs)
+    closed = {day: fp for day, fp in fingerprints.items() if daily.has_partition_key(day)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.DataVersionsByPartition(closed)
 
 
 @dg.asset(partitions_def=daily, group_name="serving", kinds={"sqlite"})
