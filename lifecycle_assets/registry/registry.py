@@ -68,6 +68,8 @@ def alias_version(home: LifecycleHome, alias: str) -> str | None:
     return entry["version"] if entry else None
 
 
+# The least step between two alias moves' times (see `Registry.move_alias`).
+MOVE_TICK = dt.timedelta(milliseconds=1)
 # The config file exported beside a version's artifact in the BentoML model store.
 PACKED_CONFIG = "lifecycle.yaml"
 
@@ -358,6 +360,15 @@ class Registry:
                 raise RegistryError(f"cannot point {alias} at {version}: no such version")
         aliases = self.aliases()
         previous = aliases.get(alias, {}).get("version")
+        moves = [e for e in self.history() if e["alias"] == alias]
+        if moves:
+            last = dt.datetime.fromisoformat(moves[-1]["time"])
+            if when <= last:
+                # An alias's audit order is its log's order, and times keep it: a move
+                # stamped at or before the alias's last one (a frozen simulated clock, a clock
+                # that stepped back) is stamped just after it, so `served_at` never depends on
+                # two readings of the clock differing.
+                when = last + MOVE_TICK
         event = {
             "alias": alias,
             "from": previous,

@@ -136,9 +136,11 @@ def show_version(home: LifecycleHome, version: str) -> dict[str, Any]:
 
 def parse_time(text: str, home: LifecycleHome) -> dt.datetime:
     """`now`, a date (its end: what served after that day's moves) or an ISO time (UTC if
-    naive), all on the loop's clock."""
+    naive), all on the loop's clock. `now` is never before the last alias move: on a frozen
+    simulated clock a move is stamped just after the one it follows (`MOVE_TICK`)."""
     if text == "now":
-        return now(home)
+        moves = [dt.datetime.fromisoformat(e["time"]) for e in registry_for(home).history()]
+        return max([now(home), *moves])
     try:
         if len(text) == 10:
             day = dt.date.fromisoformat(text)

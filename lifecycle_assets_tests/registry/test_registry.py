@@ -21,6 +21,7 @@ import pytest
 
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.registry.registry import (
+    MOVE_TICK,
     Registry,
     RegistryError,
     alias_version,
@@ -48,6 +49,7 @@ from lifecycle_assets.training.features import Preprocessor
 
 NAME = "card-fraud"
 UTC = dt.UTC
+SECOND = dt.timedelta(seconds=1)
 FRAME = pl.DataFrame({"amount": [1.0, 2.0, 3.0, 4.0], "country": ["DE", "FR", "DE", "US"]})
 
 
@@ -336,6 +338,27 @@ def test_move_alias_records_history_and_served_at_answers_by_time(tmp_path, home
     assert registry.served_at(t3 + dt.timedelta(days=100)) == "v1"
     # a time in another zone is compared as the same instant
     assert registry.served_at(t2.astimezone(dt.timezone(dt.timedelta(hours=-5)))) == "v2"
+
+
+def test_a_move_at_the_same_instant_is_stamped_after_the_one_it_follows(tmp_path, home):
+    """A frozen clock (a demo home's simulated day): a rollback read at the instant of the
+    promotion it undoes is stamped just after it, so the log's order is the times' order
+    and `served_at` at the promotion's instant still answers the promoted version."""
+    registry = Registry(home, NAME)
+    for version in ("v1", "v2"):
+        registry.register(stage(tmp_path, version)[0], {})
+    t = dt.datetime(2026, 6, 3, 12, tzinfo=UTC)
+    registry.move_alias("production", "v1", actor="loop", reason="FIRST_MODEL", when=t)
+    promoted = registry.move_alias("production", "v2", actor="loop", reason="PASS", when=t)
+    undone = registry.move_alias("production", "v1", actor="alice", reason="rollback", when=t)
+    times = [dt.datetime.fromisoformat(e["time"]) for e in registry.history()]
+    assert times == [t, t + MOVE_TICK, t + 2 * MOVE_TICK]
+    assert promoted["time"] < undone["time"]
+    assert registry.served_at(t + MOVE_TICK) == "v2"
+    assert registry.served_at(t + 2 * MOVE_TICK) == "v1"
+    # an earlier time (a clock that stepped back) is ordered after the last move too
+    back = registry.move_alias("production", "v2", actor="bob", reason="again", when=t - SECOND)
+    assert dt.datetime.fromisoformat(back["time"]) == t + 3 * MOVE_TICK
 
 
 def test_aliases_are_independent(tmp_path, home):
