@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,21 @@ def test_a_day_outside_the_partitions_is_one_line(tmp_path: Path) -> None:
         line = _one_line_error(lifecycle("materialize", *args))
         assert f"--partition {day}: not a day of the loop's daily partitions" in line
         assert "2026-01-01 to " in line
+
+
+def test_a_copied_home_refuses_the_originals_remote_until_init(tmp_path: Path) -> None:
+    """A copy keeps the original's DVC remote in its repo config: `data gc` there would
+    collect the original's remote, so it is refused in one line until `lifecycle init`."""
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    assert lifecycle("init", "--workdir", str(original)).returncode == 0
+    shutil.copytree(original, copy, symlinks=True)
+    line = _one_line_error(lifecycle("data", "gc", "--dry-run", "--workdir", str(copy)))
+    assert str(original / "dvc-remote") in line and "lifecycle init" in line
+    assert lifecycle("init", "--workdir", str(copy)).returncode == 0
+    again = lifecycle("data", "gc", "--dry-run", "--workdir", str(copy))
+    assert again.returncode == 0, again.stderr
+    config = (copy / "repo" / ".dvc" / "config").read_text()
+    assert str(copy / "dvc-remote") in config and str(original) not in config
 
 
 def test_unreachable_remote_is_one_line(tmp_path: Path) -> None:

@@ -21,7 +21,11 @@ DATASET_STAGES = ("train_split", "test_split")
 
 
 def open_repo(home: LifecycleHome) -> VersionedRepo:
-    return VersionedRepo(home.repo, env=home.tool_env())
+    """The home's repo, refused when its DVC remote is not the one the home's config means
+    (`VersionedRepo.check_remote`)."""
+    repo = VersionedRepo(home.repo, env=home.tool_env())
+    repo.check_remote(home.remote_url())
+    return repo
 
 
 def _tags_in(record: Any) -> list[str]:

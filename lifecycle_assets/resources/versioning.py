@@ -21,7 +21,9 @@ class VersioningResource(dg.ConfigurableResource):
 
     def repo(self) -> VersionedRepo:
         home = self.home.get()
-        return VersionedRepo(home.repo, env=home.tool_env())
+        repo = VersionedRepo(home.repo, env=home.tool_env())
+        repo.check_remote(home.remote_url())
+        return repo
 
     def publish(
         self,

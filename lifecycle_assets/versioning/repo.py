@@ -200,6 +200,33 @@ class VersionedRepo:
             )
         return str(local)
 
+    def remote(self) -> str | None:
+        """The URL of the repo's DVC remote, as `.dvc/config` sets it (None: none set)."""
+        with self._dvc_api():
+            from dvc.config import Config
+
+            conf = Config(dvc_dir=str(self.path / ".dvc"), validate=False).load_one("repo")
+        url = conf.get("remote", {}).get(REMOTE_NAME, {}).get("url")
+        return str(url) if url else None
+
+    def check_remote(self, remote_url: str) -> None:
+        """Refuse to work with a repo whose DVC remote is not `remote_url` (the home's
+        config's): a home copied from another keeps the original's remote, and a push or a
+        `dvc gc -c` from the copy would write to or collect that remote."""
+        if _is_local_url(remote_url):
+            if not _local_path(remote_url).is_absolute():
+                return  # resolved against the cwd of `lifecycle init`: nothing to compare
+            wanted = str(_local_path(remote_url).resolve())
+        else:
+            wanted = remote_url
+        actual = self.remote()
+        if actual is not None and actual != wanted:
+            raise VersioningError(
+                f"the repo at {self.path} uses the DVC remote {actual}, but its home's config "
+                f"means {wanted} (a home copied from another?): run `lifecycle init --workdir "
+                f"{self.path.parent}` to point it at {wanted}"
+            )
+
     def _dvc_init(self, remote_url: str) -> None:
         with self._dvc_api() as Repo:
             if not (self.path / ".dvc").is_dir():
