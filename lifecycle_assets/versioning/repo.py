@@ -100,6 +100,36 @@ def _local_path(url: str) -> Path:
     return Path(parsed.path if parsed.scheme == "file" else url).expanduser()
 
 
+class _UnversionedOutputs(logging.Filter):
+    """Drops DVC's "Output ... is missing version info" warning. `dvc gc --all-tags` gives
+    it for every tagged revision whose dvc.lock has no entry yet for a stage that ran later
+    (a dataset tag made before that day's model stages): expected, one line per revision
+    and output (dozens in a month-old home), and nothing to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is missing version info" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_unversioned_output_warnings() -> Iterator[None]:
+    import dvc.output
+
+    dvc_logger = logging.getLogger("dvc")
+    quiet = _UnversionedOutputs()
+    # the logger that gives it (DVC's outputs module), and DVC's own handlers
+    targets: list[logging.Filterer] = [dvc_logger, *dvc_logger.handlers]
+    source = getattr(dvc.output, "logger", None)
+    if isinstance(source, logging.Logger):
+        targets.append(source)
+    for target in targets:
+        target.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for target in targets:
+            target.removeFilter(quiet)
+
+
 class VersionedRepo:
     """The git + DVC repo of a lifecycle home (plain class: no Dagster)."""
 
@@ -200,15 +230,6 @@ class VersionedRepo:
             )
         return str(local)
 
-    def remote(self) -> str | None:
-        """The URL of the repo's DVC remote, as `.dvc/config` sets it (None: none set)."""
-        with self._dvc_api():
-            from dvc.config import Config
-
-            conf = Config(dvc_dir=str(self.path / ".dvc"), validate=False).load_one("repo")
-        url = conf.get("remote", {}).get(REMOTE_NAME, {}).get("url")
-        return str(url) if url else None
-
     def check_remote(self, remote_url: str) -> None:
         """Refuse to work with a repo whose DVC remote is not `remote_url` (the home's
         config's): a home copied from another keeps the original's remote, and a push or a
@@ -219,8 +240,8 @@ class VersionedRepo:
             wanted = str(_local_path(remote_url).resolve())
         else:
             wanted = remote_url
-        actual = self.remote()
-        if actual is not None and actual != wanted:
+        actual = self.remote_url()
+        if actual != wanted:
             raise VersioningError(
                 f"the repo at {self.path} uses the DVC remote {actual}, but its home's config "
                 f"means {wanted} (a home copied from another?): run `lifecycle init --workdir "
@@ -586,7 +607,7 @@ class VersionedRepo:
             for tag in delete_tags:
                 self._git("tag", "-d", tag)
             url = self.remote_url()
-            with self._dvc_api() as Repo:
+            with self._dvc_api() as Repo, _without_unversioned_output_warnings():
                 try:
                     with Repo(str(self.path)) as dvc:
                         dvc.gc(
