@@ -12,6 +12,7 @@ import dagster as dg
 
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.registry.jobs import materialization_reporter
 from lifecycle_assets.storage import AssetStore
 
 
@@ -55,14 +56,7 @@ def instance_for(home: LifecycleHome) -> dg.DagsterInstance:
 def runless_report(home: LifecycleHome) -> Callable[[str, str, dict[str, Any]], None]:
     """Reports a change made outside a run (a CLI release or rollback) as a runless
     materialisation in the home's instance, so the UI's lineage stays true."""
-    instance = instance_for(home)
-
-    def report(asset: str, partition: str, metadata: dict[str, Any]) -> None:
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=asset, partition=partition, metadata=metadata)
-        )
-
-    return report
+    return materialization_reporter(instance_for(home).report_runless_asset_event)
 
 
 def materialize(home: LifecycleHome, assets: list[str], partition: str) -> RunOutcome:

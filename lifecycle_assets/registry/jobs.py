@@ -1,5 +1,6 @@
 """Manual approval from the Dagster UI: launch `approve_model` with the version as config."""
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -15,6 +16,18 @@ class ApprovalConfig(dg.Config):
     release: bool = True
 
 
+def materialization_reporter(
+    emit: Callable[[dg.AssetMaterialization], object],
+) -> Callable[[str, str, dict[str, Any]], None]:
+    """The release process's `report` (asset, partition, metadata) as a materialisation
+    handed to `emit`: a run's `log_event`, or the instance's runless event report."""
+
+    def report(asset: str, partition: str, metadata: dict[str, Any]) -> None:
+        emit(dg.AssetMaterialization(asset_key=asset, partition=partition, metadata=metadata))
+
+    return report
+
+
 def release_via_dagster(
     context: dg.OpExecutionContext,
     home: LifecycleHome,
@@ -25,12 +38,7 @@ def release_via_dagster(
     """Approve, and (by default) release, as the run: the production_model materialisation
     is an event of this run."""
     actor = f"dagster-ui:{context.run_id}"
-
-    def report(asset: str, partition: str, metadata: dict[str, Any]) -> None:
-        context.log_event(
-            dg.AssetMaterialization(asset_key=asset, partition=partition, metadata=metadata)
-        )
-
+    report = materialization_reporter(context.log_event)
     out: dict[str, Any] = {"approved": approve(home, version, actor=actor, reason=reason)}
     if release_now:
         out["released"] = release(home, version, actor=actor, reason=reason, report=report)
