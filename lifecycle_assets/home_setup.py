@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 from lifecycle_assets.config import ConfigError, example_config_path, load_config
 from lifecycle_assets.data.validation import ensure_pii_key
+from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import DAGSTER_YAML, HomeError, LifecycleHome, project_root, resolve_home
 from lifecycle_assets.versioning.repo import VersionedRepo
 
 
 def project_dvc_yaml() -> Path:
     return project_root() / "dvc.yaml"
+
+
+STAGE_LAUNCHER = Path("bin") / "lifecycle"
+
+
+def write_stage_launcher(repo: Path) -> Path:
+    """`repo/bin/lifecycle`, which dvc.yaml's stages run: the lifecycle CLI through this
+    interpreter, so `dvc repro` works without the virtual environment on PATH. It names a
+    path of this machine, so it is never versioned (`bin/.gitignore`); `lifecycle init`
+    writes it again on another machine or after the environment moved."""
+    launcher = repo / STAGE_LAUNCHER
+    launcher.parent.mkdir(parents=True, exist_ok=True)
+    ignore = launcher.parent / ".gitignore"
+    if not ignore.is_file():
+        ignore.write_text("*\n")
+    text = (
+        "#!/bin/sh\n"
+        "# Written by `lifecycle init` for this machine: run it again if the environment moved.\n"
+        f'exec {shlex.quote(sys.executable)} -m lifecycle_assets.cli "$@"\n'
+    )
+    if not launcher.is_file() or launcher.read_text() != text:
+        write_atomic(launcher, text)
+    launcher.chmod(0o700)
+    return launcher
 
 
 def init_home(
@@ -50,6 +77,7 @@ def init_home(
         dagster_yaml.write_text(DAGSTER_YAML)
     home.activate()
     VersionedRepo.init(home.repo, home.remote_url(config), project_dvc_yaml(), env=home.tool_env())
+    write_stage_launcher(home.repo)
     # The HMAC key for `data.pii_mode: hash` lives in the home (owner-only), never in a repo.
     ensure_pii_key(home.root, config)
     return home

@@ -44,7 +44,14 @@ def test_init_is_idempotent(tmp_path: Path) -> None:
         ["git", "-C", str(home / "repo"), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout
     assert head == again
-    for sub in ("lifecycle.yaml", "dagster/dagster.yaml", "repo/.dvc", "repo/dvc.yaml", "logs"):
+    for sub in (
+        "lifecycle.yaml",
+        "dagster/dagster.yaml",
+        "repo/.dvc",
+        "repo/dvc.yaml",
+        "logs",
+        "repo/bin/lifecycle",
+    ):
         assert (home / sub).exists(), sub
     assert (home / "dvc-remote").is_dir()
     assert oct((home / "dvc-remote").stat().st_mode & 0o777) == "0o700"

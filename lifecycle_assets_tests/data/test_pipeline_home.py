@@ -240,12 +240,11 @@ def test_gc_applies_retention_but_keeps_what_models_and_decisions_used(loop_home
 
 def test_dvc_repro_rebuilds_a_dataset_from_pinned_inputs_and_metrics_show(loop_home) -> None:
     """For DVC users: `dvc repro` re-runs the stage's Dagster materialisation for the day
-    pinned in params.yaml and gets the same bytes; `dvc metrics show` has the gate's metrics."""
+    pinned in params.yaml and gets the same bytes — with no virtual environment on PATH (the
+    stages run the home's `bin/lifecycle` launcher); a stage that fails leaves its output as
+    it was; `dvc metrics show` has the gate's metrics."""
     home, _ = loop_home
-    env = {
-        **subprocess_env(home),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = {**subprocess_env(home), "PATH": "/usr/bin:/bin"}
 
     def dvc(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -267,6 +266,16 @@ def test_dvc_repro_rebuilds_a_dataset_from_pinned_inputs_and_metrics_show(loop_h
     assert {p.name: p.read_bytes() for p in workspace.iterdir()} == before
     assert (home.repo / "dvc.lock").read_text() == lock
     assert dvc("status", "train_split").stdout.strip().endswith("up to date.")
+    # A stage whose command fails (here: its launcher) loses nothing of its output.
+    launcher = home.repo / "bin" / "lifecycle"
+    good = launcher.read_text()
+    try:
+        launcher.write_text("#!/bin/sh\nexit 3\n")
+        failed = dvc("repro", "--force", "train_split")
+        assert failed.returncode != 0
+        assert {p.name: p.read_bytes() for p in workspace.iterdir()} == before
+    finally:
+        launcher.write_text(good)
     metrics = dvc("metrics", "show", "--json")
     assert metrics.returncode == 0, metrics.stderr
     assert "reports/validation.json" in metrics.stdout

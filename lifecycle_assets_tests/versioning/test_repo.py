@@ -77,12 +77,17 @@ def test_project_dvc_yaml_declares_one_stage_per_versioned_asset() -> None:
     pipeline = yaml.safe_load(PROJECT_DVC_YAML.read_text())
     assert list(pipeline["stages"]) == STAGES
     for name, stage in pipeline["stages"].items():
+        # the home's launcher (`lifecycle init` writes it), not whatever is on PATH
         assert stage["cmd"] == (
-            f"lifecycle materialize --workdir .. --select {name} --partition ${{{name}.day}}"
+            f"bin/lifecycle materialize --workdir .. --select {name} --partition ${{{name}.day}}"
         )
         assert stage["params"] == [f"{name}.day"]
+        # a failed stage leaves its outputs as they were
+        for key in ("outs", "metrics"):
+            for entry in stage.get(key, []):
+                assert next(iter(entry.values()))["persist"] is True, (name, entry)
     validation = pipeline["stages"]["validation_report"]
-    assert validation["metrics"] == [{"reports/validation.json": {"cache": False}}]
+    assert validation["metrics"] == [{"reports/validation.json": {"cache": False, "persist": True}}]
 
 
 def test_home_dvc_yaml_does_not_drift_and_dvc_dag_works(repo: VersionedRepo) -> None:
