@@ -31,6 +31,19 @@ def _one_line_error(out: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def test_the_parser_loads_no_heavy_library() -> None:
+    """`lifecycle --help` and every command's parsing import neither PyTorch, Dagster,
+    polars nor DVC: each command imports what it needs when it runs."""
+    code = (
+        "import sys; from lifecycle_assets.cli import build_parser; build_parser(); "
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'torch', 'dagster', 'polars', 'dvc', 'bentoml'}); print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_init_is_idempotent(tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = lifecycle("init", "--workdir", str(home))

@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 
 from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home
-from lifecycle_assets.data import retention
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
+    from lifecycle_assets.data import retention  # deferred: polars, DVC
+
     home = open_home(args)
     rows = retention.list_versions(home)
     lines = [
@@ -22,6 +23,8 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from lifecycle_assets.data import retention  # deferred: polars, DVC
+
     home = open_home(args)
     result = retention.restore_version(home, args.version, Path(args.out) if args.out else None)
     emit(
@@ -33,6 +36,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
+    from lifecycle_assets.data import retention  # deferred: polars, DVC
+
     home = open_home(args)
     keep = home.config().versioning.keep_versions
     plan = retention.retention_plan(home, keep)

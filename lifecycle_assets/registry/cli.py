@@ -7,12 +7,13 @@ every model is loaded through `load_artifact` (hash-checked) before an alias mov
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home
 from lifecycle_assets.home import LifecycleHome
-from lifecycle_assets.registry import release as rel
-from lifecycle_assets.registry.registry import verify_versions
+
+if TYPE_CHECKING:
+    from lifecycle_assets.registry.release import Report
 
 EXIT_MISMATCH = 1
 
@@ -59,12 +60,14 @@ def register(add: AddCommand) -> None:
     p.add_argument(
         "--tolerance",
         type=float,
-        default=rel.CROSS_DEVICE_TOLERANCE,
+        default=None,
         help="largest score difference accepted between eager and XLA (default 1e-6)",
     )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from lifecycle_assets.registry import release as rel
+
     rows = rel.list_versions(open_home(args))
     lines = [f"{'version':8} {'aliases':22} {'day':10} {'decision':12} {'approval':18} device"]
     for r in rows:
@@ -78,6 +81,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Exit 1 when any version does not match what registered it."""
+    from lifecycle_assets.registry import release as rel
+    from lifecycle_assets.registry.registry import verify_versions
+
     home = open_home(args)
     versions = None if args.version is None else [rel.check_version_arg(args.version)]
     rows = verify_versions(home, home.config().problem.name, versions)
@@ -87,6 +93,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from lifecycle_assets.registry import release as rel
+
     version = rel.check_version_arg(args.version)
     data = rel.show_version(open_home(args), version)
     decision = data["decision"] or {}
@@ -112,19 +120,23 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    from lifecycle_assets.registry import release as rel
+
     version = rel.check_version_arg(args.version)
     out = rel.approve(open_home(args), version, actor=rel.cli_actor(), reason=args.reason)
     emit(args, out, f"{version} approved by {out['approval']['actor']}")
     return 0
 
 
-def runless_report(home: LifecycleHome) -> rel.Report:
+def runless_report(home: LifecycleHome) -> Report:
     from lifecycle_assets.automation.loop import runless_report as report  # brings Dagster
 
     return report(home)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    from lifecycle_assets.registry import release as rel
+
     version = rel.check_version_arg(args.version)
     home = open_home(args)
     out = rel.release(
@@ -140,6 +152,8 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from lifecycle_assets.registry import release as rel
+
     to = rel.check_version_arg(args.to) if args.to is not None else None
     home = open_home(args)
     out = rel.rollback(
@@ -150,6 +164,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_served_at(args: argparse.Namespace) -> int:
+    from lifecycle_assets.registry import release as rel
+
     home = open_home(args)
     out = rel.served_at(home, rel.parse_time(args.time, home))
     text = (
@@ -163,8 +179,15 @@ def cmd_served_at(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from lifecycle_assets.registry import release as rel
+
     version = rel.check_version_arg(args.version)
-    out = rel.reproduce(open_home(args), version, device=args.device, tolerance=args.tolerance)
+    out = rel.reproduce(
+        open_home(args),
+        version,
+        device=args.device,
+        tolerance=rel.CROSS_DEVICE_TOLERANCE if args.tolerance is None else args.tolerance,
+    )
     verdict = "reproduced" if out["matches"] else "DOES NOT MATCH"
     text = (
         f"{version} {verdict}: retrained on {out['data_version']} ({out['rows']} rows) with "

@@ -7,7 +7,6 @@ from typing import Any
 
 from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home
 from lifecycle_assets.validation.decision import Decision
-from lifecycle_assets.validation.record import load_record, recheck
 
 EXIT_MISMATCH = 1
 
@@ -32,12 +31,16 @@ def register(add: AddCommand) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from lifecycle_assets.validation.record import load_record
+
     record = load_record(open_home(args), args.day)
     emit(args, record, describe(record))
     return 0
 
 
 def cmd_recheck(args: argparse.Namespace) -> int:
+    from lifecycle_assets.validation.record import recheck
+
     result = recheck(open_home(args), args.day)
     if result["matches"] is None or "note" in result:
         verdict = {None: "", True: " — matches", False: " — does NOT match"}[result["matches"]]
