@@ -8,6 +8,7 @@ comparisons with what an older record holds keep working.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from enum import StrEnum
 from typing import Any
 
@@ -31,6 +32,28 @@ PROMOTABLE = frozenset({Decision.PASS, Decision.FIRST_MODEL, Decision.FORCED})
 def promotable(decision: str | None) -> bool:
     """Whether a decision record's verdict lets its challenger serve."""
     return decision in PROMOTABLE
+
+
+def gate_metrics(record: dict[str, Any]) -> dict[str, Any]:
+    """A decision's figures for `dvc metrics show` (`reports/metrics.json`): the gate's
+    metric for the challenger and production, Δ, its lower bound, the margin, the test rows
+    and whether the challenger may serve, under the metric's name. Numbers only; the whole
+    record stays in `reports/validation.json`."""
+    figures = {
+        "challenger": record.get("challenger_metric"),
+        "production": record.get("production_metric"),
+        "delta": record.get("delta"),
+        "delta_lower_bound": record.get("delta_lower_bound"),
+        "margin": record.get("margin"),
+        "test_rows": record.get("test_rows"),
+        "promoted": promotable(record.get("decision")),
+    }
+    kept = {
+        k: v
+        for k, v in figures.items()
+        if isinstance(v, bool | int) or (isinstance(v, float) and math.isfinite(v))
+    }
+    return {str(record.get("metric") or "gate"): kept}
 
 
 class DecisionRecord(BaseModel):

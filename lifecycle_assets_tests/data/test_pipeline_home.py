@@ -278,7 +278,13 @@ def test_dvc_repro_rebuilds_a_dataset_from_pinned_inputs_and_metrics_show(loop_h
         launcher.write_text(good)
     metrics = dvc("metrics", "show", "--json")
     assert metrics.returncode == 0, metrics.stderr
-    assert "reports/validation.json" in metrics.stdout
+    # one concise row per decision: the gate's figures under the metric's name
+    shown = json.loads(metrics.stdout)[""]["data"]
+    assert list(shown) == ["reports/metrics.json"]
+    figures = shown["reports/metrics.json"]["data"]
+    (name,) = figures
+    assert {"challenger", "promoted", "test_rows"} <= set(figures[name])
+    assert all(isinstance(v, int | float) for v in figures[name].values())
 
 
 def _stored(home: LifecycleHome, asset: str, day: dt.date) -> Path:

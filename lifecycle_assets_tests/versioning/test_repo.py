@@ -87,7 +87,8 @@ def test_project_dvc_yaml_declares_one_stage_per_versioned_asset() -> None:
             for entry in stage.get(key, []):
                 assert next(iter(entry.values()))["persist"] is True, (name, entry)
     validation = pipeline["stages"]["validation_report"]
-    assert validation["metrics"] == [{"reports/validation.json": {"cache": False, "persist": True}}]
+    assert validation["outs"] == [{"reports/validation.json": {"cache": False, "persist": True}}]
+    assert validation["metrics"] == [{"reports/metrics.json": {"cache": False, "persist": True}}]
 
 
 def test_home_dvc_yaml_does_not_drift_and_dvc_dag_works(repo: VersionedRepo) -> None:
@@ -198,13 +199,14 @@ def test_the_whole_pipeline_commits_clean_and_metrics_show(repo: VersionedRepo) 
         (model / "model_card.md").write_text("# model v1\n")
     (repo.path / "reports").mkdir()
     (repo.path / "reports" / "validation.json").write_text(
-        json.dumps({"decision": "FIRST_MODEL", "auc": 0.91})
+        json.dumps({"decision": "FIRST_MODEL", "auc": 0.91, "reason": "no production model"})
     )
+    (repo.path / "reports" / "metrics.json").write_text(json.dumps({"auc": {"challenger": 0.91}}))
 
     for stage in STAGES:
         repo.set_params(stage, day=day)
         repo.commit_stage(stage)
-    repo.save_version(f"day {day}", "model/v1", extra_paths=["reports/validation.json"])
+    repo.save_version(f"day {day}", "model/v1")
     repo.push()
 
     assert repo.status() == {}
@@ -214,7 +216,9 @@ def test_the_whole_pipeline_commits_clean_and_metrics_show(repo: VersionedRepo) 
     metrics = dvc_cli(repo, "metrics", "show", "--json")
     assert metrics.returncode == 0, metrics.stderr
     shown = json.loads(metrics.stdout)
-    assert shown[""]["data"]["reports/validation.json"]["data"]["auc"] == 0.91
+    # the concise figures are the metrics; the full record is versioned beside them
+    assert shown[""]["data"] == {"reports/metrics.json": {"data": {"auc": {"challenger": 0.91}}}}
+    assert repo.out_hash("reports/metrics.json", "model/v1") is not None
 
 
 def test_commit_of_a_missing_output_says_what_to_do(repo: VersionedRepo) -> None:
