@@ -91,7 +91,7 @@ def candidate_model(
             "candidate_model",
             context.partition_key,
             "models/candidate",
-            lambda folder: shutil.copytree(staged, folder),
+            lambda folder: _write_candidate(staged, folder, result.losses),
             message=f"model {version}: trained on train_split/{context.partition_key}\n\n"
             + move_message(event),
             tag=f"model/{version}",
@@ -118,6 +118,28 @@ def candidate_model(
             "lockfile_sha256": str(lineage.get("lockfile_sha256")),
             "training_params": dg.MetadataValue.json(lineage["training_params"]),
             "final_loss": result.losses[-1],
-            "loss_curve": dg.MetadataValue.md(loss_curve_markdown(result.losses)),
+            # per epoch, as numbers the UI shows as a table (and DVC plots: LOSSES_CSV) ...
+            "loss_curve": dg.MetadataValue.table(
+                records=[
+                    dg.TableRecord({"epoch": i, "loss": float(x)})
+                    for i, x in enumerate(result.losses, start=1)
+                ],
+                schema=dg.TableSchema(
+                    columns=[dg.TableColumn("epoch", "int"), dg.TableColumn("loss", "float")]
+                ),
+            ),
+            # ... and drawn
+            "loss_chart": dg.MetadataValue.md(loss_curve_markdown(result.losses)),
         },
     )
+
+
+# The candidate's per-epoch training loss, inside its DVC output: dvc.yaml plots it, so
+# `dvc plots show` draws it and `dvc plots diff model/v1 model/v2` compares two versions.
+LOSSES_CSV = "losses.csv"
+
+
+def _write_candidate(staged: Path, folder: Path, losses: list[float]) -> None:
+    shutil.copytree(staged, folder)
+    rows = "".join(f"{i},{x:.6g}\n" for i, x in enumerate(losses, start=1))
+    (folder / LOSSES_CSV).write_text("epoch,loss\n" + rows)

@@ -285,6 +285,10 @@ def test_dvc_repro_rebuilds_a_dataset_from_pinned_inputs_and_metrics_show(loop_h
     (name,) = figures
     assert {"challenger", "promoted", "test_rows"} <= set(figures[name])
     assert all(isinstance(v, int | float) for v in figures[name].values())
+    # the candidate's loss per epoch is a DVC plot
+    plots = dvc("plots", "show", "--json")
+    assert plots.returncode == 0, plots.stderr
+    assert "models/candidate/losses.csv" in plots.stdout
 
 
 def _stored(home: LifecycleHome, asset: str, day: dt.date) -> Path:

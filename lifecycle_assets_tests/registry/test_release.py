@@ -132,13 +132,19 @@ def test_the_loop_registers_versions_with_their_training_metadata(home: Lifecycl
     assert v1["device"] == "xla" and v1["device_info"]["xla_device_type"] == "CPU"
     assert v1["xla_compilations"] == 2
     assert len(v1["losses"]) == 3 and v1["lockfile_sha256"]
-    # The loss curve reaches the UI as Markdown with an inline plot.
+    # The loss curve reaches the UI as numbers per epoch (a table), and drawn (Markdown).
     instance = instance_for(home)
     event = instance.get_latest_materialization_event(dg.AssetKey("candidate_model"))
     assert event is not None and event.asset_materialization is not None
     curve = event.asset_materialization.metadata["loss_curve"]
-    assert isinstance(curve, dg.MarkdownMetadataValue)
-    assert "data:image/svg+xml;base64," in curve.value and "| 3 |" in curve.value
+    assert isinstance(curve, dg.TableMetadataValue)
+    assert [r.data["epoch"] for r in curve.records] == [1, 2, 3]
+    assert [r.data["loss"] for r in curve.records] == pytest.approx(
+        reg.versions()["v2"]["losses"], abs=1e-6
+    )
+    chart = event.asset_materialization.metadata["loss_chart"]
+    assert isinstance(chart, dg.MarkdownMetadataValue)
+    assert "data:image/svg+xml;base64," in chart.value and "| 3 |" in chart.value
 
 
 def test_bentoml_models_list_shows_every_version_with_labels(home: LifecycleHome) -> None:
