@@ -5,12 +5,14 @@ clock, the serving fence, the IO manager's values, the replay report) goes throu
 `replacing`: the new content is written to a temporary file beside the target (same
 directory, so the rename never crosses a file system; named per process and thread, so two
 writers never share one) and renamed over it with `os.replace`. An error while writing
-removes the temporary file and leaves the target as it was.
+removes the temporary file and leaves the target as it was. A directory (a DVC stage's
+output) is swapped by `replace_tree`.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,3 +55,24 @@ def _fsync(path: Path, flags: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_tree(new: Path, target: Path) -> None:
+    """Put `new` (a file or a directory, beside `target`) at `target`, replacing what was
+    there. A file is replaced atomically. A directory cannot be renamed over one, so the old
+    one is moved aside first and removed once the new one is in place: `target` is missing
+    only between two renames, and if the second fails the old one is put back."""
+    if not target.is_dir() or target.is_symlink():
+        if new.is_dir() and (target.exists() or target.is_symlink()):
+            target.unlink()  # a file or a link where the directory goes
+        os.replace(new, target)
+        return
+    aside = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.old")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(target, aside)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(aside, target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

@@ -3,7 +3,7 @@
 `LookupStore` is the interface a key-value store offers (get one key; publish a whole new
 generation atomically; describe the live generation). `SqliteLookupStore` is the embedded
 default: each generation is a fresh SQLite file built beside the live one and swapped in with
-`os.replace`, so a reader sees the old generation or the new one, never a mix. Readers open
+`os.replace` (`files.replacing`, durable), so a reader sees the old generation or the new one, never a mix. Readers open
 the file read-only and `immutable` (it never changes in place, only gets replaced), which
 skips SQLite's locking on every read, and notice a swap by `stat`-ing the path at most every
 `check_interval_s`. A Redis store would implement the same three methods with a generation
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle_assets.errors import LifecycleError
+from lifecycle_assets.files import replacing
 
 STORE_FILE = "lookup.sqlite"
 CHECK_INTERVAL_S = 0.5
@@ -137,54 +138,48 @@ class SqliteLookupStore(LookupStore):
 
     def publish(self, entries: Iterable[LookupEntry], info: dict[str, Any]) -> dict[str, Any]:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".{STORE_FILE}.{uuid.uuid4().hex}.tmp"
+        generation_id = uuid.uuid4().hex
         try:
-            conn = sqlite3.connect(tmp)
-            try:
-                conn.execute("PRAGMA journal_mode=OFF")  # a fresh file: all or nothing anyway
-                conn.execute(
-                    "CREATE TABLE entries (item_id TEXT PRIMARY KEY, entity_id TEXT NOT NULL, "
-                    "scheduled_time TEXT NOT NULL, features TEXT, score REAL, probability REAL, "
-                    "decision TEXT, rule TEXT, model_version TEXT, computed_at TEXT NOT NULL) "
-                    "WITHOUT ROWID"
-                )
-                conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                placeholders = ", ".join("?" * len(_COLUMNS))
-                cursor = conn.executemany(
-                    f"INSERT INTO entries VALUES ({placeholders})",
-                    (
+            # written beside the store and swapped in whole, flushed to disk first
+            with replacing(self.path, durable=True) as tmp:
+                conn = sqlite3.connect(tmp)
+                try:
+                    conn.execute("PRAGMA journal_mode=OFF")  # a fresh file: all or nothing
+                    conn.execute(
+                        "CREATE TABLE entries (item_id TEXT PRIMARY KEY, entity_id TEXT NOT "
+                        "NULL, scheduled_time TEXT NOT NULL, features TEXT, score REAL, "
+                        "probability REAL, decision TEXT, rule TEXT, model_version TEXT, "
+                        "computed_at TEXT NOT NULL) WITHOUT ROWID"
+                    )
+                    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                    placeholders = ", ".join("?" * len(_COLUMNS))
+                    cursor = conn.executemany(
+                        f"INSERT INTO entries VALUES ({placeholders})",
                         (
-                            e.item_id,
-                            e.entity_id,
-                            e.scheduled_time,
-                            e.features,
-                            e.score,
-                            e.probability,
-                            e.decision,
-                            e.rule,
-                            e.model_version,
-                            e.computed_at,
-                        )
-                        for e in entries
-                    ),
-                )
-                generation = {**info, "entries": cursor.rowcount, "generation": tmp.stem[-32:]}
-                conn.execute("INSERT INTO meta VALUES ('generation', ?)", (json.dumps(generation),))
-                conn.commit()
-            finally:
-                conn.close()
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)  # the atomic swap
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+                            (
+                                e.item_id,
+                                e.entity_id,
+                                e.scheduled_time,
+                                e.features,
+                                e.score,
+                                e.probability,
+                                e.decision,
+                                e.rule,
+                                e.model_version,
+                                e.computed_at,
+                            )
+                            for e in entries
+                        ),
+                    )
+                    generation = {**info, "entries": cursor.rowcount, "generation": generation_id}
+                    conn.execute(
+                        "INSERT INTO meta VALUES ('generation', ?)", (json.dumps(generation),)
+                    )
+                    conn.commit()
+                finally:
+                    conn.close()
         except (sqlite3.Error, OSError) as err:
             raise LookupError_(f"cannot publish the lookup store at {self.path}: {err}") from err
-        finally:
-            tmp.unlink(missing_ok=True)
         return generation
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lifecycle_assets.files import replace_tree
 from lifecycle_assets.versioning.repo import VersionedRepo
 
 
@@ -38,11 +39,7 @@ def publish_stage(
         staging.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
     write(staging)
-    if target.is_dir():
-        shutil.rmtree(target)
-    elif target.exists():
-        target.unlink()
-    os.replace(staging, target)
+    replace_tree(staging, target)
     if os.environ.get("DVC_STAGE"):
         # Run as a stage command by `dvc repro`: DVC records the output itself (dvc.lock,
         # cache) once the command returns; recording it here as well would race it.
