@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from lifecycle_assets.config import example_config_path
-from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.home import LifecycleHome, project_root
 from lifecycle_assets.serving.process import free_port
 from lifecycle_assets.versioning.repo import VersionedRepo
 
@@ -45,13 +45,21 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "LIFECYCLE_HOME"}
 
 
-def test_short_demo_closes_the_loop(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short demo's home, at `<project>/.lifecycle` of a stand-in project directory."""
+    project = tmp_path_factory.mktemp("project")
+    home = project / ".lifecycle"
     out = subprocess.run(
-        demo_cmd(home, small_config(tmp_path), 8, free_port()),
+        demo_cmd(home, small_config(project), 8, free_port()),
         capture_output=True, text=True, env=clean_env(), timeout=900,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return home
+
+
+def test_short_demo_closes_the_loop(demo_home: Path) -> None:
+    home = demo_home
     summary = json.loads((home / "summary.json").read_text())
     for key in (
         "start_date", "end_date", "days", "run_ids", "predictions_served",
@@ -86,6 +94,43 @@ def test_short_demo_closes_the_loop(tmp_path: Path) -> None:
     assert "model/v1" in repo.tags()
     # Every run is in the home's Dagster instance.
     assert len(summary["run_ids"]) == len(set(summary["run_ids"])) > 8
+
+
+def first_hour_block() -> list[str]:
+    """The README's `# first-hour` command block, one command per line, comments dropped."""
+    text = (project_root() / "README.md").read_text()
+    block = text.split("# first-hour\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_first_hour_commands(demo_home: Path) -> None:
+    """The README's first-hour commands, run as written from a project root whose
+    `.lifecycle` is the demo's home and `.venv` this environment: each exits 0, and the
+    registry and DVC show what the demo did."""
+    project = demo_home.parent
+    venv = project / ".venv"
+    if not venv.exists():
+        venv.symlink_to(Path(sys.executable).parent.parent)
+    commands = first_hour_block()
+    assert commands[0].startswith(".venv/bin/lifecycle models list")
+    outputs = {}
+    cwd = project
+    env = {**clean_env(), "LIFECYCLE_HOME": str(demo_home), "PATH": "/usr/bin:/bin"}
+    for command in commands:
+        if command.startswith("cd "):
+            cwd = cwd / command.removeprefix("cd ")
+            continue
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+        outputs[command] = done.stdout
+    shown = next(v for k, v in outputs.items() if "models show v1" in k)
+    assert "Alias history:" in shown and "# Model card" in shown
+    metrics = next(v for k, v in outputs.items() if k.endswith("dvc metrics show"))
+    assert "reports/metrics.json" in metrics and "promoted" in metrics
+    assert (demo_home / "dvc_plots" / "index.html").is_file()  # `dvc plots show -o ../dvc_plots`
+    assert "up to date" in next(v for k, v in outputs.items() if k.endswith("dvc status"))
 
 
 def test_ctrl_c_stops_the_server_and_leaves_the_home_consistent(tmp_path: Path) -> None:
