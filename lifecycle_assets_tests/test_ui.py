@@ -17,7 +17,7 @@ from lifecycle_assets_tests.test_definitions import EXPECTED_ASSETS
 
 pytestmark = pytest.mark.slow
 
-QUERY = "{ assetNodes { assetKey { path } } }"
+QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
 
 
 def test_ui_serves_every_asset(make_home) -> None:
@@ -45,7 +45,17 @@ def test_ui_serves_every_asset(make_home) -> None:
                 pass
             time.sleep(1)
         assert nodes is not None, "dagster dev did not answer GraphQL in time"
-        assert {"/".join(n["assetKey"]["path"]) for n in nodes} == EXPECTED_ASSETS
+        assert {"/".join(n["assetKey"]["path"]) for n in nodes} == EXPECTED_ASSETS | {
+            "prediction_log_store"
+        }
+        # the graph closes the loop: the service's log store feeds both ingest assets
+        upstream = {
+            "/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]}
+            for n in nodes
+        }
+        assert (
+            upstream["raw_prediction_logs"] == upstream["ground_truth"] == {"prediction_log_store"}
+        )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
