@@ -1,27 +1,20 @@
 """Validation stage: the decision record and its visible (non-blocking) gate check."""
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets.files import write_atomic
 from lifecycle_assets.partitions import daily, daily_check, partition_day
 from lifecycle_assets.resources.alerts import AlertSinkResource
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
-from lifecycle_assets.resources.versioning import VersioningResource, write_json
+from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import ModelArtifact
-from lifecycle_assets.validation.decision import Decision, gate_metrics, promotable
+from lifecycle_assets.validation.decision import Decision, promotable, write_reports
 from lifecycle_assets.validation.record import build_record
 
 __all__ = ["validation_report"]
-
-# The stage's DVC metrics, beside the full record (dvc.yaml).
-METRICS_FILE = "metrics.json"
 
 
 @dg.asset(
@@ -62,7 +55,7 @@ def validation_report(
         "validation_report",
         context.partition_key,
         "reports/validation.json",
-        lambda path: _write_reports(path, record),
+        lambda path: write_reports(path, record),
         message=f"decision {context.partition_key}: {record['decision']} "
         f"({candidate_model.version} vs {incumbent})",
         tag=f"validation/{context.partition_key}",
@@ -105,10 +98,3 @@ def validation_report(
         ),
         metadata={"decision": record["decision"], "reason": record["reason"]},
     )
-
-
-def _write_reports(path: Path, record: dict[str, Any]) -> None:
-    """The full record at `path` (the stage's `reports/validation.json`, staged) and its
-    figures beside it in `reports/metrics.json`, the stage's DVC metrics."""
-    write_json(path, record)
-    write_atomic(path.parent / METRICS_FILE, json.dumps(gate_metrics(record), indent=2) + "\n")

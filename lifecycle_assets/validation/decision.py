@@ -8,13 +8,16 @@ comparisons with what an older record holds keep working.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from lifecycle_assets.errors import contract_problem
+from lifecycle_assets.files import write_atomic
 
 
 class Decision(StrEnum):
@@ -54,6 +57,18 @@ def gate_metrics(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, bool | int) or (isinstance(v, float) and math.isfinite(v))
     }
     return {str(record.get("metric") or "gate"): kept}
+
+
+# The validation stage's DVC metrics file, beside the full record (dvc.yaml).
+METRICS_FILE = "metrics.json"
+
+
+def write_reports(path: Path, record: dict[str, Any]) -> None:
+    """The validation stage's output: the full record at `path` (`reports/validation.json`)
+    and its figures beside it (`reports/metrics.json`, `gate_metrics`), the stage's DVC
+    metrics."""
+    path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(path.parent / METRICS_FILE, json.dumps(gate_metrics(record), indent=2) + "\n")
 
 
 class DecisionRecord(BaseModel):

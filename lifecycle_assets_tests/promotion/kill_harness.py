@@ -341,7 +341,8 @@ def setup_home(root: Path) -> tuple[Any, tuple[str, str]]:
     from lifecycle_assets.home_setup import init_home
     from lifecycle_assets.registry.registry import Registry, record_served
     from lifecycle_assets.resources.home import LifecycleHomeResource
-    from lifecycle_assets.resources.versioning import VersioningResource, write_json
+    from lifecycle_assets.resources.versioning import VersioningResource
+    from lifecycle_assets.validation.decision import write_reports
     from lifecycle_assets_tests.promotion.helpers import (
         fit_model,
         labelled_frame,
@@ -360,7 +361,7 @@ def setup_home(root: Path) -> tuple[Any, tuple[str, str]]:
         "validation_report",
         day.isoformat(),
         "reports/validation.json",
-        lambda path: write_json(path, {"decision": "PASS"}),
+        lambda path: write_reports(path, {"decision": "PASS"}),
         message="decision for the kill test",
         tag=None,
     )
