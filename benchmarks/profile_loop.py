@@ -1,17 +1,18 @@
 """Where one day of the loop spends its time: a profile of one demo day and of a replay.
 
     .venv/bin/python benchmarks/profile_loop.py                 # both, into docs/profiles/
-    .venv/bin/python benchmarks/profile_loop.py --part demo --days 5 --out /tmp/prof
+    .venv/bin/python benchmarks/profile_loop.py --part demo --days 6 --out /tmp/prof --html
 
 `demo`: `lifecycle demo` in this process (a real `bentoml serve` beside it) for `--days`
 simulated days, the last one profiled with pyinstrument: serving it traffic over HTTP, the
 labels, and the day's Dagster runs. `replay`: `lifecycle replay` of `--replay-days` simulated
 days with the `never` and `periodic` policies, profiled whole (divide by the periods for one).
 
-Each profile is saved as pyinstrument's HTML (its call tree and timeline, a flame view) and
-split into where the time went: every sample is given to the innermost frame of this
-project's code on its stack, read with the library it was in (see `CATEGORIES`). The split
-goes to `<out>/profile.json` (each part rewritten as it finishes) and is printed as a table.
+Each profile is saved as its call tree in text (`<out>/demo-day.txt`, `<out>/replay.txt`;
+`--html` adds pyinstrument's interactive page, several MB) and split into where the time
+went: every sample is given to the innermost frame of this project's code on its stack, read
+with the library it was in (`LIBRARIES`, `CATEGORIES`). The split goes to
+`<out>/profile.json` (each part rewritten as it finishes) and is printed as a table.
 """
 
 from __future__ import annotations
@@ -32,53 +33,110 @@ from pyinstrument.frame import Frame
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# (category, a test on (innermost project frame's file:function, the sample's own file)):
-# the first that matches takes the sample. Project files are named from the package root.
+# Libraries whose time is one kind of work wherever it is called from.
+STORAGE = "Dagster instance storage (SQLAlchemy, SQLite)"
+DVC = "DVC (commit, push, gc, dvc.yaml)"
+DVC_LIBRARIES = (
+    "dvc", "dvc_data", "dvc_objects", "dvc_render", "ruamel", "voluptuous", "sqltrie",
+    "diskcache", "dpath", "pathspec", "funcy", "scmrepo", "dulwich", "pygit2", "flufl",
+)  # fmt: skip
+LIBRARIES = {
+    "sqlalchemy": STORAGE,
+    "alembic": STORAGE,
+    "yaml": "YAML parsing (PyYAML: lifecycle.yaml, Dagster config)",
+    **dict.fromkeys(DVC_LIBRARIES, DVC),
+}
+
+# (category, a test on (innermost project frame's file:function, the sample's library file)):
+# after the library map, the first that matches takes the sample.
 CATEGORIES: list[tuple[str, Callable[[str, str], bool]]] = [
-    ("git subprocesses", lambda ours, leaf: "versioning/repo.py:_git" in ours),
-    ("DVC (commit, push, gc)", lambda ours, leaf: "/dvc/" in leaf or "_dvc_api" in ours),
-    ("training", lambda ours, leaf: "/training/" in ours),
-    ("gate (bootstrap, guards)", lambda ours, leaf: "/validation/" in ours),
-    ("IO manager reads/writes", lambda ours, leaf: "io_manager" in ours or "storage.py" in ours),
-    ("data pipeline (polars)", lambda ours, leaf: "/data/" in ours or "/records/" in ours),
-    ("monitoring", lambda ours, leaf: "/monitoring/" in ours),
-    ("serving over HTTP (client side)", lambda ours, leaf: "demo.py" in ours or "httpx" in leaf),
-    ("serving in process", lambda ours, leaf: "/serving/" in ours),
-    ("Dagster run overhead", lambda ours, leaf: "/dagster" in leaf),
-    ("registry and release", lambda ours, leaf: "/registry/" in ours),
+    ("training", lambda ours, lib: "/training/" in ours),
+    ("gate (bootstrap, guards)", lambda ours, lib: "/validation/" in ours),
+    ("IO manager reads/writes", lambda ours, lib: "io_manager" in ours or "storage.py" in ours),
+    ("data pipeline (polars)", lambda ours, lib: "/data/" in ours or "/records/" in ours),
+    ("monitoring", lambda ours, lib: "/monitoring/" in ours),
+    ("serving over HTTP (client side)", lambda ours, lib: "demo.py" in ours or "httpx" in lib),
+    ("serving in process", lambda ours, lib: "/serving/" in ours),
+    ("Dagster run overhead", lambda ours, lib: "/dagster" in lib),
+    ("registry and release", lambda ours, lib: "/registry/" in ours),
 ]
+GIT = "git subprocesses"
 
 
 def _ours(path: str) -> bool:
     return "/lifecycle_assets/" in path and "/site-packages/" not in path
 
 
-def categorise(root: Frame | None) -> dict[str, float]:
-    """Seconds per category of a pyinstrument frame tree (self time of every frame)."""
+def split_time(root: Frame | None) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Seconds per category of a pyinstrument frame tree (self time of every frame), and per
+    category the seconds per innermost project function that led there (who asked)."""
     out: dict[str, float] = defaultdict(float)
+    callers: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     if root is None:
-        return {}
+        return {}, {}
 
-    def walk(frame: Frame, ours: str) -> None:
+    def walk(frame: Frame, ours: str, lib: str) -> None:
         path = frame.file_path or ""
+        if path and not path.startswith("<"):
+            lib = path  # a built-in (a wait, a read) counts with the code that called it
         if _ours(path):
-            ours = f"{path.split('/lifecycle_assets/')[-1]}:{frame.function}"
-            ours = "/" + ours  # "/versioning/repo.py:_git"
+            ours = "/" + f"{path.split('/lifecycle_assets/')[-1]}:{frame.function}"
         self_time = frame.time - sum(child.time for child in frame.children)
         if self_time > 0:
-            category = next((name for name, test in CATEGORIES if test(ours, path)), "other")
-            out[category] += self_time
+            if "/versioning/repo.py:_git" in ours:
+                category: str | None = GIT
+            else:
+                category = LIBRARIES.get(_package(lib)) or next(
+                    (name for name, test in CATEGORIES if test(ours, lib)), None
+                )
+            name = category or f"other: {_package(lib)}"
+            out[name] += self_time
+            callers[name][ours or "(outside the project)"] += self_time
         for child in frame.children:
-            walk(child, ours)
+            walk(child, ours, lib)
 
-    walk(root, "")
-    return dict(out)
+    walk(root, "", "")
+    return dict(out), {k: dict(v) for k, v in callers.items()}
 
 
-def table(split: dict[str, float]) -> list[dict[str, Any]]:
+def _package(path: str) -> str:
+    """The library a file belongs to (its top-level package), or the file's name."""
+    if "/site-packages/" in path:
+        return path.split("/site-packages/", 1)[1].split("/", 1)[0]
+    if "/lib/python3" in path:
+        return "stdlib: " + Path(path).stem
+    return Path(path).name or "?"
+
+
+def table(root: Frame | None, top: int = 3) -> list[dict[str, Any]]:
+    """Categories by seconds, each with its share and the project functions that asked
+    for most of it."""
+    split, callers = split_time(root)
     total = sum(split.values()) or 1.0
-    rows = sorted(split.items(), key=lambda kv: -kv[1])
-    return [{"category": k, "seconds": round(v, 3), "share": round(v / total, 4)} for k, v in rows]
+    return [
+        {
+            "category": k,
+            "seconds": round(v, 3),
+            "share": round(v / total, 4),
+            "from": {
+                f: round(t, 3) for f, t in sorted(callers[k].items(), key=lambda kv: -kv[1])[:top]
+            },
+        }
+        for k, v in sorted(split.items(), key=lambda kv: -kv[1])
+    ]
+
+
+HTML = False  # --html: also pyinstrument's interactive HTML (several MB; not for the repo)
+
+
+def save(profiler: Profiler, out: Path, name: str) -> None:
+    """The call tree as text (frames under 1 % of the time folded away), and with --html
+    pyinstrument's interactive page (its call tree and timeline)."""
+    (out / f"{name}.txt").write_text(
+        profiler.output_text(unicode=True, color=False, show_all=False, time="seconds")
+    )
+    if HTML:
+        (out / f"{name}.html").write_text(profiler.output_html())
 
 
 def profile_demo(days: int, out: Path) -> dict[str, Any]:
@@ -108,16 +166,14 @@ def profile_demo(days: int, out: Path) -> dict[str, Any]:
     finally:
         demo._run_one_day = original
     profiler = profiled["profiler"]
-    (out / "demo-day.html").write_text(profiler.output_html())
+    save(profiler, out, "demo-day")
     last = summary["daily"][-1]
     return {
         "what": f"day {days} of `lifecycle demo --days {days}` (3,000 payments a day)",
         "wall_seconds": round(profiled["seconds"], 2),
         "demo_stage_seconds": last["seconds"],
         "decision": last["decision"],
-        "split": table(
-            categorise(profiler.last_session.root_frame() if profiler.last_session else None)
-        ),
+        "split": table(profiler.last_session.root_frame() if profiler.last_session else None),
     }
 
 
@@ -141,7 +197,7 @@ def profile_replay(days: int, out: Path) -> dict[str, Any]:
         finally:
             profiler.stop()
         seconds = time.perf_counter() - started
-    (out / "replay.html").write_text(profiler.output_html())
+    save(profiler, out, "replay")
     periods = int(result["periods"])
     return {
         "what": f"`lifecycle replay` of {days} simulated days, policies never and periodic",
@@ -150,19 +206,20 @@ def profile_replay(days: int, out: Path) -> dict[str, Any]:
         "seconds_per_period": {
             name: p["seconds_per_period"] for name, p in result["policies"].items()
         },
-        "split": table(
-            categorise(profiler.last_session.root_frame() if profiler.last_session else None)
-        ),
+        "split": table(profiler.last_session.root_frame() if profiler.last_session else None),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["demo", "replay", "both"], default="both")
-    parser.add_argument("--days", type=int, default=4, help="demo days (the last is profiled)")
+    parser.add_argument("--days", type=int, default=8, help="demo days (the last is profiled)")
     parser.add_argument("--replay-days", type=int, default=6, help="simulated days replayed")
     parser.add_argument("--out", default=str(ROOT / "docs" / "profiles"))
+    parser.add_argument("--html", action="store_true", help="also write pyinstrument's HTML")
     args = parser.parse_args(argv)
+    global HTML
+    HTML = args.html
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "profile.json"
@@ -177,7 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         r = results[part]
         print(f"\n{part}: {r['what']}: {r['wall_seconds']} s")
         for row in r["split"]:
-            print(f"  {row['category']:<34} {row['seconds']:>8.2f} s  {100 * row['share']:5.1f} %")
+            if row["share"] < 0.01:
+                continue
+            print(f"  {row['category']:<52} {row['seconds']:>7.2f} s {100 * row['share']:5.1f} %")
+            for caller, seconds in row["from"].items():
+                print(f"      {seconds:>7.2f} s  from {caller}")
+        rest = sum(row["seconds"] for row in r["split"] if row["share"] < 0.01)
+        print(f"  {'the rest (each under 1 %)':<52} {rest:>7.2f} s")
     return 0
 
 

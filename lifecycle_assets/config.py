@@ -505,15 +505,29 @@ def parse_config(data: object, source: str = "config") -> LifecycleConfig:
         raise ConfigError(_format_error(source, err)) from None
 
 
+# path → (the file's bytes, its config): a run reads the home's config at every asset and
+# resource, and parsing and validating it was a tenth of a loop day (benchmarks/
+# profile_loop.py). The bytes are compared on every call, so an edit is seen at once; the
+# config is frozen, so one object can serve every caller.
+_LOADED: dict[Path, tuple[bytes, LifecycleConfig]] = {}
+
+
 def load_config(path: str | Path | None = None) -> LifecycleConfig:
     """Load and validate a config file; None loads the built-in example."""
     p = Path(path) if path is not None else example_config_path()
-    if not p.is_file():
+    try:
+        raw = p.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise ConfigError(
             f"{p}: config file not found (pass --config FILE or run `lifecycle init`)"
-        )
+        ) from None
+    seen = _LOADED.get(p)
+    if seen is not None and seen[0] == raw:
+        return seen[1]
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{p}: not valid YAML: {err}".splitlines()[0]) from None
-    return parse_config(data, str(p))
+    config = parse_config(data, str(p))
+    _LOADED[p] = (raw, config)
+    return config

@@ -226,3 +226,20 @@ def test_several_errors_are_counted_not_listed():
     message = str(info.value)
     assert "(and 1 more)" in message
     assert "\n" not in message
+
+
+def test_a_config_is_parsed_once_per_content(tmp_path) -> None:
+    """Loading the same file again reuses the parsed config; any edit, even one that keeps
+    the file's size and lands within the same clock tick, is seen on the next load."""
+    path = tmp_path / "lifecycle.yaml"
+    text = example_config_path().read_text()
+    path.write_text(text)
+    first = load_config(path)
+    assert load_config(path) is first
+    edited = text.replace("cooldown_days: 3", "cooldown_days: 4", 1)
+    assert edited != text and len(edited) == len(text)
+    path.write_text(edited)
+    assert load_config(path).monitoring.cooldown_days == 4
+    path.write_text("windows: {train_days: ten}\n")
+    with pytest.raises(ConfigError, match="train_days"):
+        load_config(path)
