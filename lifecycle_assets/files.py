@@ -6,7 +6,7 @@ clock, the serving fence, the IO manager's values, the replay report) goes throu
 directory, so the rename never crosses a file system; named per process and thread, so two
 writers never share one) and renamed over it with `os.replace`. An error while writing
 removes the temporary file and leaves the target as it was. A directory (a DVC stage's
-output) is swapped by `replace_tree`.
+output) is swapped by `replace_tree`. A reader notices a replacement by `signature`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,19 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# (inode, mtime ns, size) of a file; None when there is none.
+Signature = tuple[int, int, int] | None
+
+
+def signature(path: Path) -> Signature:
+    """What changes when `path` is replaced (a rename brings a new inode) or rewritten: one
+    `stat`, for readers that look often and reload only on a change."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 @contextmanager

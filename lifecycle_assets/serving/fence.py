@@ -17,20 +17,10 @@ import os
 import time
 from pathlib import Path
 
-from lifecycle_assets.files import write_atomic
+from lifecycle_assets.files import Signature, signature, write_atomic
 
 WORKERS_ENV = "LIFECYCLE_SERVING_WORKERS"
 FENCE_TIMEOUT_S = 30.0
-
-Signature = tuple[int, int, int] | None
-
-
-def _signature(path: Path) -> Signature:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _alive(pid: int) -> bool:
@@ -62,7 +52,7 @@ class VersionFence:
 
     def current(self) -> tuple[bool, str | None]:
         """(whether a fence is set, its version): one `stat` when nothing changed."""
-        sig = _signature(self.path)
+        sig = signature(self.path)
         if sig != self._sig:
             if sig is None:
                 self._exists, self._version = False, None

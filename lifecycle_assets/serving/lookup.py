@@ -13,7 +13,6 @@ prefix per key and one pointer key swapped by `SET`.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle_assets.errors import LifecycleError
-from lifecycle_assets.files import replacing
+from lifecycle_assets.files import Signature, replacing, signature
 
 STORE_FILE = "lookup.sqlite"
 CHECK_INTERVAL_S = 0.5
@@ -84,21 +83,13 @@ class LookupStore(ABC):
         pass
 
 
-def _signature(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns)
-
-
 class SqliteLookupStore(LookupStore):
     def __init__(self, directory: str | Path, check_interval_s: float = CHECK_INTERVAL_S) -> None:
         self.directory = Path(directory)
         self.path = self.directory / STORE_FILE
         self.check_interval_s = check_interval_s
         self._conn: sqlite3.Connection | None = None
-        self._sig: tuple[int, int] | None = None
+        self._sig: Signature = None
         self._next_check = 0.0
         self._lock = threading.Lock()
 
@@ -108,7 +99,7 @@ class SqliteLookupStore(LookupStore):
         t = time.monotonic()
         if t >= self._next_check:
             self._next_check = t + self.check_interval_s
-            sig = _signature(self.path)
+            sig = signature(self.path)
             if sig != self._sig:
                 with self._lock:
                     if self._conn is not None:

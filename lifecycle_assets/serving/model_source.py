@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lifecycle_assets.config import ProblemConfig
+from lifecycle_assets.files import Signature, signature
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.registry.registry import alias_version, load_version, registry_dir
 from lifecycle_assets.serving.fence import FENCE_TIMEOUT_S, VersionFence
@@ -43,15 +43,6 @@ CHECK_INTERVAL_S = 0.5
 RETRY_AFTER_S = 5.0
 
 Loader = Callable[[LifecycleHome, str, str], ModelArtifact]  # load_version's shape
-Signature = tuple[int, int, int] | None
-
-
-def signature(path: Path) -> Signature:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from lifecycle_assets.config import ServingConfig
 from lifecycle_assets.errors import LifecycleError
-from lifecycle_assets.files import write_atomic
+from lifecycle_assets.files import Signature, signature, write_atomic
 from lifecycle_assets.home import LifecycleHome, now, resolve_home, time_horizon
 from lifecycle_assets.records import LogWriter
 from lifecycle_assets.registry.registry import PACKED_CONFIG, load_version
@@ -32,8 +32,6 @@ from lifecycle_assets.serving.model_source import (
     ModelSource,
     PackedModel,
     Served,
-    Signature,
-    signature,
 )
 from lifecycle_assets.serving.postprocess import PostProcessor, Scored
 from lifecycle_assets.serving.request_index import RequestIndex
