@@ -11,12 +11,14 @@ output) is swapped by `replace_tree`. A reader notices a replacement by `signatu
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 # (inode, mtime ns, size) of a file; None when there is none.
 Signature = tuple[int, int, int] | None
@@ -89,3 +91,9 @@ def replace_tree(new: Path, target: Path) -> None:
         os.replace(aside, target)
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """`data` as indented JSON with sorted keys (values JSON lacks, like dates, as text): a
+    file written once into a staging place, such as a stage's output before it is swapped in."""
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

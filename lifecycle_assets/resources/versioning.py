@@ -1,6 +1,5 @@
 """DVC-native versions in the home's repo, as a resource (docs/architecture.md)."""
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,3 @@ class VersioningResource(dg.ConfigurableResource):
     def commit_paths(self, message: str, paths: list[str]) -> str:
         """Commit git-tracked files (the registry) without a DVC stage."""
         return self.repo().save_version(message, None, extra_paths=paths)
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

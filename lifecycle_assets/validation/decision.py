@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from lifecycle_assets.errors import contract_problem
-from lifecycle_assets.files import write_atomic
+from lifecycle_assets.files import write_atomic, write_json
 
 
 class Decision(StrEnum):
@@ -67,7 +67,7 @@ def write_reports(path: Path, record: dict[str, Any]) -> None:
     """The validation stage's output: the full record at `path` (`reports/validation.json`)
     and its figures beside it (`reports/metrics.json`, `gate_metrics`), the stage's DVC
     metrics."""
-    path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    write_json(path, record)
     write_atomic(path.parent / METRICS_FILE, json.dumps(gate_metrics(record), indent=2) + "\n")
 
 
