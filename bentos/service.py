@@ -25,7 +25,6 @@ alias following and logging live there and are unit-tested without a server. No 
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
@@ -38,7 +37,6 @@ from pydantic import BaseModel, ValidationError
 from lifecycle_assets.config import load_config
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, resolve_home
-from lifecycle_assets.registry.registry import PACKED_CONFIG
 from lifecycle_assets.serving.openapi import openapi_document
 from lifecycle_assets.serving.requests import (
     API_VERSION,
@@ -55,9 +53,9 @@ from lifecycle_assets.serving.requests import (
     validation_error_body,
 )
 from lifecycle_assets.serving.runtime import (
-    SERVING_DIR_ENV,
     ServingRuntime,
-    ServingSetupError,
+    packed_config_path,
+    serving_dir_from_env,
     token_problem,
 )
 
@@ -101,12 +99,8 @@ def startup_problem() -> str | None:
         if ARGS.model is None:
             home = LifecycleHome(resolve_home())
             return token_problem(home.config().serving, home.config_path)
-        if not os.environ.get(SERVING_DIR_ENV):
-            return (
-                f"this Bento serves {ARGS.model} and logs every prediction: set "
-                f"{SERVING_DIR_ENV} to a writable directory for its log and lookup store"
-            )
-        packed = Path(bentoml.models.get(ARGS.model).path) / PACKED_CONFIG
+        serving_dir_from_env(ARGS.model)
+        packed = packed_config_path(Path(bentoml.models.get(ARGS.model).path))
         return token_problem(load_config(packed).serving, None)
     except (LifecycleError, OSError, ValueError, BentoMLException) as err:
         return str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -126,12 +120,11 @@ class Lifecycle:
         if self.packed is None:
             self.runtime = ServingRuntime.from_environment()
             return
-        serving_dir = os.environ.get(SERVING_DIR_ENV)
-        if not serving_dir:
-            raise ServingSetupError(startup_problem() or f"{SERVING_DIR_ENV} is not set")
         stored = cast(bentoml.Model, self.packed)
         self.runtime = ServingRuntime.from_packed(
-            Path(stored.path), str(stored.info.metadata["artifact_sha256"]), Path(serving_dir)
+            Path(stored.path),
+            str(stored.info.metadata["artifact_sha256"]),
+            serving_dir_from_env(str(ARGS.model)),
         )
 
     # Async endpoints run on the worker's event loop: scoring one small batch on the CPU is

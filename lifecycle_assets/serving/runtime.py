@@ -81,6 +81,28 @@ def _any_later(requests: Sequence[PredictRequest], latest: dt.datetime) -> bool:
     return False
 
 
+def packed_config_path(model_dir: Path) -> Path:
+    """The config packed beside a Bento's model; refused when the model has none."""
+    path = Path(model_dir) / PACKED_CONFIG
+    if not path.is_file():
+        raise ServingSetupError(
+            f"the packed model in {model_dir} has no {PACKED_CONFIG}: it was registered "
+            "before models carried their config; register it again and rebuild the Bento"
+        )
+    return path
+
+
+def serving_dir_from_env(model: str) -> Path:
+    """A built Bento's state directory (`LIFECYCLE_SERVING_DIR`); refused when unset."""
+    value = os.environ.get(SERVING_DIR_ENV)
+    if not value:
+        raise ServingSetupError(
+            f"this Bento serves {model} and logs every prediction: set {SERVING_DIR_ENV} to a "
+            "writable directory for its log and lookup store"
+        )
+    return Path(value)
+
+
 def token_problem(policy: ServingConfig, config_path: Path | None) -> str | None:
     """Why a service under `policy` cannot start for want of a token in the environment
     (`serving.feedback_auth` / `predict_auth: required`), or None."""
@@ -171,12 +193,7 @@ class ServingRuntime:
         `expected_digest`), the config packed beside it (`PACKED_CONFIG`), and the service's
         own state — prediction log, lookup store, request index — under `serving_dir`, a
         plain directory (no registry, git or DVC: not a lifecycle home)."""
-        packed_config = Path(model_dir) / PACKED_CONFIG
-        if not packed_config.is_file():
-            raise ServingSetupError(
-                f"the packed model in {model_dir} has no {PACKED_CONFIG}: it was registered "
-                "before models carried their config; register it again and rebuild the Bento"
-            )
+        packed_config = packed_config_path(model_dir)
         home = LifecycleHome(Path(serving_dir))
         try:
             home.root.mkdir(parents=True, exist_ok=True)

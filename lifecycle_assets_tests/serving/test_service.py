@@ -733,6 +733,7 @@ def test_a_built_bento_serves_its_packed_model_with_no_lifecycle_home(
         "lifecycle:v1", {k: v for k, v in env.items() if k != "LIFECYCLE_SERVING_DIR"}, tmp_path
     )
     assert len(lines) == 1 and "LIFECYCLE_SERVING_DIR" in lines[0], lines
+    server.stop()  # the home's own service (it would write its fence back into the home)
     moved = home.root.with_name("home-away")
     home.root.rename(moved)  # nothing of the lifecycle home is reachable while it serves
     bento = Server(
