@@ -12,8 +12,8 @@ functions, tested directly; the replay's `triggered` policy calls the same ones.
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import dagster as dg
@@ -44,6 +44,9 @@ class Reason:
 
     kind: SignalKind
     text: str
+    # The day of the data that showed it, when that is not the evaluated day (a quality
+    # drop is measured on the newest matured day): an episode it opens starts there.
+    since: str | None = None
 
 
 @dataclass
@@ -233,9 +236,15 @@ def window_reasons(
 ) -> list[Reason]:
     """The train-window signals of loop day `day` (ISO): `partial_window_reason` against
     the day's own train window."""
-    start, end = split_windows(dt.date.fromisoformat(day), config)["train"]
-    reason = partial_window_reason(serving_window, (start.isoformat(), end.isoformat()), first_day)
+    reason = partial_window_reason(serving_window, day_train_window(day, config), first_day)
     return [reason] if reason else []
+
+
+def day_train_window(day: str | dt.date, config: LifecycleConfig) -> tuple[str, str]:
+    """The first and last day (ISO) of the train window of a retrain on loop day `day`
+    (`data.transforms.split_windows`, with the current `windows`/`labels` settings)."""
+    start, end = split_windows(dt.date.fromisoformat(str(day)), config)["train"]
+    return start.isoformat(), end.isoformat()
 
 
 def first_data_day(instance: dg.DagsterInstance) -> str | None:
@@ -254,11 +263,9 @@ def train_window(
     entry = entry or {}
     day = entry.get("day") or str(entry.get("train_split_tag") or "").partition("/")[2]
     try:
-        trained = dt.date.fromisoformat(str(day))
+        return day_train_window(str(day), config)
     except ValueError:
         return None
-    start, end = split_windows(trained, config)["train"]
-    return start.isoformat(), end.isoformat()
 
 
 def serving_train_window(
@@ -270,6 +277,11 @@ def serving_train_window(
     return train_window(Registry(home, config.problem.name).versions().get(version), config)
 
 
+def post_onset_days(window: tuple[str, str], onset: str) -> int:
+    """The days of `window` (first and last day, ISO, both included) on or after `onset`."""
+    return days_with_data(window, onset)
+
+
 def post_onset_share(window: tuple[str, str], onset: str) -> float:
     """The share of the days of `window` (first and last day, ISO, both included) that are
     on or after `onset`."""
@@ -277,8 +289,7 @@ def post_onset_share(window: tuple[str, str], onset: str) -> float:
     total = (end - start).days + 1
     if total <= 0:
         return 0.0
-    post = (end - max(start, dt.date.fromisoformat(onset))).days + 1
-    return min(max(post, 0), total) / total
+    return post_onset_days(window, onset) / total
 
 
 def step_episode(
@@ -289,6 +300,8 @@ def step_episode(
     serving_window: tuple[str, str] | None = None,
     *,
     close_share: float,
+    catch_up: bool = False,
+    window_of: Callable[[str], tuple[str, str]] | None = None,
 ) -> tuple[bool, EpisodeState]:
     """One evaluated day of the staleness trigger; returns (fire, new state).
 
@@ -302,12 +315,21 @@ def step_episode(
     is mostly pre-onset, or the registry does not say: None) the episode keeps asking, so
     neither a retrain on pre-onset data (labels mature late) nor a retrain the gate rejected
     ends it. The trigger fires when some open episode is not closed and `cooldown_days`
-    have passed since the last fire (any episode's); one fire serves them all."""
+    have passed since the last fire (any episode's); one fire serves them all.
+
+    `catch_up` (`monitoring.catch_up`; `window_of`: the train window of a retrain on a
+    given day): an open quality-drop episode follows the data, not the cooldown, while its
+    change is arriving. It does not ask for a retrain on a day whose train window holds no
+    day from its onset on (a model trained before the drop cannot have learned it; a drop
+    is seen on a matured day, after the window's end), and it fires, cooldown or not, on a
+    day whose train window holds more of those days than the last retrain's did. Once the
+    window is all post-onset it waits for the cooldown again like any episode."""
     episodes: dict[str, Episode] = {}
-    for kind in sorted({r.kind for r in reasons}):
+    since = {r.kind: r.since for r in reasons}
+    for kind in sorted(since):
         before = state.episodes.get(kind) or state.episodes.get(_ANY_KIND)
         if before is None or before.onset is None:
-            episode = Episode(onset=day)
+            episode = Episode(onset=since[kind] or day)
         else:
             episode = Episode(before.onset, before.closed, before.baseline)
         if (
@@ -325,9 +347,20 @@ def step_episode(
         or (dt.date.fromisoformat(day) - dt.date.fromisoformat(state.last_fired)).days
         >= cooldown_days
     )
-    if cooled:
+    asking = set(new.pending)
+    quality = new.pending.get("quality_drop")
+    if catch_up and quality is not None and window_of is not None:
+        onset = str(quality.onset)
+        learnable = post_onset_days(window_of(day), onset)
+        learned = post_onset_days(window_of(state.last_fired), onset) if state.last_fired else 0
+        if learnable > learned:
+            cooled = True  # today's retrain learns more of the change than the last one
+        elif learnable == 0:
+            asking.discard("quality_drop")  # nothing from the drop on to learn from yet
+    fire = cooled and bool(asking)
+    if fire:
         new.last_fired = day
-    return cooled, new
+    return fire, new
 
 
 def _meta(record: Any, key: str) -> Any:
@@ -353,9 +386,10 @@ def evaluate_staleness(
         return {"day": None, "reasons": []}
     day = drift[0].asset_materialization.partition
     matured = [r for r in _latest(instance, QUALITY) if _meta(r, "matured")]
-    live, version, low, high = None, None, None, None
+    live, version, low, high, live_day = None, None, None, None, None
     if matured:
         newest = max(matured, key=lambda r: r.asset_materialization.partition or "")
+        live_day = newest.asset_materialization.partition
         live = _meta(newest, "quality")
         version = _meta(newest, "model_version")
         low, high = _meta(newest, "prediction_bias_low"), _meta(newest, "prediction_bias_high")
@@ -374,6 +408,10 @@ def evaluate_staleness(
         metric=config.validation.metric,
         out_of_range_share=_meta(drift[0], "out_of_range_share"),
     )
+    # A quality drop and a bias are measured on the newest matured day: their episodes
+    # start with that day's data.
+    from_matured = ("quality_drop", "prediction_bias")
+    reasons = [replace(r, since=live_day) if r.kind in from_matured else r for r in reasons]
     # The model that served the newest day (what its drift is measured against).
     serving = _meta(drift[0], "model_version") or version
     window = train_window(versions.get(serving), config) if serving else None
@@ -385,6 +423,7 @@ def evaluate_staleness(
         "train_window": window,
         "reasons": reasons,
         "live_quality": live,
+        "live_quality_day": live_day,
         "validated_quality": validated,
     }
 
@@ -409,6 +448,8 @@ def decide_staleness(
         config.monitoring.cooldown_days,
         signal["train_window"],
         close_share=config.monitoring.episode_close_share,
+        catch_up=config.monitoring.catch_up,
+        window_of=lambda d: day_train_window(d, config),
     )
     opened = new_state.episodes.get("quality_drop")
     if opened is not None and opened.baseline is None:
@@ -435,7 +476,8 @@ def held_to_onset(
     reasons = [r for r in reasons if r.kind != "quality_drop"]
     bar_text = f"the {ref:.3f} validated before the episode's onset {episode.onset}"
     held = quality_reason(live, ref, metric, config.monitoring, bar_text)
-    return [*reasons, held] if held else reasons
+    since = signal.get("live_quality_day")
+    return [*reasons, replace(held, since=since)] if held else reasons
 
 
 def _skip_reason(day: str, reasons: list[Reason], state: EpisodeState, signal: dict) -> str:

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_daemon_fires_the_staleness_sensor_and_the_run_succeeds(make_home) -> None:
-    home = make_home()
+    # The drop is reported on the day itself: without catch-up it fires at once (with it,
+    # the sensor would wait for a train window holding the drop; test_sensors covers that).
+    home = make_home("monitoring:\n  catch_up: false\n")
     sim = FraudSimulator(home.config())
     day = sim.date(0)
     set_simulated_today(home, day)

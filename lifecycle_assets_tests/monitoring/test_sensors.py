@@ -4,6 +4,7 @@ against a real instance in a temp home."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ CFG = MonitoringConfig()
 SHARE = 0.5  # the rule at half a window (the default, 1.0, is checked below)
 # The sensor tests' homes close episodes at half a window too, as their stories are told.
 HALF = f"monitoring:\n  episode_close_share: {SHARE}\n"
+# Stories of a quality episode told with the cooldown alone: their live quality matures the
+# day it is served, so a catching-up episode (the default, tested on its own below) would
+# wait for train windows these stories never reach.
+COOLDOWN_ONLY = HALF + "  catch_up: false\n"
 DRIFT = Reason("feature_drift", "feature drift: max PSI 1.800 > 0.25")
 QUALITY = Reason("quality_drop", "live quality: roc_auc 0.700 is 0.200 worse ...")
 BIAS = Reason("prediction_bias", "prediction bias interval [+0.030, +0.050] excludes ±0.02")
@@ -273,6 +278,46 @@ def test_a_new_kind_of_signal_opens_its_own_episode() -> None:
     assert fired[-1] == "2026-06-19"
 
 
+def test_a_quality_episode_catches_up_with_the_data_not_the_cooldown() -> None:
+    """`monitoring.catch_up`: live quality drops on the matured day 06-07, seen on 06-10
+    (maturity 3). A retrain then would learn 05-29..06-05, all from before the drop, so the
+    episode does not ask yet; from 06-12 on each day's window holds one more day from the
+    drop on than the last retrain's, and it fires each day, cooldown or not, until a model
+    trained wholly after the drop serves. Without catch-up it fires when it opens and after
+    each cooldown, as any episode."""
+    drop = replace(QUALITY, since="2026-06-07")
+
+    def run(catch_up: bool, rejected: frozenset[str] = frozenset()) -> list[str]:
+        state, fired, serving = EpisodeState(), [], window("2026-06-01")
+        for day in days(10, 26):
+            fire, state = step_episode(
+                state,
+                day,
+                [drop],
+                3,
+                serving,
+                close_share=1.0,
+                catch_up=catch_up,
+                window_of=lambda d: window(d) or ("", ""),
+            )
+            assert state.onset == "2026-06-07"
+            if fire:
+                fired.append(day)
+                if day not in rejected:
+                    serving = window(day)  # promoted: it serves from the next day
+        return fired
+
+    assert run(catch_up=True) == days(12, 20)  # the 06-19 model learned 06-07..06-14
+    assert run(catch_up=False) == ["2026-06-10", "2026-06-13", "2026-06-16", "2026-06-19"]
+    # A rejected retrain is not asked for again with the same data: the next day's window
+    # holds more of it. Once the window is all post-onset, the cooldown holds again.
+    assert run(catch_up=True, rejected=frozenset(days(12, 26))) == [
+        *days(12, 20),
+        "2026-06-22",
+        "2026-06-25",
+    ]
+
+
 def test_an_old_cursor_still_parses() -> None:
     old = json.dumps({"last_day": "2026-06-03", "in_episode": True, "last_fired": "2026-06-01"})
     state = EpisodeState.parse(old)
@@ -326,8 +371,13 @@ def report(instance: dg.DagsterInstance, key: str, day: str, **meta) -> None:
     )
 
 
-def test_sensor_requests_one_retrain_per_episode(make_home) -> None:
-    home = make_home(HALF)
+@pytest.mark.parametrize("catch_up", [False, True])
+def test_sensor_requests_one_retrain_per_episode(make_home, catch_up: bool) -> None:
+    """Live quality drops on 06-11 (reported matured that same day) and stays down. Without
+    catch-up the episode fires when it opens. With it (the default) it waits for a train
+    window that holds a day from the drop on — 06-16's, 06-04..06-11 (maturity 3, test 2,
+    train 8) — then fires on each day whose window holds more of them, cooldown or not."""
+    home = make_home(HALF + f"  catch_up: {str(catch_up).lower()}\n")
     instance = instance_for(home)
     sensor = defs.resolve_sensor_def("staleness_retrain")
     resources = {"home": LifecycleHomeResource(workdir=str(home.root))}
@@ -336,8 +386,8 @@ def test_sensor_requests_one_retrain_per_episode(make_home) -> None:
     )
     cursor = None
     requested = []
-    for day, quality in [("2026-06-10", 0.89), ("2026-06-11", 0.70), ("2026-06-12", 0.65),
-                         ("2026-06-13", 0.66)]:  # fmt: skip
+    plan = [("2026-06-10", 0.89), *((day, 0.66) for day in days(11, 18))]
+    for day, quality in plan:
         report(instance, "prediction_drift", day, max_psi=0.01)
         report(instance, "live_quality", day, matured=True, quality=quality, model_version="v1",
                prediction_bias_low=-0.01, prediction_bias_high=0.01)  # fmt: skip
@@ -349,7 +399,11 @@ def test_sensor_requests_one_retrain_per_episode(make_home) -> None:
         # The same day again is not a new evaluation.
         with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
             assert isinstance(sensor(ctx), dg.SkipReason)
-    assert requested == [("2026-06-11", "2026-06-11", "staleness")]
+    if catch_up:
+        assert requested == [(d, d, "staleness") for d in ["2026-06-16", "2026-06-17"]]
+    else:  # 06-14 and 06-17: the episode never closes (v1 keeps serving), so the cooldown
+        fired = ["2026-06-11", "2026-06-14", "2026-06-17"]
+        assert requested == [(d, d, "staleness") for d in fired]
 
 
 def register_versions(home: LifecycleHome, trained: dict[str, str]) -> None:
@@ -432,7 +486,7 @@ def test_sensor_opens_a_quality_episode_while_a_closed_drift_persists(make_home)
     onset on) serves; the drift persists. On 06-16 live quality drops against v2's validated
     0.90: its own episode, which fires; when it clears on 06-18 the drift episode is as it
     was and nothing more fires."""
-    home = make_home(HALF)
+    home = make_home(COOLDOWN_ONLY)
     register_versions(home, {"v1": "2026-06-01", "v2": "2026-06-12"})
     report(
         instance_for(home),
@@ -471,7 +525,7 @@ def test_sensor_opens_a_quality_episode_while_a_closed_drift_persists(make_home)
 def test_sensor_quality_drop_on_log_loss(make_home) -> None:
     """For a lower-is-better gate metric the sensor fires on a rise of live log-loss, and
     not on a fall (it used to do the opposite)."""
-    home = make_home("validation:\n  metric: log_loss\n" + HALF)
+    home = make_home("validation:\n  metric: log_loss\n" + COOLDOWN_ONLY)
     register_versions(home, {"v1": "2026-06-01"})
     report(
         instance_for(home),
@@ -587,7 +641,7 @@ def test_a_quality_episode_holds_live_quality_to_its_onset_baseline(make_home) -
     06-13 (v3, still pre-onset), 06-16 (v4: 2 of 8 days post-onset) and 06-19 (v5: 5 of 8),
     whose model closes the episode; then live 0.72 is measured against v5's own 0.72 and the
     episode ends."""
-    home = make_home(HALF)
+    home = make_home(COOLDOWN_ONLY)
     trained = {"v1": "2026-06-01", "v2": "2026-06-10", "v3": "2026-06-13"}
     trained |= {"v4": "2026-06-16", "v5": "2026-06-19"}
     register_versions(home, trained)
