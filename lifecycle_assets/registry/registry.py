@@ -425,17 +425,22 @@ class Registry:
             aliases[alias] = {"version": version, "since": event["time"], "actor": actor}
         _write_json_atomic(self.dir / "aliases.json", aliases)
         if alias == "production":
-            self._mirror_production(previous, version)
+            self.mirror_production()
         return event
 
-    def _mirror_production(self, previous: str | None, version: str | None) -> None:
-        """The BentoML labels follow a production move made in the registry's own record:
-        `production` on the version now serving, `archived` on the one it replaced. Only a
-        mirror: a label that cannot be written leaves the move done, with a warning."""
+    def mirror_production(self) -> None:
+        """Set the BentoML `stage` labels the last production move in the registry's own
+        record implies: `production` on the version it moved to, `archived` on the one it
+        replaced. Only a mirror: a label that cannot be written leaves the move done, with a
+        warning. Idempotent, so a promotion rerun after a crash between its move and the
+        labels (the alias has moved; nothing moves again) sets them."""
         from bentoml.exceptions import BentoMLException
 
-        stages = {previous: ARCHIVED, version: PRODUCTION}  # `version` wins if they are equal
-        for name, stage in stages.items():
+        moves = [e for e in self.history() if e["alias"] == "production" and e["from"] != e["to"]]
+        if not moves:
+            return
+        previous, version = moves[-1]["from"], moves[-1]["to"]
+        for name, stage in ((previous, ARCHIVED), (version, PRODUCTION)):
             if name is None:
                 continue
             try:

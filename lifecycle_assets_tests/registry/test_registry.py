@@ -34,6 +34,7 @@ from lifecycle_assets.registry.registry import (
     recorded_digest,
     served_before,
     served_ledger,
+    set_stage_label,
     validate_version,
     verify_versions,
 )
@@ -547,3 +548,18 @@ def test_a_label_that_cannot_be_written_leaves_the_move_done(tmp_path, home, cap
     assert [e["to"] for e in registry.history()] == ["v1", "v2"]
     assert stage_labels(home)["v2"] == "production"
     assert "stage=archived" in caplog.text and f"{NAME}:v1" in caplog.text
+
+
+def test_labels_a_crash_cut_short_are_set_when_the_promotion_reruns(tmp_path, home):
+    """A kill between the alias move and its labels leaves the old labels; the rerun finds
+    the alias moved (nothing moves again) and `mirror_production` sets them."""
+    registry = Registry(home, NAME)
+    for version in ("v1", "v2"):
+        registry.register(stage(tmp_path, version)[0], {})
+    t = dt.datetime(2026, 6, 1, 12, tzinfo=UTC)
+    registry.move_alias("production", "v1", actor="loop", reason="FIRST_MODEL", when=t)
+    registry.move_alias("production", "v2", actor="loop", reason="PASS", when=t + SECOND)
+    set_stage_label(home, NAME, "v1", "production")  # the labels as the kill left them
+    set_stage_label(home, NAME, "v2", "registered")
+    registry.mirror_production()
+    assert stage_labels(home) == {"v1": "archived", "v2": "production"}
