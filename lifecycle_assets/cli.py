@@ -58,7 +58,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--select {unknown or '(empty)'}: not assets of the loop; choose from {sorted(names)}"
         )
-    # A run can take a while (a Bento build about half a minute): say what started.
+    # A run can take a while (a Bento build up to half a minute): say what started.
     print(f"materialising {', '.join(assets)} for {args.partition} …", flush=True)
     outcome = materialize(home, assets, args.partition)
     print(f"run {outcome.run_id}: materialised {', '.join(assets)} for {args.partition}")
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-bentos",
         dest="bentos",
         action="store_false",
-        help="skip the Bento per promotion (each build takes about half a minute)",
+        help="skip the Bento per promotion (each build takes seconds to half a minute)",
     )
     p.set_defaults(func=cmd_demo)
 

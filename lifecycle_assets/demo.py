@@ -161,7 +161,7 @@ def run_demo(
     config_file: str | None = None,
     bentos: bool = True,
 ) -> dict[str, Any]:
-    """The demo; `bentos=False` skips the Bento per promotion (about half a minute each)."""
+    """The demo; `bentos=False` skips the Bento per promotion (seconds to half a minute each)."""
     days = DEFAULT_DAYS if days is None else days
     if days < 1:
         raise DemoError("--days must be at least 1")

@@ -153,7 +153,7 @@ def build_day_bento(
 ) -> RunOutcome | None:
     """Materialise `production_bento` for day D: the Bento of the version that served after
     D's decision, built when that version has none yet (a carried-over model reuses its
-    Bento). A build takes about half a minute, so it is announced and timed through `echo`.
+    Bento). A build takes seconds to half a minute, so it is announced and timed through `echo`.
     None when no model served after day D."""
     from lifecycle_assets.definitions import BENTO
 
