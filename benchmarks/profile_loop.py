@@ -146,14 +146,16 @@ def profile_demo(days: int, out: Path) -> dict[str, Any]:
     profiled: dict[str, Any] = {}
     original = demo._run_one_day
 
-    def one_day(home: Any, client: Any, sim: Any, index: int, never: Any = None) -> Any:
+    def one_day(
+        home: Any, client: Any, sim: Any, index: int, never: Any = None, bentos: bool = False
+    ) -> Any:
         if index != days - 1:
-            return original(home, client, sim, index, never)
+            return original(home, client, sim, index, never, bentos)
         profiler = Profiler(interval=0.002)
         profiler.start()
         started = time.perf_counter()
         try:
-            return original(home, client, sim, index, never)
+            return original(home, client, sim, index, never, bentos)
         finally:
             profiled["seconds"] = time.perf_counter() - started
             profiler.stop()
@@ -162,7 +164,10 @@ def profile_demo(days: int, out: Path) -> dict[str, Any]:
     demo._run_one_day = one_day
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            summary = demo.run_demo(workdir=str(Path(tmp) / "home"), days=days, port=free_port())
+            # The loop's own work: a Bento build is a `bentoml build` subprocess of its own.
+            summary = demo.run_demo(
+                workdir=str(Path(tmp) / "home"), days=days, port=free_port(), bentos=False
+            )
     finally:
         demo._run_one_day = original
     profiler = profiled["profiler"]

@@ -58,6 +58,8 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--select {unknown or '(empty)'}: not assets of the loop; choose from {sorted(names)}"
         )
+    # A run can take a while (a Bento build up to half a minute): say what started.
+    print(f"materialising {', '.join(assets)} for {args.partition} …", flush=True)
     outcome = materialize(home, assets, args.partition)
     print(f"run {outcome.run_id}: materialised {', '.join(assets)} for {args.partition}")
     return 0
@@ -68,7 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     summary = run_demo(
         workdir=args.workdir, days=args.days, seed=args.seed, port=args.port,
-        config_file=args.config,
+        config_file=args.config, bentos=args.bentos,
     )  # fmt: skip
     return 0 if summary["completed"] else 130
 
@@ -124,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="simulator seed")
     p.add_argument("--port", type=int, default=None, help="port for bentoml serve")
     p.add_argument("--config", help="a lifecycle.yaml for the simulator (default: the example)")
+    p.add_argument(
+        "--no-bentos",
+        dest="bentos",
+        action="store_false",
+        help="skip the Bento per promotion (each build takes seconds to half a minute)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = add("ui", "start `dagster dev` on the home")

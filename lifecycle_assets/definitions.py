@@ -53,6 +53,8 @@ ASSETS = [
 INGEST = ["raw_prediction_logs", "ground_truth", "prediction_drift"]
 LABELS = ["labeled_examples", "feature_table", "live_quality"]
 TRAINING = ["train_split", "test_split", "candidate_model", "validation_report", "production_model"]
+# The deployable Bento of the day's production model (built once per new version).
+BENTO = ["production_bento"]
 
 lifecycle_loop = dg.define_asset_job(
     "lifecycle_loop",

@@ -2,7 +2,8 @@
 
 Each simulated day: payments go through a real `bentoml serve` (`/predict_batch`), matured
 chargebacks through `/feedback`, then the day's Dagster runs turn the service's own logs
-into datasets, a challenger, a decision and the production model, which the service follows.
+into datasets, a challenger, a decision and the production model, which the service follows,
+and build the deployable Bento of each newly promoted version.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Any
 import httpx
 import numpy as np
 
-from lifecycle_assets.automation.loop import DayOutcome, run_day
+from lifecycle_assets.automation.loop import DayOutcome, build_day_bento, run_day
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, resolve_home, set_simulated_today
 from lifecycle_assets.home_setup import init_home
 from lifecycle_assets.records import read_predictions
 from lifecycle_assets.registry.registry import Registry, alias_version
+from lifecycle_assets.serving.bento import bento_built, bento_tag
 from lifecycle_assets.serving.process import ServiceProcess
 from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets.validation.decision import Decision
@@ -157,7 +159,9 @@ def run_demo(
     seed: int | None = None,
     port: int | None = None,
     config_file: str | None = None,
+    bentos: bool = True,
 ) -> dict[str, Any]:
+    """The demo; `bentos=False` skips the Bento per promotion (seconds to half a minute each)."""
     days = DEFAULT_DAYS if days is None else days
     if days < 1:
         raise DemoError("--days must be at least 1")
@@ -178,6 +182,7 @@ def run_demo(
         "end_date": sim.date(days - 1).isoformat(),
         "days": days,
         "seed": config.simulation.seed,
+        "bento_per_promotion": bentos,
         "run_ids": [],
         "predictions_served": 0,
         "labels_recorded": 0,
@@ -200,7 +205,7 @@ def run_demo(
                     if stop.requested:
                         summary["interrupted"] = True
                         break
-                    day_summary, outcome = _run_one_day(home, client, sim, index, never)
+                    day_summary, outcome = _run_one_day(home, client, sim, index, never, bentos)
                     dagster_seconds += outcome.dagster_seconds
                     summary["run_ids"] += [r.run_id for r in outcome.runs]
                     summary["predictions_served"] += day_summary["served"]
@@ -296,6 +301,7 @@ def _run_one_day(
     sim: FraudSimulator,
     index: int,
     never: NeverBaseline | None = None,
+    bentos: bool = False,
 ) -> tuple[dict[str, Any], DayOutcome]:
     day = sim.date(index)
     set_simulated_today(home, day)
@@ -309,6 +315,12 @@ def _run_one_day(
     labels = send_labels(client, sim, index)
     timings["feedback"] = time.perf_counter() - t0
     outcome = run_day(home, day)
+    if bentos:
+        t0 = time.perf_counter()
+        bento_run = build_day_bento(home, day, echo=_say)
+        if bento_run is not None:
+            outcome.runs.append(bento_run)
+        outcome.stage_seconds["bento"] = time.perf_counter() - t0
     timings.update(outcome.stage_seconds)
     production = alias_version(home, "production")
     t0 = time.perf_counter()
@@ -343,6 +355,7 @@ def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:
         logged += frame.height + quarantine.height
     decisions = [d["decision"] for d in summary["daily"] if d["decision"]]
     promotions = [e for e in registry.history() if e["alias"] == "production"]
+    promoted = sorted({e["to"] for e in promotions}, key=lambda v: int(v[1:]))
     return {
         "predictions_logged": logged,
         "models_trained": len(registry.versions()),
@@ -353,6 +366,7 @@ def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:
         "models_rejected": decisions.count(Decision.FAIL),
         "decisions": {k: decisions.count(k) for k in sorted(set(decisions))},
         "production_model_version": registry.alias("production"),
+        "bentos": [bento_tag(v) for v in promoted if bento_built(home, v)],
     }
 
 
@@ -369,6 +383,11 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"(over an existing model {s['promotions_over_existing']}), rejected {s['models_rejected']}"
     )
     print(f"  production model now {s['production_model_version']}")
+    if s["bento_per_promotion"]:
+        print(
+            f"  Bentos {len(s['bentos'])}, one per promoted version: "
+            f"BENTOML_HOME={s['home']}/bentoml bentoml list lifecycle"
+        )
     print("  date        served-by  live ROC-AUC  never-retrain  decision     production")
     for d in s["daily"]:
         q = d["production_quality_roc_auc"]

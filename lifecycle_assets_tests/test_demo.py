@@ -10,12 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import bentoml
 import httpx
 import pytest
 import yaml
+from bentoml._internal.bento import BentoStore
 
 from lifecycle_assets.config import example_config_path
 from lifecycle_assets.home import LifecycleHome, project_root
+from lifecycle_assets.registry.registry import model_store
 from lifecycle_assets.serving.process import free_port
 from lifecycle_assets.versioning.repo import VersionedRepo
 
@@ -74,6 +77,17 @@ def test_short_demo_closes_the_loop(demo_home: Path) -> None:
     assert summary["promotions_over_existing"] >= 1
     assert summary["models_promoted"] == summary["promotions_over_existing"] + 1  # + FIRST_MODEL
     assert summary["production_model_version"] is not None
+    # A Bento per promoted version, in the home's BentoML store.
+    promoted = sorted(
+        {d["production_after"] for d in summary["daily"] if d["production_after"]},
+        key=lambda v: int(v[1:]),
+    )
+    assert summary["bento_per_promotion"] is True
+    assert summary["bentos"] == [f"lifecycle:{v}" for v in promoted]
+    store = BentoStore(str(LifecycleHome(home).bentoml_home / "bentos"))
+    assert sorted(str(b.tag) for b in bentoml.bentos.list(_bento_store=store)) == sorted(
+        summary["bentos"]
+    )
     assert 0 < summary["dagster_share"] < 1
     day = summary["daily"][-1]
     assert set(day["seconds"]) >= {"serve", "feedback", "ingest", "late_labels", "training"}
@@ -92,6 +106,14 @@ def test_short_demo_closes_the_loop(demo_home: Path) -> None:
     repo = VersionedRepo(lc.repo, env=lc.tool_env())
     assert repo.status() == {}
     assert "model/v1" in repo.tags()
+    # The BentoML model store names the production version.
+    stages = {
+        str(m.tag.version): m.info.labels["stage"]
+        for m in bentoml.models.list(_model_store=model_store(lc))
+    }
+    assert [v for v, s in stages.items() if s == "production"] == [
+        summary["production_model_version"]
+    ]
     # Every run is in the home's Dagster instance.
     assert len(summary["run_ids"]) == len(set(summary["run_ids"])) > 8
 

@@ -13,6 +13,8 @@ import dagster as dg
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.registry.jobs import materialization_reporter
+from lifecycle_assets.registry.registry import bento_model_tag, served_ledger
+from lifecycle_assets.serving.bento import bento_built, bento_tag
 from lifecycle_assets.storage import AssetStore
 
 
@@ -144,6 +146,29 @@ def run_day(
         )
     )
     return out
+
+
+def build_day_bento(
+    home: LifecycleHome, day: dt.date, echo: Callable[[str], None] = lambda _: None
+) -> RunOutcome | None:
+    """Materialise `production_bento` for day D: the Bento of the version that served after
+    D's decision, built when that version has none yet (a carried-over model reuses its
+    Bento). A build takes seconds to half a minute, so it is announced and timed through `echo`.
+    None when no model served after day D."""
+    from lifecycle_assets.definitions import BENTO
+
+    key = day.isoformat()
+    version = served_ledger(home).get(key)
+    if version is None:
+        return None
+    building = not bento_built(home, version)
+    if building:
+        model = bento_model_tag(home.config().problem.name, version)
+        echo(f"{key}: building Bento {bento_tag(version)} of model {model} …")
+    run = materialize(home, BENTO, key)
+    if building:
+        echo(f"{key}: built Bento {bento_tag(version)} in {run.seconds:.0f} s")
+    return run
 
 
 def _decision_for(home: LifecycleHome, run_id: str) -> dict[str, Any] | None:

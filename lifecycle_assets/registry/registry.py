@@ -4,19 +4,22 @@ The source of truth is the home's git repo: `registry/versions.json` (every vers
 lineage), `registry/aliases.json` (where `production` and `candidate` point now) and
 `registry/history.jsonl` (every alias move with actor, time, reason, from and to). Each
 registration and each move is a git commit, so `git log` is the audit trail. Every version is
-also exported to the BentoML model store (`NAME:vN`) for serving and `bentoml build`.
+also exported to the BentoML model store (`NAME:vN`) for serving and `bentoml build`; its
+`stage` label there mirrors the production alias (`registered`, `production`, `archived`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from lifecycle_assets.errors import LifecycleError, contract_problem
@@ -34,6 +37,11 @@ from lifecycle_assets.versioning.repo import VersionedRepo
 VERSION_RE = re.compile(r"^v[1-9][0-9]{0,8}$")
 ALIASES = ("production", "candidate")
 APPROVAL_STATES = ("awaiting_approval", "approved", "released")
+# The `stage` label of a version's BentoML model: never in production, serving now, or
+# served and since replaced.
+REGISTERED, PRODUCTION, ARCHIVED = "registered", "production", "archived"
+
+logger = logging.getLogger("lifecycle.registry")
 
 
 class RegistryError(LifecycleError, RuntimeError):
@@ -102,6 +110,32 @@ def model_path(home: LifecycleHome, model_name: str, version: str) -> Path:
         raise RegistryError(
             f"model {model_name}:{version} is not in the BentoML model store of {home.root}"
         ) from None
+
+
+def set_stage_label(home: LifecycleHome, model_name: str, version: str, stage: str) -> None:
+    """Set the `stage` label of a version's BentoML model. BentoML 1.4 has no public call that
+    changes a stored model's labels, so its `model.yaml` is rewritten from BentoML's own
+    `ModelInfo`, replaced atomically: a reader sees the old labels or the new ones."""
+    import bentoml
+    from bentoml._internal.models.model import MODEL_YAML_FILENAME, ModelInfo
+
+    model = bentoml.models.get(bento_model_tag(model_name, version), _model_store=model_store(home))
+    info = model.info
+    if info.labels.get("stage") == stage:
+        return
+    relabelled = ModelInfo(
+        tag=info.tag,
+        module=info.module,
+        labels={**info.labels, "stage": stage},
+        options=info.options,
+        metadata=info.metadata,
+        context=info.context,
+        signatures=info.signatures,
+        api_version=info.api_version,
+        creation_time=info.creation_time,
+    )
+    text = yaml.safe_dump(relabelled.to_dict(), sort_keys=False)
+    write_atomic(Path(model.path) / MODEL_YAML_FILENAME, text, durable=True)
 
 
 def read_versions(home: LifecycleHome) -> dict[str, dict[str, Any]]:
@@ -299,7 +333,7 @@ class Registry:
             {"weights_sha256": manifest["weights_sha256"], "artifact_sha256": digest, **info}
         )
         labels = {
-            "stage": "registered",
+            "stage": REGISTERED,
             "task": manifest["task"],
             "version": version,
             "day": str(info.get("day") or ""),
@@ -390,7 +424,33 @@ class Registry:
         else:
             aliases[alias] = {"version": version, "since": event["time"], "actor": actor}
         _write_json_atomic(self.dir / "aliases.json", aliases)
+        if alias == "production":
+            self.mirror_production()
         return event
+
+    def mirror_production(self) -> None:
+        """Set the BentoML `stage` labels the last production move in the registry's own
+        record implies: `production` on the version it moved to, `archived` on the one it
+        replaced. Only a mirror: a label that cannot be written leaves the move done, with a
+        warning. Idempotent, so a promotion rerun after a crash between its move and the
+        labels (the alias has moved; nothing moves again) sets them."""
+        from bentoml.exceptions import BentoMLException
+
+        moves = [e for e in self.history() if e["alias"] == "production" and e["from"] != e["to"]]
+        if not moves:
+            return
+        previous, version = moves[-1]["from"], moves[-1]["to"]
+        for name, stage in ((previous, ARCHIVED), (version, PRODUCTION)):
+            if name is None:
+                continue
+            try:
+                set_stage_label(self.home, self.model_name, name, stage)
+            except (BentoMLException, OSError, ValueError, yaml.YAMLError) as err:
+                logger.warning(
+                    "production moved to %s, but the BentoML label of %s:%s was not set to "
+                    "stage=%s: %s",
+                    version, self.model_name, name, stage, err,
+                )  # fmt: skip
 
     def _drop_pending_moves(self, aliases: dict[str, dict[str, Any]]) -> None:
         """Before appending: rewrite the history (atomically) without a killed move's pending

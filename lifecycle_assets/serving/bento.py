@@ -26,8 +26,17 @@ class BentoBuildError(LifecycleError, RuntimeError):
     """`bentoml build` failed; the message carries the end of its output."""
 
 
+def bento_tag(version: str) -> str:
+    return f"{BENTO_NAME}:{validate_version(version)}"
+
+
 def bento_dir(home: LifecycleHome, version: str) -> Path:
     return home.bentoml_home / "bentos" / BENTO_NAME / validate_version(version)
+
+
+def bento_built(home: LifecycleHome, version: str) -> bool:
+    """Whether the home's BentoML store already has the Bento of `version`."""
+    return (bento_dir(home, version) / "bento.yaml").is_file()
 
 
 def bentofile_for(version: str) -> dict[str, object]:
@@ -41,8 +50,8 @@ def build_bento(
     home: LifecycleHome, model_name: str, version: str, timeout: float = 900
 ) -> tuple[str, bool]:
     """(tag, built): builds `lifecycle:<version>` unless the home already has it."""
-    tag = f"{BENTO_NAME}:{validate_version(version)}"
-    if (bento_dir(home, version) / "bento.yaml").is_file():
+    tag = bento_tag(version)
+    if bento_built(home, version):
         return tag, False
     spec_dir = home.root / "bento-builds"
     spec_dir.mkdir(parents=True, exist_ok=True)
@@ -69,6 +78,9 @@ def build_bento(
         capture_output=True,
         text=True,
         timeout=timeout,
+        # Out of the terminal's process group: a first Ctrl-C in the demo lets the build
+        # finish (the demo stops after the step); an exception here still kills it.
+        start_new_session=True,
     )
     if done.returncode != 0:
         raise BentoBuildError(

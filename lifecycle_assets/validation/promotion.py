@@ -7,7 +7,7 @@ The order is what makes a `kill -9` at any point harmless (docs/validation-and-p
    features with a finite warm-up prediction — nothing moves if any of that fails;
 2. move the `production` alias (the registry appends the history line, then replaces
    `aliases.json` atomically; a crash between the two leaves a pending line that readers
-   ignore and the next move drops);
+   ignore and the next move drops), then sets the BentoML model labels that mirror it;
 3. record the day in the served ledger (atomic replace).
 
 The service follows `aliases.json` only, so at every instant it serves the old or the new
@@ -89,6 +89,10 @@ def promote_or_carry_over(
         registry.move_alias(
             "production", version, actor=actor, reason=f"{verdict} on {day}", when=when
         )
+    else:
+        # Nothing moves: the BentoML labels of the last move are set again, in case a crash
+        # cut them short (a no-op when they are already set).
+        registry.mirror_production()
     record_served(registry.home, day, version)
     return Promotion(version, promote, verdict, artifact)
 

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from lifecycle_assets.automation.loop import DayOutcome, instance_for, run_day
+from lifecycle_assets.automation.loop import DayOutcome, build_day_bento, instance_for, run_day
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.records import LogWriter
 from lifecycle_assets.registry.registry import Registry, served_ledger
@@ -95,6 +95,55 @@ def test_versions_are_dvc_native_and_status_clean(
     meta = event.asset_materialization.metadata
     assert meta["git_tag"].value == f"train_split/{history[-1].day.isoformat()}"
     assert meta["dvc_hash"].value == repo.out_hash("datasets/train_split")
+
+
+def test_a_promotion_gets_its_bento_and_its_production_label(
+    module_home: LifecycleHome, history: list[DayOutcome]
+) -> None:
+    """`build_day_bento` (the demo's step after a day's runs) builds the Bento of the version
+    that serves after the day, announcing the build; the same version again reuses it."""
+    import bentoml
+    from bentoml._internal.bento import BentoStore
+
+    from lifecycle_assets.registry.registry import model_store
+
+    day = history[-1].day
+    version = served_ledger(module_home)[day.isoformat()]
+    said: list[str] = []
+    run = build_day_bento(module_home, day, echo=said.append)
+    assert run is not None and run.assets == ["production_bento"]
+    assert len(said) == 2, said
+    assert said[0].startswith(f"{day}: building Bento lifecycle:{version} of model card-fraud:")
+    assert said[1].startswith(f"{day}: built Bento lifecycle:{version} in ")
+    store = BentoStore(str(module_home.bentoml_home / "bentos"))
+    bento = bentoml.bentos.get(f"lifecycle:{version}", _bento_store=store)
+    assert bento.info.labels["model_version"] == version
+    assert [str(b.tag) for b in bentoml.bentos.list(_bento_store=store)] == [str(bento.tag)]
+    materialised = instance_for(module_home).get_latest_materialization_event(
+        dg.AssetKey("production_bento")
+    )
+    assert materialised is not None and materialised.asset_materialization is not None
+    assert materialised.asset_materialization.partition == day.isoformat()
+    assert materialised.asset_materialization.metadata["built"].value is True
+
+    # A day served by the same version: its Bento is reused, without a build to announce.
+    said.clear()
+    again = build_day_bento(module_home, day, echo=said.append)
+    assert again is not None and said == []
+    materialised = instance_for(module_home).get_latest_materialization_event(
+        dg.AssetKey("production_bento")
+    )
+    assert materialised is not None and materialised.asset_materialization is not None
+    assert materialised.asset_materialization.metadata["built"].value is False
+
+    # The BentoML model store says which version serves.
+    models = bentoml.models.list(_model_store=model_store(module_home))
+    stages = {str(m.tag.version): m.info.labels["stage"] for m in models}
+    assert stages[version] == "production"
+    assert list(stages.values()).count("production") == 1
+    registry = Registry(module_home, module_home.config().problem.name)
+    promoted = {e["to"] for e in registry.history() if e["alias"] == "production"}
+    assert {v for v, s in stages.items() if s == "archived"} == promoted - {version}
 
 
 def test_fail_day_carries_production_over_and_next_day_runs(

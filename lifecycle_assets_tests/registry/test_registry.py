@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
 from pathlib import Path
 
 import bentoml
@@ -33,6 +34,7 @@ from lifecycle_assets.registry.registry import (
     recorded_digest,
     served_before,
     served_ledger,
+    set_stage_label,
     validate_version,
     verify_versions,
 )
@@ -500,3 +502,64 @@ def test_an_entry_that_breaks_the_contract_is_not_registered(tmp_path, home) -> 
     assert registry.versions() == {}
     assert store_tags(home) == []  # nothing exported either
     assert registry.register(directory, {"day": "2026-06-10", "train_rows": 10}) == "v1"
+
+
+def stage_labels(home: LifecycleHome) -> dict[str, str]:
+    """Version → the `stage` label of its model in the home's BentoML store."""
+    models = bentoml.models.list(_model_store=model_store(home))
+    return {str(m.tag.version): m.info.labels["stage"] for m in models}
+
+
+def test_the_bentoml_stage_label_follows_production(tmp_path, home):
+    registry = Registry(home, NAME)
+    for version in ("v1", "v2", "v3"):
+        registry.register(stage(tmp_path, version)[0], {})
+    assert stage_labels(home) == {"v1": "registered", "v2": "registered", "v3": "registered"}
+    t = dt.datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+    registry.move_alias("production", "v1", actor="loop", reason="FIRST_MODEL", when=t)
+    registry.move_alias("candidate", "v2", actor="loop", reason="trained", when=t)
+    assert stage_labels(home) == {"v1": "production", "v2": "registered", "v3": "registered"}
+    registry.move_alias("production", "v2", actor="loop", reason="PASS", when=t + SECOND)
+    assert stage_labels(home) == {"v1": "archived", "v2": "production", "v3": "registered"}
+    registry.move_alias("production", "v1", actor="alice", reason="rollback", when=t + 2 * SECOND)
+    assert stage_labels(home) == {"v1": "production", "v2": "archived", "v3": "registered"}
+
+    # Only the label changed: the other labels, the metadata and the files the registry
+    # verifies are as registered, and the version still loads against its digest.
+    info = bentoml.models.get(f"{NAME}:v1", _model_store=model_store(home)).info
+    assert info.labels["version"] == "v1" and info.labels["task"] == "binary"
+    assert info.metadata["artifact_sha256"] == recorded_digest(home, "v1")
+    assert registry.load("v1").version == "v1"
+
+
+def test_a_label_that_cannot_be_written_leaves_the_move_done(tmp_path, home, caplog):
+    registry = Registry(home, NAME)
+    for version in ("v1", "v2"):
+        registry.register(stage(tmp_path, version)[0], {})
+    t = dt.datetime(2026, 6, 1, 12, tzinfo=UTC)
+    registry.move_alias("production", "v1", actor="loop", reason="FIRST_MODEL", when=t)
+    # v1's export is gone from the BentoML store: its label cannot follow the move.
+    shutil.rmtree(model_path(home, NAME, "v1"))
+    with caplog.at_level("WARNING", logger="lifecycle.registry"):
+        event = registry.move_alias("production", "v2", actor="loop", reason="PASS", when=t)
+    assert (event["from"], event["to"]) == ("v1", "v2")
+    assert registry.alias("production") == "v2"
+    assert [e["to"] for e in registry.history()] == ["v1", "v2"]
+    assert stage_labels(home)["v2"] == "production"
+    assert "stage=archived" in caplog.text and f"{NAME}:v1" in caplog.text
+
+
+def test_labels_a_crash_cut_short_are_set_when_the_promotion_reruns(tmp_path, home):
+    """A kill between the alias move and its labels leaves the old labels; the rerun finds
+    the alias moved (nothing moves again) and `mirror_production` sets them."""
+    registry = Registry(home, NAME)
+    for version in ("v1", "v2"):
+        registry.register(stage(tmp_path, version)[0], {})
+    t = dt.datetime(2026, 6, 1, 12, tzinfo=UTC)
+    registry.move_alias("production", "v1", actor="loop", reason="FIRST_MODEL", when=t)
+    registry.move_alias("production", "v2", actor="loop", reason="PASS", when=t + SECOND)
+    set_stage_label(home, NAME, "v1", "production")  # the labels as the kill left them
+    set_stage_label(home, NAME, "v2", "registered")
+    registry.mirror_production()
+    assert stage_labels(home) == {"v1": "archived", "v2": "production"}

@@ -162,6 +162,24 @@ def test_bentoml_models_list_shows_every_version_with_labels(home: LifecycleHome
     info = bentoml.models.get("card-fraud:v1", _model_store=model_store(home)).info
     assert info.labels["data_version"] == f"train_split/{D1}"
     assert info.labels["device"] == "xla" and info.labels["version"] == "v1"
+    # The stage label says which version serves: v2 replaced v1 in production.
+    for version, stage in (("v1", "archived"), ("v2", "production")):
+        got = subprocess.run(
+            [sys.executable, "-m", "bentoml", "models", "get", f"card-fraud:{version}",
+             "-o", "json"],
+            capture_output=True, text=True, env=subprocess_env(home), timeout=120,
+        )  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        assert json.loads(got.stdout)["labels"]["stage"] == stage
+
+
+def stage_label(home: LifecycleHome, version: str) -> str:
+    import bentoml
+
+    from lifecycle_assets.registry.registry import model_store
+
+    model = bentoml.models.get(f"card-fraud:{version}", _model_store=model_store(home))
+    return model.info.labels["stage"]
 
 
 def test_list_and_show_give_the_review_material(home: LifecycleHome, capsys) -> None:
@@ -207,6 +225,8 @@ def test_round_trip_promote_rollback_and_served_at(home: LifecycleHome, capsys) 
     # ... the versioned production output and the served ledger hold v1 ...
     assert json.loads((home.repo / "models/production/model.json").read_text())["version"] == "v1"
     assert served_ledger(home)[str(D3)] == "v1"
+    # ... the BentoML labels follow the rollback ...
+    assert stage_label(home, "v1") == "production" and stage_label(home, "v2") == "archived"
     # ... and the UI sees a runless materialisation of production_model for the loop's day.
     event = instance_for(home).get_latest_materialization_event(dg.AssetKey("production_model"))
     assert event is not None and event.asset_materialization is not None
