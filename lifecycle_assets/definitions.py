@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lifecycle_assets.automation.sensors import late_labels, new_log_partitions
+from lifecycle_assets.automation.sensors import LABEL_REFRESH, late_labels, new_log_partitions
 from lifecycle_assets.data.assets import (
     feature_table,
     ground_truth,
@@ -51,7 +51,7 @@ ASSETS = [
 
 # Stages of one day of the loop, in order (the demo and the CLI run them by name).
 INGEST = ["raw_prediction_logs", "ground_truth", "prediction_drift"]
-LABELS = ["labeled_examples", "feature_table", "live_quality"]
+LABELS = LABEL_REFRESH  # also what a past day's label refresh recomputes
 TRAINING = ["train_split", "test_split", "candidate_model", "validation_report", "production_model"]
 # The deployable Bento of the day's production model (built once per new version).
 BENTO = ["production_bento"]

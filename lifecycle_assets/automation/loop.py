@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from lifecycle_assets.automation.sensors import LABEL_REFRESH, label_refresh_days
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.registry.jobs import materialization_reporter
@@ -105,13 +106,13 @@ def run_day(
     echo: Callable[[str], None] = lambda _: None,
     should_train: Callable[[dt.date], bool] | None = None,
 ) -> DayOutcome:
-    """Ingest day D, finalise the labels of the day that matured today, then train/validate.
+    """Ingest day D, recompute the past days whose labels are final or changed, then
+    train/validate.
 
     `should_train(D)`, asked after ingest and labels (so it can read the day's monitoring),
     lets a retraining policy skip the training stage; None trains every day."""
     from lifecycle_assets.definitions import INGEST, LABELS, TRAINING
 
-    config = home.config()
     out = DayOutcome(day)
     key = day.isoformat()
 
@@ -120,12 +121,11 @@ def run_day(
     out.stage_seconds["ingest"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    # The day whose maturity window closes today gets its final labels before it enters the
-    # train/test windows. Younger days are still pending and are not used for training yet.
-    matured = day - dt.timedelta(days=config.labels.maturity_days)
-    ingested = AssetStore.of(home).has_frame("raw_prediction_logs", matured.isoformat())
-    if config.labels.maturity_days and ingested:
-        out.runs.append(materialize(home, LABELS, matured.isoformat()))
+    # The day that matured with today's labels gets its final labels before it enters the
+    # train/test windows, and a matured day with a label backfill is recomputed: the rule
+    # of the daemon's late-label sensor (`label_refresh_days`).
+    for refresh in label_refresh_days(instance_for(home), home, day):
+        out.runs.append(materialize(home, LABEL_REFRESH, refresh.partition))
     out.stage_seconds["late_labels"] = time.perf_counter() - t0
 
     if should_train is not None and not should_train(day):

@@ -1,17 +1,27 @@
-"""The late-label sensor: past days whose labels changed are recomputed, and only those.
+"""The label-refresh rule and the sensors that ingest the service's logs.
 
-labeled_examples[D] joins the labels that arrived on D … D + maturity_days and records how
-many it joined (`labels_joined`). A label that lands later for an already materialised day
-(a chargeback backfill, a replayed label feed) is materialised as ground_truth[A] after
-labeled_examples[D]. The sensor finds such pairs from the instance's storage ids, confirms
-from the stored partitions that D's joinable label count really changed, and requests
-labeled_examples + feature_table for exactly those days (idempotent recomputations).
+labeled_examples[D] joins the labels that arrived on D … D + maturity_days, records how
+many it joined (`labels_joined`) and whether D had matured when it ran (`matured`). One
+rule (`label_refresh_days`) says which past days to recompute — labeled_examples,
+feature_table and live_quality (`LABEL_REFRESH`) — for the daemon's `late_labels` sensor
+and the daily runner (`automation.loop.run_day`, the demo, the replay) alike:
+
+* a day whose arrival window is complete (ground_truth[D + maturity_days] is materialised)
+  but whose examples were computed before it matured: its pending labels are final now (a
+  matured day's unlabeled rows become negatives, its rows enter the train and test windows,
+  and its live quality counts for the staleness trigger);
+* a matured day whose window received labels after its examples were computed (a
+  chargeback backfill, a replayed label feed), when its joinable label count really changed.
+
+Younger days are not recomputed as their labels trickle in: nothing reads them until they
+mature. The rule reads the instance's storage ids and the stored partitions only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -64,10 +74,25 @@ def joinable_labels(home: LifecycleHome, day: dt.date, config: LifecycleConfig) 
     return int(joined.select(pl.len()).collect().item())
 
 
-def late_label_requests(
+# What a label refresh recomputes for a past day.
+LABEL_REFRESH = ["labeled_examples", "feature_table", "live_quality"]
+
+
+@dataclass(frozen=True)
+class LabelRefresh:
+    """A past day to recompute (`LABEL_REFRESH`), why (`matured` or `late_labels`), and a
+    key naming this refresh: the same key for the same state, so a re-tick of the sensor
+    before the run finishes does not queue it twice."""
+
+    partition: str
+    why: str
+    key: str
+
+
+def label_refresh_days(
     instance: dg.DagsterInstance, home: LifecycleHome, today: dt.date
-) -> list[dg.RunRequest]:
-    """Run requests for the past days whose examples miss labels that have since arrived."""
+) -> list[LabelRefresh]:
+    """The past days whose labelled examples are stale (the module's rule), oldest first."""
     config = home.config()
     maturity = config.labels.maturity_days
     labeled = instance.get_latest_storage_id_by_partition(
@@ -77,42 +102,56 @@ def late_label_requests(
         GROUND_TRUTH, dg.DagsterEventType.ASSET_MATERIALIZATION
     )
     oldest = today - dt.timedelta(days=LOOKBACK_DAYS)
-    requests = []
+    refresh = []
     for partition, storage_id in sorted(labeled.items()):
         day = dt.date.fromisoformat(partition)
         if day < oldest:
             continue
         window = [(day + dt.timedelta(days=i)).isoformat() for i in range(maturity + 1)]
         newer = [arrived[a] for a in window if arrived.get(a, -1) > storage_id]
-        if not newer:
-            continue
+        if not newer or window[-1] not in arrived:
+            continue  # nothing new, or a young day: refreshed once it matures
         record = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=LABELED, asset_partitions=[partition]), limit=1
         ).records
         mat = record[0].asset_materialization if record else None
-        recorded = mat.metadata.get("labels_joined") if mat is not None else None
-        now = joinable_labels(home, day, config)
-        if recorded is not None and getattr(recorded, "value", recorded) == now:
+        meta = mat.metadata if mat is not None else {}
+        if not _value(meta.get("matured")):
+            refresh.append(LabelRefresh(partition, "matured", f"matured:{partition}"))
+            continue
+        recorded = _value(meta.get("labels_joined"))
+        if recorded is not None and recorded == joinable_labels(home, day, config):
             continue  # the new arrivals hold no label for this day
-        requests.append(
-            dg.RunRequest(
-                # one request per (day, newest arrival): a re-tick before the run finishes
-                # does not queue it twice
-                run_key=f"late-labels:{partition}:{max(newer)}",
-                partition_key=partition,
-                asset_selection=[LABELED, dg.AssetKey("feature_table")],
-                tags={"lifecycle/trigger": "late_labels"},
-            )
+        key = f"late-labels:{partition}:{max(newer)}"
+        refresh.append(LabelRefresh(partition, "late_labels", key))
+    return refresh
+
+
+def _value(entry: object) -> object:
+    return getattr(entry, "value", entry)
+
+
+def late_label_requests(
+    instance: dg.DagsterInstance, home: LifecycleHome, today: dt.date
+) -> list[dg.RunRequest]:
+    """Run requests for `label_refresh_days`."""
+    return [
+        dg.RunRequest(
+            run_key=r.key,
+            partition_key=r.partition,
+            asset_selection=[dg.AssetKey(a) for a in LABEL_REFRESH],
+            tags={"lifecycle/trigger": r.why},
         )
-    return requests
+        for r in label_refresh_days(instance, home, today)
+    ]
 
 
 @dg.sensor(
     name="late_labels",
     job_name="lifecycle_loop",
     minimum_interval_seconds=300,
-    description="Recompute labeled_examples and feature_table for past days whose labels "
-    "arrived after they were materialised.",
+    description="Recompute labeled_examples, feature_table and live_quality for a past day "
+    "once it matures, and for a matured day whose labels arrived after it was computed.",
 )
 def late_labels(
     context: dg.SensorEvaluationContext, home: LifecycleHomeResource
@@ -120,7 +159,7 @@ def late_labels(
     h = home.get()
     requests = late_label_requests(context.instance, h, home.today())
     if not requests:
-        return dg.SkipReason("no late labels for past partitions")
+        return dg.SkipReason("no past day matured or received late labels")
     return dg.SensorResult(run_requests=requests)
 
 

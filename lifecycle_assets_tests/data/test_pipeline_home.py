@@ -25,7 +25,7 @@ import pytest
 
 from lifecycle_assets.automation.loop import instance_for, materialize, run_day
 from lifecycle_assets.automation.sensors import late_label_requests, late_labels
-from lifecycle_assets.definitions import LABELS, defs
+from lifecycle_assets.definitions import INGEST, LABELS, defs
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.records import GroundTruthRecord, LogWriter, PredictionRecord
 from lifecycle_assets.simulator.fraud import FraudSimulator
@@ -330,7 +330,9 @@ def test_late_labels_recompute_that_day_and_nothing_else(loop_home) -> None:
     assert set(request.asset_selection or []) == {
         dg.AssetKey("labeled_examples"),
         dg.AssetKey("feature_table"),
+        dg.AssetKey("live_quality"),
     }
+    assert request.tags["lifecycle/trigger"] == "late_labels"
 
     materialize(home, LABELS, past.isoformat())
     after = pl.read_parquet(_stored(home, "labeled_examples", past))
@@ -350,6 +352,62 @@ def test_late_labels_recompute_that_day_and_nothing_else(loop_home) -> None:
     assert pl.read_parquet(_stored(home, "labeled_examples", past)).equals(
         pl.read_parquet(snapshot)
     )
+
+
+def test_the_daemon_recomputes_a_day_once_it_matures(tmp_path, monkeypatch) -> None:
+    """The daemon ingests each day in its own run (the schedule, or `new_log_partitions`):
+    a day's examples are computed before its labels are final. Once the labels of the day
+    it matures on are in, the late-label sensor asks for that day — its examples, features
+    and live quality — whatever the count of labels, so its live quality counts as matured
+    for the staleness trigger and its rows for training; a younger day waits. The daily
+    runner takes the same rule (`label_refresh_days`)."""
+    from lifecycle_assets.home_setup import init_home
+
+    _isolate(tmp_path / "home", monkeypatch)
+    (tmp_path / "lifecycle.yaml").write_text(CONFIG)  # maturity 1 day
+    home = init_home(tmp_path / "home", tmp_path / "lifecycle.yaml")
+    sim = FraudSimulator(home.config())
+    instance = instance_for(home)
+    writer = LogWriter(home.logs, "sim")
+    for i in range(2):
+        day = sim.date(i)
+        set_simulated_today(home, day)
+        writer.write_predictions(
+            [
+                PredictionRecord(
+                    request_id=p.request_id, entity_id=p.card_id, event_time=p.event_time,
+                    features=dict(p.features), model_version=None, score=None, decision=None,
+                    logged_at=p.event_time,
+                )
+                for p in sim.payments(i)
+            ]
+        )  # fmt: skip
+        writer.write_ground_truth(sim.chargebacks_arriving(i))
+        writer.flush()
+        materialize(home, INGEST + LABELS, day.isoformat())
+    writer.close()
+    first, second = sim.date(0), sim.date(1)
+    # Day 0 was computed before it matured; day 1 is young (its labels arrive until day 2).
+    requests = late_label_requests(instance, home, second)
+    assert [(r.partition_key, r.tags["lifecycle/trigger"]) for r in requests] == [
+        (first.isoformat(), "matured")
+    ]
+    assert requests[0].run_key == f"matured:{first.isoformat()}"
+    assert {k.to_user_string() for k in requests[0].asset_selection or []} == set(LABELS)
+    quality = instance.fetch_materializations(dg.AssetKey("live_quality"), limit=1).records
+    assert quality[0].asset_materialization.metadata["matured"].value is False
+
+    materialize(home, LABELS, first.isoformat())
+    latest = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("live_quality"), asset_partitions=[first.isoformat()]
+        ),
+        limit=1,
+    ).records[0]
+    assert latest.asset_materialization.metadata["matured"].value is True
+    examples = pl.read_parquet(_stored(home, "labeled_examples", first))
+    assert examples["label_matured"].all()
+    assert late_label_requests(instance, home, second) == []
 
 
 def test_served_score_equals_the_batch_score_on_the_feature_table(loop_home) -> None:
