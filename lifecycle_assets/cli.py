@@ -70,7 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     summary = run_demo(
         workdir=args.workdir, days=args.days, seed=args.seed, port=args.port,
-        config_file=args.config, bentos=args.bentos,
+        config_file=args.config, bentos=args.bentos, start_date=args.start_date,
     )  # fmt: skip
     return 0 if summary["completed"] else 130
 
@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="simulator seed")
     p.add_argument("--port", type=int, default=None, help="port for bentoml serve")
     p.add_argument("--config", help="a lifecycle.yaml for the simulator (default: the example)")
+    p.add_argument(
+        "--start-date",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="the first simulated day, YYYY-MM-DD (default: the days end yesterday)",
+    )
     p.add_argument(
         "--no-bentos",
         dest="bentos",

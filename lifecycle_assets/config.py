@@ -198,6 +198,11 @@ class ValidationConfig(_Section):
     margin: float | None = Field(None, ge=0)
     alpha: float = Field(0.05, gt=0, lt=0.5)
     bootstrap_samples: int = Field(1000, ge=100)
+    # The paired bootstrap's seed, the same every day: a decision depends on the rows alone,
+    # not on the calendar day it ran (a demo or a replay decides alike whatever its dates).
+    # None: the day's ordinal. The seed is recorded with the decision; `validation recheck`
+    # reuses it.
+    bootstrap_seed: int | None = Field(0, ge=0)
     # Calibration guard, relative: blocks a challenger whose calibration error
     # |mean prediction − mean label| is confidently (one-sided 1 − alpha bound of the paired
     # difference) larger than production's by more than this share of the task's scale —
@@ -356,6 +361,9 @@ class DataConfig(_Section):
 
 
 class SimulationConfig(_Section):
+    # The first simulated day of the simulator's library use and simulated replays;
+    # `lifecycle demo` simulates the days up to yesterday (the latest partitions in the
+    # Dagster UI) unless given `--start-date`.
     start_date: dt.date = dt.date(2026, 6, 1)
     payments_per_day: int = Field(3000, ge=10)
     fraud_rate: float = Field(0.03, gt=0, lt=0.5)

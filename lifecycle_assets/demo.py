@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 
 from lifecycle_assets.automation.loop import DayOutcome, build_day_bento, run_day
+from lifecycle_assets.config import PARTITIONS_START
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, resolve_home, set_simulated_today
 from lifecycle_assets.home_setup import init_home
@@ -160,18 +161,30 @@ def run_demo(
     port: int | None = None,
     config_file: str | None = None,
     bentos: bool = True,
+    start_date: dt.date | None = None,
 ) -> dict[str, Any]:
-    """The demo; `bentos=False` skips the Bento per promotion (seconds to half a minute each)."""
+    """The demo; `bentos=False` skips the Bento per promotion (seconds to half a minute each).
+    Its days start on `start_date`; None: they end yesterday."""
     days = DEFAULT_DAYS if days is None else days
     if days < 1:
         raise DemoError("--days must be at least 1")
     wall0 = time.perf_counter()
     home = prepare_demo_home(workdir, config_file)
     config = home.config()
-    if seed is not None:
-        config = config.model_copy(
-            update={"simulation": config.simulation.model_copy(update={"seed": seed})}
+    if start_date is None:
+        # The days up to yesterday (UTC, as the partitions): the latest partitions in the UI.
+        start_date = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days)
+    if start_date < dt.date.fromisoformat(PARTITIONS_START):
+        raise DemoError(
+            f"the demo would start on {start_date}, before the first partition "
+            f"({PARTITIONS_START}); pass a later --start-date or fewer --days"
         )
+    simulation: dict[str, Any] = {"start_date": start_date}
+    if seed is not None:
+        simulation["seed"] = seed
+    config = config.model_copy(
+        update={"simulation": config.simulation.model_copy(update=simulation)}
+    )
     sim = FraudSimulator(config)
     registry = Registry(home, config.problem.name)
     summary: dict[str, Any] = {

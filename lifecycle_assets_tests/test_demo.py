@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -72,6 +73,11 @@ def test_short_demo_closes_the_loop(demo_home: Path) -> None:
     ):  # fmt: skip
         assert key in summary, key
     assert summary["days"] == 8 and len(summary["daily"]) == 8
+    # The config leaves simulation.start_date unset: the simulated days end yesterday (UTC;
+    # the day before if midnight passed during the run), the Dagster UI's latest partitions.
+    today = dt.datetime.now(dt.UTC).date()
+    ends = {(today - dt.timedelta(days=n)).isoformat() for n in (1, 2)}
+    assert summary["end_date"] in ends
     assert summary["predictions_served"] == summary["predictions_logged"] == 8 * 800
     assert summary["labels_recorded"] > 0
     assert summary["promotions_over_existing"] >= 1

@@ -170,6 +170,12 @@ def lineage(repo: VersionedRepo, record: dict[str, Any], versions: dict[str, Any
     return out
 
 
+def gate_seed(config: LifecycleConfig, day: dt.date) -> int:
+    """The paired bootstrap's seed for day D's gate (`validation.bootstrap_seed`)."""
+    fixed = config.validation.bootstrap_seed
+    return day.toordinal() if fixed is None else fixed
+
+
 def build_record(
     home: LifecycleHome,
     repo: VersionedRepo,
@@ -194,7 +200,7 @@ def build_record(
         challenger,
         registry.load(incumbent) if incumbent else None,
         config,
-        seed=day.toordinal(),
+        seed=gate_seed(config, day),
         golden=golden,
     )
     key = day.isoformat()

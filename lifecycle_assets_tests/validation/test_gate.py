@@ -3,12 +3,13 @@ non-inferiority decision on constructed challenger/production pairs."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import numpy as np
 import pytest
 
-from lifecycle_assets.config import ValidationConfig
+from lifecycle_assets.config import ValidationConfig, parse_config
 from lifecycle_assets.validation.gate import (
     FAIL,
     FIRST_MODEL,
@@ -21,7 +22,7 @@ from lifecycle_assets.validation.gate import (
     rmse,
     roc_auc,
 )
-from lifecycle_assets.validation.record import reason
+from lifecycle_assets.validation.record import gate_seed, reason
 
 
 def brute_force_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -263,3 +264,14 @@ def test_a_better_challenger_on_too_few_rows_is_kept_out_without_an_alert() -> N
     assert "inconclusive" in reason(record)
     worse = decide(y, production, challenger, CFG)
     assert worse["delta"] < 0 and worse["inconclusive"] is False
+
+
+def test_the_gate_seed_is_fixed_unless_the_config_asks_for_the_day() -> None:
+    """`validation.bootstrap_seed`: by default (0) every day resamples alike, so a decision
+    depends on the rows and not on the calendar day (the demo's days move with the date it
+    runs on); null: each day resamples with its ordinal."""
+    june, november = dt.date(2026, 6, 10), dt.date(2026, 11, 25)
+    fixed = parse_config({})
+    assert gate_seed(fixed, june) == gate_seed(fixed, november) == 0
+    by_day = parse_config({"validation": {"bootstrap_seed": None}})
+    assert gate_seed(by_day, june) == june.toordinal() != gate_seed(by_day, november)
