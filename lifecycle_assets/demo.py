@@ -15,7 +15,6 @@ import signal
 import time
 from typing import Any
 
-import httpx
 import numpy as np
 
 from lifecycle_assets.automation.loop import DayOutcome, build_day_bento, run_day
@@ -27,6 +26,7 @@ from lifecycle_assets.records import read_predictions
 from lifecycle_assets.registry.registry import Registry, alias_version
 from lifecycle_assets.serving.bento import bento_built, bento_tag
 from lifecycle_assets.serving.process import ServiceProcess
+from lifecycle_assets.serving.transport import OverHttp, Transport, wait_for_version
 from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.gate import roc_auc
@@ -39,21 +39,14 @@ def _say(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    resp = client.post(path, json=body)
-    if resp.status_code != 200:
-        raise RuntimeError(f"POST {path} → {resp.status_code}: {resp.text[:300]}")
-    return resp.json()
-
-
-def serve_day(client: httpx.Client, sim: FraudSimulator, index: int) -> dict[str, Any]:
+def serve_day(transport: Transport, sim: FraudSimulator, index: int) -> dict[str, Any]:
     """Send the day's payments through /predict_batch; returns counts and live quality."""
     payments = sim.payments(index)
     served, scores, truth, versions = 0, [], [], set()
     for start in range(0, len(payments), BATCH):
         chunk = payments[start : start + BATCH]
-        body = {
-            "requests": [
+        preds = transport.predict(
+            [
                 {
                     "request_id": p.request_id,
                     "entity_id": p.card_id,
@@ -62,8 +55,7 @@ def serve_day(client: httpx.Client, sim: FraudSimulator, index: int) -> dict[str
                 }
                 for p in chunk
             ]
-        }
-        preds = _post(client, "/predict_batch", body)["predictions"]
+        )
         served += len(preds)
         for p, pred in zip(chunk, preds, strict=True):
             versions.add(pred["model_version"])
@@ -78,13 +70,13 @@ def serve_day(client: httpx.Client, sim: FraudSimulator, index: int) -> dict[str
     return {"served": served, "quality": quality, "versions": sorted(str(v) for v in versions)}
 
 
-def send_labels(client: httpx.Client, sim: FraudSimulator, index: int) -> int:
+def send_labels(transport: Transport, sim: FraudSimulator, index: int) -> int:
     labels = sim.chargebacks_arriving(index)
     sent = 0
     for start in range(0, len(labels), BATCH):
         chunk = labels[start : start + BATCH]
-        body = {
-            "labels": [
+        transport.feedback(
+            [
                 {
                     "request_id": g.request_id,
                     "label": g.label,
@@ -92,20 +84,9 @@ def send_labels(client: httpx.Client, sim: FraudSimulator, index: int) -> int:
                 }
                 for g in chunk
             ]
-        }
-        _post(client, "/feedback", body)
+        )
         sent += len(chunk)
     return sent
-
-
-def wait_for_version(client: httpx.Client, version: str | None, timeout: float = 30.0) -> None:
-    """Let the service pick up an alias move before the next day's traffic."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if client.get("/healthz").json().get("model_version") == version:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"the service did not switch to {version} within {timeout:.0f}s")
 
 
 DEMO_MARKER = "demo.json"
@@ -203,6 +184,7 @@ def run_demo(
     }
     _say(f"home {home.root}; {days} simulated days from {summary['start_date']}")
     service = ServiceProcess(home, port=port)
+    transport = OverHttp(service, timeout=60)
     never = NeverBaseline(registry)
     dagster_seconds = 0.0
     with _StopRequest() as stop:
@@ -211,32 +193,29 @@ def run_demo(
             t0 = time.perf_counter()
             service.start()
             _say(f"bentoml serve up at {service.url} ({time.perf_counter() - t0:.1f}s)")
-            with httpx.Client(
-                base_url=service.url, timeout=60, headers=service.auth_headers
-            ) as client:
-                for index in range(days):
-                    if stop.requested:
-                        summary["interrupted"] = True
-                        break
-                    day_summary, outcome = _run_one_day(home, client, sim, index, never, bentos)
-                    dagster_seconds += outcome.dagster_seconds
-                    summary["run_ids"] += [r.run_id for r in outcome.runs]
-                    summary["predictions_served"] += day_summary["served"]
-                    summary["labels_recorded"] += day_summary["labels"]
-                    summary["daily"].append(day_summary)
-                    q = day_summary["production_quality_roc_auc"]
-                    _say(
-                        f"day {index + 1}/{days} {day_summary['date']}: served "
-                        f"{day_summary['served']} (by {', '.join(day_summary['served_by'])}; "
-                        f"live ROC-AUC {'—' if q is None else f'{q:.3f}'}), labels "
-                        f"{day_summary['labels']}, decision "
-                        f"{day_summary['decision'] or '— (collecting labels)'}, production "
-                        f"{day_summary['production_after'] or '—'}"
-                    )
+            for index in range(days):
+                if stop.requested:
+                    summary["interrupted"] = True
+                    break
+                day_summary, outcome = _run_one_day(home, transport, sim, index, never, bentos)
+                dagster_seconds += outcome.dagster_seconds
+                summary["run_ids"] += [r.run_id for r in outcome.runs]
+                summary["predictions_served"] += day_summary["served"]
+                summary["labels_recorded"] += day_summary["labels"]
+                summary["daily"].append(day_summary)
+                q = day_summary["production_quality_roc_auc"]
+                _say(
+                    f"day {index + 1}/{days} {day_summary['date']}: served "
+                    f"{day_summary['served']} (by {', '.join(day_summary['served_by'])}; "
+                    f"live ROC-AUC {'—' if q is None else f'{q:.3f}'}), labels "
+                    f"{day_summary['labels']}, decision "
+                    f"{day_summary['decision'] or '— (collecting labels)'}, production "
+                    f"{day_summary['production_after'] or '—'}"
+                )
         except KeyboardInterrupt:
             summary["interrupted"] = True
         finally:
-            service.stop()
+            transport.close()
             _say("service stopped")
     summary.update(_tally(home, registry, summary, config, sim, len(summary["daily"])))
     summary["never_vs_periodic"] = compare_never_periodic(
@@ -310,7 +289,7 @@ def compare_never_periodic(daily: list[dict[str, Any]], drift_index: int | None)
 
 def _run_one_day(
     home: LifecycleHome,
-    client: httpx.Client,
+    transport: Transport,
     sim: FraudSimulator,
     index: int,
     never: NeverBaseline | None = None,
@@ -322,10 +301,10 @@ def _run_one_day(
     # Before the day's run: the first model, if one was promoted on an earlier day.
     never_quality = never.quality(sim, index) if never is not None else None
     t0 = time.perf_counter()
-    served = serve_day(client, sim, index)
+    served = serve_day(transport, sim, index)
     timings["serve"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    labels = send_labels(client, sim, index)
+    labels = send_labels(transport, sim, index)
     timings["feedback"] = time.perf_counter() - t0
     outcome = run_day(home, day)
     if bentos:
@@ -338,7 +317,7 @@ def _run_one_day(
     production = alias_version(home, "production")
     t0 = time.perf_counter()
     if production is not None:
-        wait_for_version(client, production)
+        wait_for_version(transport, production, timeout=30.0)
     timings["service_swap"] = time.perf_counter() - t0
     decision = outcome.decision or {}
     return {

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -46,12 +45,9 @@ from lifecycle_assets.replay.source import (
     load_table,
     prepare_traffic,
 )
-from lifecycle_assets.serving.requests import (
-    MAX_BATCH,
-    FeedbackRequest,
-    Label,
-    PredictRequest,
-)
+from lifecycle_assets.serving.process import ServiceProcess
+from lifecycle_assets.serving.requests import MAX_BATCH
+from lifecycle_assets.serving.transport import InProcess, OverHttp, Transport, wait_for_version
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.gate import HIGHER_IS_BETTER, metric
@@ -63,95 +59,6 @@ Serve = Literal["inprocess", "http"]
 
 class ReplayError(LifecycleError, RuntimeError):
     """The replay cannot run here; the message says why and what to do."""
-
-
-class Transport(Protocol):
-    """Where the traffic goes: the serving code path, in process or over HTTP."""
-
-    def predict(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
-
-    def feedback(self, labels: list[dict[str, Any]]) -> None: ...
-
-    def sync(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class InProcess:
-    """`ServingRuntime` in this process: the service's own steps without HTTP (fast; the
-    BentoML service is a thin wrapper over the same object)."""
-
-    def __init__(self, home: LifecycleHome, writer_id: str) -> None:
-        from lifecycle_assets.serving.runtime import ServingRuntime
-
-        self.token = secrets.token_urlsafe(16)
-        # No background loads and a check on every call: an alias move made by the loop is
-        # served from the next period's first request, as a real service would within 0.5 s.
-        self.runtime = ServingRuntime(
-            home,
-            writer_id=writer_id,
-            feedback_token=self.token,
-            background_loads=False,
-            check_interval_s=0.0,
-        )
-
-    def predict(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        preds = self.runtime.predict([PredictRequest.model_validate(b) for b in batch])
-        return [p.model_dump() for p in preds]
-
-    def feedback(self, labels: list[dict[str, Any]]) -> None:
-        request = FeedbackRequest(labels=[Label.model_validate(x) for x in labels])
-        self.runtime.feedback(request, authorization=f"Bearer {self.token}")
-
-    def sync(self) -> None:
-        self.runtime.log.sync()
-
-    def close(self) -> None:
-        self.runtime.close()
-
-
-class OverHttp:
-    """A real `bentoml serve` of the home: the full HTTP path, slower to start and per call."""
-
-    def __init__(self, home: LifecycleHome) -> None:
-        import httpx
-
-        from lifecycle_assets.serving.process import ServiceProcess
-
-        self.service = ServiceProcess(home).start()
-        self.client = httpx.Client(base_url=self.service.url, timeout=120)
-        self.home = home
-
-    def _post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None):
-        resp = self.client.post(path, json=body, headers=headers)
-        if resp.status_code != 200:
-            raise ReplayError(f"POST {path} → {resp.status_code}: {resp.text[:300]}")
-        return resp.json()
-
-    def predict(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        self._wait_for_alias()
-        return list(self._post("/predict_batch", {"requests": batch})["predictions"])
-
-    def feedback(self, labels: list[dict[str, Any]]) -> None:
-        self._post("/feedback", {"labels": labels}, self.service.auth_headers)
-
-    def _wait_for_alias(self, timeout: float = 60.0) -> None:
-        from lifecycle_assets.registry.registry import alias_version
-
-        want = alias_version(self.home, "production")
-        deadline = time.monotonic() + timeout
-        while self.client.get("/healthz").json().get("model_version") != want:
-            if time.monotonic() > deadline:
-                raise ReplayError(f"the service did not switch to {want} in {timeout:.0f}s")
-            time.sleep(0.2)
-
-    def sync(self) -> None:
-        # The service writes its log off the request path every few ms (serving config).
-        time.sleep(0.5)
-
-    def close(self) -> None:
-        self.client.close()
-        self.service.stop()
 
 
 def _json_time(value: dt.datetime) -> str:
@@ -291,7 +198,9 @@ def replay_policy(
     registry = Registry(home, config.problem.name)
     state = PolicyState(policy)
     transport: Transport = (
-        OverHttp(home) if serve == "http" else InProcess(home, f"replay-{policy}")
+        OverHttp(ServiceProcess(home).start())
+        if serve == "http"
+        else InProcess(home, f"replay-{policy}")
     )
     periods: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -301,12 +210,13 @@ def replay_policy(
             day = span.loop_day
             set_simulated_today(home, day)
             rows = traffic.requests(span.index)
+            production_before = registry.alias("production")
             t0 = time.perf_counter()
+            wait_for_version(transport, production_before)
             served = serve_period(transport, rows, config)
             labels = send_labels(transport, traffic.labels_arriving(day))
             transport.sync()
             serve_s = time.perf_counter() - t0
-            production_before = registry.alias("production")
             alerts_before = len(_alerts(home))
             outcome = run_day(
                 home,
