@@ -147,15 +147,15 @@ def profile_demo(days: int, out: Path) -> dict[str, Any]:
     original = demo._run_one_day
 
     def one_day(
-        home: Any, client: Any, sim: Any, index: int, never: Any = None, bentos: bool = False
+        home: Any, transport: Any, sim: Any, index: int, never: Any = None, bentos: bool = False
     ) -> Any:
         if index != days - 1:
-            return original(home, client, sim, index, never, bentos)
+            return original(home, transport, sim, index, never, bentos)
         profiler = Profiler(interval=0.002)
         profiler.start()
         started = time.perf_counter()
         try:
-            return original(home, client, sim, index, never, bentos)
+            return original(home, transport, sim, index, never, bentos)
         finally:
             profiled["seconds"] = time.perf_counter() - started
             profiler.stop()
