@@ -66,9 +66,9 @@ def register(add: AddCommand) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from lifecycle_assets.registry import release as rel
+    from lifecycle_assets.registry.queries import list_versions
 
-    rows = rel.list_versions(open_home(args))
+    rows = list_versions(open_home(args))
     lines = [f"{'version':8} {'aliases':22} {'day':10} {'decision':12} {'approval':18} device"]
     for r in rows:
         lines.append(
@@ -94,9 +94,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from lifecycle_assets.registry import release as rel
+    from lifecycle_assets.registry.queries import show_version
 
     version = rel.check_version_arg(args.version)
-    data = rel.show_version(open_home(args), version)
+    data = show_version(open_home(args), version)
     decision = data["decision"] or {}
     text = "\n".join(
         [
@@ -164,10 +165,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_served_at(args: argparse.Namespace) -> int:
-    from lifecycle_assets.registry import release as rel
+    from lifecycle_assets.registry.queries import parse_time, served_at
 
     home = open_home(args)
-    out = rel.served_at(home, rel.parse_time(args.time, home))
+    out = served_at(home, parse_time(args.time, home))
     text = (
         f"{out['time']}: {out['version']} (production since {out['since']}, "
         f"by {out['actor']}: {out['reason']})"
@@ -180,13 +181,14 @@ def cmd_served_at(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from lifecycle_assets.registry import release as rel
+    from lifecycle_assets.registry.reproduce import CROSS_DEVICE_TOLERANCE, reproduce
 
     version = rel.check_version_arg(args.version)
-    out = rel.reproduce(
+    out = reproduce(
         open_home(args),
         version,
         device=args.device,
-        tolerance=rel.CROSS_DEVICE_TOLERANCE if args.tolerance is None else args.tolerance,
+        tolerance=CROSS_DEVICE_TOLERANCE if args.tolerance is None else args.tolerance,
     )
     verdict = "reproduced" if out["matches"] else "DOES NOT MATCH"
     text = (

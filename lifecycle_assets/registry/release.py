@@ -1,6 +1,6 @@
-"""The release process (docs/training-and-registry.md): review → approve → release,
-rollback, `served-at`, and reproducing a version from its recorded data version. Plain
-functions over a home; the CLI (`registry/cli.py`) and the Dagster `approve_model` job are
+"""The release process (docs/training-and-registry.md): review → approve → release, and
+rollback (what was recorded is read in `queries.py`; a version is reproduced in
+`reproduce.py`). Plain functions over a home; the CLI (`registry/cli.py`) and the Dagster `approve_model` job are
 thin wrappers.
 
 Every alias move here is verified first (`validation.promotion.verify_release`: registered,
@@ -15,17 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-import numpy as np
-import polars as pl
 
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now, today
 from lifecycle_assets.lineage import code_version
+from lifecycle_assets.registry.queries import decision_for, registry_for
 from lifecycle_assets.registry.registry import (
     Registry,
     RegistryError,
@@ -36,12 +32,10 @@ from lifecycle_assets.registry.registry import (
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
 from lifecycle_assets.validation.decision import Decision, DecisionRecord, promotable
-from lifecycle_assets.versioning.names import validate_name
 from lifecycle_assets.versioning.publish import publish_stage
 from lifecycle_assets.versioning.repo import VersionedRepo
 
 AWAITING_APPROVAL = "AWAITING_APPROVAL"
-CROSS_DEVICE_TOLERANCE = 1e-6
 
 # How a change made outside a Dagster run is reported, so the UI's lineage stays true:
 # (asset, partition, metadata) → a runless materialisation (the CLI: `automation.loop.
@@ -56,117 +50,6 @@ class ReleaseError(LifecycleError, RuntimeError):
 def cli_actor() -> str:
     """Who acts from the command line: `$USER`, else `lifecycle-cli`."""
     return os.environ.get("USER") or "lifecycle-cli"
-
-
-def registry_for(home: LifecycleHome) -> Registry:
-    return Registry(home, home.config().problem.name)
-
-
-# --- reads ----------------------------------------------------------------------------------
-
-
-def decision_records(home: LifecycleHome) -> list[dict[str, Any]]:
-    """The decision records the loop (and forced releases) wrote, oldest day first."""
-    store = AssetStore.of(home)
-    records = []
-    for day in store.record_partitions("validation_report"):
-        try:
-            record = store.read_record("validation_report", day)
-            if record is not None:
-                records.append(DecisionRecord.checked(record))
-        except ValueError:  # torn, or not a decision record: `lifecycle validation show` says
-            continue
-    return records
-
-
-def decision_for(home: LifecycleHome, version: str) -> dict[str, Any] | None:
-    """The latest decision whose challenger was `version`."""
-    found = [r for r in decision_records(home) if r.get("challenger_version") == version]
-    return found[-1] if found else None
-
-
-def model_card(home: LifecycleHome, version: str) -> str:
-    """The card rendered now, with the gate's metrics for the version when it was validated."""
-    from lifecycle_assets.training.card import model_card_markdown
-
-    reg = registry_for(home)
-    record = reg.require(version)
-    artifact = reg.load(version)  # hash-checked
-    return model_card_markdown(
-        artifact, home.config(), decision=decision_for(home, version), record=record
-    )
-
-
-def list_versions(home: LifecycleHome) -> list[dict[str, Any]]:
-    reg = registry_for(home)
-    aliases = {name: entry["version"] for name, entry in reg.aliases().items()}
-    approvals = reg.approvals()
-    rows = []
-    for version, info in sorted(reg.versions().items(), key=lambda kv: int(kv[0][1:])):
-        decision = decision_for(home, version)
-        rows.append(
-            {
-                "version": version,
-                "aliases": sorted(a for a, v in aliases.items() if v == version),
-                "day": info.get("day"),
-                "created_at": info.get("created_at"),
-                "train_split_tag": info.get("train_split_tag"),
-                "device": info.get("device"),
-                "decision": decision.get("decision") if decision else None,
-                "approval": approvals.get(version, {}).get("status"),
-                "weights_sha256": info.get("weights_sha256"),
-            }
-        )
-    return rows
-
-
-def show_version(home: LifecycleHome, version: str) -> dict[str, Any]:
-    reg = registry_for(home)
-    info = reg.require(version)
-    return {
-        "version": version,
-        "record": info,
-        "aliases": sorted(a for a, e in reg.aliases().items() if e["version"] == version),
-        "approval": reg.approval(version),
-        "decision": decision_for(home, version),
-        "alias_history": [e for e in reg.history() if version in (e.get("from"), e.get("to"))],
-        "model_card": model_card(home, version),
-    }
-
-
-def parse_time(text: str, home: LifecycleHome) -> dt.datetime:
-    """`now`, a date (its end: what served after that day's moves) or an ISO time (UTC if
-    naive), all on the loop's clock. `now` is never before the last alias move: on a frozen
-    simulated clock a move is stamped just after the one it follows (`MOVE_TICK`)."""
-    if text == "now":
-        moves = [dt.datetime.fromisoformat(e["time"]) for e in registry_for(home).history()]
-        return max([now(home), *moves])
-    try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text)
-            return dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ReleaseError(
-            f"time {text!r}: expected now, YYYY-MM-DD or an ISO time like 2026-06-10T12:00"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
-def served_at(home: LifecycleHome, when: dt.datetime) -> dict[str, Any]:
-    """The production version at `when`, and the alias move that put it there."""
-    reg = registry_for(home)
-    event = None
-    for e in reg.history():
-        if e["alias"] == "production" and dt.datetime.fromisoformat(e["time"]) <= when:
-            event = e
-    return {
-        "time": when.isoformat(),
-        "version": event["to"] if event else None,
-        "since": event["time"] if event else None,
-        "actor": event["actor"] if event else None,
-        "reason": event["reason"] if event else None,
-    }
 
 
 # --- the release process -------------------------------------------------------------------
@@ -400,87 +283,6 @@ def _store_asset_value(home: LifecycleHome, day: dt.date, model: ModelArtifact) 
     """The production_model partition's stored value, so a downstream asset reading today's
     partition gets the model that now serves."""
     AssetStore.of(home).write("production_model", day.isoformat(), model)
-
-
-# --- reproduce ----------------------------------------------------------------------------------
-
-
-def reproduce(
-    home: LifecycleHome,
-    version: str,
-    *,
-    device: str | None = None,
-    tolerance: float = CROSS_DEVICE_TOLERANCE,
-) -> dict[str, Any]:
-    """Retrain `version` from its recorded data version, seed and params; compare the result.
-
-    Same device type as recorded: the weights must be bitwise identical. Eager vs XLA: the
-    scores on the training rows must agree within `tolerance` (and the report gives the
-    largest weight difference too).
-    """
-    from lifecycle_assets.config import TrainingConfig
-    from lifecycle_assets.training.train import resolve_device, train_model
-
-    reg = registry_for(home)
-    info = reg.require(version)
-    original = reg.load(version)  # hash-checked: a tampered artifact is refused here
-    tag = info.get("train_split_tag")
-    if not tag:
-        raise ReleaseError(f"{version} records no train_split_tag: cannot find its data version")
-    validate_name(tag, "data version tag")
-    repo = _repo(home)
-    with tempfile.TemporaryDirectory(prefix="reproduce-", dir=home.root) as tmp:
-        restored = Path(tmp) / "train_split"
-        repo.restore("datasets/train_split", tag, restored)
-        frame = pl.read_parquet(restored / "data.parquet")
-    recorded_hash = info.get("train_split_dvc_hash")
-    restored_hash = repo.out_hash("datasets/train_split", tag)
-    config = home.config()
-    params = info.get("training_params")
-    if params:
-        config = config.model_copy(update={"training": TrainingConfig(**params)})
-    recorded_device = info.get("device") or "cpu"
-    used = resolve_device(device or recorded_device)
-    result = train_model(frame, config, version, device=used)
-    new_state = result.artifact.net.state_dict()
-    old_state = original.net.state_dict()
-    max_weight_diff = max(
-        float((new_state[k].float() - old_state[k].float()).abs().max()) for k in old_state
-    )
-    bitwise = all(
-        new_state[k].dtype == old_state[k].dtype and bool((new_state[k] == old_state[k]).all())
-        for k in old_state
-    )
-    max_score_diff = float(
-        np.max(np.abs(result.artifact.score(frame) - original.score(frame)), initial=0.0)
-    )
-    # "Same device type": eager CPU both times, or XLA on the same kind of chip (a TPU-trained
-    # version retrained on XLA:CPU is compared within the tolerance, not bitwise).
-    recorded_type = (info.get("device_info") or {}).get("xla_device_type")
-    same_device = used == recorded_device and (
-        used == "cpu" or recorded_type == result.info.get("xla_device_type")
-    )
-    matches = bitwise if same_device else max_score_diff <= tolerance
-    code = code_version()
-    return {
-        "version": version,
-        "data_version": tag,
-        "data_hash_recorded": recorded_hash,
-        "data_hash_restored": restored_hash,
-        "rows": frame.height,
-        "device_recorded": recorded_device,
-        "device_used": used,
-        "comparison": "bitwise" if same_device else f"scores within {tolerance:g}",
-        "bitwise_identical": bitwise,
-        "max_weight_diff": max_weight_diff,
-        "max_score_diff": max_score_diff,
-        "code_commit_recorded": info.get("code_commit"),
-        "code_commit_now": code.get("code_commit"),
-        "same_code": info.get("code_commit") == code.get("code_commit")
-        and not info.get("code_dirty")
-        and not code.get("code_dirty"),
-        "matches": bool(matches) and (recorded_hash is None or recorded_hash == restored_hash),
-    }
 
 
 def check_version_arg(version: str) -> str:
