@@ -23,7 +23,7 @@ DATASET_STAGES = ("train_split", "test_split")
 def open_repo(home: LifecycleHome) -> VersionedRepo:
     """The home's repo, refused when its DVC remote is not the one the home's config means
     (`VersionedRepo.check_remote`)."""
-    repo = VersionedRepo(home.repo, env=home.tool_env())
+    repo = VersionedRepo.of(home)
     repo.check_remote(home.remote_url())
     return repo
 

@@ -151,17 +151,13 @@ def registration_tag(version: str) -> str:
     return f"registry/{validate_version(version)}"
 
 
-def _history(home: LifecycleHome) -> VersionedRepo:
-    return VersionedRepo(home.repo, env=home.tool_env())
-
-
 def recorded_digest(home: LifecycleHome, version: str) -> str:
     """The artifact digest (weights + manifest) recorded when `version` was registered,
     read from the registry's git history (the registration tag; for versions registered
     before those tags, the loop's `model/vN` tag), never from the work tree alone: a
     `versions.json` rewritten to match a changed artifact is refused, not trusted."""
     validate_version(version)
-    history = _history(home)
+    history = VersionedRepo.of(home)
     for tag in (registration_tag(version), f"model/{version}"):
         text = history.file_at(tag, VERSIONS_FILE)
         if text is not None:
@@ -226,7 +222,7 @@ def verify_versions(
 
 
 def _tags(home: LifecycleHome, prefix: str) -> list[str]:
-    return _history(home).tags(prefix) if (home.repo / ".git").is_dir() else []
+    return VersionedRepo.of(home).tags(prefix) if (home.repo / ".git").is_dir() else []
 
 
 class RegistryEntry(BaseModel):
@@ -359,7 +355,7 @@ class Registry:
             if self.home.config_path.is_file():
                 shutil.copy2(self.home.config_path, Path(ref.path) / PACKED_CONFIG)
         versions[version] = entry
-        history = _history(self.home)
+        history = VersionedRepo.of(self.home)
         history.ensure_git()
         _write_json_atomic(self.dir / "versions.json", versions)
         # The registration's own commit and tag: what every later load verifies against.

@@ -85,7 +85,7 @@ def approve(
         )
     _verify(reg, version)
     when = now(home)
-    repo = _repo(home)
+    repo = VersionedRepo.of(home)
     with repo.locked():
         entry = reg.set_approval(
             version,
@@ -191,10 +191,6 @@ def _verify(reg: Registry, version: str) -> ModelArtifact:
     return verify_release(reg, version)
 
 
-def _repo(home: LifecycleHome) -> VersionedRepo:
-    return VersionedRepo(home.repo, env=home.tool_env())
-
-
 def _forced_record(
     home: LifecycleHome, version: str, current: str | None, actor: str, reason: str
 ) -> dict[str, Any]:
@@ -246,7 +242,7 @@ def _move_production(
     model = _verify(reg, version)  # refuses a tampered or broken artifact: nothing moves
     day = today(home)
     when = now(home)
-    repo = VersionedRepo(home.repo, env=home.tool_env())
+    repo = VersionedRepo.of(home)
     with repo.locked():
         if forced is not None:
             _write_forced(home, forced)

@@ -43,7 +43,7 @@ def reproduce(
     if not tag:
         raise RegistryError(f"{version} records no train_split_tag: cannot find its data version")
     validate_name(tag, "data version tag")
-    repo = VersionedRepo(home.repo, env=home.tool_env())
+    repo = VersionedRepo.of(home)
     with tempfile.TemporaryDirectory(prefix="reproduce-", dir=home.root) as tmp:
         restored = Path(tmp) / "train_split"
         repo.restore("datasets/train_split", tag, restored)

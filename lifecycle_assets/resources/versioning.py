@@ -20,7 +20,7 @@ class VersioningResource(dg.ConfigurableResource):
 
     def repo(self) -> VersionedRepo:
         home = self.home.get()
-        repo = VersionedRepo(home.repo, env=home.tool_env())
+        repo = VersionedRepo.of(home)
         repo.check_remote(home.remote_url())
         return repo
 

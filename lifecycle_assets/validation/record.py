@@ -287,7 +287,7 @@ def _recheck(home: LifecycleHome, stored: dict[str, Any]) -> dict[str, Any]:
                 f"the record for {day} has no {field!r}: it predates decision records that can be "
                 "rechecked"
             )
-    repo = VersionedRepo(home.repo, env=home.tool_env())
+    repo = VersionedRepo.of(home)
     registry = Registry(home, config.problem.name)
     differences: list[str] = []
 

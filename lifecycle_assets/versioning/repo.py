@@ -37,7 +37,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import yaml
@@ -56,6 +56,9 @@ from lifecycle_assets.versioning.pipeline import (
     stage_param_keys,
     yaml_value,
 )
+
+if TYPE_CHECKING:
+    from lifecycle_assets.home import LifecycleHome
 
 REMOTE_NAME = "storage"
 DEFAULT_BRANCH = "main"
@@ -147,6 +150,11 @@ class VersionedRepo:
         self._overrides = overrides
         self._env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_VARS}
         self._env.update(overrides)
+
+    @classmethod
+    def of(cls, home: LifecycleHome) -> VersionedRepo:
+        """The repo of a lifecycle home, with the home's tool environment."""
+        return cls(home.repo, env=home.tool_env())
 
     def __repr__(self) -> str:
         return f"VersionedRepo({str(self.path)!r})"
