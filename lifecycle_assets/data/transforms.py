@@ -84,8 +84,9 @@ def build_labeled_examples(
     maturity = config.labels.maturity_days
     quarantined = []
 
-    dup = predictions.filter(pl.col("request_id").is_duplicated())
-    if dup.height:
+    repeated = predictions.select(pl.col("request_id").is_duplicated())[:, 0]
+    if repeated.any():
+        dup = predictions.filter(repeated)
         quarantined.append(_quarantine(dup, "duplicate_request_id", "raw_prediction_logs"))
         predictions = predictions.unique("request_id", keep="first", maintain_order=True)
 
@@ -96,11 +97,25 @@ def build_labeled_examples(
         with_arrival(labels).filter(arrival_time() < window_end)
     )
     # counted on the day of the prediction they label, once
-    conflicts = conflicts.filter(pl.col("request_id").is_in(predictions["request_id"].implode()))
+    if conflicts.height:
+        ids = predictions["request_id"].implode()
+        conflicts = conflicts.filter(pl.col("request_id").is_in(ids))
     if conflicts.height:
         quarantined.append(_quarantine(conflicts, CONFLICTING_LABEL, "ground_truth"))
-    joined = predictions.join(first_labels, on="request_id", how="left", maintain_order="left")
-    leaked = joined.filter(pl.col("observed_time") < pl.col("event_time"))
+    # One streaming query from the predictions to the examples: the join, the (rare) leak
+    # filter and the label columns run per batch, with no joined copy of the day in between.
+    # The leaked rows come from the labelled rows alone (request ids are unique on both sides,
+    # so the inner join holds the left join's labelled rows in the same order).
+    labels_lazy = first_labels.lazy()
+    joined = predictions.lazy().join(
+        labels_lazy, on="request_id", how="left", maintain_order="left"
+    )
+    leaked = (
+        predictions.lazy()
+        .join(labels_lazy, on="request_id", how="inner", maintain_order="left")
+        .filter(pl.col("observed_time") < pl.col("event_time"))
+        .collect(engine="streaming")
+    )
     if leaked.height:
         quarantined.append(_quarantine(leaked, "label_before_prediction", "ground_truth"))
         joined = joined.filter(
@@ -127,6 +142,7 @@ def build_labeled_examples(
         )
         .drop("label")
         .rename({"_label_value": label_col})
+        .collect(engine="streaming")
     )
     quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     return examples, quarantine
