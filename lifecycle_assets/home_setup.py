@@ -86,7 +86,13 @@ def init_home(
     if not dagster_yaml.exists() or (instance is not None and dagster_yaml.read_text() != wanted):
         write_atomic(dagster_yaml, wanted)
     home.activate()
-    VersionedRepo.init(home.repo, home.remote_url(config), project_dvc_yaml(), env=home.tool_env())
+    VersionedRepo.init(
+        home.repo,
+        home.remote_url(config),
+        project_dvc_yaml(),
+        env=home.tool_env(),
+        remote_options=config.versioning.dvc_remote_options,
+    )
     write_stage_launcher(home.repo)
     # The HMAC key for `data.pii_mode: hash` lives in the home (owner-only), never in a repo.
     ensure_pii_key(home.root, config)

@@ -1,7 +1,8 @@
 """Real servers the scale-out tests start for themselves, each in a temp dir on a free local
-port and stopped at the end: PostgreSQL (Debian's `postgresql` package: `initdb`, `pg_ctl`).
-A test skips, naming what is missing, only where the binaries are absent (`make test`
-installs them)."""
+port and stopped at the end: PostgreSQL (Debian's `postgresql` package: `initdb`, `pg_ctl`)
+and an S3-compatible endpoint (moto's standalone server, a dev dependency). A test skips,
+naming what is missing, only where the PostgreSQL binaries are absent (`make test` installs
+them)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from lifecycle_assets.serving.process import free_port
+from lifecycle_assets.serving.process import free_port, kill_tree
 
 PG_USER = "lifecycle"
 PG_DATABASE = "dagster"
@@ -84,3 +87,47 @@ def postgres_server(database: str = PG_DATABASE) -> Iterator[str]:
             capture_output=True,
         )  # fmt: skip
         shutil.rmtree(root, ignore_errors=True)
+
+
+# Credentials the S3 tests use: moto accepts any; none of the user's AWS files are read.
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "lifecycle-test", "AWS_SECRET_ACCESS_KEY": "lifecycle-test"}
+
+
+def s3_environment(root: Path) -> dict[str, str]:
+    """The AWS environment of a test: its credentials, a region, and AWS files in `root`."""
+    return {
+        **S3_CREDENTIALS,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(root / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(root / "aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@contextmanager
+def s3_server(bucket: str) -> Iterator[str]:
+    """moto's S3-compatible server in its own process on a free port, with an empty `bucket`;
+    yields its endpoint URL. Needs `s3_environment` in os.environ."""
+    import boto3
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.create_bucket(Bucket=bucket)
+                break
+            except Exception:  # botocore's EndpointConnectionError while it starts
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        yield endpoint
+    finally:
+        kill_tree(server.pid)
+        server.wait()
