@@ -5,8 +5,6 @@ late-label sensor firing, as on the embedded SQLite instance."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from lifecycle_assets_tests.daemon import (
     start_sensor,
     wait_for_run,
 )
-from lifecycle_assets_tests.data.test_pipeline_home import CONFIG
+from lifecycle_assets_tests.data.test_pipeline_home import CONFIG, cli
 from lifecycle_assets_tests.servers import postgres_server
 
 pytestmark = pytest.mark.slow
@@ -41,16 +39,6 @@ FIRST_DECISION = 3
 def postgres_url() -> Iterator[str]:
     with postgres_server() as url:
         yield url
-
-
-def init(root: Path, *args: str) -> tuple[int, str, str]:
-    """`lifecycle init --workdir ROOT ARGS` in this process."""
-    from lifecycle_assets.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["init", "--workdir", str(root), *args])
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_init_writes_the_postgres_instance_or_refuses_the_url(
@@ -68,15 +56,16 @@ def test_init_writes_the_postgres_instance_or_refuses_the_url(
         (f"postgresql://lifecycle@127.0.0.1:{port}/nodb", 'database "nodb" does not exist'),
         ("mysql://lifecycle@127.0.0.1/dagster", "not a PostgreSQL URL"),
     ):
-        code, _, err = init(root, "--instance", bad)
-        assert code == 2
+        refused = cli(LifecycleHome(root), "init", "--instance", bad)
+        err = refused.stderr
+        assert refused.returncode == 2
         assert len(err.strip().splitlines()) == 1, err
         assert reason in err and "s3cret" not in err
         assert bad.replace("s3cret", "***").split("@")[-1] in err
         assert not root.exists(), "a refused instance left a half-made home"
 
-    code, _, err = init(root, "--instance", postgres_url)
-    assert code == 0, err
+    done = cli(LifecycleHome(root), "init", "--instance", postgres_url)
+    assert done.returncode == 0, done.stderr
     config = yaml.safe_load((root / "dagster" / "dagster.yaml").read_text())
     assert config["storage"]["postgres"]["postgres_url"].startswith("postgresql+psycopg2://")
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
@@ -86,11 +75,11 @@ def test_init_writes_the_postgres_instance_or_refuses_the_url(
     assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
     # Init again without --instance keeps it; the embedded default stays SQLite.
     before = (root / "dagster" / "dagster.yaml").read_text()
-    assert init(root)[0] == 0
+    assert cli(LifecycleHome(root), "init").returncode == 0
     assert (root / "dagster" / "dagster.yaml").read_text() == before
     other = tmp_path / "embedded"
     _isolate(other, monkeypatch)
-    assert init(other)[0] == 0
+    assert cli(LifecycleHome(other), "init").returncode == 0
     assert "storage" not in yaml.safe_load((other / "dagster" / "dagster.yaml").read_text())
 
 

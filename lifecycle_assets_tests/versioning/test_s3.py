@@ -1,7 +1,8 @@
 """DVC over the S3 API against a real S3-compatible server (moto's, its own process on a free
 port): a home whose `versioning.dvc_remote` is `s3://bucket/prefix` with the endpoint in
 `versioning.dvc_remote_options` runs the loop for a few days, and its repo and the remote
-are in sync (`dvc status -c`)."""
+are in sync (`dvc status -c`); a second node with only a clone of the registry repo and the
+remote restores, serves the same predictions and rechecks the decision."""
 
 from __future__ import annotations
 
@@ -10,15 +11,22 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
+import numpy as np
+import polars as pl
 import pytest
 
 from lifecycle_assets.automation.loop import DayOutcome, run_day
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.home_setup import init_home
+from lifecycle_assets.registry.registry import Registry
+from lifecycle_assets.serving.process import ServiceProcess
+from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets_tests.automation.test_loop import simulate_day
 from lifecycle_assets_tests.conftest import _isolate
-from lifecycle_assets_tests.data.test_pipeline_home import CONFIG
+from lifecycle_assets_tests.data.test_pipeline_home import CONFIG, cli
 from lifecycle_assets_tests.servers import s3_environment, s3_server
 
 pytestmark = pytest.mark.slow
@@ -86,3 +94,51 @@ def test_the_loop_pushes_through_the_s3_endpoint_and_the_remote_is_in_sync(
     objects = boto3.client("s3", endpoint_url=s3).list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)
     assert objects["KeyCount"] > 0
     assert all(o["Key"].startswith(f"{PREFIX}/files/md5/") for o in objects["Contents"])
+
+
+def scores(home: LifecycleHome, requests: list[dict]) -> list[float]:
+    with ServiceProcess(home) as service:
+        client = httpx.Client(base_url=service.url, timeout=30)
+        answers = [client.post("/predict", json=r) for r in requests]
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    assert {a.json()["model_version"] for a in answers} == {"v1"}
+    return [a.json()["score"] for a in answers]
+
+
+def test_a_second_node_restores_from_the_remote_alone(
+    s3: str,
+    first_node: tuple[LifecycleHome, list[DayOutcome]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fresh, empty home that shares only a clone of the registry repo and the S3 remote
+    restores a dataset version and the production model, serves the same predictions as the
+    first node, and rechecks the first decision."""
+    home1, days = first_node
+    day = days[-1].day.isoformat()
+    root = tmp_path / "node2" / "home"
+    _isolate(root, monkeypatch)
+    root.mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", str(home1.repo), str(root / "repo")], check=True)
+    (tmp_path / "lifecycle.yaml").write_text(s3_config(s3))
+    home2 = LifecycleHome(root)
+    assert cli(home2, "init", "--config", str(tmp_path / "lifecycle.yaml")).returncode == 0
+    assert not (home2.repo / ".dvc" / "cache").exists(), "the node starts with no DVC cache"
+
+    done = cli(home2, "data", "restore", f"train_split/{day}")
+    assert done.returncode == 0, done.stderr
+    restored = pl.read_parquet(root / "restored" / "train_split" / day / "data.parquet")
+    original = pl.read_parquet(home1.repo / "datasets" / "train_split" / "data.parquet")
+    assert restored.equals(original) and restored.height > 0
+
+    done = cli(home2, "models", "restore")
+    assert done.returncode == 0 and "v1 restored from the DVC remote" in done.stdout, done.stderr
+    assert Registry(home2, home2.config().problem.name).load("v1").version == "v1"
+
+    done = cli(home2, "validation", "recheck", day)
+    assert done.returncode == 0 and "FIRST_MODEL reproduced" in done.stdout, done.stderr
+
+    # The same requests to each node's `bentoml serve`: the same scores.
+    sim = FraudSimulator(home1.config())
+    requests = [{"entity_id": p.card_id, "features": p.features} for p in sim.payments(DAYS)[:40]]
+    np.testing.assert_allclose(scores(home2, requests), scores(home1, requests), atol=1e-6)
