@@ -15,6 +15,7 @@ import yaml
 from lifecycle_assets.automation.loop import decision_for, instance_for, run_day
 from lifecycle_assets.definitions import INGEST, LABELS, TRAINING
 from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.instance import instance_yaml
 from lifecycle_assets.registry.registry import Registry, served_ledger
 from lifecycle_assets_tests.automation.test_loop import simulate_day
 from lifecycle_assets_tests.conftest import _isolate
@@ -81,6 +82,12 @@ def test_init_writes_the_postgres_instance_or_refuses_the_url(
     _isolate(other, monkeypatch)
     assert cli(LifecycleHome(other), "init").returncode == 0
     assert "storage" not in yaml.safe_load((other / "dagster" / "dagster.yaml").read_text())
+    # A server gone later: a command that opens the instance says so in one line.
+    (other / "dagster" / "dagster.yaml").write_text(instance_yaml(closed))
+    gone = cli(LifecycleHome(other), "materialize", "--select", "ground_truth",
+               "--partition", "2026-06-01")  # fmt: skip
+    assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1, gone.stderr
+    assert "Connection refused" in gone.stderr and "s3cret" not in gone.stderr
 
 
 def test_a_day_of_the_loop_through_the_daemon_on_postgres(

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lifecycle_assets.automation.loop import DayOutcome, run_day
+from lifecycle_assets.automation.loop import DayOutcome, RunFailed, run_day
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.home_setup import init_home
 from lifecycle_assets.registry.registry import Registry
@@ -27,7 +27,7 @@ from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets_tests.automation.test_loop import simulate_day
 from lifecycle_assets_tests.conftest import _isolate
 from lifecycle_assets_tests.data.test_pipeline_home import CONFIG, cli
-from lifecycle_assets_tests.servers import s3_environment, s3_server
+from lifecycle_assets_tests.servers import TcpGate, s3_environment, s3_server
 
 pytestmark = pytest.mark.slow
 
@@ -37,15 +37,23 @@ DAYS = 4  # the fourth decides the first challenger (CONFIG's small days)
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TcpGate]:
+    """The S3 endpoint, behind a gate the fault test closes."""
     mp = pytest.MonkeyPatch()
     for key, value in s3_environment(tmp_path_factory.mktemp("aws")).items():
         mp.setenv(key, value)
     try:
         with s3_server(BUCKET) as endpoint:
-            yield endpoint
+            gate = TcpGate(int(endpoint.rsplit(":", 1)[1]))
+            yield gate
+            gate.close()
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def s3(gate: TcpGate) -> str:
+    return gate.url
 
 
 def s3_config(endpoint: str) -> str:
@@ -142,3 +150,31 @@ def test_a_second_node_restores_from_the_remote_alone(
     sim = FraudSimulator(home1.config())
     requests = [{"entity_id": p.card_id, "features": p.features} for p in sim.payments(DAYS)[:40]]
     np.testing.assert_allclose(scores(home2, requests), scores(home1, requests), atol=1e-6)
+
+
+def test_the_endpoint_down_fails_the_day_and_a_rerun_pushes_what_is_missing(
+    gate: TcpGate, first_node: tuple[LifecycleHome, list[DayOutcome]]
+) -> None:
+    """The S3 endpoint down while a day's versions are pushed: the run fails naming the
+    endpoint, production stays; once it is back, the day again pushes what was missing,
+    with no version made twice."""
+    home = first_node[0]
+    registry = Registry(home, home.config().problem.name)
+    before = (registry.alias("production"), sorted(registry.versions()))
+    day = simulate_day(home, DAYS)
+    gate.close()
+    try:
+        with pytest.raises(RunFailed) as failed:
+            run_day(home, day)
+    finally:
+        gate.open()
+    message = str(failed.value)
+    assert gate.url.removeprefix("http://") in message and "\n" not in message
+    assert (registry.alias("production"), sorted(registry.versions())) == before
+    assert dvc(home, "status", "--cloud", "--json").stdout.strip() not in ("", "{}")
+
+    again = run_day(home, day)
+    assert again.decision is not None
+    assert sorted(registry.versions()) == [*before[1], f"v{len(before[1]) + 1}"]
+    status = dvc(home, "status", "--cloud", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout or "{}") == {}, status.stdout
