@@ -326,6 +326,10 @@ class ServingConfig(_Section):
 class VersioningConfig(_Section):
     # A DVC remote URL or local path; None means `<home>/dvc-remote`.
     dvc_remote: str | None = None
+    # Settings of that remote, written into the repo's .dvc/config as DVC's own keys (for S3:
+    # `endpointurl` for an S3-compatible server, `region`, `profile` …). Committed to the
+    # registry repo, so never credentials: those come from the environment or the runs' role.
+    dvc_remote_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
     # Retention (`lifecycle data gc`): the newest N versions of each dataset are kept, plus
     # every version a registered model was trained or tested on.
     keep_versions: int = Field(30, ge=1)
