@@ -1,0 +1,262 @@
+"""Quality estimated before the labels arrive: plain numpy functions.
+
+Binary tasks (confidence-based performance estimation): a calibrated score p is the
+probability that the row is positive, so the model's own scores say what quality to expect
+on a day's traffic. Expected ROC-AUC counts each row as a positive of weight p and a
+negative of weight 1 − p (pairs of a row with itself excluded); expected log-loss is the mean
+binary entropy of p. The interval is the spread of the metric over label vectors drawn
+y ~ Bernoulli(p): the quality the day's traffic would show if the scores are calibrated.
+
+Regression: a linear model of the absolute residual, fitted on rows whose labels arrived,
+predicts each new row's expected error; the spread of the fitted rows' standardised
+residuals (|r| / predicted |r|) turns that into expected MAE and RMSE with an interval.
+
+Both hold only while the relation the model learned holds: concept drift that leaves the
+scores (or the features) unchanged leaves the estimate unchanged too, however wrong the
+model has become. The estimate tracks covariate shift, not a changed P(y | x).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from lifecycle_assets.validation.gate import metric
+
+DRAWS = 400
+LEVEL = 0.95
+# Cells (draws × rows) per block of label draws: bounds memory to a few tens of MB.
+_BLOCK_CELLS = 2_000_000
+_CLIP = 1e-15  # log-loss clips probabilities as the gate's metric does
+ESTIMATED_METRICS = ("roc_auc", "pr_auc", "log_loss", "rmse", "mae")
+
+
+def _probabilities(scores: np.ndarray) -> np.ndarray:
+    p = np.asarray(scores, dtype=np.float64)
+    p = p[np.isfinite(p)]
+    return np.clip(p, 0.0, 1.0)
+
+
+def expected_roc_auc(scores: np.ndarray) -> float | None:
+    """ROC-AUC expected under the scores' own probabilities: the AUC of every (positive,
+    negative) pair of distinct rows, each pair weighted p_i (1 − p_j), ties counting half.
+    None when no pair can be formed (fewer than two rows, or every p is 0 or every p is 1)."""
+    p = _probabilities(scores)
+    if len(p) < 2:
+        return None
+    order = np.argsort(p, kind="stable")
+    s = p[order]
+    pos, neg = s, 1.0 - s
+    # groups of tied scores: each row's group's totals
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    pos_g = np.add.reduceat(pos, starts)
+    neg_g = np.add.reduceat(neg, starts)
+    self_g = np.add.reduceat(pos * neg, starts)
+    neg_below = np.cumsum(neg_g) - neg_g  # negative weight strictly below each group
+    numerator = float(np.sum(pos_g * neg_below) + 0.5 * np.sum(pos_g * neg_g - self_g))
+    denominator = float(pos.sum() * neg.sum() - self_g.sum())
+    if denominator <= 0:
+        return None
+    return numerator / denominator
+
+
+def expected_log_loss(scores: np.ndarray) -> float | None:
+    """Log-loss expected under the scores' own probabilities: the mean binary entropy of p
+    (nats). None for no rows."""
+    p = np.clip(_probabilities(scores), _CLIP, 1 - _CLIP)
+    if len(p) == 0:
+        return None
+    return float(np.mean(-(p * np.log(p) + (1 - p) * np.log1p(-p))))
+
+
+def _midranks(s: np.ndarray) -> np.ndarray:
+    """1-based ranks of `s`, ties sharing their mean rank."""
+    order = np.argsort(s, kind="stable")
+    sorted_s = s[order]
+    starts = np.flatnonzero(np.r_[True, sorted_s[1:] != sorted_s[:-1]])
+    ends = np.r_[starts[1:], len(s)]
+    mean_rank = (starts + ends + 1) / 2.0  # mean of ranks start+1 … end
+    ranks = np.empty(len(s))
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def _label_blocks(p: np.ndarray, draws: int, seed: int) -> Any:
+    """Label vectors y ~ Bernoulli(p), `draws` of them, in blocks of rows (draws × rows)."""
+    rng = np.random.default_rng(seed)
+    block = max(1, _BLOCK_CELLS // max(len(p), 1))
+    for start in range(0, draws, block):
+        yield rng.random((min(block, draws - start), len(p))) < p
+
+
+def sampled_binary_metric(
+    name: str, scores: np.ndarray, draws: int = DRAWS, seed: int = 0
+) -> np.ndarray:
+    """The metric `name` of the scores under `draws` label vectors y ~ Bernoulli(p); draws
+    where it is undefined (one class only) are left out. ROC-AUC and log-loss are
+    vectorised; any other gate metric is computed draw by draw."""
+    p = _probabilities(scores)
+    if len(p) == 0:
+        return np.zeros(0)
+    out: list[np.ndarray] = []
+    if name == "roc_auc":
+        ranks = _midranks(p)
+        for y in _label_blocks(p, draws, seed):
+            n1 = y.sum(axis=1).astype(np.float64)
+            n0 = len(p) - n1
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out.append((y @ ranks - n1 * (n1 + 1) / 2) / (n1 * n0))
+    elif name == "log_loss":
+        q = np.clip(p, _CLIP, 1 - _CLIP)
+        log_odds, log_neg = np.log(q) - np.log1p(-q), np.log1p(-q)
+        for y in _label_blocks(p, draws, seed):
+            out.append(-(y @ log_odds + log_neg.sum()) / len(p))
+    else:
+        for y in _label_blocks(p, draws, seed):
+            out.append(
+                np.array(
+                    [
+                        metric(name, row.astype(np.float64), p)
+                        if 0 < row.sum() < len(p)
+                        else np.nan
+                        for row in y
+                    ]
+                )
+            )
+    values = np.concatenate(out)
+    return values[np.isfinite(values)]
+
+
+def _interval(values: np.ndarray, level: float) -> tuple[float | None, float | None]:
+    if len(values) == 0:
+        return None, None
+    tail = (1 - level) / 2
+    low, high = np.quantile(values, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def estimate_binary(
+    name: str, scores: np.ndarray, draws: int = DRAWS, level: float = LEVEL, seed: int = 0
+) -> dict[str, Any]:
+    """The day's expected `name` (roc_auc, log_loss analytically; pr_auc as the mean of the
+    draws) from its calibrated scores, with the `level` interval of the draws. `estimate`
+    is None when there is nothing to estimate from."""
+    p = _probabilities(scores)
+    sampled = sampled_binary_metric(name, p, draws, seed)
+    if name == "roc_auc":
+        point = expected_roc_auc(p)
+    elif name == "log_loss":
+        point = expected_log_loss(p)
+    else:
+        point = float(sampled.mean()) if len(sampled) else None
+    low, high = _interval(sampled, level)
+    if point is None:
+        low = high = None
+    return {"metric": name, "estimate": point, "low": low, "high": high, "rows": len(p)}
+
+
+# --- regression -------------------------------------------------------------------------------
+
+_QUANTILES = 101  # the standardised residuals a model keeps (JSON-small)
+
+
+def fit_residual_model(x: np.ndarray, residual: np.ndarray, ridge: float = 1.0) -> dict[str, Any]:
+    """A ridge regression of |residual| on the columns of `x` (features and the prediction,
+    rows × columns; NaN is imputed with the column mean), JSON-safe. It also keeps the
+    quantiles of the standardised residuals |r| / predicted |r|, from which expected MAE and
+    RMSE and their intervals follow (`estimate_regression`)."""
+    x = np.asarray(x, dtype=np.float64)
+    r = np.abs(np.asarray(residual, dtype=np.float64))
+    keep = np.isfinite(r)
+    x, r = x[keep], r[keep]
+    if len(r) < 2:
+        raise ValueError("a residual model needs at least two rows with a residual")
+    x = x.reshape(len(r), -1)
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(np.where(np.isfinite(x), x, np.nan), axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    z = _standardise(x, mean, np.ones_like(mean))
+    scale = z.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    z = z / scale
+    design = np.c_[np.ones(len(r)), z]
+    penalty = ridge * np.eye(design.shape[1])
+    penalty[0, 0] = 0.0  # the intercept is not shrunk
+    coef = np.linalg.solve(design.T @ design + penalty, design.T @ r)
+    model = {
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "coef": coef.tolist(),
+        # a floor keeps every predicted |r| positive, so ratios stay finite
+        "floor": float(max(0.05 * r.mean(), 1e-12)),
+        "rows": len(r),
+    }
+    ratios = r / predict_abs_residual(model, x)
+    model["ratio_quantiles"] = np.quantile(ratios, np.linspace(0, 1, _QUANTILES)).tolist()
+    model["ratio_mean"] = float(ratios.mean())
+    model["ratio_square_mean"] = float(np.mean(ratios**2))
+    return model
+
+
+def _standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    filled = np.where(np.isfinite(x), x, mean)
+    return (filled - mean) / scale
+
+
+def predict_abs_residual(model: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Each row's expected |residual| under a `fit_residual_model` model."""
+    mean = np.asarray(model["mean"], dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64).reshape(-1, len(mean))
+    z = _standardise(x, mean, np.asarray(model["scale"], dtype=np.float64))
+    coef = np.asarray(model["coef"], dtype=np.float64)
+    return np.maximum(coef[0] + z @ coef[1:], float(model["floor"]))
+
+
+def estimate_regression(
+    name: str,
+    model: dict[str, Any],
+    x: np.ndarray,
+    draws: int = DRAWS,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The day's expected `name` (mae or rmse) from its rows' features and predictions `x`,
+    with the `level` interval over residuals drawn as predicted |r| × a standardised residual
+    of the fitted rows."""
+    if name not in ("mae", "rmse"):
+        raise ValueError(f"no residual estimate for {name!r} (mae | rmse)")
+    g = predict_abs_residual(model, x)
+    if len(g) == 0:
+        return {"metric": name, "estimate": None, "low": None, "high": None, "rows": 0}
+    if name == "mae":
+        point = float(g.mean() * model["ratio_mean"])
+    else:
+        point = math.sqrt(float(np.mean(g**2)) * model["ratio_square_mean"])
+    grid = np.linspace(0, 1, len(model["ratio_quantiles"]))
+    rng = np.random.default_rng(seed)
+    block = max(1, _BLOCK_CELLS // len(g))
+    sampled: list[np.ndarray] = []
+    for start in range(0, draws, block):
+        u = rng.random((min(block, draws - start), len(g)))
+        r = g * np.interp(u, grid, model["ratio_quantiles"])
+        sampled.append(r.mean(axis=1) if name == "mae" else np.sqrt(np.mean(r**2, axis=1)))
+    low, high = _interval(np.concatenate(sampled), level)
+    return {"metric": name, "estimate": point, "low": low, "high": high, "rows": len(g)}
+
+
+def estimate_error(estimated: float | None, realised: float | None) -> float | None:
+    """estimated − realised, in the metric's units; None when either is missing."""
+    if estimated is None or realised is None:
+        return None
+    if not (math.isfinite(estimated) and math.isfinite(realised)):
+        return None
+    return float(estimated - realised)
+
+
+def covered(low: float | None, high: float | None, realised: float | None) -> bool | None:
+    """Whether the estimate's interval holds the realised value; None when either is missing."""
+    if low is None or high is None or realised is None or not math.isfinite(realised):
+        return None
+    return bool(low <= realised <= high)
