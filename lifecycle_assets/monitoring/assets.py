@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from lifecycle_assets.monitoring import metrics
+from lifecycle_assets.monitoring import estimate, metrics
 from lifecycle_assets.partitions import daily, partition_day
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
@@ -106,7 +106,11 @@ def live_quality(
     labeled_examples: pl.DataFrame,
 ) -> dict[str, Any]:
     """Quality of what was served on day D, measured on its labels; final once D matures.
-    Recomputed whenever day D's labelled examples are, so late labels update it."""
+    Recomputed whenever day D's labelled examples are, so late labels update it.
+
+    Beside it, from day D itself on, the quality estimated without labels from the day's
+    calibrated scores (binary tasks, `monitoring.estimate`); once D matures, the estimate's
+    error (estimated − realised)."""
     cfg = home.config()
     label = cfg.problem.label
     usable = labeled_examples.filter(pl.col("score").is_not_null() & pl.col(label).is_not_null())
@@ -125,6 +129,15 @@ def live_quality(
     )
     versions = usable.group_by("model_version").len().sort("len", descending=True)
     main = versions["model_version"][0] if versions.height else None
+    # Every scored row, labelled or not: the estimate needs no label.
+    scored = labeled_examples.filter(pl.col("score").is_not_null())
+    estimated = estimate.estimate_day(cfg.validation.metric, scored["score"].to_numpy())
+    # The version that scored most of the day (labelled or not): what the estimate is of.
+    by_version = scored.group_by("model_version").len().sort("len", descending=True)
+    scored_by = by_version["model_version"][0] if by_version.height else None
+    error = (
+        estimate.estimate_error(estimated.get("estimated_quality"), quality) if matured else None
+    )
     report = {
         "day": context.partition_key,
         "model_version": main,
@@ -134,6 +147,16 @@ def live_quality(
         "rows_scored": usable.height,
         "label_coverage": coverage,
         "prediction_bias": bias,
+        **estimated,
+        "estimated_model_version": scored_by,
+        "estimate_error": error,
+        "estimate_covers": (
+            estimate.covered(
+                estimated.get("estimated_low"), estimated.get("estimated_high"), quality
+            )
+            if matured
+            else None
+        ),
     }
     context.add_output_metadata(
         {
@@ -145,6 +168,19 @@ def live_quality(
             "prediction_bias_low": _num(bias["low"]),
             "prediction_bias_high": _num(bias["high"]),
             "rows_scored": usable.height,
+            **(
+                {
+                    "estimated_model_version": str(scored_by),
+                    "estimated_quality": _num(estimated["estimated_quality"]),
+                    "estimated_quality_low": _num(estimated["estimated_low"]),
+                    "estimated_quality_high": _num(estimated["estimated_high"]),
+                    "expected_roc_auc": _num(estimated["expected_roc_auc"]),
+                    "expected_log_loss": _num(estimated["expected_log_loss"]),
+                    "estimate_error": _num(error),
+                }
+                if estimated
+                else {}
+            ),
         }
     )
     return report

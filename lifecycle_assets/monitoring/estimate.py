@@ -260,3 +260,24 @@ def covered(low: float | None, high: float | None, realised: float | None) -> bo
     if low is None or high is None or realised is None or not math.isfinite(realised):
         return None
     return bool(low <= realised <= high)
+
+
+BINARY_METRICS = ("roc_auc", "pr_auc", "log_loss")
+
+
+def estimate_day(metric_name: str, scores: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """A binary day's label-free estimate from its calibrated scores: the gate's metric
+    (`estimated_quality` with its interval) and the expected ROC-AUC and log-loss whatever
+    the gate's metric is. Empty for a metric that is not a binary one."""
+    if metric_name not in BINARY_METRICS:
+        return {}
+    p = _probabilities(scores)
+    main = estimate_binary(metric_name, p, seed=seed)
+    return {
+        "estimated_quality": main["estimate"],
+        "estimated_low": main["low"],
+        "estimated_high": main["high"],
+        "estimated_rows": main["rows"],
+        "expected_roc_auc": expected_roc_auc(p),
+        "expected_log_loss": expected_log_loss(p),
+    }
