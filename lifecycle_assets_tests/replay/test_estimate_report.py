@@ -46,3 +46,48 @@ def test_the_report_plots_the_estimate_error_when_there_is_one() -> None:
     # without estimates (a regression replay) the plot is left out
     assert 'data-plot="estimate_error"' not in render(summary())
     assert all(f'data-plot="{p}"' in page for p in PLOTS)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "error", "coverage", "verdict"),
+    [
+        ("stable", 0.006, 0.9, "PASS"),
+        ("covariate", 0.006, 0.7, "MISS"),
+        ("covariate", 0.02, 0.9, "MISS"),
+        ("concept", 0.08, 0.1, "n/a"),  # shown, not judged: the estimate's known limit
+    ],
+)
+def test_the_benchmark_judges_the_estimate_where_it_is_meant_to_hold(
+    scenario: str, error: float, coverage: float, verdict: str
+) -> None:
+    from lifecycle_assets_tests.replay.test_quality_benchmark import _module
+
+    quality = _module("quality")
+    estimate = {
+        "periods": 10,
+        "median_abs_error": error,
+        "mean_error": error,
+        "max_abs_error": 2 * error,
+        "coverage": coverage,
+    }
+    rows = {
+        "periodic": {
+            "policy": "periodic",
+            "family": "gbdt",
+            "mean": 0.8,
+            "retrains": 10,
+            "rejections": 0,
+            "estimate": estimate,
+        },
+        "gbm-retrained": {"policy": None, "family": None, "mean": 0.8, "retrains": 10},
+    }
+    res = {
+        "scenario": scenario,
+        "higher_is_better": True,
+        "drift": False,
+        "families": ["gbdt"],
+        "results": rows,
+    }
+    bars = [b for b in quality.bars(res) if b["bar"].startswith("estimate")]
+    assert [b["verdict"] for b in bars] == [verdict]
+    assert f"median |error| {error:.4f}" in bars[0]["figures"]
