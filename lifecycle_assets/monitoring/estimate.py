@@ -19,9 +19,11 @@ model has become. The estimate tracks covariate shift, not a changed P(y | x).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from lifecycle_assets.validation.gate import metric
 
@@ -280,4 +282,51 @@ def estimate_day(metric_name: str, scores: np.ndarray, seed: int = 0) -> dict[st
         "estimated_rows": main["rows"],
         "expected_roc_auc": expected_roc_auc(p),
         "expected_log_loss": expected_log_loss(p),
+    }
+
+
+# Regression: the residual model learns from the matured rows of the days before D.
+RESIDUAL_MIN_ROWS = 50
+
+
+def residual_design(frame: pl.DataFrame, numeric: Sequence[str]) -> np.ndarray:
+    """The residual model's inputs: the numeric features and the prediction (`score`)."""
+    cols = [c for c in numeric if c in frame.columns]
+    return frame.select(*(pl.col(c).cast(pl.Float64) for c in [*cols, "score"])).to_numpy()
+
+
+def estimate_regression_day(
+    metric_name: str,
+    day: pl.DataFrame,
+    history: pl.DataFrame,
+    label: str,
+    numeric: Sequence[str],
+    version: str | None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A regression day's label-free estimate: a residual model fitted on `history`'s
+    matured, labelled rows (those of `version` where there are at least
+    `RESIDUAL_MIN_ROWS`, else every version's), applied to the day's scored rows. Empty
+    when the metric is not mae/rmse or there are too few matured rows to fit on."""
+    if metric_name not in ("mae", "rmse") or history.height == 0 or label not in history.columns:
+        return {}
+    matured = history.filter(
+        pl.col("score").is_not_null() & pl.col(label).is_not_null() & pl.col("label_matured")
+    )
+    own = matured.filter(pl.col("model_version") == version) if version else matured.clear()
+    fit_on = own if own.height >= RESIDUAL_MIN_ROWS else matured
+    scored = day.filter(pl.col("score").is_not_null())
+    if fit_on.height < RESIDUAL_MIN_ROWS or scored.height == 0:
+        return {}
+    cols = [c for c in numeric if c in fit_on.columns and c in scored.columns]
+    residual = (fit_on[label].cast(pl.Float64) - fit_on["score"]).to_numpy()
+    model = fit_residual_model(residual_design(fit_on, cols), residual)
+    est = estimate_regression(metric_name, model, residual_design(scored, cols), seed=seed)
+    return {
+        "estimated_quality": est["estimate"],
+        "estimated_low": est["low"],
+        "estimated_high": est["high"],
+        "estimated_rows": est["rows"],
+        "residual_model_rows": fit_on.height,
+        "residual_model_own_version": fit_on is own,
     }

@@ -10,11 +10,10 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from lifecycle_assets.automation.loop import instance_for
+from lifecycle_assets.automation.loop import instance_for, materialize
 from lifecycle_assets.config import MonitoringConfig
-from lifecycle_assets.monitoring.assets import live_quality
 from lifecycle_assets.monitoring.sensors import estimated_reason
-from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.storage import AssetStore
 from lifecycle_assets_tests.monitoring.test_sensors import (
     COOLDOWN_ONLY,
     register_versions,
@@ -42,23 +41,26 @@ def _examples(matured: bool, seed: int = 0, rows: int = 3000) -> pl.DataFrame:
     )
 
 
-def _materialise(home, frame: pl.DataFrame, day: str) -> dict:
-    @dg.asset(name="labeled_examples", partitions_def=live_quality.partitions_def)
-    def examples() -> pl.DataFrame:
-        return frame
-
-    result = dg.materialize(
-        [examples, live_quality],
-        partition_key=day,
-        resources={
-            "home": LifecycleHomeResource(workdir=str(home.root)),
-            "io_manager": dg.InMemoryIOManager(),
-        },
+def _materialise(
+    home, frame: pl.DataFrame, day: str, earlier: dict[str, pl.DataFrame] | None = None
+) -> dict:
+    """`live_quality[day]` in a real Dagster run of the loop's job, its upstream partitions
+    (the day's labelled examples, earlier days' feature tables) stored in the home."""
+    store = AssetStore.of(home)
+    store.write("labeled_examples", day, frame)
+    for d, f in (earlier or {}).items():
+        store.write("feature_table", d, f)
+    materialize(home, ["live_quality"], day)
+    record = (
+        instance_for(home)
+        .fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("live_quality"), asset_partitions=[day]),
+            limit=1,
+        )
+        .records[0]
     )
-    assert result.success
-    mats = result.asset_materializations_for_node("live_quality")
-    meta = {k: v.value for k, v in mats[0].metadata.items()}
-    return {"report": result.output_for_node("live_quality"), "meta": meta}
+    meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    return {"report": store.read_record("live_quality", day), "meta": meta}
 
 
 def test_live_quality_carries_the_estimate_and_its_error(make_home) -> None:
@@ -81,6 +83,61 @@ def test_live_quality_carries_the_estimate_and_its_error(make_home) -> None:
     assert matured["meta"]["estimate_error"] == est - realised
     assert abs(matured["meta"]["estimate_error"]) < 0.02
     assert matured["report"]["estimate_covers"] is True
+
+
+REGRESSION = """\
+problem:
+  name: eta
+  task: regression
+  label: minutes
+  numeric_features: [distance]
+  categorical_features: []
+labels:
+  unlabeled_after_maturity: drop
+validation:
+  metric: rmse
+"""
+
+
+def _deliveries(rows: int, seed: int, matured: bool, shift: float = 0.0) -> pl.DataFrame:
+    """Delivery minutes whose error grows with the distance; the model predicts the mean."""
+    rng = np.random.default_rng(seed)
+    distance = rng.uniform(0, 10, rows) + shift
+    prediction = 5 + 3 * distance
+    minutes = prediction + rng.normal(0, 1 + 0.5 * distance)
+    return pl.DataFrame(
+        {
+            "request_id": [f"{seed}-{i}" for i in range(rows)],
+            "distance": distance,
+            "score": prediction,
+            "minutes": minutes if matured else [None] * rows,
+            "label_status": ["labeled" if matured else "pending"] * rows,
+            "label_matured": [matured] * rows,
+            "model_version": ["v1"] * rows,
+        },
+        schema_overrides={"minutes": pl.Float64},
+    )
+
+
+def test_live_quality_estimates_regression_error_from_earlier_matured_days(make_home) -> None:
+    """The residual model learns from the matured rows of the days before D; day D's
+    traffic, with longer deliveries, gets a larger estimated RMSE, close to the realised."""
+    home = make_home(REGRESSION)
+    earlier = {f"2026-06-0{d}": _deliveries(400, d, matured=True) for d in range(1, 6)}
+    earlier["2026-06-06"] = _deliveries(400, 6, matured=False)  # not matured: not fitted on
+    day = _materialise(home, _deliveries(2000, 10, False, shift=4.0), "2026-06-07", earlier)
+    meta = day["meta"]
+    assert meta["residual_model_rows"] == 2000
+    assert "expected_roc_auc" not in meta
+    later = _materialise(home, _deliveries(2000, 10, True, shift=4.0), "2026-06-07")
+    realised = later["meta"]["quality"]
+    assert later["meta"]["estimated_quality"] == meta["estimated_quality"]
+    assert abs(later["meta"]["estimate_error"]) / realised < 0.05
+    assert later["report"]["estimate_covers"] is True
+    # the earlier days' own error was smaller: the estimate followed the shift
+    fitted = pl.concat([earlier[f"2026-06-0{d}"] for d in range(1, 6)])
+    before = float(np.sqrt(np.mean((fitted["minutes"] - fitted["score"]).to_numpy() ** 2)))
+    assert meta["estimated_quality"] > 1.3 * before
 
 
 def test_estimated_reason() -> None:
