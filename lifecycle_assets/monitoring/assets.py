@@ -106,12 +106,21 @@ def _estimate_metadata(
     if not estimated:
         return {}
     extra = ("expected_roc_auc", "expected_log_loss", "residual_model_rows")
+    recalibration = estimated.get("recalibration") or {}
     return {
         "estimated_model_version": str(version),
         "estimated_quality": _num(estimated["estimated_quality"]),
         "estimated_quality_low": _num(estimated["estimated_low"]),
         "estimated_quality_high": _num(estimated["estimated_high"]),
         **{k: _num(estimated[k]) for k in extra if k in estimated},
+        **(
+            {
+                "recalibration_rows": recalibration.get("rows", 0),
+                "recalibration_slope": _num(recalibration.get("b")),
+            }
+            if "recalibration" in estimated
+            else {}
+        ),
         "estimate_error": _num(error),
     }
 
@@ -135,9 +144,9 @@ def live_quality(
     Recomputed whenever day D's labelled examples are, so late labels update it.
 
     Beside it, from day D itself on, the quality estimated without labels
-    (`monitoring.estimate`): from the day's calibrated scores (binary tasks), or from a
-    model of the absolute residual fitted on the matured rows of the days before D
-    (`earlier_features`, regression); once D matures, the estimate's error (estimated −
+    (`monitoring.estimate`): binary, from the day's scores, recalibrated on the matured rows
+    of the days before D (`earlier_features`); regression, from a model of the absolute
+    residual fitted on those rows. Once D matures, the estimate's error (estimated −
     realised)."""
     cfg = home.config()
     label = cfg.problem.label
@@ -163,7 +172,9 @@ def live_quality(
     by_version = scored.group_by("model_version").len().sort("len", descending=True)
     scored_by = by_version["model_version"][0] if by_version.height else None
     if cfg.problem.task == "binary":
-        estimated = estimate.estimate_day(cfg.validation.metric, scored["score"].to_numpy())
+        estimated = estimate.estimate_day(
+            cfg.validation.metric, scored["score"].to_numpy(), earlier_features, label, scored_by
+        )
     else:
         estimated = estimate.estimate_regression_day(
             cfg.validation.metric,

@@ -267,13 +267,88 @@ def covered(low: float | None, high: float | None, realised: float | None) -> bo
 BINARY_METRICS = ("roc_auc", "pr_auc", "log_loss")
 
 
-def estimate_day(metric_name: str, scores: np.ndarray, seed: int = 0) -> dict[str, Any]:
-    """A binary day's label-free estimate from its calibrated scores: the gate's metric
+# Binary: the scores are recalibrated on the matured rows of the days before D when there
+# are at least this many (NannyML's CBPE fits its calibrator on labelled reference data too).
+RECALIBRATION_MIN_ROWS = 500
+
+
+def matured_rows(
+    history: pl.DataFrame, label: str, version: str | None, min_rows: int
+) -> pl.DataFrame:
+    """The scored, labelled rows of `history` whose day matured: those `version` scored
+    when there are at least `min_rows`, else every version's; no rows when even those are
+    fewer."""
+    if history.height == 0 or label not in history.columns:
+        return pl.DataFrame()
+    matured = history.filter(
+        pl.col("score").is_not_null() & pl.col(label).is_not_null() & pl.col("label_matured")
+    )
+    if version is not None:
+        own = matured.filter(pl.col("model_version") == version)
+        if own.height >= min_rows:
+            return own
+    return matured if matured.height >= min_rows else matured.clear()
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(q) - np.log1p(-q)
+
+
+def fit_recalibration(
+    scores: np.ndarray, labels: np.ndarray, ridge: float = 1e-3
+) -> dict[str, Any]:
+    """A logistic recalibration of the scores on labelled rows: P(y = 1) = σ(a + b·logit(p)),
+    fitted by Newton's method (a little ridge keeps it finite on separable rows). b < 1: the
+    scores were over-confident on those rows."""
+    x = _logit(np.asarray(scores, dtype=np.float64))
+    y = np.asarray(labels, dtype=np.float64)
+    design = np.c_[np.ones_like(x), x]
+    w = np.array([0.0, 1.0])
+    for _ in range(50):
+        q = 1 / (1 + np.exp(-(design @ w)))
+        grad = design.T @ (y - q) - ridge * w
+        hess = (design * (q * (1 - q))[:, None]).T @ design + ridge * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w = w + step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return {"a": float(w[0]), "b": float(w[1]), "rows": len(y)}
+
+
+def recalibrate(scores: np.ndarray, recalibration: dict[str, Any] | None) -> np.ndarray:
+    """The scores through a `fit_recalibration` fit; unchanged without one."""
+    p = np.asarray(scores, dtype=np.float64)
+    if not recalibration:
+        return p
+    z = recalibration["a"] + recalibration["b"] * _logit(p)
+    return 1 / (1 + np.exp(-z))
+
+
+def estimate_day(
+    metric_name: str,
+    scores: np.ndarray,
+    history: pl.DataFrame | None = None,
+    label: str | None = None,
+    version: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A binary day's label-free estimate from its scores: the gate's metric
     (`estimated_quality` with its interval) and the expected ROC-AUC and log-loss whatever
-    the gate's metric is. Empty for a metric that is not a binary one."""
+    the gate's metric is. With `history` (the days before, `label` its label column), the
+    scores are first recalibrated on its matured rows (`matured_rows`, preferring those of
+    `version`), when there are at least `RECALIBRATION_MIN_ROWS`. Empty for a metric that
+    is not a binary one."""
     if metric_name not in BINARY_METRICS:
         return {}
-    p = _probabilities(scores)
+    recalibration = None
+    if history is not None and label is not None:
+        rows = matured_rows(history, label, version, RECALIBRATION_MIN_ROWS)
+        if rows.height:
+            recalibration = fit_recalibration(
+                rows["score"].to_numpy(), rows[label].cast(pl.Float64).to_numpy()
+            )
+    p = np.clip(recalibrate(_probabilities(scores), recalibration), 0.0, 1.0)
     main = estimate_binary(metric_name, p, seed=seed)
     return {
         "estimated_quality": main["estimate"],
@@ -282,6 +357,7 @@ def estimate_day(metric_name: str, scores: np.ndarray, seed: int = 0) -> dict[st
         "estimated_rows": main["rows"],
         "expected_roc_auc": expected_roc_auc(p),
         "expected_log_loss": expected_log_loss(p),
+        "recalibration": recalibration,
     }
 
 
@@ -308,15 +384,11 @@ def estimate_regression_day(
     matured, labelled rows (those of `version` where there are at least
     `RESIDUAL_MIN_ROWS`, else every version's), applied to the day's scored rows. Empty
     when the metric is not mae/rmse or there are too few matured rows to fit on."""
-    if metric_name not in ("mae", "rmse") or history.height == 0 or label not in history.columns:
+    if metric_name not in ("mae", "rmse"):
         return {}
-    matured = history.filter(
-        pl.col("score").is_not_null() & pl.col(label).is_not_null() & pl.col("label_matured")
-    )
-    own = matured.filter(pl.col("model_version") == version) if version else matured.clear()
-    fit_on = own if own.height >= RESIDUAL_MIN_ROWS else matured
+    fit_on = matured_rows(history, label, version, RESIDUAL_MIN_ROWS)
     scored = day.filter(pl.col("score").is_not_null())
-    if fit_on.height < RESIDUAL_MIN_ROWS or scored.height == 0:
+    if fit_on.height == 0 or scored.height == 0:
         return {}
     cols = [c for c in numeric if c in fit_on.columns and c in scored.columns]
     residual = (fit_on[label].cast(pl.Float64) - fit_on["score"]).to_numpy()
@@ -328,5 +400,4 @@ def estimate_regression_day(
         "estimated_high": est["high"],
         "estimated_rows": est["rows"],
         "residual_model_rows": fit_on.height,
-        "residual_model_own_version": fit_on is own,
     }

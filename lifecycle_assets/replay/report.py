@@ -310,9 +310,10 @@ def render(summary: dict[str, Any]) -> str:
                     "Quality estimated without labels",
                     f"The loop's label-free estimate of each {summary['period']}'s "
                     f"{metric_name} (its `live_quality`, computed the day the traffic was "
-                    "served, from the calibrated scores alone) minus the realised value on "
-                    "every label in the file; 0 is a perfect estimate. "
-                    + estimate_caption(policies),
+                    "served, before any of its labels: from the calibrated scores, or for "
+                    "regression from a model of the error fitted on earlier matured days) "
+                    "minus the realised value on every label in the file; 0 is a perfect "
+                    "estimate. " + estimate_caption(policies),
                     line_chart(
                         "estimate_error",
                         "estimate error",

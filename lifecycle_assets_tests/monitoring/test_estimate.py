@@ -5,6 +5,7 @@ unchanged (the estimate is wrong, by construction: its documented limit)."""
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 
 from lifecycle_assets.monitoring import estimate
@@ -150,3 +151,59 @@ def test_the_residual_model_is_json_safe_and_imputes_missing_values() -> None:
         estimate.estimate_regression("roc_auc", model, x)
     with pytest.raises(ValueError, match="two rows"):
         estimate.fit_residual_model(x[:1], r[:1])
+
+
+def _overconfident(rows: int, seed: int, version: str = "v1") -> pl.DataFrame:
+    """A matured day scored by an over-confident model: logit(score) = 2 · the true logit."""
+    rng = np.random.default_rng(seed)
+    true_logit = -1.5 + rng.normal(0, 1, rows)
+    y = (rng.random(rows) < 1 / (1 + np.exp(-true_logit))).astype(np.float64)
+    return pl.DataFrame(
+        {
+            "score": 1 / (1 + np.exp(-2 * true_logit)),
+            "truth": 1 / (1 + np.exp(-true_logit)),
+            "y": y,
+            "label_matured": [True] * rows,
+            "model_version": [version] * rows,
+        }
+    )
+
+
+def test_a_logistic_recalibration_recovers_the_over_confidence() -> None:
+    day = _overconfident(20_000, seed=1)
+    fit = estimate.fit_recalibration(day["score"].to_numpy(), day["y"].to_numpy())
+    assert fit["b"] == pytest.approx(0.5, abs=0.03)
+    assert fit["a"] == pytest.approx(0.0, abs=0.05)
+    assert fit["rows"] == 20_000
+    assert np.array_equal(estimate.recalibrate(np.array([0.2]), None), np.array([0.2]))
+
+
+def test_scores_recalibrated_on_matured_days_fix_an_over_confident_estimate() -> None:
+    """Over-confident scores make the expected ROC-AUC too high; recalibrated on the matured
+    rows of earlier days (of the same version where there are enough), it is close again."""
+    history = pl.concat([_overconfident(2000, seed=s) for s in range(3)])
+    today = _overconfident(3000, seed=9)
+    # what the realised ROC-AUC averages to: the expectation under the true probabilities
+    truth = estimate.expected_roc_auc(today["truth"].to_numpy())
+    realised = metric("roc_auc", today["y"].to_numpy(), today["score"].to_numpy())
+    assert abs(realised - truth) < 0.03
+    raw = estimate.estimate_day("roc_auc", today["score"].to_numpy())
+    fixed = estimate.estimate_day("roc_auc", today["score"].to_numpy(), history, "y", "v1")
+    assert raw["recalibration"] is None
+    assert raw["estimated_quality"] - truth > 0.03
+    assert abs(fixed["estimated_quality"] - truth) < 0.005
+    assert fixed["estimated_low"] <= realised <= fixed["estimated_high"]
+    assert fixed["recalibration"]["rows"] == 6000
+    assert fixed["expected_log_loss"] > raw["expected_log_loss"]  # less confident
+
+
+def test_matured_rows_prefer_the_version_and_need_enough_rows() -> None:
+    rows = pl.concat([_overconfident(300, 1, "v1"), _overconfident(600, 2, "v2")])
+    young = _overconfident(900, 3, "v2").with_columns(pl.lit(False).alias("label_matured"))
+    history = pl.concat([rows, young])
+    assert estimate.matured_rows(history, "y", "v2", 500)["model_version"].unique().to_list() == [
+        "v2"
+    ]
+    assert estimate.matured_rows(history, "y", "v1", 500).height == 900  # too few of v1
+    assert estimate.matured_rows(history, "y", None, 1000).height == 0
+    assert estimate.matured_rows(pl.DataFrame(), "y", None, 1).height == 0

@@ -73,6 +73,7 @@ def test_live_quality_carries_the_estimate_and_its_error(make_home) -> None:
     assert young["meta"]["estimated_quality_low"] < est < young["meta"]["estimated_quality_high"]
     assert 0 < young["meta"]["expected_log_loss"] < math.log(2)
     assert young["meta"]["estimated_model_version"] == "v1"
+    assert young["meta"]["recalibration_rows"] == 0  # no matured day before it
     assert math.isnan(young["meta"]["estimate_error"])
     assert young["report"]["estimate_covers"] is None
 
