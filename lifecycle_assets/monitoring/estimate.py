@@ -325,6 +325,43 @@ def recalibrate(scores: np.ndarray, recalibration: dict[str, Any] | None) -> np.
     return 1 / (1 + np.exp(-z))
 
 
+RECALIBRATION_DRAWS = 100  # refits of the recalibration; DRAWS label vectors in all
+
+
+def sampled_recalibrated_metric(
+    name: str,
+    scores: np.ndarray,
+    fit_scores: np.ndarray,
+    fit_labels: np.ndarray,
+    groups: np.ndarray | None = None,
+    draws: int = DRAWS,
+    seed: int = 0,
+) -> np.ndarray:
+    """The metric of `scores` over label draws that also carry the recalibration's own
+    uncertainty: the recalibration is refitted on `RECALIBRATION_DRAWS` bootstrap resamples
+    of its rows — of whole days when `groups` (a day per row) names two or more, since
+    calibration varies more from day to day than within a day — and each refit's
+    probabilities get their share of the `draws` label vectors y ~ Bernoulli(p)."""
+    rng = np.random.default_rng(seed)
+    per = max(1, draws // RECALIBRATION_DRAWS)
+    members: list[np.ndarray] | None = None
+    if groups is not None:
+        _, codes = np.unique(groups, return_inverse=True)
+        if codes.max(initial=0) >= 1:
+            members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    out = []
+    for k in range(RECALIBRATION_DRAWS):
+        if members is not None:
+            chosen = rng.integers(0, len(members), len(members))
+            idx = np.concatenate([members[g] for g in chosen])
+        else:
+            idx = rng.integers(0, len(fit_scores), len(fit_scores))
+        refit = fit_recalibration(fit_scores[idx], fit_labels[idx])
+        p = np.clip(recalibrate(scores, refit), 0.0, 1.0)
+        out.append(sampled_binary_metric(name, p, per, seed=seed + 1 + k))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def estimate_day(
     metric_name: str,
     scores: np.ndarray,
@@ -341,15 +378,29 @@ def estimate_day(
     is not a binary one."""
     if metric_name not in BINARY_METRICS:
         return {}
-    recalibration = None
-    if history is not None and label is not None:
-        rows = matured_rows(history, label, version, RECALIBRATION_MIN_ROWS)
-        if rows.height:
-            recalibration = fit_recalibration(
-                rows["score"].to_numpy(), rows[label].cast(pl.Float64).to_numpy()
-            )
-    p = np.clip(recalibrate(_probabilities(scores), recalibration), 0.0, 1.0)
-    main = estimate_binary(metric_name, p, seed=seed)
+    raw = _probabilities(scores)
+    rows = (
+        matured_rows(history, label, version, RECALIBRATION_MIN_ROWS)
+        if history is not None and label is not None
+        else pl.DataFrame()
+    )
+    if rows.height == 0 or label is None:
+        main = estimate_binary(metric_name, raw, seed=seed)
+        recalibration = None
+        p = raw
+    else:
+        s, y = rows["score"].to_numpy(), rows[label].cast(pl.Float64).to_numpy()
+        recalibration = fit_recalibration(s, y)
+        p = np.clip(recalibrate(raw, recalibration), 0.0, 1.0)
+        main = estimate_binary(metric_name, p, seed=seed)
+        days = (
+            rows["event_time"].dt.date().to_physical().to_numpy()
+            if ("event_time" in rows.columns)
+            else None
+        )
+        sampled = sampled_recalibrated_metric(metric_name, raw, s, y, days, seed=seed)
+        if main["estimate"] is not None:
+            main["low"], main["high"] = _interval(sampled, LEVEL)
     return {
         "estimated_quality": main["estimate"],
         "estimated_low": main["low"],

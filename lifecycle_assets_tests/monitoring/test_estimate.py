@@ -207,3 +207,30 @@ def test_matured_rows_prefer_the_version_and_need_enough_rows() -> None:
     assert estimate.matured_rows(history, "y", "v1", 500).height == 900  # too few of v1
     assert estimate.matured_rows(history, "y", None, 1000).height == 0
     assert estimate.matured_rows(pl.DataFrame(), "y", None, 1).height == 0
+
+
+def test_the_interval_carries_the_recalibrations_day_to_day_variation() -> None:
+    """Matured days whose calibration differs from day to day: the interval, drawn over
+    recalibrations refitted on resampled days, is wider than label noise alone."""
+    import datetime as dt
+
+    days = []
+    for d in range(10):
+        day = _overconfident(800, seed=20 + d)
+        # each day's labels follow a slightly different calibration (intercept ± 0.3)
+        rng = np.random.default_rng(d)
+        truth = 1 / (1 + np.exp(-(np.log(day["truth"] / (1 - day["truth"])) + 0.3 * (d % 3 - 1))))
+        day = day.with_columns(
+            pl.Series("y", (rng.random(day.height) < truth.to_numpy()).astype(np.float64)),
+            pl.lit(dt.datetime(2026, 6, 1 + d)).alias("event_time"),
+        )
+        days.append(day)
+    history = pl.concat(days)
+    today = _overconfident(2000, seed=99)["score"].to_numpy()
+    est = estimate.estimate_day("roc_auc", today, history, "y", "v1")
+    label_only = estimate.estimate_binary(
+        "roc_auc", estimate.recalibrate(today, est["recalibration"])
+    )
+    assert est["estimated_quality"] == pytest.approx(label_only["estimate"])
+    assert est["estimated_high"] - est["estimated_low"] > label_only["high"] - label_only["low"]
+    assert est["estimated_low"] < est["estimated_quality"] < est["estimated_high"]
