@@ -267,17 +267,23 @@ def covered(low: float | None, high: float | None, realised: float | None) -> bo
 BINARY_METRICS = ("roc_auc", "pr_auc", "log_loss")
 
 
-# Binary: the scores are recalibrated on the matured rows of the days before D when there
-# are at least this many (NannyML's CBPE fits its calibrator on labelled reference data too).
+# Binary: the scores are recalibrated on the serving version's matured rows of the days
+# before D when there are at least this many (NannyML's CBPE fits its calibrator on labelled
+# reference data too).
 RECALIBRATION_MIN_ROWS = 500
 
 
 def matured_rows(
-    history: pl.DataFrame, label: str, version: str | None, min_rows: int
+    history: pl.DataFrame,
+    label: str,
+    version: str | None,
+    min_rows: int,
+    *,
+    any_version: bool = True,
 ) -> pl.DataFrame:
     """The scored, labelled rows of `history` whose day matured: those `version` scored
-    when there are at least `min_rows`, else every version's; no rows when even those are
-    fewer."""
+    when there are at least `min_rows`, else (`any_version`) every version's; no rows when
+    even those are fewer."""
     if history.height == 0 or label not in history.columns:
         return pl.DataFrame()
     matured = history.filter(
@@ -287,6 +293,8 @@ def matured_rows(
         own = matured.filter(pl.col("model_version") == version)
         if own.height >= min_rows:
             return own
+    if not any_version:
+        return matured.clear()
     return matured if matured.height >= min_rows else matured.clear()
 
 
@@ -373,14 +381,16 @@ def estimate_day(
     """A binary day's label-free estimate from its scores: the gate's metric
     (`estimated_quality` with its interval) and the expected ROC-AUC and log-loss whatever
     the gate's metric is. With `history` (the days before, `label` its label column), the
-    scores are first recalibrated on its matured rows (`matured_rows`, preferring those of
-    `version`), when there are at least `RECALIBRATION_MIN_ROWS`. Empty for a metric that
-    is not a binary one."""
+    scores are first recalibrated on its matured rows that `version` scored, when there are
+    at least `RECALIBRATION_MIN_ROWS`. Empty for a metric that is not a binary one."""
     if metric_name not in BINARY_METRICS:
         return {}
     raw = _probabilities(scores)
+    # Only the serving version's own rows: another model's calibration says nothing about
+    # this one's (on the benchmark's concept drift, recalibrating on older versions' rows
+    # after the drift made the estimate of each retrained model 0.05-0.15 too low).
     rows = (
-        matured_rows(history, label, version, RECALIBRATION_MIN_ROWS)
+        matured_rows(history, label, version, RECALIBRATION_MIN_ROWS, any_version=False)
         if history is not None and label is not None
         else pl.DataFrame()
     )
@@ -393,11 +403,8 @@ def estimate_day(
         recalibration = fit_recalibration(s, y)
         p = np.clip(recalibrate(raw, recalibration), 0.0, 1.0)
         main = estimate_binary(metric_name, p, seed=seed)
-        days = (
-            rows["event_time"].dt.date().to_physical().to_numpy()
-            if ("event_time" in rows.columns)
-            else None
-        )
+        timed = "event_time" in rows.columns and rows.schema["event_time"].is_temporal()
+        days = rows["event_time"].dt.date().to_physical().to_numpy() if timed else None
         sampled = sampled_recalibrated_metric(metric_name, raw, s, y, days, seed=seed)
         if main["estimate"] is not None:
             main["low"], main["high"] = _interval(sampled, LEVEL)

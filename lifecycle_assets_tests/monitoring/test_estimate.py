@@ -206,6 +206,17 @@ def test_matured_rows_prefer_the_version_and_need_enough_rows() -> None:
     ]
     assert estimate.matured_rows(history, "y", "v1", 500).height == 900  # too few of v1
     assert estimate.matured_rows(history, "y", None, 1000).height == 0
+    assert estimate.matured_rows(history, "y", "v1", 500, any_version=False).height == 0
+
+
+def test_another_versions_rows_do_not_recalibrate_the_scores() -> None:
+    """A calibration map belongs to its model: rows scored by v1 leave v2's scores as
+    they are (the estimate is then the plain expectation under v2's own probabilities)."""
+    history = _overconfident(3000, seed=4, version="v1")
+    today = _overconfident(2000, seed=5, version="v2")["score"].to_numpy()
+    est = estimate.estimate_day("roc_auc", today, history, "y", "v2")
+    assert est["recalibration"] is None
+    assert est["estimated_quality"] == estimate.estimate_binary("roc_auc", today)["estimate"]
     assert estimate.matured_rows(pl.DataFrame(), "y", None, 1).height == 0
 
 
