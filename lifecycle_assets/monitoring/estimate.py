@@ -161,7 +161,7 @@ def estimate_binary(
 
 # --- regression -------------------------------------------------------------------------------
 
-_QUANTILES = 101  # the standardised residuals a model keeps (JSON-small)
+_QUANTILES = 401  # quantiles of the standardised residuals a model keeps (JSON-small)
 
 
 def fit_residual_model(x: np.ndarray, residual: np.ndarray, ridge: float = 1.0) -> dict[str, Any]:
@@ -196,9 +196,13 @@ def fit_residual_model(x: np.ndarray, residual: np.ndarray, ridge: float = 1.0) 
         "rows": len(r),
     }
     ratios = r / predict_abs_residual(model, x)
-    model["ratio_quantiles"] = np.quantile(ratios, np.linspace(0, 1, _QUANTILES)).tolist()
-    model["ratio_mean"] = float(ratios.mean())
-    model["ratio_square_mean"] = float(np.mean(ratios**2))
+    q = np.quantile(ratios, np.linspace(0, 1, _QUANTILES))
+    model["ratio_quantiles"] = q.tolist()
+    # The moments of the distribution the interval draws from (linear between the kept
+    # quantiles), so that the point estimate sits where the draws do.
+    lo, hi = q[:-1], q[1:]
+    model["ratio_mean"] = float(np.mean((lo + hi) / 2))
+    model["ratio_square_mean"] = float(np.mean((lo**2 + lo * hi + hi**2) / 3))
     return model
 
 

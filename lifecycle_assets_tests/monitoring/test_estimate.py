@@ -245,3 +245,15 @@ def test_the_interval_carries_the_recalibrations_day_to_day_variation() -> None:
     assert est["estimated_quality"] == pytest.approx(label_only["estimate"])
     assert est["estimated_high"] - est["estimated_low"] > label_only["high"] - label_only["low"]
     assert est["estimated_low"] < est["estimated_quality"] < est["estimated_high"]
+
+
+def test_the_regression_point_estimate_sits_inside_its_interval() -> None:
+    """Heavy-tailed standardised residuals: the point estimate and the draws share one
+    distribution, so the interval holds the point."""
+    rng = np.random.default_rng(3)
+    x, _ = _heteroscedastic(3000, seed=3)
+    residual = rng.standard_t(2, 3000)
+    model = estimate.fit_residual_model(x, residual)
+    for name in ("mae", "rmse"):
+        est = estimate.estimate_regression(name, model, x, draws=400)
+        assert est["low"] < est["estimate"] < est["high"], name
