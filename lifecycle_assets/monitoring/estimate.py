@@ -275,6 +275,11 @@ BINARY_METRICS = ("roc_auc", "pr_auc", "log_loss")
 # before D when there are at least this many (NannyML's CBPE fits its calibrator on labelled
 # reference data too).
 RECALIBRATION_MIN_ROWS = 500
+# ... of its newest matured days only (where they hold that many rows): under a shift that
+# keeps moving, older days' calibration lags (replaying the benchmark's stored `never` runs:
+# covariate median |error| 0.0149 with all 14 days, 0.0116 with the newest 4; stable 0.0079
+# and 0.0068).
+RECALIBRATION_DAYS = 4
 
 
 def matured_rows(
@@ -302,6 +307,10 @@ def matured_rows(
     return matured if matured.height >= min_rows else matured.clear()
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.clip(z, -700, 700)))  # clipped: no overflow in exp
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     q = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(q) - np.log1p(-q)
@@ -318,7 +327,7 @@ def fit_recalibration(
     design = np.c_[np.ones_like(x), x]
     w = np.array([0.0, 1.0])
     for _ in range(50):
-        q = 1 / (1 + np.exp(-(design @ w)))
+        q = _sigmoid(design @ w)
         grad = design.T @ (y - q) - ridge * w
         hess = (design * (q * (1 - q))[:, None]).T @ design + ridge * np.eye(2)
         step = np.linalg.solve(hess, grad)
@@ -333,8 +342,7 @@ def recalibrate(scores: np.ndarray, recalibration: dict[str, Any] | None) -> np.
     p = np.asarray(scores, dtype=np.float64)
     if not recalibration:
         return p
-    z = recalibration["a"] + recalibration["b"] * _logit(p)
-    return 1 / (1 + np.exp(-z))
+    return _sigmoid(recalibration["a"] + recalibration["b"] * _logit(p))
 
 
 RECALIBRATION_DRAWS = 100  # refits of the recalibration; DRAWS label vectors in all
@@ -403,12 +411,16 @@ def estimate_day(
         recalibration = None
         p = raw
     else:
+        timed = "event_time" in rows.columns and rows.schema["event_time"].is_temporal()
+        days = rows["event_time"].dt.date().to_physical().to_numpy() if timed else None
+        if days is not None:
+            recent = days >= np.unique(days)[-RECALIBRATION_DAYS:].min()
+            if recent.sum() >= RECALIBRATION_MIN_ROWS:
+                rows, days = rows.filter(pl.Series(recent)), days[recent]
         s, y = rows["score"].to_numpy(), rows[label].cast(pl.Float64).to_numpy()
         recalibration = fit_recalibration(s, y)
         p = np.clip(recalibrate(raw, recalibration), 0.0, 1.0)
         main = estimate_binary(metric_name, p, seed=seed)
-        timed = "event_time" in rows.columns and rows.schema["event_time"].is_temporal()
-        days = rows["event_time"].dt.date().to_physical().to_numpy() if timed else None
         sampled = sampled_recalibrated_metric(metric_name, raw, s, y, days, seed=seed)
         if main["estimate"] is not None:
             main["low"], main["high"] = _interval(sampled, LEVEL)
