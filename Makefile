@@ -6,7 +6,7 @@ export UV_CACHE_DIR := $(CURDIR)/.cache/uv
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint typecheck unit venv browser
+.PHONY: demo test lint typecheck unit venv browser postgres
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -33,6 +33,10 @@ typecheck: .venv/.synced
 browser:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+# The scale-out tests start their own PostgreSQL server (Debian's package: initdb, pg_ctl).
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
+
 # The tests exercise the torch-xla path on the CPU, so the TPU path is exercised everywhere (docs/architecture.md).
-test: lint typecheck browser
+test: lint typecheck browser postgres
 	PJRT_DEVICE=CPU .venv/bin/pytest $(ARGS)

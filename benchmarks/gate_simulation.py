@@ -34,7 +34,14 @@ from statistics import NormalDist
 import numpy as np
 
 from lifecycle_assets.config import ValidationConfig
-from lifecycle_assets.validation.gate import PASS, decide, metric, paired_bootstrap_delta
+from lifecycle_assets.validation.gate import (
+    AUTO_MARGIN,
+    PASS,
+    decide,
+    metric,
+    paired_bootstrap_delta,
+    resolved_margin,
+)
 
 PHI = NormalDist()
 
@@ -83,7 +90,7 @@ def promotion_rate(
     d_p, d_c = separation(auc_production), separation(auc_challenger)
     rng = np.random.default_rng(seed)
     promoted = blocked = previous_blocked = 0
-    deltas = []
+    deltas, drawn = [], []
     started = time.perf_counter()
     for i in range(sims):
         y = (rng.random(rows) < positive_rate).astype(np.float64)
@@ -97,6 +104,7 @@ def promotion_rate(
         record = decide(y, challenger, production, cfg, seed=seed * 100_003 + i)
         promoted += record["decision"] == PASS
         deltas.append(record["delta"])
+        drawn.append(record["bootstrap_samples"])
         if train_rate:
             guard = record["guards"]["calibration"]
             blocked += not guard["passed"]
@@ -112,6 +120,10 @@ def promotion_rate(
         "promotion_rate": rate,
         "simulation_se": math.sqrt(max(rate * (1 - rate), 1e-12) / sims),
         "mean_observed_delta": float(np.mean(deltas)),
+        # resamples drawn per gate run: more where the verdict sat within the resampling's
+        # own error (validation.bootstrap_max_samples)
+        "mean_resamples": float(np.mean(drawn)),
+        "extended_share": float(np.mean(np.array(drawn) > cfg.bootstrap_samples)),
         "seconds_per_gate_run": (time.perf_counter() - started) / sims,
     }
     if train_rate:
@@ -166,19 +178,21 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cfg = ValidationConfig()
+    # the margin the gate applies (unset in the example config: scaled to the metric)
+    margin = resolved_margin(cfg.margin, AUTO_MARGIN, cfg.metric, args.auc)
     common = {"positive_rate": args.positive_rate, "rho": args.rho, "seed": args.seed}
 
     worse = promotion_rate(
         rows=args.rows,
         auc_production=args.auc,
-        auc_challenger=args.auc - cfg.margin,
+        auc_challenger=args.auc - margin,
         sims=args.sims,
         **common,
     )
     worse_shifted = promotion_rate(
         rows=args.rows,
         auc_production=args.auc,
-        auc_challenger=args.auc - cfg.margin,
+        auc_challenger=args.auc - margin,
         sims=args.sims,
         train_rate=args.train_rate,
         **common,
@@ -209,7 +223,7 @@ def main() -> None:
     result = {
         "config": {
             "metric": cfg.metric,
-            "margin": cfg.margin,
+            "margin": margin,
             "alpha": cfg.alpha,
             "bootstrap_samples": cfg.bootstrap_samples,
         },
@@ -231,15 +245,18 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(
-        f"gate: {cfg.metric}, margin {cfg.margin}, α {cfg.alpha}, "
-        f"{cfg.bootstrap_samples} bootstrap resamples; AUC {args.auc}, ρ {args.rho}, "
+        f"gate: {cfg.metric}, margin {margin}, α {cfg.alpha}, "
+        f"{cfg.bootstrap_samples} bootstrap resamples (up to {cfg.bootstrap_max_samples}); "
+        f"AUC {args.auc}, ρ {args.rho}, "
         f"{args.positive_rate:.0%} positives"
     )
     print(
         f"worse by the margin, {args.rows} rows, {worse['sims']} runs: promoted "
         f"{worse['promotion_rate']:.3f} ± {worse['simulation_se']:.3f} "
         f"(ratio to α {worse['promotion_rate'] / cfg.alpha:.2f}; bound α + 2 SE = "
-        f"{cfg.alpha + 2 * worse['simulation_se']:.3f}: {'OK' if worse_ok else 'EXCEEDED'})"
+        f"{cfg.alpha + 2 * worse['simulation_se']:.3f}: {'OK' if worse_ok else 'EXCEEDED'}); "
+        f"resamples drawn {worse['mean_resamples']:.0f} on average, more than "
+        f"{cfg.bootstrap_samples} in {worse['extended_share']:.1%} of runs"
     )
     ws, bs = worse_shifted, better_shifted
     shift = f"label rate {args.train_rate:.0%} → {args.positive_rate:.0%}, calibration guard on"

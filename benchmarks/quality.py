@@ -686,6 +686,30 @@ def _write_record(path: Path, record: dict[str, Any]) -> None:
     tmp.replace(path)  # a run killed mid-write leaves no half a record
 
 
+def alerts_from_better(replay_file: Path) -> dict[str, list[str]]:
+    """Per policy, the loop days whose gate alert was raised against a challenger at least
+    as good as production on the gate metric ("day (Δ)"), read off the replay's periods."""
+    summary = json.loads(replay_file.read_text())
+    sign = 1.0 if summary["higher_is_better"] else -1.0
+    out: dict[str, list[str]] = {}
+    for name, res in summary["policies"].items():
+        days = out.setdefault(name, [])
+        for p in res["periods"]:
+            ch, pr = p.get("challenger_metric"), p.get("production_metric")
+            if "gate" in (p.get("alerts") or []) and ch is not None and pr is not None:
+                delta = sign * (ch - pr)
+                if delta >= 0:
+                    days.append(f"{p['loop_day']} ({delta:+.4f})")
+    return out
+
+
+def _with_alerts_from_better(rows: dict[str, dict[str, Any]], root: Path) -> None:
+    for row in rows.values():
+        replay = root / f"replay-{row.get('family')}" / "replay.json"
+        if row.get("policy") in POLICIES and replay.is_file():
+            row["alerts_from_better"] = alerts_from_better(replay).get(row["policy"], [])
+
+
 def row_name(policy: str, family: str, families: list[str]) -> str:
     """`periodic` with one family (the original contract), `periodic[gbdt]` with several."""
     return policy if len(families) == 1 else f"{policy}[{family}]"
@@ -782,6 +806,7 @@ def run_scenario(
     if (done := _load_record(result_file, scenario_key)) is not None:
         echo(f"{scenario.name}: finished earlier, {result_file}")
         result = done["result"]
+        _with_alerts_from_better(result["results"], root)
         result["bars"] = bars(result)  # judged by this version's bars
         return result
     if not data.is_file() or _digest(pl.read_parquet(data).write_csv()) != data_key:
@@ -863,6 +888,7 @@ def run_scenario(
         "commands": {f: r["command"] for f, r in records.items()},
         "results": rows,
     }
+    _with_alerts_from_better(rows, root)
     result["bars"] = bars(result)
     _write_record(result_file, {"key": scenario_key, "result": result})
     return result
@@ -963,6 +989,13 @@ def bars(res: dict[str, Any]) -> list[dict[str, Any]]:
                 f"median |error| {err:.4f}, mean error {est['mean_error']:+.4f}, max "
                 f"{est['max_abs_error']:.4f}; covers {_fmt(cov, '.0%')} of {est['periods']} "
                 "periods",
+            )
+        if mine and all("alerts_from_better" in v for v in mine.values()):
+            flagged = [f"{k} {d}" for k, v in mine.items() for d in v["alerts_from_better"]]
+            bar(
+                f"no gate alert from a challenger better on the gate metric{tag}",
+                not flagged,
+                ", ".join(flagged) or "none",
             )
         if res["scenario"] == "stable" or res["scenario"].startswith("public-"):
             challengers = sum(v["retrains"] for v in mine.values())

@@ -28,7 +28,7 @@ def _home(args: argparse.Namespace) -> LifecycleHome:
 def cmd_init(args: argparse.Namespace) -> int:
     from lifecycle_assets.home_setup import init_home
 
-    home = init_home(args.workdir, args.config)
+    home = init_home(args.workdir, args.config, args.instance)
     print(f"lifecycle home ready at {home.root} (config {home.config_path})")
     return 0
 
@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("init", "create the lifecycle home (idempotent)")
     p.add_argument("--config", help="a lifecycle.yaml (default: the built-in example)")
+    p.add_argument(
+        "--instance",
+        metavar="POSTGRES_URL",
+        help="store the Dagster instance in this PostgreSQL database "
+        "(postgresql://USER:PASSWORD@HOST:PORT/DB; default: SQLite in the home)",
+    )
     p.set_defaults(func=cmd_init)
 
     p = add("materialize", "materialise assets of the loop for one daily partition")

@@ -198,6 +198,10 @@ class ValidationConfig(_Section):
     margin: float | None = Field(None, ge=0)
     alpha: float = Field(0.05, gt=0, lt=0.5)
     bootstrap_samples: int = Field(1000, ge=100)
+    # Where the resampled lower bound sits within the resampling's own error of −margin (a
+    # verdict the seed, not the rows, would decide), more resamples are drawn, in blocks, up
+    # to this many. Equal to (or below) `bootstrap_samples`: never more.
+    bootstrap_max_samples: int = Field(8000, ge=100)
     # The paired bootstrap's seed, the same every day: a decision depends on the rows alone,
     # not on the calendar day it ran (a demo or a replay decides alike whatever its dates).
     # None: the day's ordinal. The seed is recorded with the decision; `validation recheck`
@@ -322,6 +326,10 @@ class ServingConfig(_Section):
 class VersioningConfig(_Section):
     # A DVC remote URL or local path; None means `<home>/dvc-remote`.
     dvc_remote: str | None = None
+    # Settings of that remote, written into the repo's .dvc/config as DVC's own keys (for S3:
+    # `endpointurl` for an S3-compatible server, `region`, `profile` …). Committed to the
+    # registry repo, so never credentials: those come from the environment or the runs' role.
+    dvc_remote_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
     # Retention (`lifecycle data gc`): the newest N versions of each dataset are kept, plus
     # every version a registered model was trained or tested on.
     keep_versions: int = Field(30, ge=1)

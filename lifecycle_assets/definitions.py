@@ -71,6 +71,15 @@ staleness_retrain = build_staleness_sensor(lifecycle_loop, TRAINING)
 SENSORS = [staleness_retrain, broken_run_alert, late_labels, new_log_partitions]
 
 
+# Runs the daemon launches (the schedule, the sensors, the UI) execute each step in its own
+# process, forked from a server that imported the project once: a spawned step would import
+# torch, Dagster, DVC and BentoML again, seconds per step. `materialize` runs in process.
+LOOP_EXECUTOR = dg.multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": ["lifecycle_assets.definitions"]}}},
+    name="lifecycle_multiprocess",
+)
+
+
 def build_resources(workdir: str | None = None) -> dict[str, object]:
     home = LifecycleHomeResource(workdir=workdir)
     return {
@@ -89,4 +98,5 @@ defs = dg.Definitions(
     schedules=[daily_retraining],
     sensors=SENSORS,
     resources=build_resources(),
+    executor=LOOP_EXECUTOR,
 )

@@ -4,7 +4,7 @@ Layout::
 
     HOME/lifecycle.yaml     the active config
     HOME/clock.json         the loop's clock when it is simulated (absent: wall time)
-    HOME/dagster/           DAGSTER_HOME (SQLite instance, dagster.yaml)
+    HOME/dagster/           DAGSTER_HOME (dagster.yaml; the SQLite instance, or PostgreSQL)
     HOME/bentoml/           BENTOML_HOME (model store, bentos)
     HOME/repo/              git + DVC repo: dataset and model versions, the registry
     HOME/dvc-remote/        default DVC remote (a local directory)
@@ -175,17 +175,6 @@ def time_horizon(now: dt.datetime, simulated: bool, config: LifecycleConfig) -> 
 
 def set_simulated_today(home: LifecycleHome, day: dt.date) -> None:
     write_atomic(home.clock_path, json.dumps({"today": day.isoformat()}))
-
-
-DAGSTER_YAML = """\
-telemetry:
-  enabled: false
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 1
-"""
 
 
 def copy_if_changed(src: Path, dst: Path) -> None:

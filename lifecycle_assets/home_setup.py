@@ -10,7 +10,8 @@ from pathlib import Path
 from lifecycle_assets.config import ConfigError, example_config_path, load_config
 from lifecycle_assets.data.validation import ensure_pii_key
 from lifecycle_assets.files import write_atomic
-from lifecycle_assets.home import DAGSTER_YAML, HomeError, LifecycleHome, project_root, resolve_home
+from lifecycle_assets.home import HomeError, LifecycleHome, project_root, resolve_home
+from lifecycle_assets.instance import check_postgres, instance_yaml
 from lifecycle_assets.versioning.repo import VersionedRepo
 
 
@@ -43,9 +44,17 @@ def write_stage_launcher(repo: Path) -> Path:
 
 
 def init_home(
-    workdir: str | Path | None = None, config_file: str | Path | None = None
+    workdir: str | Path | None = None,
+    config_file: str | Path | None = None,
+    instance: str | None = None,
 ) -> LifecycleHome:
-    """Create or update the home; running it again with the same inputs changes nothing."""
+    """Create or update the home; running it again with the same inputs changes nothing.
+
+    `instance`, a PostgreSQL URL, makes it the Dagster instance's storage (checked first: a
+    server that cannot be used leaves the home as it was); without it a new home stores to
+    SQLite in the home and an existing one keeps its instance config."""
+    if instance is not None:
+        check_postgres(instance)
     home = LifecycleHome(resolve_home(workdir))
     if home.root.exists() and not home.root.is_dir():
         raise HomeError(f"{home.root} exists and is not a directory; pick another --workdir")
@@ -73,10 +82,17 @@ def init_home(
     except ConfigError as err:
         raise ConfigError(f"{err} (edit it, or re-run init with --config FILE)") from None
     dagster_yaml = home.dagster_home / "dagster.yaml"
-    if not dagster_yaml.exists():
-        dagster_yaml.write_text(DAGSTER_YAML)
+    wanted = instance_yaml(instance)
+    if not dagster_yaml.exists() or (instance is not None and dagster_yaml.read_text() != wanted):
+        write_atomic(dagster_yaml, wanted)
     home.activate()
-    VersionedRepo.init(home.repo, home.remote_url(config), project_dvc_yaml(), env=home.tool_env())
+    VersionedRepo.init(
+        home.repo,
+        home.remote_url(config),
+        project_dvc_yaml(),
+        env=home.tool_env(),
+        remote_options=config.versioning.dvc_remote_options,
+    )
     write_stage_launcher(home.repo)
     # The HMAC key for `data.pii_mode: hash` lives in the home (owner-only), never in a repo.
     ensure_pii_key(home.root, config)

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
-from lifecycle_assets.serving.process import free_port
-from lifecycle_assets_tests.conftest import subprocess_env
+from lifecycle_assets_tests.daemon import dagster_dev
 from lifecycle_assets_tests.test_definitions import EXPECTED_ASSETS
 
 pytestmark = pytest.mark.slow
@@ -22,17 +17,10 @@ QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
 
 def test_ui_serves_every_asset(make_home) -> None:
     home = make_home()
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lifecycle_assets.cli", "ui", "--workdir", str(home.root),
-         "--port", str(port)],
-        env=subprocess_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
+    with dagster_dev(home) as port:
         deadline = time.monotonic() + 180
         nodes = None
-        while time.monotonic() < deadline and proc.poll() is None:
+        while time.monotonic() < deadline:
             try:
                 resp = httpx.post(
                     f"http://127.0.0.1:{port}/graphql", json={"query": QUERY}, timeout=5
@@ -56,10 +44,3 @@ def test_ui_serves_every_asset(make_home) -> None:
         assert (
             upstream["raw_prediction_logs"] == upstream["ground_truth"] == {"prediction_log_store"}
         )
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

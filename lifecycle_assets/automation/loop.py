@@ -13,6 +13,7 @@ import dagster as dg
 from lifecycle_assets.automation.sensors import LABEL_REFRESH, label_refresh_days
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.instance import check_postgres, postgres_url_of
 from lifecycle_assets.registry.jobs import materialization_reporter
 from lifecycle_assets.registry.registry import bento_model_tag, served_ledger
 from lifecycle_assets.serving.bento import bento_built, bento_tag
@@ -52,6 +53,9 @@ def instance_for(home: LifecycleHome) -> dg.DagsterInstance:
     key = str(home.dagster_home)
     if key not in _instances:
         home.activate()
+        postgres = postgres_url_of(home.dagster_home)
+        if postgres is not None:
+            check_postgres(postgres)  # one line naming the URL, not a retrying traceback
         _instances[key] = dg.DagsterInstance.from_config(str(home.dagster_home))
     return _instances[key]
 
@@ -136,7 +140,7 @@ def run_day(
     run = materialize(home, TRAINING, key)
     out.runs.append(run)
     out.stage_seconds["training"] = time.perf_counter() - t0
-    out.decision = _decision_for(home, run.run_id)
+    out.decision = decision_for(home, run.run_id)
     echo(
         f"{key}: "
         + (
@@ -171,7 +175,7 @@ def build_day_bento(
     return run
 
 
-def _decision_for(home: LifecycleHome, run_id: str) -> dict[str, Any] | None:
+def decision_for(home: LifecycleHome, run_id: str) -> dict[str, Any] | None:
     """The decision record materialised by this run, if the gate ran."""
     instance = instance_for(home)
     records = instance.get_records_for_run(

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Sequence
 from typing import TypeVar, cast
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from lifecycle_assets.config import LifecycleConfig
 from lifecycle_assets.records import GROUND_TRUTH_SCHEMA, QUARANTINE_SCHEMA
 
-__all__ = ["GROUND_TRUTH_SCHEMA", "build_feature_table", "build_labeled_examples", "build_split"]
+__all__ = [
+    "GROUND_TRUTH_SCHEMA",
+    "build_feature_table",
+    "build_labeled_examples",
+    "build_split",
+    "stream_split",
+]
 
 LABELED, MATURED_NEGATIVE, PENDING = "labeled", "matured_negative", "pending"
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
@@ -76,8 +84,9 @@ def build_labeled_examples(
     maturity = config.labels.maturity_days
     quarantined = []
 
-    dup = predictions.filter(pl.col("request_id").is_duplicated())
-    if dup.height:
+    repeated = predictions.select(pl.col("request_id").is_duplicated())[:, 0]
+    if repeated.any():
+        dup = predictions.filter(repeated)
         quarantined.append(_quarantine(dup, "duplicate_request_id", "raw_prediction_logs"))
         predictions = predictions.unique("request_id", keep="first", maintain_order=True)
 
@@ -88,11 +97,25 @@ def build_labeled_examples(
         with_arrival(labels).filter(arrival_time() < window_end)
     )
     # counted on the day of the prediction they label, once
-    conflicts = conflicts.filter(pl.col("request_id").is_in(predictions["request_id"].implode()))
+    if conflicts.height:
+        ids = predictions["request_id"].implode()
+        conflicts = conflicts.filter(pl.col("request_id").is_in(ids))
     if conflicts.height:
         quarantined.append(_quarantine(conflicts, CONFLICTING_LABEL, "ground_truth"))
-    joined = predictions.join(first_labels, on="request_id", how="left", maintain_order="left")
-    leaked = joined.filter(pl.col("observed_time") < pl.col("event_time"))
+    # One streaming query from the predictions to the examples: the join, the (rare) leak
+    # filter and the label columns run per batch, with no joined copy of the day in between.
+    # The leaked rows come from the labelled rows alone (request ids are unique on both sides,
+    # so the inner join holds the left join's labelled rows in the same order).
+    labels_lazy = first_labels.lazy()
+    joined = predictions.lazy().join(
+        labels_lazy, on="request_id", how="left", maintain_order="left"
+    )
+    leaked = (
+        predictions.lazy()
+        .join(labels_lazy, on="request_id", how="inner", maintain_order="left")
+        .filter(pl.col("observed_time") < pl.col("event_time"))
+        .collect(engine="streaming")
+    )
     if leaked.height:
         quarantined.append(_quarantine(leaked, "label_before_prediction", "ground_truth"))
         joined = joined.filter(
@@ -119,6 +142,7 @@ def build_labeled_examples(
         )
         .drop("label")
         .rename({"_label_value": label_col})
+        .collect(engine="streaming")
     )
     quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     return examples, quarantine
@@ -169,17 +193,77 @@ def build_split(
     return split
 
 
-def window_rows(features: FrameT, day: dt.date, which: str, config: LifecycleConfig) -> FrameT:
-    """Rows of a split's window with a usable (matured) label; eager or lazy frames alike."""
+def _in_window(day: dt.date, which: str, config: LifecycleConfig) -> pl.Expr:
     start, end = split_windows(day, config)[which]
     lo = dt.datetime.combine(start, dt.time(), dt.UTC)
     hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
-    return features.filter(
+    return (
         (pl.col("event_time") >= lo)
         & (pl.col("event_time") < hi)
         & pl.col("label_matured")
         & pl.col(config.problem.label).is_not_null()
-    ).sort("event_time", "request_id")
+    )
+
+
+SPLIT_ORDER = ("event_time", "request_id")
+
+
+def window_rows(features: FrameT, day: dt.date, which: str, config: LifecycleConfig) -> FrameT:
+    """Rows of a split's window with a usable (matured) label; eager or lazy frames alike."""
+    return features.filter(_in_window(day, which, config)).sort(*SPLIT_ORDER)
+
+
+def stream_split(
+    partitions: Sequence[pl.LazyFrame],
+    day: dt.date,
+    which: str,
+    config: LifecycleConfig,
+    *,
+    batch_rows: int = 100_000,
+) -> pl.LazyFrame:
+    """`build_split` over daily feature partitions (lazy scans, in day order), as a lazy frame
+    whose memory is bounded by one partition rather than the whole window.
+
+    Partitions hold disjoint days, so sorting each one and concatenating them in day order is
+    the split's global (event_time, request_id) order. A streaming engine sorts every input
+    of a concatenation at once (the whole window in memory); here one partition is read at a
+    time, only its sort keys are sorted, and its rows leave in slices of `batch_rows`.
+    """
+    window = _in_window(day, which, config)
+    excluded: pl.Series | None = None
+    if which == "train" and config.data.entity_disjoint_split:
+        excluded = (
+            pl.concat(
+                [p.filter(_in_window(day, "test", config)).select("entity_id") for p in partitions]
+            )
+            .unique()
+            .collect(engine="streaming")["entity_id"]
+        )
+        window &= ~pl.col("entity_id").is_in(excluded.implode())
+    schema = partitions[0].collect_schema() if partitions else pl.Schema()
+
+    def batches(
+        columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        left = n_rows
+        for part in partitions:
+            rows = part.filter(window).collect(engine="streaming")
+            order = rows.select(pl.arg_sort_by(*SPLIT_ORDER))[:, 0]
+            for start in range(0, rows.height, batch_rows):
+                batch = rows[order.slice(start, batch_rows)]
+                if predicate is not None:
+                    batch = batch.filter(predicate)
+                if columns is not None:
+                    batch = batch.select(columns)
+                if left is not None:
+                    batch = batch.head(left)
+                    left -= batch.height
+                yield batch
+                if left is not None and left <= 0:
+                    return
+            del rows, order
+
+    return register_io_source(batches, schema=schema, explain_name="feature partitions by day")
 
 
 def split_overlap(features: pl.DataFrame, day: dt.date, config: LifecycleConfig) -> dict[str, int]:

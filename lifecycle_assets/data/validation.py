@@ -99,8 +99,15 @@ def validate_predictions(
             conflict = group.filter(live & ~pl.col("copy")).select(cols)
             quarantined.append(quarantine_rows(exact, REPLAYED_REQUEST_ID, "dedup"))
             quarantined.append(quarantine_rows(conflict, DUPLICATE_REQUEST_ID, "dedup"))
-        frame = frame.filter(~bad)
 
+    # The good rows leave through one streaming query: identifying columns dropped first (in
+    # `drop` mode nothing is copied that is thrown away), the bad rows filtered, unknown
+    # categories mapped, without an intermediate copy of the day per step.
+    lazy = frame.lazy()
+    if config.data.pii_mode == "drop":
+        lazy = lazy.drop([c for c in config.problem.pii_columns if c in frame.columns])
+    if bad.any():
+        lazy = lazy.filter(~bad)
     counts: dict[str, int] = {}
     checks = {
         col: ~pl.col(col).is_in(list(known)) & pl.col(col).is_not_null()
@@ -108,7 +115,8 @@ def validate_predictions(
         if col in frame.columns
     }
     if checks:
-        unknown = frame.select([e.sum().alias(c) for c, e in checks.items()]).row(0, named=True)
+        sums = lazy.select([e.sum().alias(c) for c, e in checks.items()])
+        unknown = sums.collect(engine="streaming").row(0, named=True)
         counts = {f"{UNKNOWN_CATEGORY}:{c}": int(n) for c, n in unknown.items() if n}
         mapped = [
             pl.when(checks[c]).then(pl.lit(OOV_TOKEN)).otherwise(pl.col(c)).alias(c)
@@ -116,10 +124,10 @@ def validate_predictions(
             if n
         ]
         if mapped:
-            frame = frame.with_columns(mapped)
+            lazy = lazy.with_columns(mapped)
     counts[UNKNOWN_CATEGORY] = sum(counts.values())
 
-    frame = protect_pii(frame, config, pii_key)
+    frame = protect_pii(lazy.collect(engine="streaming"), config, pii_key)
     quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     # The raw text of a quarantined row may hold PII: it stays in the home's quarantine
     # table (owner-only), never in the versioned repository.

@@ -525,9 +525,12 @@ def read_predictions(
     )
     lo = dt.datetime.combine(day, dt.time(), dt.UTC)
     hi = lo + dt.timedelta(days=1)
-    inside = (pl.col("event_time") >= lo) & (pl.col("event_time") < hi)
-    outside = rows.filter(~inside)
-    if outside.height:
+    # a mask first: the (rare) rows outside the day cost a filter only when there are some
+    inside = rows.select(
+        ((pl.col("event_time") >= lo) & (pl.col("event_time") < hi)).alias("_inside")
+    )["_inside"]
+    if not inside.all():
+        outside = rows.filter(~inside)
         rows = rows.filter(inside)
         moved = outside.select(
             pl.lit("partition").alias("source"),

@@ -1,4 +1,5 @@
-"""`lifecycle models …`: list, show, approve, release, rollback, served-at, reproduce.
+"""`lifecycle models …`: list, verify, restore, show, approve, release, rollback, served-at,
+reproduce.
 
 Every argument naming a version is validated before anything touches the filesystem or git;
 every model is loaded through `load_artifact` (hash-checked) before an alias moves.
@@ -36,6 +37,12 @@ def register(add: AddCommand) -> None:
     command("list", "registered versions, their aliases, decisions and approval", cmd_list)
     p = command("verify", "check versions against their registration in git history", cmd_verify)
     p.add_argument("version", nargs="?", help="e.g. v3 (default: every version)")
+    p = command(
+        "restore",
+        "bring a version into this home's model store from the DVC remote (a fresh node)",
+        cmd_restore,
+    )
+    p.add_argument("version", nargs="?", help="e.g. v3 (default: the production version)")
     p = command("show", "a version's record, decision, alias history and model card", cmd_show)
     p.add_argument("version", help="e.g. v3")
     p = command("approve", "approve a version the gate passed (review its card first)", cmd_approve)
@@ -90,6 +97,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
     lines = [f"{r['version']:8} {'ok' if r['ok'] else 'FAILED':7} {r['reason']}" for r in rows]
     emit(args, rows, "\n".join(lines) if rows else "no model versions yet")
     return 0 if all(r["ok"] for r in rows) else EXIT_MISMATCH
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from lifecycle_assets.registry.queries import registry_for
+    from lifecycle_assets.registry.registry import RegistryError, validate_version
+
+    home = open_home(args)
+    reg = registry_for(home)
+    version = validate_version(args.version) if args.version else reg.alias("production")
+    if version is None:
+        raise RegistryError("no production version to restore yet: name one (e.g. v1)")
+    restored = reg.restore(version)
+    where = "restored from the DVC remote into" if restored else "already in"
+    emit(
+        args,
+        {"version": version, "restored": restored},
+        f"{reg.model_name}:{version} {where} the model store of {home.root}",
+    )
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -310,8 +311,6 @@ class Registry:
 
     def register(self, artifact_dir: Path, info: dict[str, Any]) -> str:
         """Record an artifact (already saved with its version) and export it to BentoML."""
-        import bentoml
-
         manifest = read_manifest(artifact_dir)
         version = validate_version(manifest["version"])
         # Checked here, once: everything that loads a registered version later compares the
@@ -328,32 +327,7 @@ class Registry:
         entry = RegistryEntry.checked(
             {"weights_sha256": manifest["weights_sha256"], "artifact_sha256": digest, **info}
         )
-        labels = {
-            "stage": REGISTERED,
-            "task": manifest["task"],
-            "version": version,
-            "day": str(info.get("day") or ""),
-            "device": str(info.get("device") or ""),
-            "data_version": str(info.get("train_split_tag") or ""),
-        }
-        with bentoml.models.create(
-            bento_model_tag(self.model_name, version),
-            labels=labels,
-            # BentoML metadata takes no nulls, at any depth; the full record stays in
-            # versions.json.
-            metadata=_without_nulls(
-                {"weights_sha256": manifest["weights_sha256"], "artifact_sha256": digest, **info}
-            ),
-            _model_store=model_store(self.home),
-        ) as ref:
-            for name in os.listdir(artifact_dir):
-                src = Path(artifact_dir) / name
-                if src.is_file():
-                    shutil.copy2(src, Path(ref.path) / name)
-            # The config the version was registered under travels with it: a Bento built
-            # from this model serves it with no lifecycle home (`serving/bento.py`).
-            if self.home.config_path.is_file():
-                shutil.copy2(self.home.config_path, Path(ref.path) / PACKED_CONFIG)
+        self._export(artifact_dir, entry, REGISTERED)
         versions[version] = entry
         history = VersionedRepo.of(self.home)
         history.ensure_git()
@@ -365,6 +339,70 @@ class Registry:
             registration_tag(version),
         )
         return version
+
+    def _export(self, artifact_dir: Path, entry: dict[str, Any], stage: str) -> None:
+        """Copy an artifact into the home's BentoML model store, labelled with `stage` and
+        its registry entry (`versions.json`'s record: digests and lineage)."""
+        import bentoml
+
+        manifest = read_manifest(artifact_dir)
+        labels = {
+            "stage": stage,
+            "task": manifest["task"],
+            "version": manifest["version"],
+            "day": str(entry.get("day") or ""),
+            "device": str(entry.get("device") or ""),
+            "data_version": str(entry.get("train_split_tag") or ""),
+        }
+        with bentoml.models.create(
+            bento_model_tag(self.model_name, manifest["version"]),
+            labels=labels,
+            # BentoML metadata takes no nulls, at any depth; the full record stays in
+            # versions.json.
+            metadata=_without_nulls(entry),
+            _model_store=model_store(self.home),
+        ) as ref:
+            for name in os.listdir(artifact_dir):
+                src = Path(artifact_dir) / name
+                if src.is_file():
+                    shutil.copy2(src, Path(ref.path) / name)
+            # The config the version was registered under travels with it: a Bento built
+            # from this model serves it with no lifecycle home (`serving/bento.py`).
+            if self.home.config_path.is_file():
+                shutil.copy2(self.home.config_path, Path(ref.path) / PACKED_CONFIG)
+
+    def restore(self, version: str) -> bool:
+        """Bring a registered version into this home's BentoML model store from the DVC
+        remote (the `models/candidate` output at its `model/vN` tag), checked against the
+        digest its registration recorded in git: what a fresh node, with only a clone of the
+        registry repo and the remote, needs to serve or validate it. False when the store
+        already holds it."""
+        import bentoml
+
+        entry = self.require(version)
+        try:
+            bentoml.models.get(
+                bento_model_tag(self.model_name, version), _model_store=model_store(self.home)
+            )
+            return False
+        except bentoml.exceptions.NotFound:
+            pass
+        digest = recorded_digest(self.home, version)
+        with tempfile.TemporaryDirectory(prefix=".restore-", dir=self.home.root) as tmp:
+            staged = Path(tmp) / version
+            VersionedRepo.of(self.home).restore("models/candidate", f"model/{version}", staged)
+            # refused unless it is the registered artifact, and loadable as it will serve
+            load_artifact(staged, expected_digest=digest, factories=_user_families(self.home))
+            promoted = {e["to"] for e in self.history() if e["alias"] == "production"}
+            stage = (
+                PRODUCTION
+                if self.alias("production") == version
+                else ARCHIVED
+                if version in promoted
+                else REGISTERED
+            )
+            self._export(staged, entry, stage)
+        return True
 
     def set_approval(self, version: str, status: str, **fields: Any) -> dict[str, Any]:
         """Record a release-process step for `version` (the caller commits `registry/`)."""

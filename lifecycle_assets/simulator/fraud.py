@@ -19,6 +19,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,7 +30,9 @@ from lifecycle_assets.records import (
     PredictionRecord,
     ScheduledRecord,
 )
-from lifecycle_assets.training.artifact import ModelArtifact
+
+if TYPE_CHECKING:  # scoring needs torch; the simulator's vocabularies and log rows do not
+    from lifecycle_assets.training.artifact import ModelArtifact
 
 NUMERIC_FEATURES: tuple[str, ...] = (
     "amount",

@@ -227,6 +227,10 @@ def build_record(
 # --- reading and rechecking -----------------------------------------------------------------
 
 
+# The validation stage's DVC output (dvc.yaml): the full record, git-tracked at each day's tag.
+VALIDATION_REPORT = "reports/validation.json"
+
+
 def record_path(home: LifecycleHome, day: str) -> Path:
     return AssetStore.of(home).record_path("validation_report", day)
 
@@ -239,15 +243,20 @@ def parse_day(day: str) -> str:
 
 
 def load_record(home: LifecycleHome, day: str) -> dict[str, Any]:
-    """The decision stored for `day` (the validation_report partition, FORCED ones included)."""
+    """The decision stored for `day` (the validation_report partition, FORCED ones included):
+    the home's stored output, else the record versioned in the registry repo at the day's
+    `validation/DAY` tag (a node whose repo is a clone, with none of the outputs)."""
     day = parse_day(day)
     path = record_path(home, day)
-    if not path.is_file():
+    text = path.read_text() if path.is_file() else None
+    if text is None:
+        text = VersionedRepo.of(home).file_at(f"validation/{day}", VALIDATION_REPORT)
+    if text is None:
         known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         hint = f"decisions exist for {', '.join(known[-5:])}" if known else "no decisions yet"
         raise DecisionError(f"no decision recorded for {day} in {home.root} ({hint})")
     try:
-        return DecisionRecord.checked(json.loads(path.read_text()))
+        return DecisionRecord.checked(json.loads(text))
     except ValueError as err:  # not JSON, or not a decision record
         raise DecisionError(f"the decision stored for {day} cannot be read: {err}") from None
 
@@ -293,6 +302,10 @@ def _recheck(home: LifecycleHome, stored: dict[str, Any]) -> dict[str, Any]:
 
     test_split, test_hash = restore_split(repo, stored["test_split_tag"])
     _same(differences, "test_split_dvc_hash", stored.get("test_split_dvc_hash"), test_hash)
+    # On a node that has not served them, the versions come from the DVC remote first.
+    for key in ("challenger_version", "production_version"):
+        if stored.get(key):
+            registry.restore(stored[key])
     challenger = registry.load(stored["challenger_version"])
     production = (
         registry.load(stored["production_version"]) if stored.get("production_version") else None

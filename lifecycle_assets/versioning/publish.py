@@ -46,7 +46,13 @@ def publish_stage(
         return {"dvc_stage": stage, "dvc_hash": "", "git_commit": "", "git_tag": ""}
     repo.set_params(stage, day=day)
     hashes = repo.commit_stage(stage)
-    commit = repo.save_version(message, tag, extra_paths=list(extra_paths))
+    recorded = repo.tag_commit(tag) if tag is not None else None
+    if recorded is not None and tag is not None and repo.out_hash(out, tag) == hashes.get(out):
+        # The same version again (a rerun after its push failed): the tag stands as it is
+        # and the push below sends what the remote is missing.
+        commit = recorded
+    else:
+        commit = repo.save_version(message, tag, extra_paths=list(extra_paths))
     if push:
         repo.push()
     return {

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -168,8 +168,11 @@ class VersionedRepo:
         remote_url: str,
         dvc_yaml: Path,
         env: dict[str, str] | None = None,
+        remote_options: Mapping[str, Any] | None = None,
     ) -> VersionedRepo:
-        """Create or bring up to date the repo; a second run with the same inputs changes nothing."""
+        """Create or bring up to date the repo; a second run with the same inputs changes nothing.
+
+        `remote_options` are DVC settings of the remote (`endpointurl`, `region` …)."""
         dvc_yaml = Path(dvc_yaml)
         if not dvc_yaml.is_file():
             raise VersioningError(f"no dvc.yaml at {dvc_yaml}: pass the project's dvc.yaml")
@@ -187,7 +190,7 @@ class VersionedRepo:
             repo._git("init", "-q", "-b", DEFAULT_BRANCH)
         with repo.locked():
             remote = repo._prepare_remote(remote_url)
-            repo._dvc_init(remote)
+            repo._dvc_init(remote, dict(remote_options or {}))
             _copy_if_changed(dvc_yaml, repo.path / DVC_YAML)
             repo._ensure_params(pipeline)
             repo._ensure_gitignores(pipeline)
@@ -256,7 +259,7 @@ class VersionedRepo:
                 f"{self.path.parent}` to point it at {wanted}"
             )
 
-    def _dvc_init(self, remote_url: str) -> None:
+    def _dvc_init(self, remote_url: str, remote_options: dict[str, Any]) -> None:
         with self._dvc_api() as Repo:
             if not (self.path / ".dvc").is_dir():
                 try:
@@ -272,7 +275,7 @@ class VersionedRepo:
             wanted = {
                 **_REPO_CONFIG,
                 "core": {**_REPO_CONFIG["core"], "remote": REMOTE_NAME},
-                "remote": {REMOTE_NAME: {"url": remote_url}},
+                "remote": {REMOTE_NAME: {**remote_options, "url": remote_url}},
             }
             if not _config_contains(current, wanted):
                 with config.edit("repo") as conf:

@@ -3,6 +3,7 @@ remote, and BentoML model store in a temp home; traffic written by the simulator
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 
@@ -20,7 +21,9 @@ from lifecycle_assets.versioning.repo import VersionedRepo
 pytestmark = pytest.mark.slow
 
 
-def simulate_and_run(home: LifecycleHome, index: int) -> DayOutcome:
+def simulate_day(home: LifecycleHome, index: int) -> dt.date:
+    """Day `index` of the simulator's traffic, scored by the production model, in the logs;
+    the clock set to that day."""
     config = home.config()
     sim = FraudSimulator(config)
     registry = Registry(home, config.problem.name)
@@ -30,7 +33,11 @@ def simulate_and_run(home: LifecycleHome, index: int) -> DayOutcome:
     writer = LogWriter(home.logs, "simulator")
     sim.write_day(writer, index, registry.load(production) if production else None)
     writer.close()
-    return run_day(home, day)
+    return day
+
+
+def simulate_and_run(home: LifecycleHome, index: int) -> DayOutcome:
+    return run_day(home, simulate_day(home, index))
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from lifecycle_assets.data.transforms import (
     data_card_markdown,
     feature_table_problems,
     split_windows,
+    stream_split,
 )
 from lifecycle_assets.records import GROUND_TRUTH_SCHEMA, PREDICTION_SCHEMA, QUARANTINE_SCHEMA
 
@@ -411,6 +412,37 @@ def test_build_split_keeps_matured_labelled_rows_inside_the_window():
         test,
         table.filter(pl.col("request_id").is_in(["test-first", "test-last"])).sort("event_time"),
     )
+
+
+@pytest.mark.parametrize("disjoint", [False, True])
+def test_stream_split_over_daily_partitions_is_build_split(tmp_path, disjoint):
+    cfg = parse_config({"problem": PROBLEM, "data": {"entity_disjoint_split": disjoint}})
+    start = dt.datetime(2026, 5, 1, tzinfo=UTC)
+    # every 53 minutes for 30 days, ids against time order, entities shared across days
+    times = [start + dt.timedelta(minutes=53 * i) for i in range(30 * 24 * 60 // 53)]
+    table = feature_rows(
+        [
+            (f"r{(7919 * i) % 10007:05d}", t, float(i % 3 == 0), i % 11 != 0)
+            for i, t in enumerate(times)
+        ]
+    ).with_columns(pl.format("card{}", pl.int_range(pl.len()) % 40).alias("entity_id"))
+    parts = []
+    days = table.with_columns(pl.col("event_time").dt.date().alias("_day"))
+    for key, part in sorted(days.partition_by("_day", as_dict=True, include_key=False).items()):
+        path = tmp_path / f"{key[0]}.parquet"
+        part.sample(fraction=1.0, shuffle=True, seed=3).write_parquet(path)  # unsorted on disk
+        parts.append(pl.scan_parquet(path))
+    day = dt.date(2026, 5, 25)
+    for which in ("train", "test"):
+        assert build_split(table, day, which, cfg).height > 7
+        streamed = stream_split(parts, day, which, cfg, batch_rows=7)
+        assert_frame_equal(
+            streamed.collect(engine="streaming"), build_split(table, day, which, cfg)
+        )
+        sink = tmp_path / f"{which}.parquet"
+        streamed.sink_parquet(sink, engine="streaming")
+        assert_frame_equal(pl.read_parquet(sink), build_split(table, day, which, cfg))
+    assert stream_split([], day, "test", cfg).collect().height == 0
 
 
 @pytest.mark.parametrize(

@@ -88,9 +88,14 @@ def test_small_concept_drift_run(tmp_path: Path) -> None:
         assert row["retrains"] >= 1 and row["train_seconds_per_period"] >= 0
     assert res["results"]["periodic"]["rejections"] >= 0
     assert res["results"]["gbm-retrained"]["rejections"] is None
-    # one policy: only the best-policy-vs-reference bar applies
-    verdicts = [b["verdict"] for b in res["bars"]]
-    assert len(verdicts) == 1 and verdicts[0] in {"PASS", "MISS"}
+    assert isinstance(res["results"]["periodic"]["alerts_from_better"], list)
+    # one policy: the best-policy-vs-reference and the alert bars apply
+    verdicts = {b["bar"]: b["verdict"] for b in res["bars"]}
+    assert set(verdicts) == {
+        "best policy ROC-AUC >= retrained GBM - 0.002",
+        "no gate alert from a challenger better on the gate metric",
+    }
+    assert set(verdicts.values()) <= {"PASS", "MISS"}
     assert isinstance(result["missed"], list)
     work = tmp_path / "work" / "concept"
     assert (work / "family-mlp.json").is_file() and (work / "result.json").is_file()
@@ -204,6 +209,33 @@ def test_rows_and_bars_per_family() -> None:
     }
     summary = quality.family_table([res], families)
     assert "| concept | roc_auc | periodic 0.8000 | 0.8000 | 1.00 | periodic 0.8200 |" in summary
+
+
+def test_alerts_from_better_challengers(tmp_path: Path) -> None:
+    """A gate alert counts against the bar when its challenger was at least as good as
+    production on the gate metric, oriented by the metric's direction."""
+    quality = _module("quality")
+
+    def period(day: str, ch: float | None, pr: float | None, alerts: list[str]) -> dict:
+        return {"loop_day": day, "challenger_metric": ch, "production_metric": pr, "alerts": alerts}
+
+    periods = [
+        period("d1", 0.80, 0.79, ["gate"]),  # better, alerted: counted
+        period("d2", 0.78, 0.79, ["gate"]),  # worse, alerted
+        period("d3", 0.81, 0.79, []),  # better, no alert
+        period("d4", 0.81, None, ["gate"]),  # a first model
+        period("d5", 0.80, 0.80, ["gate", "broken_run"]),  # equal, alerted: counted
+    ]
+    replay = tmp_path / "replay.json"
+    replay.write_text(
+        json.dumps({"higher_is_better": True, "policies": {"periodic": {"periods": periods}}})
+    )
+    assert quality.alerts_from_better(replay) == {"periodic": ["d1 (+0.0100)", "d5 (+0.0000)"]}
+    error = [period("d1", 3.0, 3.1, ["gate"]), period("d2", 3.2, 3.1, ["gate"])]
+    replay.write_text(
+        json.dumps({"higher_is_better": False, "policies": {"periodic": {"periods": error}}})
+    )
+    assert quality.alerts_from_better(replay) == {"periodic": ["d1 (+0.1000)"]}
 
 
 def test_family_specs_carry_recipes_and_hyperparameters() -> None:

@@ -14,6 +14,7 @@ from lifecycle_assets.validation.gate import (
     FAIL,
     FIRST_MODEL,
     PASS,
+    bootstrap_weights,
     decide,
     log_loss,
     mae,
@@ -21,6 +22,7 @@ from lifecycle_assets.validation.gate import (
     paired_bootstrap_delta,
     rmse,
     roc_auc,
+    settled,
 )
 from lifecycle_assets.validation.record import gate_seed, reason
 
@@ -229,6 +231,42 @@ def test_bootstrap_drops_one_class_resamples():
     # a resample without the single positive has no AUC and is dropped, not counted as nan
     assert 0 < len(deltas) < 500
     assert np.all(np.isfinite(deltas))
+
+
+def test_a_verdict_within_the_resamplings_own_error_draws_more_resamples() -> None:
+    """A lower bound near −margin is drawn again until the resampling's error is small
+    beside its distance from the margin; a clear verdict keeps the first resamples."""
+    y, good, _ = informative_data()
+    borderline = good + 0.095 * np.random.default_rng(1).normal(0, 1, len(y))
+    record = decide(y, borderline, good, CFG)
+    assert CFG.bootstrap_samples < record["bootstrap_samples"] <= CFG.bootstrap_max_samples
+    only = decide(y, borderline, good, CFG.model_copy(update={"bootstrap_max_samples": 100}))
+    assert only["bootstrap_samples"] == CFG.bootstrap_samples
+    many = CFG.model_copy(update={"bootstrap_samples": 8000, "bootstrap_max_samples": 8000})
+    reference = decide(y, borderline, good, many)
+    assert record["decision"] == reference["decision"]
+    assert abs(record["delta_lower_bound"] - reference["delta_lower_bound"]) < abs(
+        only["delta_lower_bound"] - reference["delta_lower_bound"]
+    )
+    clear = decide(y, good + 0.5 * np.random.default_rng(1).normal(0, 1, len(y)), good, CFG)
+    assert (clear["decision"], clear["bootstrap_samples"]) == (FAIL, CFG.bootstrap_samples)
+
+
+def test_settled_is_a_binomial_distance_from_alpha() -> None:
+    at_margin = np.array([-0.01] * 50 + [0.0] * 950)  # 5 % at or below −margin: α itself
+    assert not settled(at_margin, 0.01, 0.05)
+    assert settled(np.zeros(1000), 0.01, 0.05)  # none: clear
+    assert settled(np.full(1000, -0.02), 0.01, 0.05)  # all: clear
+    assert not settled(np.zeros(100), 0.01, 0.05)  # none of 100: not yet clear of 5 %
+    # 2.6 % below: clear of α = 0.05 at 10,000 resamples, not at 500
+    mostly = np.r_[np.full(26, -0.02), np.zeros(974)]
+    assert settled(np.tile(mostly, 10), 0.01, 0.05) and not settled(mostly[:500], 0.01, 0.05)
+
+
+def test_more_resamples_begin_with_the_same_ones() -> None:
+    first = np.concatenate(list(bootstrap_weights(30, 300, seed=3)))
+    extended = np.concatenate(list(bootstrap_weights(30, 300, seed=3, most=900)))
+    assert len(extended) == 900 and np.array_equal(extended[:300], first)
 
 
 def test_unset_margins_scale_with_an_error_metric() -> None:
