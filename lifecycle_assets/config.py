@@ -414,6 +414,13 @@ class MonitoringConfig(_Section):
     # model's training range (served and flagged, see `problem.feature_range_slack`) is a
     # staleness signal of its own kind.
     out_of_range_share: float = Field(0.05, gt=0, le=1)
+    # Binary tasks: a day whose labels have not matured yet, newer than the newest matured
+    # day, whose quality estimated from its calibrated scores (`live_quality`'s
+    # `estimated_quality`, monitoring/estimate.py) is worse than the serving model's
+    # validated quality by more than `quality_drop`, is a staleness signal of its own kind
+    # (`estimated_drop`): the trigger can fire before the labels arrive. Off by default:
+    # the estimate cannot see concept drift that leaves the scores unchanged (docs/estimate.md).
+    use_estimate: bool = False
 
 
 class ReplayConfig(_Section):

@@ -33,6 +33,16 @@ with warnings.catch_warnings():
     )
 
 
+# live_quality[D] (regression) fits its residual model on the matured rows of the feature
+# partitions of the days before D: at most this many of them.
+RESIDUAL_DAYS = 14
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    DAYS_BEFORE = dg.TimeWindowPartitionMapping(
+        start_offset=-RESIDUAL_DAYS, end_offset=-1, allow_nonexistent_upstream_partitions=True
+    )
+
+
 def partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
 

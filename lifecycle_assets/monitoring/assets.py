@@ -7,8 +7,8 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from lifecycle_assets.monitoring import metrics
-from lifecycle_assets.partitions import daily, partition_day
+from lifecycle_assets.monitoring import estimate, metrics
+from lifecycle_assets.partitions import DAYS_BEFORE, daily, partition_day
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
 from lifecycle_assets.validation.gate import metric
@@ -99,14 +99,55 @@ def prediction_drift(
     return report
 
 
-@dg.asset(partitions_def=daily, group_name=GROUP, kinds={"polars"})
+def _estimate_metadata(
+    estimated: dict[str, Any], version: str | None, error: float | None
+) -> dict[str, Any]:
+    """The estimate's figures for the UI (plotted per partition beside `quality`)."""
+    if not estimated:
+        return {}
+    extra = ("expected_roc_auc", "expected_log_loss", "residual_model_rows")
+    recalibration = estimated.get("recalibration") or {}
+    return {
+        "estimated_model_version": str(version),
+        "estimated_quality": _num(estimated["estimated_quality"]),
+        "estimated_quality_low": _num(estimated["estimated_low"]),
+        "estimated_quality_high": _num(estimated["estimated_high"]),
+        **{k: _num(estimated[k]) for k in extra if k in estimated},
+        **(
+            {
+                "recalibration_rows": recalibration.get("rows", 0),
+                "recalibration_slope": _num(recalibration.get("b")),
+            }
+            if "recalibration" in estimated
+            else {}
+        ),
+        "estimate_error": _num(error),
+    }
+
+
+@dg.asset(
+    partitions_def=daily,
+    group_name=GROUP,
+    kinds={"polars"},
+    ins={
+        "labeled_examples": dg.AssetIn(),
+        "earlier_features": dg.AssetIn("feature_table", partition_mapping=DAYS_BEFORE),
+    },
+)
 def live_quality(
     context: dg.AssetExecutionContext,
     home: LifecycleHomeResource,
     labeled_examples: pl.DataFrame,
+    earlier_features: pl.DataFrame,
 ) -> dict[str, Any]:
     """Quality of what was served on day D, measured on its labels; final once D matures.
-    Recomputed whenever day D's labelled examples are, so late labels update it."""
+    Recomputed whenever day D's labelled examples are, so late labels update it.
+
+    Beside it, from day D itself on, the quality estimated without labels
+    (`monitoring.estimate`): binary, from the day's scores, recalibrated on the matured rows
+    of the days before D (`earlier_features`); regression, from a model of the absolute
+    residual fitted on those rows. Once D matures, the estimate's error (estimated −
+    realised)."""
     cfg = home.config()
     label = cfg.problem.label
     usable = labeled_examples.filter(pl.col("score").is_not_null() & pl.col(label).is_not_null())
@@ -125,6 +166,27 @@ def live_quality(
     )
     versions = usable.group_by("model_version").len().sort("len", descending=True)
     main = versions["model_version"][0] if versions.height else None
+    # Every scored row, labelled or not: the estimate needs no label.
+    scored = labeled_examples.filter(pl.col("score").is_not_null())
+    # The version that scored most of the day (labelled or not): what the estimate is of.
+    by_version = scored.group_by("model_version").len().sort("len", descending=True)
+    scored_by = by_version["model_version"][0] if by_version.height else None
+    if cfg.problem.task == "binary":
+        estimated = estimate.estimate_day(
+            cfg.validation.metric, scored["score"].to_numpy(), earlier_features, label, scored_by
+        )
+    else:
+        estimated = estimate.estimate_regression_day(
+            cfg.validation.metric,
+            scored,
+            earlier_features,
+            label,
+            cfg.problem.numeric_features,
+            scored_by,
+        )
+    error = (
+        estimate.estimate_error(estimated.get("estimated_quality"), quality) if matured else None
+    )
     report = {
         "day": context.partition_key,
         "model_version": main,
@@ -134,6 +196,16 @@ def live_quality(
         "rows_scored": usable.height,
         "label_coverage": coverage,
         "prediction_bias": bias,
+        **estimated,
+        "estimated_model_version": scored_by,
+        "estimate_error": error,
+        "estimate_covers": (
+            estimate.covered(
+                estimated.get("estimated_low"), estimated.get("estimated_high"), quality
+            )
+            if matured
+            else None
+        ),
     }
     context.add_output_metadata(
         {
@@ -145,6 +217,7 @@ def live_quality(
             "prediction_bias_low": _num(bias["low"]),
             "prediction_bias_high": _num(bias["high"]),
             "rows_scored": usable.height,
+            **_estimate_metadata(estimated, scored_by, error),
         }
     )
     return report

@@ -1,7 +1,8 @@
 """Sensors that watch the loop: the staleness trigger and the broken-run alert.
 
 The staleness trigger keeps one episode per kind of signal (feature drift, out of range,
-quality drop, prediction bias, a partial train window; `Reason.kind`). A kind that appears
+quality drop, prediction bias, a partial train window, and with `monitoring.use_estimate` a
+drop of the quality estimated without labels on a day not matured yet; `Reason.kind`). A kind that appears
 opens its own episode, whose onset is that day, whatever the other kinds are doing; a kind
 that disappears ends its own episode only. An episode closes once the serving model was trained with at least
 `monitoring.episode_close_share` of its train window's days on or after the episode's onset
@@ -33,7 +34,12 @@ DECISIONS = dg.AssetKey("validation_report")
 FEATURES = dg.AssetKey("feature_table")
 
 SignalKind = Literal[
-    "feature_drift", "quality_drop", "prediction_bias", "out_of_range", "partial_window"
+    "feature_drift",
+    "quality_drop",
+    "prediction_bias",
+    "out_of_range",
+    "partial_window",
+    "estimated_drop",
 ]
 
 
@@ -193,6 +199,28 @@ def quality_reason(
         "quality_drop",
         f"live quality: {metric} {live:.3f} is {drop:.3f} worse than {bar_text} "
         f"(> {cfg.quality_drop})",
+    )
+
+
+def estimated_reason(
+    estimated: float | None,
+    validated: float | None,
+    metric: str,
+    cfg: MonitoringConfig,
+    day: str | None = None,
+) -> Reason | None:
+    """The estimate's quality-drop signal (`monitoring.use_estimate`): the quality estimated
+    without labels for day `day` is worse than the validated quality by more than
+    `monitoring.quality_drop`. Its episode starts with that day's data."""
+    est, bar = _finite(estimated), _finite(validated)
+    drop = quality_drop(est, bar, metric)
+    if est is None or bar is None or drop is None or drop <= cfg.quality_drop:
+        return None
+    return Reason(
+        "estimated_drop",
+        f"estimated quality (no labels yet{f', {day}' if day else ''}): {metric} {est:.3f} "
+        f"is {drop:.3f} worse than the validated {bar:.3f} (> {cfg.quality_drop})",
+        since=day,
     )
 
 
@@ -393,11 +421,8 @@ def evaluate_staleness(
         live = _meta(newest, "quality")
         version = _meta(newest, "model_version")
         low, high = _meta(newest, "prediction_bias_low"), _meta(newest, "prediction_bias_high")
-    validated = None
-    for rec in _latest(instance, DECISIONS):
-        if version is not None and _meta(rec, "challenger_version") == version:
-            validated = _meta(rec, "challenger_metric")
-            break
+    decisions = _latest(instance, DECISIONS)
+    validated = _validated(decisions, version)
     reasons = staleness_reasons(
         _meta(drift[0], "max_psi"),
         live,
@@ -412,6 +437,8 @@ def evaluate_staleness(
     # start with that day's data.
     from_matured = ("quality_drop", "prediction_bias")
     reasons = [replace(r, since=live_day) if r.kind in from_matured else r for r in reasons]
+    if config.monitoring.use_estimate:
+        reasons += _estimate_reasons(instance, config, decisions, live_day)
     # The model that served the newest day (what its drift is measured against).
     serving = _meta(drift[0], "model_version") or version
     window = train_window(versions.get(serving), config) if serving else None
@@ -426,6 +453,44 @@ def evaluate_staleness(
         "live_quality_day": live_day,
         "validated_quality": validated,
     }
+
+
+def _validated(decisions: Sequence[Any], version: str | None) -> float | None:
+    """The quality `version` was validated with (its gate decision's challenger metric)."""
+    for rec in decisions:
+        if version is not None and _meta(rec, "challenger_version") == version:
+            return _meta(rec, "challenger_metric")
+    return None
+
+
+def _estimate_reasons(
+    instance: dg.DagsterInstance,
+    config: LifecycleConfig,
+    decisions: Sequence[Any],
+    live_day: str | None,
+) -> list[Reason]:
+    """`estimated_reason` on the newest day that has an estimate and is newer than the
+    newest matured day (`live_day`): a day whose labels have not matured yet."""
+    newest = None
+    for rec in _latest(instance, QUALITY):
+        day = rec.asset_materialization.partition or ""
+        if live_day is not None and day <= live_day:
+            continue
+        if _finite(_meta(rec, "estimated_quality")) is None:
+            continue
+        if newest is None or day > (newest.asset_materialization.partition or ""):
+            newest = rec
+    if newest is None:
+        return []
+    validated = _validated(decisions, _meta(newest, "estimated_model_version"))
+    reason = estimated_reason(
+        _meta(newest, "estimated_quality"),
+        validated,
+        config.validation.metric,
+        config.monitoring,
+        newest.asset_materialization.partition,
+    )
+    return [reason] if reason else []
 
 
 def decide_staleness(

@@ -239,6 +239,21 @@ figcaption{color:#475569;font-size:13px;padding:4px 8px}
 """
 
 
+def estimate_caption(policies: dict[str, dict[str, Any]]) -> str:
+    """Per policy: the estimate's median |error| and its interval's coverage."""
+    parts = []
+    for name, res in policies.items():
+        est = res.get("estimate") or {}
+        if est.get("periods"):
+            coverage = est.get("coverage")
+            parts.append(
+                f"{name}: median |error| {_fmt(est.get('median_abs_error'))}, interval "
+                f"covers {'—' if coverage is None else f'{coverage:.0%}'} of "
+                f"{est['periods']} periods"
+            )
+    return "; ".join(parts) + "." if parts else ""
+
+
 def render(summary: dict[str, Any]) -> str:
     policies: dict[str, dict[str, Any]] = summary["policies"]
     first: dict[str, Any] = next(iter(policies.values()), {"periods": []})
@@ -288,6 +303,29 @@ def render(summary: dict[str, Any]) -> str:
                 "max PSI",
                 reference=(psi_threshold, "threshold") if psi_threshold is not None else None,
             ),
+        ),
+        *(
+            [
+                (
+                    "Quality estimated without labels",
+                    f"The loop's label-free estimate of each {summary['period']}'s "
+                    f"{metric_name} (its `live_quality`, computed the day the traffic was "
+                    "served, before any of its labels: from the calibrated scores, or for "
+                    "regression from a model of the error fitted on earlier matured days) "
+                    "minus the realised value on every label in the file; 0 is a perfect "
+                    "estimate. " + estimate_caption(policies),
+                    line_chart(
+                        "estimate_error",
+                        "estimate error",
+                        series("estimate_error"),
+                        labels,
+                        "estimated − realised",
+                        reference=(0.0, "0"),
+                    ),
+                )
+            ]
+            if any(v is not None for vs in series("estimate_error").values() for v in vs)
+            else []
         ),
         (
             "Promotions and gate decisions",

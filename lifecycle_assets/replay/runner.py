@@ -30,6 +30,7 @@ from lifecycle_assets.config import LifecycleConfig, load_config
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.home_setup import init_home
+from lifecycle_assets.monitoring.estimate import covered, estimate_error
 from lifecycle_assets.monitoring.metrics import prediction_bias
 from lifecycle_assets.monitoring.sensors import EpisodeState, Reason, decide_staleness
 from lifecycle_assets.partitions import daily
@@ -231,6 +232,7 @@ def replay_policy(
             matured = day - dt.timedelta(days=config.labels.maturity_days)
             live = _read_asset(home, "live_quality", matured) or {}
             quality = served_quality(served["scores"], rows[LABEL], config.validation.metric)
+            estimated = period_estimate(_read_asset(home, "live_quality", day) or {}, quality)
             record = {
                 "index": span.index,
                 "loop_day": day.isoformat(),
@@ -240,6 +242,7 @@ def replay_policy(
                 "served_by": served["versions"],
                 "labels_sent": labels,
                 **quality,
+                **estimated,
                 "max_psi": drift.get("max_psi"),
                 "max_psi_feature": drift.get("max_psi_feature"),
                 "loop_live_quality": live.get("quality") if live.get("matured") else None,
@@ -284,6 +287,37 @@ def replay_policy(
     return summarise_policy(policy, periods, wall, config)
 
 
+def period_estimate(young: dict[str, Any], quality: dict[str, Any]) -> dict[str, Any]:
+    """The loop's label-free estimate of a period (its `live_quality`, computed the day the
+    period was served, before any label matured) against the period's realised quality
+    (every label in the file): estimated − realised, and whether the interval covers it."""
+    est = _finite(young.get("estimated_quality"))
+    low, high = _finite(young.get("estimated_low")), _finite(young.get("estimated_high"))
+    realised = quality.get("quality")
+    return {
+        "estimated_quality": est,
+        "estimated_low": low,
+        "estimated_high": high,
+        "estimate_error": estimate_error(est, realised),
+        "estimate_covers": covered(low, high, realised),
+    }
+
+
+def summarise_estimate(periods: list[dict[str, Any]]) -> dict[str, Any]:
+    """The estimate's record over a policy's periods: median |estimated − realised| and the
+    share of periods whose interval covers the realised value, over the periods that have
+    both."""
+    errors = [p["estimate_error"] for p in periods if p.get("estimate_error") is not None]
+    covers = [p["estimate_covers"] for p in periods if p.get("estimate_covers") is not None]
+    return {
+        "periods": len(errors),
+        "median_abs_error": float(np.median(np.abs(errors))) if errors else None,
+        "mean_error": float(np.mean(errors)) if errors else None,
+        "max_abs_error": float(np.max(np.abs(errors))) if errors else None,
+        "coverage": float(np.mean(covers)) if covers else None,
+    }
+
+
 def summarise_policy(
     policy: str, periods: list[dict[str, Any]], wall: float, config: LifecycleConfig
 ) -> dict[str, Any]:
@@ -298,6 +332,7 @@ def summarise_policy(
         "alerts": sum(len(p["alerts"]) for p in periods),
         "triggers_fired": sum(1 for p in periods if p["trigger_fired"]),
         "mean_quality": float(np.mean(qualities)) if qualities else None,
+        "estimate": summarise_estimate(periods),
         "final_production": periods[-1]["production_after"] if periods else None,
         "wall_seconds": round(wall, 2),
         "seconds_per_period": round(wall / len(periods), 3) if periods else None,
