@@ -106,7 +106,7 @@ def test_the_replay_report_renders_in_chromium(simulator_replay):
     )
     assert page.console_errors == [] and page.requests == [report.as_uri()]
     plots = dict(json.loads(page.result))
-    assert list(plots) == ["quality", "bias", "drift", "timeline"]
+    assert list(plots) == ["quality", "bias", "drift", "estimate_error", "timeline"]
     assert all(n > 0 for n in plots.values()), plots
 
 
