@@ -108,16 +108,21 @@ def s3_environment(root: Path) -> dict[str, str]:
 
 
 @contextmanager
-def s3_server(bucket: str) -> Iterator[str]:
+def s3_server(bucket: str, *, authenticating: bool = False) -> Iterator[str]:
     """moto's S3-compatible server in its own process on a free port, with an empty `bucket`;
-    yields its endpoint URL. Needs `s3_environment` in os.environ."""
+    yields its endpoint URL. Needs `s3_environment` in os.environ.
+
+    `authenticating`: once the bucket exists, every request is checked against the server's
+    own (empty) set of access keys, so any credentials are refused as a real endpoint
+    refuses wrong ones (moto's `INITIAL_NO_AUTH_ACTION_COUNT`)."""
     import boto3
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **({"INITIAL_NO_AUTH_ACTION_COUNT": "1"} if authenticating else {})}
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env,
     )  # fmt: skip
     try:
         client = boto3.client("s3", endpoint_url=endpoint)

@@ -79,7 +79,10 @@ def materialize(home: LifecycleHome, assets: list[str], partition: str) -> RunOu
         partition_key=partition,
         asset_selection=[dg.AssetKey(a) for a in assets],
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        # Nothing of the run on the console: a failed step's error and stack trace stay in
+        # the run's event log (`lifecycle ui`), and the caller gets them in one line
+        # (RunFailed); the loop's alerts are logged on their own (resources/alerts.py).
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         tags={"lifecycle/stage": ",".join(assets)},
     )
     seconds = time.perf_counter() - started
@@ -98,8 +101,22 @@ def materialize(home: LifecycleHome, assets: list[str], partition: str) -> RunOu
     return RunOutcome(result.run_id, assets, partition, seconds, step_seconds)
 
 
+def _ours() -> set[str]:
+    """The class names of the project's errors, whose messages are written for the user."""
+    found: set[str] = set()
+    todo: list[type] = [LifecycleError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
 def _root_cause(error: Any) -> str:
-    while error is not None and error.cause is not None:
+    """A step failure in one line: the first of the project's own errors down the chain of
+    causes (its message names what failed and what to do), else the innermost error."""
+    ours = _ours()
+    while error is not None and error.cause is not None and error.cls_name not in ours:
         error = error.cause
     return error.message.strip().splitlines()[-1] if error is not None else "unknown error"
 

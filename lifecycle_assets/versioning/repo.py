@@ -456,7 +456,7 @@ class VersionedRepo:
     def _unreachable(self, url: str, why: str) -> VersioningError:
         return VersioningError(
             f"DVC remote '{REMOTE_NAME}' at {url} is unreachable: {why}; "
-            "fix the path/permissions or set versioning.dvc_remote in lifecycle.yaml"
+            "fix the path, permissions or credentials, or set versioning.dvc_remote in lifecycle.yaml"
         )
 
     def remote_url(self) -> str:

@@ -178,3 +178,40 @@ def test_the_endpoint_down_fails_the_day_and_a_rerun_pushes_what_is_missing(
     assert sorted(registry.versions()) == [*before[1], f"v{len(before[1]) + 1}"]
     status = dvc(home, "status", "--cloud", "--json")
     assert status.returncode == 0 and json.loads(status.stdout or "{}") == {}, status.stdout
+
+
+def test_wrong_credentials_fail_the_day_in_one_line(tmp_path: Path) -> None:
+    """An endpoint that refuses the credentials: the first day that pushes a version fails
+    with one line naming the refusal, and the command line says it in one line, with no
+    traceback; production does not move."""
+    mp = pytest.MonkeyPatch()
+    for key, value in s3_environment(tmp_path / "aws").items():
+        mp.setenv(key, value)
+    _isolate(tmp_path / "home", mp)
+    try:
+        with s3_server(BUCKET, authenticating=True) as endpoint:
+            (tmp_path / "lifecycle.yaml").write_text(s3_config(endpoint))
+            home = init_home(tmp_path / "home", tmp_path / "lifecycle.yaml")
+            registry = Registry(home, home.config().problem.name)
+            failed: RunFailed | None = None
+            for index in range(DAYS):
+                day = simulate_day(home, index)
+                try:
+                    run_day(home, day)
+                except RunFailed as err:
+                    failed = err
+                    break
+            assert failed is not None, "no day pushed a version"
+            message = str(failed)
+            assert "\n" not in message, message
+            assert f"s3://{BUCKET}/{PREFIX}" in message and "403" in message, message
+            assert registry.alias("production") is None
+            proc = cli(
+                home, "materialize", "--partition", day.isoformat(), "--select", "train_split"
+            )
+    finally:
+        mp.undo()
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "403" in lines[0] and "credentials" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
