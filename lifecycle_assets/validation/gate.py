@@ -283,12 +283,14 @@ def decide(
             )
         drawn += len(w)
         if drawn >= cfg.bootstrap_samples and settled(
-            _finite_deltas(sign, ch_boot, pr_boot), margin, cfg.alpha
+            _finite_deltas(sign, np.concatenate(ch_boot), np.concatenate(pr_boot)),
+            margin,
+            cfg.alpha,
         ):
             break
     record["bootstrap_samples"] = drawn
     ch_all, pr_all = np.concatenate(ch_boot), np.concatenate(pr_boot)
-    deltas = _finite_deltas(sign, ch_boot, pr_boot)
+    deltas = _finite_deltas(sign, ch_all, pr_all)
     lower = _quantile(deltas, cfg.alpha)
     record["delta_lower_bound"] = lower if lower is not None else float("-inf")
     record["delta_upper_bound"] = _quantile(deltas, 1 - cfg.alpha)
@@ -318,8 +320,9 @@ def decide(
     return record
 
 
-def _finite_deltas(sign: float, ch_boot: list[np.ndarray], pr_boot: list[np.ndarray]) -> np.ndarray:
-    deltas = sign * (np.concatenate(ch_boot) - np.concatenate(pr_boot))
+def _finite_deltas(sign: float, challenger: np.ndarray, production: np.ndarray) -> np.ndarray:
+    """The oriented Δ of each resample where both metrics exist (one-class resamples drop)."""
+    deltas = sign * (challenger - production)
     return deltas[np.isfinite(deltas)]
 
 
