@@ -190,6 +190,13 @@ class RegistryConfig(_Section):
     approval: Literal["auto", "manual"] = "auto"
 
 
+class ReleaseConfig(_Section):
+    # Days a challenger that passed the offline gate serves in shadow before it may be
+    # promoted: the service scores every request with it beside production (production
+    # answers) and logs both scores. 0: no shadow, a pass promotes at once.
+    shadow_days: int = Field(0, ge=0, le=30)
+
+
 class ValidationConfig(_Section):
     metric: Literal["roc_auc", "pr_auc", "log_loss", "rmse", "mae"] = "roc_auc"
     # Non-inferiority margin, in the metric's units when given. Unset: scaled to the metric —
@@ -461,6 +468,7 @@ class LifecycleConfig(_Section):
     serving: ServingConfig = ServingConfig()
     versioning: VersioningConfig = VersioningConfig()
     registry: RegistryConfig = RegistryConfig()
+    release: ReleaseConfig = ReleaseConfig()
     simulation: SimulationConfig = SimulationConfig()
     data: DataConfig = DataConfig()
     monitoring: MonitoringConfig = MonitoringConfig()

@@ -271,15 +271,17 @@ def register_untrained_model(home_root: str, version: str, promote: str = "yes")
     )
 
 
-def in_child(home: Any, func: str, *args: str) -> str:
-    """Run `lifecycle_assets_tests.loadgen.<func>(*args)` in a fresh process with the
-    home's environment (BentoML fixes its model store location once per process)."""
+def in_child(
+    home: Any, func: str, *args: str, module: str = "lifecycle_assets_tests.loadgen"
+) -> str:
+    """Run `<module>.<func>(*args)` in a fresh process with the home's environment
+    (BentoML fixes its model store location once per process); its stdout."""
     import subprocess
     import sys
 
     from lifecycle_assets.home import project_root
 
-    code = f"from lifecycle_assets_tests.loadgen import {func}; {func}(*{list(args)!r})"
+    code = f"from {module} import {func}; {func}(*{list(args)!r})"
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=project_root(),

@@ -19,6 +19,7 @@ from lifecycle_assets.records import (
     PredictionRecord,
     count_records,
     day_dir,
+    encode,
     read_ground_truth,
     read_predictions,
 )
@@ -69,6 +70,8 @@ def test_prediction_round_trip_keeps_types_utc_times_and_cold_start_nulls(tmp_pa
         decision="decline",
         logged_at=dt.datetime(2026, 6, 1, 10, 30, 1, tzinfo=UTC),
         out_of_range=("amount",),
+        shadow_version="v4",
+        shadow_score=0.25,
     )
     cold = PredictionRecord(
         request_id="r2",
@@ -100,6 +103,8 @@ def test_prediction_round_trip_keeps_types_utc_times_and_cold_start_nulls(tmp_pa
                 dt.datetime(2026, 6, 2, 0, 0, 0, tzinfo=UTC),
             ],
             "out_of_range": [["amount"], None],  # served beyond its training range: flagged
+            "shadow_version": ["v4", None],
+            "shadow_score": [0.25, None],
             "amount": [12.5, 3.0],
             "hour": [10.0, 23.0],
             "country": ["DE", "FR"],
@@ -113,6 +118,8 @@ def test_prediction_round_trip_keeps_types_utc_times_and_cold_start_nulls(tmp_pa
             "decision": pl.String(),
             "logged_at": pl.Datetime("us", "UTC"),
             "out_of_range": pl.List(pl.String()),
+            "shadow_version": pl.String(),
+            "shadow_score": pl.Float64(),
             "amount": pl.Float64(),
             "hour": pl.Float64(),
             "country": pl.String(),
@@ -123,6 +130,30 @@ def test_prediction_round_trip_keeps_types_utc_times_and_cold_start_nulls(tmp_pa
     assert quarantine.schema == pl.Schema(QUARANTINE_SCHEMA)
     # features outside the config (the PII column) are not unnested into the frame
     assert "card_number" not in rows.columns
+
+
+def test_a_shadow_pair_is_read_whole_or_not_at_all_and_older_records_still_read(tmp_path):
+    """Lines from before the shadow stage have no shadow fields; a broken pair (a version
+    with no score, a score that is no number) costs the row its shadow score, never the row."""
+    folder = day_dir(tmp_path, PREDICTIONS, DAY)
+    folder.mkdir(parents=True)
+    base = json.loads(encode(prediction(0)))
+    old = {k: v for k, v in base.items() if not k.startswith("shadow_")}
+    lines = [
+        old,
+        {**base, "request_id": "r1", "shadow_version": "v2", "shadow_score": 0.75},
+        {**base, "request_id": "r2", "shadow_version": "v2", "shadow_score": None},
+        {**base, "request_id": "r3", "shadow_version": "v2", "shadow_score": "0.5"},
+        {**base, "request_id": "r4", "shadow_version": 2, "shadow_score": 0.5},
+        {**base, "request_id": "r5", "shadow_version": None, "shadow_score": 0.5},
+    ]
+    (folder / "w1.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    rows, quarantine = read(tmp_path)
+    assert quarantine.height == 0
+    assert rows["request_id"].to_list() == [f"r{i}" for i in range(6)]
+    assert rows["shadow_version"].to_list() == [None, "v2", None, None, None, None]
+    assert rows["shadow_score"].to_list() == [None, 0.75, None, None, None, None]
+    assert rows["score"].to_list() == [0.25] * 6
 
 
 def test_ground_truth_round_trip(tmp_path):

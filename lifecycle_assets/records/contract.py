@@ -36,6 +36,11 @@ class PredictionRecord:
     # Numeric features beyond the serving model's training range: served, flagged here so
     # monitoring counts the drift the service did not refuse (None: none).
     out_of_range: tuple[str, ...] | None = None
+    # The challenger in shadow (`release.shadow_days`) and its score for these features,
+    # both set or both None: it never changed the answer. Records written before the
+    # shadow stage have neither field.
+    shadow_version: str | None = None
+    shadow_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "decision": pl.String(),
     "logged_at": pl.Datetime("us", "UTC"),
     "out_of_range": pl.List(pl.String()),
+    "shadow_version": pl.String(),
+    "shadow_score": pl.Float64(),
 }
 
 GROUND_TRUTH_SCHEMA: dict[str, pl.DataType] = {

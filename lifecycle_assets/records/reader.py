@@ -135,6 +135,8 @@ def _prediction_stream(
             "decision": pl.String(),
             "logged_at": _time_field(parsed),
             "out_of_range": pl.List(pl.String()),
+            "shadow_version": pl.String(),
+            "shadow_score": pl.Float64(),
             **{p: pl.String() for p in pii},
         }
     )
@@ -153,6 +155,8 @@ def _prediction_stream(
     for c in categorical:
         good &= feats.struct.field(c).is_not_null()
     score = pl.col("score")
+    shadow_score = pl.col("shadow_score")
+    shadowed = pl.col("shadow_version").is_not_null() & shadow_score.is_finite().fill_null(False)
     select = [
         pl.col("request_id"),
         pl.col("entity_id").fill_null(""),
@@ -162,6 +166,9 @@ def _prediction_stream(
         pl.col("decision"),
         logged.alias("logged_at"),
         pl.col("out_of_range"),
+        # the shadow's pair, both or neither: a half is no paired row for the shadow gate
+        pl.when(shadowed).then(pl.col("shadow_version")).alias("shadow_version"),
+        pl.when(shadowed).then(shadow_score).alias("shadow_score"),
         *[feats.struct.field(n).alias(n) for n in numeric],
         *[feats.struct.field(c).alias(c) for c in categorical],
         # an identifying field may sit at the top level or among the features
@@ -196,6 +203,10 @@ def _prediction_stream(
         flagged = row.get("out_of_range")
         if not isinstance(flagged, list) or not all(isinstance(n, str) for n in flagged):
             flagged = None
+        shadow, shadow_score = row.get("shadow_version"), row.get("shadow_score")
+        if not isinstance(shadow, str) or not is_number(shadow_score):
+            # a broken shadow pair costs the row its shadow score, never the row itself
+            shadow, shadow_score = None, None
         return None, {
             "request_id": row["request_id"],
             "entity_id": str(row.get("entity_id") or ""),
@@ -205,6 +216,8 @@ def _prediction_stream(
             "decision": row.get("decision"),
             "logged_at": parse_time(row.get("logged_at")),
             "out_of_range": flagged,
+            "shadow_version": shadow,
+            "shadow_score": None if shadow_score is None else float(shadow_score),
             **{n: float(f[n]) for n in numeric},
             **{c: f[c] for c in categorical},
             **{p: (None if v is None else str(v)) for p, v in pii_values.items()},
@@ -224,6 +237,8 @@ def _prediction_stream(
         "decision": "str?",
         "score": "num?",
         "logged_at": "str?",
+        "shadow_version": "str?",
+        "shadow_score": "num?",
         **{n: "num" for n in numeric},
         **{c: "str" for c in categorical},
         **{p: "str?" for p in pii},

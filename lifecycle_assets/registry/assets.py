@@ -11,7 +11,7 @@ from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
 from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
-from lifecycle_assets.validation.decision import Decision
+from lifecycle_assets.validation.decision import Decision, Stage
 from lifecycle_assets.validation.promotion import promote_or_carry_over
 
 
@@ -28,10 +28,12 @@ def production_model(
     decision_record = validation_report
     if (
         validation_report["decision"] == Decision.PASS
+        and validation_report.get("stage", Stage.PRODUCTION) == Stage.PRODUCTION
         and home.config().registry.approval == "manual"
     ):
         # Manual release process: the challenger waits for approval (registry/release.py);
-        # the incumbent carries over until someone approves and releases it.
+        # the incumbent carries over until someone approves and releases it. One that goes
+        # to shadow first waits for its shadow gate.
         request_approval(reg, validation_report, home.now())
         decision_record = {**validation_report, "decision": AWAITING_APPROVAL}
     moves_before = len(reg.history())
@@ -46,19 +48,28 @@ def production_model(
     decision, promote, version, model = (
         outcome.decision, outcome.promoted, outcome.version, outcome.artifact
     )  # fmt: skip
+    shadowed = outcome.stage == Stage.SHADOW
     meta = versioning.publish(
         "production_model",
         context.partition_key,
         "models/production",
         lambda folder: save_artifact(model, folder),
         message=f"production {context.partition_key}: {version} "
-        f"({'promoted' if promote else 'carried over'}, {decision})"
+        f"({'promoted' if promote else 'carried over'}, {decision}"
+        f"{f'; {outcome.shadow} in shadow' if shadowed else ''})"
         # The audit line of each alias move: actor, time, reason, from and to.
         + "".join(f"\n\n{move_message(e)}" for e in reg.history()[moves_before:]),
         tag=None,
         extra_paths=("registry",),
     )
     context.add_output_metadata(
-        {"model_version": version, "decision": decision, "promoted": promote, **meta}
+        {
+            "model_version": version,
+            "decision": decision,
+            "promoted": promote,
+            "stage": str(outcome.stage),
+            "shadow_version": str(outcome.shadow),
+            **meta,
+        }
     )
     return model

@@ -1,7 +1,7 @@
 """The model registry (docs/architecture.md): numbered immutable versions and audited aliases.
 
 The source of truth is the home's git repo: `registry/versions.json` (every version and its
-lineage), `registry/aliases.json` (where `production` and `candidate` point now) and
+lineage), `registry/aliases.json` (where `production`, `candidate` and `shadow` point now) and
 `registry/history.jsonl` (every alias move with actor, time, reason, from and to). Each
 registration and each move is a git commit, so `git log` is the audit trail. Every version is
 also exported to the BentoML model store (`NAME:vN`) for serving and `bentoml build`; its
@@ -36,7 +36,9 @@ from lifecycle_assets.training.artifact import (
 from lifecycle_assets.versioning.repo import VersionedRepo
 
 VERSION_RE = re.compile(r"^v[1-9][0-9]{0,8}$")
-ALIASES = ("production", "candidate")
+# `shadow`: a challenger that passed the offline gate, scored by the service beside production
+# (which alone answers) until its shadow gate decides (`release.shadow_days`).
+ALIASES = ("production", "candidate", "shadow")
 APPROVAL_STATES = ("awaiting_approval", "approved", "released")
 # The `stage` label of a version's BentoML model: never in production, serving now, or
 # served and since replaced.

@@ -50,12 +50,17 @@ class BatchedLog:
         fsync_interval_s: float = 1.0,
         max_pending: int = MAX_PENDING,
         on_written: Callable[[list[PredictionRecord]], None] | None = None,
+        prepare: Callable[[list[PredictionRecord]], list[PredictionRecord]] | None = None,
     ) -> None:
+        """`prepare`: applied to each drained batch of predictions before it is encoded (the
+        shadow's scores, `serving/shadow.py`); it must not raise, and a batch it fails on
+        is logged as it came."""
         self.writer = writer
         self.flush_interval_s = flush_interval_s
         self.fsync_interval_s = fsync_interval_s
         self.max_pending = max_pending
         self.on_written = on_written
+        self.prepare = prepare
         self._lock = threading.Lock()  # the pending lists
         self._drain_lock = threading.Lock()  # one drain at a time: lines stay in order
         self._wake = threading.Event()
@@ -121,6 +126,11 @@ class BatchedLog:
             with self._lock:
                 predictions, self._predictions = self._predictions, []
                 labels, self._labels = self._labels, []
+            if predictions and self.prepare is not None:
+                try:
+                    predictions = self.prepare(predictions)
+                except Exception:  # never lose a record to what prepares it
+                    logger.exception("logging %d record(s) unprepared", len(predictions))
             try:
                 if predictions or labels:
                     quarantined = self.writer.append(predictions, labels)

@@ -9,6 +9,9 @@
   endpoint). With several workers the swap goes through the home's version fence
   (`serving/fence.py`): responses switch only once every worker has the new version loaded, so
   they never go back to the old one. This is `bentoml serve` of the project on a home.
+  The same class follows the `shadow` alias (`drop_failed`, no fence): the challenger scored
+  beside production (`serving/shadow.py`); a shadow version that fails to load or to score
+  is dropped rather than kept, until the alias names another.
 - `PackedModel` is the one model a built Bento packs (`serving/bento.py`): loaded from the
   Bento's model store, checked against the digest recorded at registration, verified and
   warmed up before the first request; it never changes. A new version deploys as its own Bento.
@@ -116,7 +119,10 @@ class AliasFollower:
         background: bool = True,
         loader: Loader = load_version,
         fence: VersionFence | None = None,
+        drop_failed: bool = False,
     ) -> None:
+        """`drop_failed`: a version that fails to load serves nothing (`drop`), instead of
+        the previous version serving on while the load is retried."""
         self.home = home
         self.problem = problem
         self.alias = alias
@@ -136,6 +142,8 @@ class AliasFollower:
         self.alias_version: str | None = None
         self.last_error: str | None = None
         self.last_failure: str | None = None  # `last_error` as anyone may read it
+        self.drop_failed = drop_failed
+        self.dropped: str | None = None  # the version dropped (`drop`): not loaded again
 
     @property
     def served(self) -> Served:
@@ -246,6 +254,9 @@ class AliasFollower:
             )
             return
         self.alias_version = version
+        if version is not None and version == self.dropped:
+            self._seen = sig  # dropped: stays so until the alias names another version
+            return
         if version == self._served.version or (self.fence is not None and version in self._loaded):
             self._seen = sig
             self.last_error = self.last_failure = None
@@ -282,6 +293,9 @@ class AliasFollower:
             artifact = self._loader(self.home, self.problem.name, version)
             verify(artifact, self.problem)
         except Exception as err:  # any failure keeps the old model serving; logged, shown
+            if self.drop_failed:
+                self.drop(version, f"cannot load {version}: {failure_kind(err)}", repr(err))
+                return
             self._fail(
                 version,
                 f"cannot load {self.problem.name}:{version}: {err}",
@@ -304,9 +318,22 @@ class AliasFollower:
                 self._seen = sig
                 self._retry_at.pop(version, None)
                 self.last_error = self.last_failure = None
+                self.dropped = None
             logger.info("now serving %s:%s (was %s)", self.problem.name, version, previous)
         finally:
             self._loading = None
+
+    def drop(self, version: str | None, public: str, cause: str) -> None:
+        """Serve nothing from this alias until it names another version than `version`
+        (`public` names the version and the kind of failure, `cause` may name files)."""
+        with self._lock:
+            if version is None or version not in (self._served.version, self.alias_version):
+                return  # the alias moved on since: nothing of `version` to drop
+            self._served = Served(None, None)
+            self.dropped = version
+            self.last_failure = public
+            self.last_error = f"{public}: {cause}"
+        logger.error("%s alias: dropped %s: %s (%s)", self.alias, version, public, cause)
 
     def _fail(self, version: str | None, message: str, public: str) -> None:
         """`message` (with paths and causes) goes to the log and to `/healthz` for callers

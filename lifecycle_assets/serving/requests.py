@@ -189,6 +189,10 @@ class Health(BaseModel):
     log_backlog: int = 0  # acknowledged records not yet written (only while the log fails)
     log_quarantined: int = 0  # records refused by the log encoder, in the quarantine stream
     label_conflicts: int = 0
+    # the challenger scored in shadow beside the model that answers (None: none), and why
+    # the one the `shadow` alias names was dropped, if it was (production answers regardless)
+    shadow_version: str | None = None
+    shadow_error: str | None = None
 
 
 @dataclass(frozen=True)

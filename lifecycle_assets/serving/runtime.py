@@ -1,7 +1,8 @@
 """What one service worker holds and does, outside BentoML: the model it serves (from
 `serving/model_source.py`: the `production` alias of a home, or the model a built Bento
-packs), the prediction log writer, and the per-request steps (validate → score →
-post-process → log).
+packs), the challenger in shadow on a home (`serving/shadow.py`), the prediction log
+writer, and the per-request steps (validate → score → post-process → log; the shadow scores
+the logged records in the log drain).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lifecycle_assets.config import ServingConfig
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.files import Signature, signature, write_atomic
 from lifecycle_assets.home import LifecycleHome, now, resolve_home, time_horizon
-from lifecycle_assets.records import LogWriter
+from lifecycle_assets.records import LogWriter, PredictionRecord
 from lifecycle_assets.registry.registry import PACKED_CONFIG, load_version
 from lifecycle_assets.serving.fence import VersionFence
 from lifecycle_assets.serving.logbuffer import BatchedLog, NullLog
@@ -51,6 +52,7 @@ from lifecycle_assets.serving.requests import (
     prediction_records,
     prepare,
 )
+from lifecycle_assets.serving.shadow import shadow_follower, with_shadow_scores
 
 logger = logging.getLogger("lifecycle.serving")
 
@@ -133,7 +135,8 @@ class ServingRuntime:
         model: ModelSource | None = None,
     ) -> None:
         """`model`: where the served model comes from (default: the `production` alias of
-        `home`, followed through the home's version fence)."""
+        `home`, followed through the home's version fence, and its `shadow` alias beside
+        it; a given `model`, such as a built Bento's, has no shadow)."""
         self.home = home
         self.check_interval_s = check_interval_s
         self.config = home.config()
@@ -150,11 +153,13 @@ class ServingRuntime:
         self.request_index = (
             RequestIndex(home.logs) if self.policy.unknown_request_id == "reject" else None
         )
+        self.shadow: AliasFollower | None = None
         self.log = BatchedLog(
             self.writer,
             flush_interval_s=self.policy.log_flush_interval_ms / 1000,
             fsync_interval_s=self.policy.log_fsync_interval_ms / 1000,
             on_written=self.request_index.add if self.request_index is not None else None,
+            prepare=self._with_shadow_scores,
         )
         # request id → the label this worker recorded first (a different one is a conflict)
         self._labelled: OrderedDict[str, float] = OrderedDict()
@@ -164,16 +169,23 @@ class ServingRuntime:
         # (version, its training ranges): values beyond them are served and flagged
         self._ranges: tuple[str | None, dict[str, tuple[float, float]]] = (None, {})
         self.lookup_store = lookup_store or SqliteLookupStore(home.lookup)
-        # Workers of one service switch models together through the home's version fence.
-        self.model: ModelSource = model or AliasFollower(
-            home,
-            self.config.problem,
-            background=background_loads,
-            loader=loader,
-            fence=VersionFence.for_home(home.root),
-        )
+        if model is None:
+            # Workers of one service switch models together through the home's version fence.
+            model = AliasFollower(
+                home,
+                self.config.problem,
+                background=background_loads,
+                loader=loader,
+                fence=VersionFence.for_home(home.root),
+            )
+            self.shadow = shadow_follower(
+                home, self.config.problem, background=background_loads, loader=loader
+            )
+        self.model: ModelSource = model
         # Start with the current production model in place, before the first request.
         self.model.start()
+        if self.shadow is not None:
+            self.shadow.start()
         self._clock_seen: Signature | tuple[()] = ()
         self._simulated_now: dt.datetime | None = None
         self._next_check = 0.0
@@ -235,6 +247,8 @@ class ServingRuntime:
             return
         self._next_check = t + self.check_interval_s
         self.model.check()
+        if self.shadow is not None:
+            self.shadow.check()
         self._read_clock()
 
     def _read_clock(self) -> None:
@@ -356,6 +370,12 @@ class ServingRuntime:
             )
             for r, s, p, d, rule in zip(valid, scores, probabilities, decisions, rules, strict=True)
         ]
+
+    def _with_shadow_scores(self, records: list[PredictionRecord]) -> list[PredictionRecord]:
+        """The log drain's step before encoding: the shadow's scores on the records."""
+        if self.shadow is None:
+            return records
+        return with_shadow_scores(self.shadow, records)
 
     def _refuse_repeated_ids(self, valid: Sequence[ValidRequest]) -> None:
         """409 for a request id this worker has already answered: logged twice, both rows
@@ -516,6 +536,7 @@ class ServingRuntime:
                 "the prediction log cannot be written" if self.log.error else None
             )
         ready, _ = self.readiness()
+        shadow = self.shadow
         return Health(
             status="degraded" if error or not ready else "ok",
             model_version=served.version,
@@ -525,6 +546,10 @@ class ServingRuntime:
             log_backlog=self.log.backlog(),
             log_quarantined=self.writer.quarantined,
             label_conflicts=self.label_conflicts,
+            shadow_version=shadow.served.version if shadow is not None else None,
+            shadow_error=(
+                None if shadow is None else shadow.last_error if detailed else shadow.last_failure
+            ),
         )
 
     def readiness(self) -> tuple[bool, str]:

@@ -37,6 +37,36 @@ def promotable(decision: str | None) -> bool:
     return decision in PROMOTABLE
 
 
+class Stage(StrEnum):
+    """Where a promotable challenger goes after its decision (the record's `stage`)."""
+
+    PRODUCTION = "production"  # it serves (manual mode: once approved)
+    SHADOW = "shadow"  # scored beside production, which answers, until the shadow gate decides
+    HELD = "held"  # another challenger is in shadow: this one is not promoted
+
+
+def release_stage(
+    decision: str,
+    *,
+    challenger: str | None,
+    production: str | None,
+    shadow_days: int,
+    in_shadow: str | None,
+) -> tuple[Stage | None, str | None]:
+    """(stage, why) of a decision: None for a challenger that may not serve. Only a gate PASS
+    against a serving model goes to shadow (`release.shadow_days` > 0): a first model has
+    nothing to be compared with on live traffic, and a FORCED release is a person's call. A
+    shadow in flight (`in_shadow`, another version) is not replaced: under daily retraining
+    a newer challenger each day would restart the window and none would ever finish it."""
+    if not promotable(decision):
+        return None, None
+    if decision != Decision.PASS or shadow_days == 0 or production is None:
+        return Stage.PRODUCTION, None
+    if in_shadow is None or in_shadow == challenger:
+        return Stage.SHADOW, f"serves in shadow beside {production} for {shadow_days} day(s)"
+    return Stage.HELD, f"{in_shadow} is in shadow; {challenger} is not promoted"
+
+
 def gate_metrics(record: dict[str, Any]) -> dict[str, Any]:
     """A decision's figures for `dvc metrics show` (`reports/metrics.json`): the gate's
     metric for the challenger and production, Δ, its lower bound, the margin, the test rows

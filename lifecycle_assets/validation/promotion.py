@@ -5,9 +5,11 @@ The order is what makes a `kill -9` at any point harmless (docs/validation-and-p
 1. verify the version that will serve: registered, its weights' hash equal to the one the
    registry recorded (and the artifact's own manifest), loadable, answering this config's
    features with a finite warm-up prediction — nothing moves if any of that fails;
-2. move the `production` alias (the registry appends the history line, then replaces
-   `aliases.json` atomically; a crash between the two leaves a pending line that readers
-   ignore and the next move drops), then sets the BentoML model labels that mirror it;
+2. move the `production` alias — or, for a challenger that serves in shadow first
+   (`release.shadow_days`), the `shadow` alias, the same way (the registry appends the
+   history line, then replaces `aliases.json` atomically; a crash between the two leaves a
+   pending line that readers ignore and the next move drops), then sets the BentoML model
+   labels that mirror it;
 3. record the day in the served ledger (atomic replace).
 
 The service follows `aliases.json` only, so at every instant it serves the old or the new
@@ -24,7 +26,7 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.registry.registry import Registry, record_served
 from lifecycle_assets.serving.model_source import verify
 from lifecycle_assets.training.artifact import ModelArtifact
-from lifecycle_assets.validation.decision import Decision, promotable
+from lifecycle_assets.validation.decision import Decision, Stage, promotable
 
 
 class PromotionError(LifecycleError, RuntimeError):
@@ -33,10 +35,12 @@ class PromotionError(LifecycleError, RuntimeError):
 
 @dataclass(frozen=True)
 class Promotion:
-    version: str
+    version: str  # what serves after the decision
     promoted: bool
     decision: str
     artifact: ModelArtifact
+    stage: str | None = None  # the decision's `Stage`; None: the challenger may not serve
+    shadow: str | None = None  # the version the `shadow` alias names after the decision
 
 
 def verify_release(registry: Registry, version: str) -> ModelArtifact:
@@ -76,15 +80,30 @@ def promote_or_carry_over(
     when: dt.datetime,
 ) -> Promotion:
     """Day D's production model after its decision: the challenger if the decision allows,
-    else the incumbent carried over. Verified before the alias moves."""
+    else the incumbent carried over. Verified before the alias moves. A decision whose
+    `stage` is shadow moves the `shadow` alias to the challenger instead (verified first)
+    and carries production over; a held one moves nothing."""
     verdict = decision["decision"]
     if verdict == Decision.PASS:
         check_pass_record(decision)
-    promote = promotable(verdict)
+    # Records from before the shadow stage carry no `stage`: a promotable one serves.
+    stage = (decision.get("stage") or Stage.PRODUCTION) if promotable(verdict) else None
+    promote = stage == Stage.PRODUCTION
     version = decision["challenger_version" if promote else "production_version"]
     if version is None:
         raise PromotionError(f"decision {verdict} on {day} leaves no model to serve")
     artifact = verify_release(registry, version)
+    if stage == Stage.SHADOW:
+        challenger = decision["challenger_version"]
+        verify_release(registry, challenger)
+        if registry.alias("shadow") != challenger:
+            registry.move_alias(
+                "shadow",
+                challenger,
+                actor=actor,
+                reason=f"{verdict} on {day}: shadow for {decision.get('shadow_days')} day(s)",
+                when=when,
+            )
     if promote and registry.alias("production") != version:
         registry.move_alias(
             "production", version, actor=actor, reason=f"{verdict} on {day}", when=when
@@ -94,7 +113,7 @@ def promote_or_carry_over(
         # cut them short (a no-op when they are already set).
         registry.mirror_production()
     record_served(registry.home, day, version)
-    return Promotion(version, promote, verdict, artifact)
+    return Promotion(version, promote, verdict, artifact, stage, registry.alias("shadow"))
 
 
 def check_pass_record(decision: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact
-from lifecycle_assets.validation.decision import Decision, DecisionRecord
+from lifecycle_assets.validation.decision import Decision, DecisionRecord, Stage, release_stage
 from lifecycle_assets.validation.gate import FAIL, FORCED, decide
 from lifecycle_assets.versioning.repo import VersionedRepo
 
@@ -221,6 +221,16 @@ def build_record(
         }
     )
     record.update(lineage(repo, record, registry.versions()))
+    stage, why = release_stage(
+        record["decision"],
+        challenger=challenger.version,
+        production=incumbent,
+        shadow_days=config.release.shadow_days,
+        in_shadow=registry.alias("shadow"),
+    )
+    record.update({"stage": stage, "stage_reason": why})
+    if stage == Stage.SHADOW:
+        record["shadow_days"] = config.release.shadow_days
     return DecisionRecord.checked(as_jsonable(record))
 
 

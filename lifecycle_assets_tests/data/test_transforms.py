@@ -73,6 +73,8 @@ def predictions(ids: list[str], times: list[dt.datetime] | None = None, **extra)
         "decision": ["approve"] * n,
         "logged_at": times or [at(DAY, 12)] * n,
         "out_of_range": [None] * n,
+        "shadow_version": [None] * n,
+        "shadow_score": [None] * n,
         **{c: [float(i + j) for i in range(n)] for j, c in enumerate(p.numeric_features)},
         **{c: [f"{c}{i % 2}" for i in range(n)] for c in p.categorical_features},
     }

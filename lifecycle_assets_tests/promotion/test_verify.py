@@ -55,6 +55,41 @@ def test_a_pass_promotes_and_a_fail_carries_over(registry: Registry) -> None:
     assert served_ledger(registry.home) == {DAY.isoformat(): "v2", later.isoformat(): "v2"}
 
 
+def test_a_pass_to_shadow_moves_the_shadow_alias_and_carries_production_over(
+    registry: Registry,
+) -> None:
+    out = promote_or_carry_over(
+        registry, passing(stage="shadow", shadow_days=2), DAY, actor="t", when=WHEN
+    )
+    assert (out.version, out.promoted, out.stage, out.shadow) == ("v1", False, "shadow", "v2")
+    assert (registry.alias("production"), registry.alias("shadow")) == ("v1", "v2")
+    assert served_ledger(registry.home) == {DAY.isoformat(): "v1"}
+    moves = len(registry.history())
+    # rerun (a retried run): nothing moves twice
+    promote_or_carry_over(
+        registry, passing(stage="shadow", shadow_days=2), DAY, actor="t", when=WHEN
+    )
+    assert len(registry.history()) == moves
+    # held: another challenger passes while v2 is in shadow; nothing moves
+    out = promote_or_carry_over(
+        registry, passing(stage="held", challenger_version="v1"), DAY, actor="t", when=WHEN
+    )
+    assert (out.version, out.promoted, out.shadow) == ("v1", False, "v2")
+    assert len(registry.history()) == moves
+
+
+def test_a_shadow_that_fails_verification_is_refused_before_the_alias_moves(
+    registry: Registry,
+) -> None:
+    weights = model_path(registry.home, registry.model_name, "v2") / WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(PromotionError, match="v2"):
+        promote_or_carry_over(registry, passing(stage="shadow"), DAY, actor="t", when=WHEN)
+    assert (registry.alias("production"), registry.alias("shadow")) == ("v1", None)
+
+
 def test_tampered_weights_are_refused_before_the_alias_moves(registry: Registry) -> None:
     weights = model_path(registry.home, registry.model_name, "v2") / WEIGHTS
     data = bytearray(weights.read_bytes())

@@ -73,15 +73,15 @@ class FakeStore:
         return self.models[version]
 
 
-def point(home: LifecycleHome, version: str | None) -> None:
-    """Move `production` with the registry's own alias writer."""
+def point(home: LifecycleHome, version: str | None, alias: str = "production") -> None:
+    """Move `alias` with the registry's own alias writer."""
     reg = Registry(home, PROBLEM.name)
     versions = reg.versions()
     if version is not None and version not in versions:
         versions[version] = {"weights_sha256": "0" * 64}
         (registry_dir(home) / "versions.json").parent.mkdir(parents=True, exist_ok=True)
         (registry_dir(home) / "versions.json").write_text(json.dumps(versions))
-    reg.move_alias("production", version, actor="test", reason="test", when=NOON)
+    reg.move_alias(alias, version, actor="test", reason="test", when=NOON)
 
 
 def runtime(home: LifecycleHome, store: FakeStore, **kwargs: Any) -> ServingRuntime:

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from lifecycle_assets.validation.decision import PROMOTABLE, Decision, DecisionRecord, promotable
+from lifecycle_assets.validation.decision import (
+    PROMOTABLE,
+    Decision,
+    DecisionRecord,
+    Stage,
+    promotable,
+    release_stage,
+)
 
 
 def test_decisions_are_the_strings_records_hold() -> None:
@@ -19,6 +26,32 @@ def test_only_a_failed_or_missing_verdict_keeps_the_challenger_out() -> None:
     assert {"PASS", "FIRST_MODEL", "FORCED"} == PROMOTABLE
     assert all(promotable(v) for v in ("PASS", "FIRST_MODEL", "FORCED"))
     assert not any(promotable(v) for v in ("FAIL", None, "pass", "AWAITING_APPROVAL"))
+
+
+@pytest.mark.parametrize(
+    ("decision", "production", "shadow_days", "in_shadow", "stage"),
+    [
+        ("FAIL", "v1", 2, None, None),
+        ("PASS", "v1", 0, None, Stage.PRODUCTION),  # shadow off: today's behaviour
+        ("PASS", "v1", 2, None, Stage.SHADOW),
+        ("PASS", "v1", 2, "v3", Stage.SHADOW),  # the same challenger again (a rerun)
+        ("PASS", "v1", 2, "v2", Stage.HELD),  # another one is in shadow: not replaced
+        ("FIRST_MODEL", None, 2, None, Stage.PRODUCTION),  # nothing to shadow beside
+        ("FORCED", "v1", 2, None, Stage.PRODUCTION),  # a person's call
+    ],
+)
+def test_the_release_stage_of_a_decision(
+    decision: str, production: str | None, shadow_days: int, in_shadow: str | None, stage: Stage
+) -> None:
+    got, why = release_stage(
+        decision,
+        challenger="v3",
+        production=production,
+        shadow_days=shadow_days,
+        in_shadow=in_shadow,
+    )
+    assert got == stage
+    assert (why is not None) == (stage in (Stage.SHADOW, Stage.HELD))
 
 
 def test_a_decision_record_is_checked_against_its_contract() -> None:

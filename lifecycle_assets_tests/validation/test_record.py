@@ -1,7 +1,9 @@
 """The gate in the graph, through real Dagster runs on a real home (DVC repo and remote, git
 registry, BentoML store): a routine FAIL succeeds as a run, fails its check visibly, raises a
 gate alert and carries production over; a PASS promotes. `lifecycle validation show` and
-`recheck` then read and reproduce the decisions from the versioned data and models."""
+`recheck` then read and reproduce the decisions from the versioned data and models. With
+`release.shadow_days` > 0 a PASS moves the `shadow` alias instead, and a later PASS is held
+while that shadow runs."""
 
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import yaml
 
 from lifecycle_assets.automation.loop import instance_for, materialize
 from lifecycle_assets.cli import main
+from lifecycle_assets.config import example_config_path
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.registry.registry import Registry, record_served, served_ledger
 from lifecycle_assets.resources.alerts import read_alerts
 from lifecycle_assets.validation.record import record_path
+from lifecycle_assets.versioning.repo import VersionedRepo
 from lifecycle_assets_tests.promotion.helpers import (
     fit_model,
     labelled_frame,
@@ -215,3 +220,43 @@ def test_a_stored_file_that_is_not_a_decision_is_a_one_line_error(decided, capsy
     assert code == 2
     assert "the decision stored for 2026-07-02 cannot be read: decision record: decision" in err
     assert len(err.strip().splitlines()) == 1
+
+
+# --- the release step with `release.shadow_days` > 0 ---------------------------------------
+
+SHADOWED, HELD = FAIL_DAY, PASS_DAY
+
+
+def test_a_pass_serves_in_shadow_and_a_later_pass_is_held(make_home) -> None:
+    config = yaml.safe_load(example_config_path().read_text())
+    config["release"] = {"shadow_days": 2}
+    home = make_home(yaml.safe_dump(config))  # a home of its own, not the module's
+    registry = Registry(home, home.config().problem.name)
+    good = fit_model(home, labelled_frame(4000, seed=1), "v1")
+    for version in ("v1", "v2", "v3"):  # the same weights: equally good challengers
+        register(home, good, version)
+    registry.move_alias("production", "v1", actor="test", reason="setup", when=NOON)
+    record_served(home, BEFORE, "v1")
+    for day, candidate in ((SHADOWED, "v2"), (HELD, "v3")):
+        set_simulated_today(home, day)
+        test = labelled_frame(3000, seed=day.day, start=day.day * 10_000)
+        stage_day(home, day, test, registry.load(candidate))
+        materialize(home, ["validation_report", "production_model"], day.isoformat())
+
+    first = record(home, SHADOWED)
+    assert (first["decision"], first["stage"], first["shadow_days"]) == ("PASS", "shadow", 2)
+    assert "in shadow beside v1" in first["stage_reason"]
+    second = record(home, HELD)
+    assert (second["decision"], second["stage"]) == ("PASS", "held")
+    assert second["stage_reason"] == "v2 is in shadow; v3 is not promoted"
+    # production carried over on both days; the shadow alias moved once, to v2
+    assert registry.alias("production") == "v1" and registry.alias("shadow") == "v2"
+    ledger = served_ledger(home)
+    assert (ledger[SHADOWED.isoformat()], ledger[HELD.isoformat()]) == ("v1", "v1")
+    moves = [(e["alias"], e["from"], e["to"]) for e in registry.history()]
+    assert moves[-1] == ("shadow", None, "v2")
+    assert [m for m in moves if m[0] == "production"] == [("production", None, "v1")]
+    assert registry.history()[-1]["reason"] == f"PASS on {SHADOWED}: shadow for 2 day(s)"
+    messages = [c["message"] for c in VersionedRepo.of(home).log()]
+    assert any("registry: shadow (none) → v2" in m for m in messages), messages
+    assert read_alerts(home.alerts_path) == []  # a pass is no alert, in shadow or held
