@@ -7,6 +7,8 @@ Starts, on localhost, each with one worker:
   lifecycle  `bentos/service.py` with a promoted model (config architecture, untrained
              weights: the same compute per request), post-processing, logging on
   no-log     the same with logging off (LIFECYCLE_BENCHMARK_NO_LOG=1): the cost of logging
+  shadow     the lifecycle service on a copy of its home with a second version in shadow
+             (`release.shadow_days`): the cost of scoring and logging the shadow
   adaptive   the same runtime behind BentoML adaptive batching (batchable API)
   starlette  plain Starlette (FastAPI's core) + uvicorn + the same artifact and scoring call
 and measures, interleaving the services round by round so background load hits them alike:
@@ -18,6 +20,7 @@ and measures, interleaving the services round by round so background load hits t
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import random
@@ -39,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from lifecycle_assets.config import example_config_path  # noqa: E402
 from lifecycle_assets.home import LifecycleHome, set_simulated_today  # noqa: E402
+from lifecycle_assets.registry.registry import Registry  # noqa: E402
 from lifecycle_assets.serving.lookup import LookupEntry, SqliteLookupStore  # noqa: E402
 from lifecycle_assets.serving.process import free_port  # noqa: E402
 from lifecycle_assets_tests.loadgen import (  # noqa: E402
@@ -88,7 +92,9 @@ class Server:
 
 
 def body(i: int, batch: bool = False) -> bytes:
-    req = {"request_id": f"b-{i}", "entity_id": f"card-{i % 500}", "features": soak_features(i)}
+    # No request id: the service makes one (it answers a repeated id with 409, and the
+    # rounds send the same `i` again).
+    req = {"entity_id": f"card-{i % 500}", "features": soak_features(i)}
     return json.dumps([req] if batch else req).encode()
 
 
@@ -160,14 +166,19 @@ def main() -> None:
         home = LifecycleHome(tmp / "home")
         home.repo.mkdir(parents=True)
         shutil.copyfile(example_config_path(), home.config_path)
-        import datetime as dt
-
         set_simulated_today(home, dt.date.fromisoformat(DAY))
         in_child(home, "register_untrained_model", str(home.root), "v1")
         first = json.loads(in_child(home, "publish_scheduled", str(home.root), "v1", DAY))
         lookup_ids = [row["item_id"] for row in first]
         token = "bench-token"
         env = {**os.environ, **home.tool_env(), "LIFECYCLE_FEEDBACK_TOKEN": token}
+        shadow_home = LifecycleHome(tmp / "shadow-home")
+        shutil.copytree(home.root, shadow_home.root)
+        in_child(shadow_home, "register_untrained_model", str(shadow_home.root), "v2", "no")
+        Registry(shadow_home, shadow_home.config().problem.name).move_alias(
+            "shadow", "v2", actor="benchmark", reason="shadow cost", when=dt.datetime.now(dt.UTC)
+        )
+        shadow_env = {**env, **shadow_home.tool_env()}
         serve = [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1"]
         specs = {
             "echo": (
@@ -175,6 +186,10 @@ def main() -> None:
             ),
             "lifecycle": (
                 [*serve, "service:Lifecycle", "--working-dir", str(ROOT / "bentos")], env,
+                "/healthz",
+            ),
+            "shadow": (
+                [*serve, "service:Lifecycle", "--working-dir", str(ROOT / "bentos")], shadow_env,
                 "/healthz",
             ),
             "no-log": (
@@ -198,12 +213,16 @@ def main() -> None:
         for server in servers:
             server.wait(specs[server.name][2])
         by = {s.name: s for s in servers}
+        shadow_health = httpx.get(by["shadow"].url + "/healthz", timeout=5).json()
+        if shadow_health.get("shadow_version") != "v2":
+            raise RuntimeError(f"the shadow server scores no shadow: {shadow_health}")
         print(f"servers up; load average before: {load_before}", flush=True)
 
         latency_targets: dict[str, tuple[str, Callable[[int], str], Callable[[int], bytes | None]]]
         latency_targets = {
             "echo /predict": ("echo", lambda i: "/predict", body),
             "lifecycle /predict": ("lifecycle", lambda i: "/predict", body),
+            "shadow /predict": ("shadow", lambda i: "/predict", body),
             "no-log /predict": ("no-log", lambda i: "/predict", body),
             "lifecycle GET /lookup": (
                 "lifecycle", lambda i: f"/lookup/{lookup_ids[i % len(lookup_ids)]}",
@@ -249,6 +268,7 @@ def main() -> None:
             "throughput_vs_starlette_32c": rate["lifecycle"] / rate["starlette"],
             "adaptive_throughput_vs_plain_32c": rate["adaptive"] / rate["lifecycle"],
             "logging_cost_p50": p50["lifecycle /predict"] / p50["no-log /predict"] - 1,
+            "shadow_cost_p50": p50["shadow /predict"] / p50["lifecycle /predict"] - 1,
             "lookup_p50_vs_echo": p50["lifecycle GET /lookup"] / p50["echo /predict"],
             "store_read_p50_vs_raw_sqlite": store["store_p50_us"] / store["raw_p50_us"],
         }
@@ -257,6 +277,7 @@ def main() -> None:
             "predict_p99_vs_echo": 1.5,
             "throughput_vs_starlette_32c": -1.0,
             "logging_cost_p50": 0.10,
+            "shadow_cost_p50": 0.15,
             "lookup_p50_vs_echo": 1.2,
             "store_read_p50_vs_raw_sqlite": 2.0,
         }
