@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lifecycle_assets.home import project_root
+
+if TYPE_CHECKING:
+    from lifecycle_assets.config import LifecycleConfig
 
 
 @functools.cache
@@ -33,3 +37,23 @@ def code_version() -> dict[str, Any]:
         if lock.is_file()
         else None,
     }
+
+
+def training_inputs(
+    config: LifecycleConfig, train_split_tag: str, train_split_dvc_hash: str | None
+) -> str:
+    """One SHA-256 over what decides a challenger's weights: the train split's version, the
+    config sections training reads (`problem`, `training`, `postprocessing`) and the code
+    version. Training is deterministic in them (docs/training-and-registry.md), so two
+    versions with the same digest are one model twice: `candidate_model` registers a day's
+    challenger once and a rerun of the day takes that version (`Registry.trained_from`)."""
+    inputs = {
+        "train_split_tag": train_split_tag,
+        "train_split_dvc_hash": train_split_dvc_hash,
+        **{
+            section: getattr(config, section).model_dump(mode="json")
+            for section in ("problem", "training", "postprocessing")
+        },
+        **code_version(),
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()

@@ -297,6 +297,30 @@ class Registry:
             raise RegistryError(f"no model version {version} in the registry (known: {known})")
         return versions[version]
 
+    def trained_from(self, inputs: str) -> str | None:
+        """The registered version trained from these inputs (`lineage.training_inputs`), if
+        any: the day's challenger registered by a run that failed after it (a push to an
+        unreachable remote, a kill), which a rerun takes instead of registering the same model
+        a second time. Versions registered before the digest was recorded match nothing."""
+        found = [v for v, e in self.versions().items() if e.get("training_inputs") == inputs]
+        return min(found, key=lambda v: int(v[1:])) if found else None
+
+    def copy_registered(self, version: str, dest: Path) -> ModelArtifact:
+        """The files `version` was registered with (the artifact and what was saved beside it,
+        such as its model card), copied into `dest` from the home's BentoML model store
+        (restored there from the DVC remote first when missing), and its artifact, verified
+        against the digest its registration recorded."""
+        from bentoml._internal.models.model import MODEL_YAML_FILENAME
+
+        self.restore(version)
+        artifact = self.load(version)
+        dest.mkdir(parents=True)
+        for src in sorted(model_path(self.home, self.model_name, version).iterdir()):
+            # what the export added: BentoML's own record and the packed config
+            if src.is_file() and src.name not in (MODEL_YAML_FILENAME, PACKED_CONFIG):
+                shutil.copy2(src, dest / src.name)
+        return artifact
+
     def approvals(self) -> dict[str, dict[str, Any]]:
         """Release state per version: awaiting_approval → approved → released."""
         path = self.dir / "approvals.json"
@@ -463,6 +487,17 @@ class Registry:
         if alias == "production":
             self.mirror_production()
         return event
+
+    def point(
+        self, alias: str, version: str, *, actor: str, reason: str, when: dt.datetime
+    ) -> dict[str, Any]:
+        """Point `alias` at `version`: a move, or, when it already points there (a rerun of
+        the run that moved it), the move that did, so a rerun adds no second move."""
+        if self.alias(alias) == version:
+            for event in reversed(self.history()):
+                if event["alias"] == alias and event["to"] == version:
+                    return event
+        return self.move_alias(alias, version, actor=actor, reason=reason, when=when)
 
     def mirror_production(self) -> None:
         """Set the BentoML `stage` labels the last production move in the registry's own

@@ -12,7 +12,7 @@ from lifecycle_assets.resources.registry import RegistryResource
 from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import ModelArtifact
 from lifecycle_assets.validation.decision import Decision, promotable, write_reports
-from lifecycle_assets.validation.record import build_record
+from lifecycle_assets.validation.record import build_record, recorded_decision
 
 __all__ = ["validation_report"]
 
@@ -40,11 +40,14 @@ def validation_report(
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """Challenger vs the model serving before day D, scored on the identical test rows."""
     reg = registry.get()
-    record = build_record(
+    repo, day = versioning.repo(), partition_day(context)
+    # A rerun of a day decided before its run failed (the promotion's push) keeps the
+    # decision its tag recorded: one decision per day.
+    record = recorded_decision(reg.home, repo, reg, day, candidate_model) or build_record(
         reg.home,
-        versioning.repo(),
+        repo,
         reg,
-        partition_day(context),
+        day,
         candidate_model,
         test_split,
         actor=f"dagster:{context.run_id}",

@@ -234,6 +234,41 @@ def build_record(
     return DecisionRecord.checked(as_jsonable(record))
 
 
+def recorded_decision(
+    home: LifecycleHome,
+    repo: VersionedRepo,
+    registry: Registry,
+    day: dt.date,
+    challenger: ModelArtifact,
+) -> dict[str, Any] | None:
+    """Day D's decision as its `validation/D` tag recorded it, when that record judged this
+    challenger (the same weights) against the incumbent that serves before D, on the same
+    test split version, under the same gate settings; else None. The day was decided and its
+    run failed afterwards (the promotion's push): its rerun publishes the same record again,
+    which the tag accepts, rather than a second decision under the day's tag."""
+    from lifecycle_assets.registry.registry import served_before
+
+    key = day.isoformat()
+    text = repo.file_at(f"validation/{key}", VALIDATION_REPORT)
+    if text is None:
+        return None
+    try:
+        record = DecisionRecord.checked(json.loads(text))
+    except ValueError:
+        return None
+    weights = registry.versions().get(challenger.version or "", {}).get("weights_sha256")
+    test_tag = f"test_split/{key}"
+    same = (
+        record.get("challenger_version") == challenger.version
+        and record.get("challenger_weights_sha256") == weights
+        and record.get("production_version") == served_before(home, day)
+        and record.get("test_split_tag") == test_tag
+        and record.get("test_split_dvc_hash") == repo.out_hash(split_path(test_tag), test_tag)
+        and record.get("validation") == home.config().validation.model_dump(mode="json")
+    )
+    return record if same else None
+
+
 # --- reading and rechecking -----------------------------------------------------------------
 
 

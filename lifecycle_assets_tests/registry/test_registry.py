@@ -563,3 +563,36 @@ def test_labels_a_crash_cut_short_are_set_when_the_promotion_reruns(tmp_path, ho
     set_stage_label(home, NAME, "v2", "registered")
     registry.mirror_production()
     assert stage_labels(home) == {"v1": "archived", "v2": "production"}
+
+
+def test_the_version_trained_from_the_same_inputs_is_found_and_its_files_copied(tmp_path, home):
+    """A rerun of a day whose challenger is registered finds it by its training inputs and
+    gets the files it was registered with (not BentoML's own record or the packed config)."""
+    registry = Registry(home, NAME)
+    registry.register(stage(tmp_path, "v1", seed=1)[0], {"training_inputs": "a" * 64})
+    directory, artifact, _ = stage(tmp_path, "v2", seed=2)
+    (directory / "model_card.md").write_text("# v2\n")
+    registry.register(directory, {"training_inputs": "b" * 64})
+    registry.register(stage(tmp_path, "v3", seed=3)[0], {})  # before the digest was recorded
+    assert registry.trained_from("b" * 64) == "v2"
+    assert registry.trained_from("c" * 64) is None
+
+    copied = registry.copy_registered("v2", tmp_path / "copy")
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == sorted(
+        p.name for p in directory.iterdir()
+    )
+    assert artifact_digest(tmp_path / "copy") == artifact_digest(directory)
+    assert (tmp_path / "copy" / "model_card.md").read_text() == "# v2\n"
+    np.testing.assert_array_equal(copied.score(FRAME), artifact.score(FRAME))
+
+
+def test_pointing_an_alias_where_it_points_adds_no_move(tmp_path, home):
+    registry = Registry(home, NAME)
+    for version in ("v1", "v2"):
+        registry.register(stage(tmp_path, version)[0], {})
+    t = dt.datetime(2026, 6, 1, tzinfo=UTC)
+    first = registry.point("candidate", "v1", actor="run-1", reason="trained", when=t)
+    again = registry.point("candidate", "v1", actor="run-2", reason="trained", when=t + SECOND)
+    assert again == first and len(registry.history()) == 1
+    moved = registry.point("candidate", "v2", actor="run-3", reason="trained", when=t + SECOND)
+    assert (moved["from"], moved["to"]) == ("v1", "v2") and len(registry.history()) == 2

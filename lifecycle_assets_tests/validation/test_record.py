@@ -22,7 +22,7 @@ from lifecycle_assets.config import example_config_path
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.registry.registry import Registry, record_served, served_ledger
 from lifecycle_assets.resources.alerts import read_alerts
-from lifecycle_assets.validation.record import record_path
+from lifecycle_assets.validation.record import record_path, recorded_decision
 from lifecycle_assets.versioning.repo import VersionedRepo
 from lifecycle_assets_tests.promotion.helpers import (
     fit_model,
@@ -118,6 +118,19 @@ def test_the_record_pins_models_data_code_and_guards(decided) -> None:
         rec["challenger_interval"][0] <= rec["challenger_metric"] <= rec["challenger_interval"][1]
     )
     assert rec["decided_at"].startswith(FAIL_DAY.isoformat())
+
+
+def test_a_rerun_of_a_decided_day_finds_its_recorded_decision(decided) -> None:
+    """What the day's tag recorded, for the same challenger against the same incumbent on
+    the same test split: a rerun publishes it again rather than deciding under a new run id.
+    Another challenger is a new decision."""
+    home, registry = decided["home"], decided["registry"]
+    repo = VersionedRepo.of(home)
+    found = recorded_decision(home, repo, registry, PASS_DAY, registry.load("v3"))
+    assert found is not None and found["run_id"] == decided["runs"][PASS_DAY].run_id
+    assert recorded_decision(home, repo, registry, PASS_DAY, registry.load("v2")) is None
+    assert recorded_decision(home, repo, registry, PASS_DAY + dt.timedelta(days=1),
+                             registry.load("v3")) is None  # fmt: skip
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:

@@ -2,16 +2,21 @@
 port): a home whose `versioning.dvc_remote` is `s3://bucket/prefix` with the endpoint in
 `versioning.dvc_remote_options` runs the loop for a few days, and its repo and the remote
 are in sync (`dvc status -c`); a second node with only a clone of the registry repo and the
-remote restores, serves the same predictions and rechecks the decision."""
+remote restores, serves the same predictions and rechecks the decision. The endpoint down at
+the day's first push, at the model's and at the promotion's fails the day in one line, and
+the day's rerun pushes what is missing and records nothing twice."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -19,9 +24,10 @@ import polars as pl
 import pytest
 
 from lifecycle_assets.automation.loop import DayOutcome, RunFailed, run_day
-from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.home import LifecycleHome, today
 from lifecycle_assets.home_setup import init_home
 from lifecycle_assets.registry.registry import Registry
+from lifecycle_assets.resources import versioning as versioning_resource
 from lifecycle_assets.serving.process import ServiceProcess
 from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets_tests.automation.test_loop import simulate_day
@@ -56,10 +62,10 @@ def s3(gate: TcpGate) -> str:
     return gate.url
 
 
-def s3_config(endpoint: str) -> str:
+def s3_config(endpoint: str, prefix: str = PREFIX) -> str:
     return CONFIG.replace(
         "versioning:\n",
-        f"versioning:\n  dvc_remote: s3://{BUCKET}/{PREFIX}\n"
+        f"versioning:\n  dvc_remote: s3://{BUCKET}/{prefix}\n"
         f"  dvc_remote_options: {{endpointurl: '{endpoint}'}}\n",
     )
 
@@ -178,6 +184,136 @@ def test_the_endpoint_down_fails_the_day_and_a_rerun_pushes_what_is_missing(
     assert sorted(registry.versions()) == [*before[1], f"v{len(before[1]) + 1}"]
     status = dvc(home, "status", "--cloud", "--json")
     assert status.returncode == 0 and json.loads(status.stdout or "{}") == {}, status.stdout
+
+
+@contextlib.contextmanager
+def endpoint_down_at(gate: TcpGate, stage: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The endpoint goes down at `stage`'s push: what the stages before it published is in
+    the remote, and the stage's own version is recorded (and, for `candidate_model`, its model
+    registered) before its push fails. Opened again on leaving. The runs execute in this
+    process (`automation.loop.materialize`), so patching the resource's `publish_stage` is
+    enough to time it."""
+    publish = versioning_resource.publish_stage
+
+    def closing(repo: Any, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if name != stage:
+            return publish(repo, name, *args, **kwargs)
+        push = repo.push
+
+        def push_with_the_endpoint_down(*a: Any, **k: Any) -> int:
+            gate.close()
+            return push(*a, **k)
+
+        repo.push = push_with_the_endpoint_down
+        return publish(repo, name, *args, **kwargs)
+
+    monkeypatch.setattr(versioning_resource, "publish_stage", closing)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(versioning_resource, "publish_stage", publish)
+        gate.open()
+
+
+def next_day(home: LifecycleHome) -> dt.date:
+    """The simulator's day after the home's "today", its traffic in the logs."""
+    sim = FraudSimulator(home.config())
+    return simulate_day(home, sim.day_index(today(home)) + 1)
+
+
+def git(home: LifecycleHome, *args: str) -> list[str]:
+    return subprocess.run(
+        ["git", "-C", str(home.repo), *args],
+        capture_output=True, text=True, check=True, env={**os.environ, **home.tool_env()},
+    ).stdout.splitlines()  # fmt: skip
+
+
+def moves(registry: Registry, alias: str) -> list[dict[str, Any]]:
+    return [e for e in registry.history() if e["alias"] == alias]
+
+
+def in_sync(home: LifecycleHome) -> None:
+    status = dvc(home, "status", "--cloud", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout or "{}") == {}, status.stdout
+
+
+def test_the_endpoint_down_during_the_model_push_leaves_one_version_after_the_rerun(
+    gate: TcpGate,
+    first_node: tuple[LifecycleHome, list[DayOutcome]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The endpoint goes down after the day's datasets were pushed, while the challenger's
+    model is: its version is registered and tagged, the push fails and the run fails naming
+    the endpoint; production stays. Once the endpoint is back, the rerun of the day trains
+    no second version of the same model: it takes the registered one, pushes what the
+    remote lacks and records the decision on it."""
+    home = first_node[0]
+    registry = Registry(home, home.config().problem.name)
+    production, versions = registry.alias("production"), sorted(registry.versions())
+    new = f"v{len(versions) + 1}"
+    day = next_day(home)
+    with endpoint_down_at(gate, "candidate_model", monkeypatch), pytest.raises(RunFailed) as failed:
+        run_day(home, day)
+    message = str(failed.value)
+    assert "\n" not in message and "failed: candidate_model: " in message, message
+    assert gate.url.removeprefix("http://") in message, message
+    assert sorted(registry.versions()) == [*versions, new]  # registered before its push
+    assert registry.alias("production") == production
+    assert dvc(home, "status", "--cloud", "--json").stdout.strip() not in ("", "{}")
+    candidate_moves = len(moves(registry, "candidate"))
+
+    again = run_day(home, day)
+    assert again.decision is not None and again.decision["challenger_version"] == new
+    assert again.decision["day"] == day.isoformat()
+    assert sorted(registry.versions()) == [*versions, new], "a second version of one model"
+    assert len(moves(registry, "candidate")) == candidate_moves
+    # One registration, one model tag, one commit of each.
+    assert git(home, "tag", "-l", f"registry/{new}", f"model/{new}") == [
+        f"model/{new}",
+        f"registry/{new}",
+    ]
+    assert len(git(home, "log", "--format=%s", "--grep", f"^model {new}:")) == 1
+    assert len(git(home, "log", "--format=%s", "--grep", f"register .*:{new} ")) == 1
+    promoted = again.decision["decision"] in ("PASS", "FIRST_MODEL")
+    assert registry.alias("production") == (new if promoted else production)
+    in_sync(home)
+
+
+def test_the_endpoint_down_during_the_promotion_push_leaves_one_move(
+    gate: TcpGate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint goes down while the day's promotion is pushed (`models/production`):
+    the move is made and committed before the push (the promotion's kill-safe order), the
+    run fails naming the endpoint. The rerun moves nothing again, records the same decision
+    and pushes what the remote lacks: one move, one commit of it."""
+    _isolate(tmp_path / "home", monkeypatch)
+    (tmp_path / "lifecycle.yaml").write_text(s3_config(gate.url, prefix="promotion"))
+    home = init_home(tmp_path / "home", tmp_path / "lifecycle.yaml")
+    registry = Registry(home, home.config().problem.name)
+    for index in range(DAYS - 1):
+        run_day(home, simulate_day(home, index))
+    day = simulate_day(home, DAYS - 1)  # decides the first model: v1 is promoted
+    with (
+        endpoint_down_at(gate, "production_model", monkeypatch),
+        pytest.raises(RunFailed) as failed,
+    ):
+        run_day(home, day)
+    message = str(failed.value)
+    assert "\n" not in message and "failed: production_model: " in message, message
+    assert gate.url.removeprefix("http://") in message, message
+    assert [(m["from"], m["to"]) for m in moves(registry, "production")] == [(None, "v1")]
+    assert dvc(home, "status", "--cloud", "--json").stdout.strip() not in ("", "{}")
+
+    again = run_day(home, day)
+    assert again.decision is not None and again.decision["decision"] == "FIRST_MODEL"
+    assert sorted(registry.versions()) == ["v1"]
+    assert [(m["from"], m["to"]) for m in moves(registry, "production")] == [(None, "v1")]
+    assert registry.alias("production") == "v1"
+    assert len(git(home, "log", "--format=%s", "--grep", "registry: production (none) → v1")) == 1
+    assert len(git(home, "tag", "-l", "validation/*")) == 1
+    in_sync(home)
+    done = cli(home, "validation", "recheck", day.isoformat())
+    assert done.returncode == 0 and "FIRST_MODEL reproduced" in done.stdout, done.stderr
 
 
 def test_wrong_credentials_fail_the_day_in_one_line(tmp_path: Path) -> None:
