@@ -34,6 +34,15 @@ _RUN_COORDINATOR = {
 }
 
 
+# The embedded default's event log: Dagster's SQLite event log keeping one engine per shard
+# (lifecycle_assets/automation/event_log.py), in the default place under DAGSTER_HOME.
+_SQLITE_EVENT_LOG = {
+    "module": "lifecycle_assets.automation.event_log",
+    "class": "EngineKeepingSqliteEventLogStorage",
+    "config": {"dagster_home": {"env": "DAGSTER_HOME"}},
+}
+
+
 class InstanceError(LifecycleError, RuntimeError):
     """The instance storage named for the home cannot be used; the message says why."""
 
@@ -44,6 +53,8 @@ def instance_yaml(postgres_url: str | None = None) -> str:
     if postgres_url is not None:
         stored = urlunsplit(urlsplit(postgres_url)._replace(scheme=DAGSTER_SCHEME))
         config["storage"] = {"postgres": {"postgres_url": stored}}
+    else:
+        config["event_log_storage"] = _SQLITE_EVENT_LOG
     config["run_coordinator"] = _RUN_COORDINATOR
     return yaml.safe_dump(config, sort_keys=False)
 
