@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 import yaml
 
-from lifecycle_assets.automation.loop import instance_for, materialize
+from lifecycle_assets.automation.loop import instance_for, materialize, run_day
 from lifecycle_assets.config import example_config_path
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.registry.registry import Registry, record_served, served_ledger
@@ -117,14 +117,16 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         register(home, good, version)
     registry.move_alias("production", "v1", actor="test", reason="setup", when=NOON)
     record_served(home, FIRST - dt.timedelta(days=1), "v1")
-    out: dict[str, Any] = {"home": home, "registry": registry, "shadow_runs": {}}
+    out: dict[str, Any] = {"home": home, "registry": registry, "days": {}}
 
     offline_pass(home, FIRST, "v2")
     for day in days(FIRST + dt.timedelta(days=1), SHADOW_DAYS):
         log_live_day(home, day, "v1", "v2")
+    # The daily runner, as the demo and the replay run a day (no training on these days):
+    # its shadow stage runs while a shadow is in flight.
     for day in (FIRST_DECIDES - dt.timedelta(days=1), FIRST_DECIDES):
         set_simulated_today(home, day)
-        out["shadow_runs"][day] = materialize(home, ["shadow_report"], day.isoformat())
+        out["days"][day] = run_day(home, day, should_train=lambda _: False)
 
     offline_pass(home, SECOND, "v3")
     for day in days(SECOND + dt.timedelta(days=1), SHADOW_DAYS):
@@ -143,6 +145,12 @@ def shadow_record(home: LifecycleHome, day: dt.date) -> dict[str, Any] | None:
 
 def test_nothing_is_decided_before_the_window_matures(gated) -> None:
     home = gated["home"]
+    waiting, decided = (
+        gated["days"][FIRST_DECIDES - dt.timedelta(days=1)],
+        gated["days"][FIRST_DECIDES],
+    )
+    assert "shadow" in waiting.stage_seconds and waiting.shadow is None
+    assert decided.shadow is not None and decided.shadow["decision"] == "PASS"
     assert shadow_record(home, FIRST_DECIDES - dt.timedelta(days=1)) is None
     assert load_record(home, FIRST.isoformat())["stage"] == "shadow"
 
@@ -185,7 +193,7 @@ def test_a_shadow_pass_promotes_and_clears_the_shadow_in_one_move(gated) -> None
         )
         .records
     )
-    assert event.run_id == gated["shadow_runs"][FIRST_DECIDES].run_id
+    assert event.run_id == gated["days"][FIRST_DECIDES].runs[-1].run_id
     assert event.asset_materialization is not None
     assert event.asset_materialization.metadata["model_version"].value == "v2"
     assert AssetStore.of(home).read("production_model", FIRST_DECIDES.isoformat()).version == "v2"
