@@ -18,9 +18,14 @@ guard blocked and how often the previous guard (the challenger's own bias interv
     .venv/bin/python benchmarks/gate_simulation.py                 # the demo's size
     .venv/bin/python benchmarks/gate_simulation.py --power-sizes 6000,12000,24000,48000
 
+The shadow rows (`--shadow-sims`, `--shadow-rows`) run the two gates a challenger meets with
+`release.shadow_days` on: the offline gate on a fresh test set, then, for a pass, the shadow
+gate on a fresh set of live rows, where the challenger may be worse than it was offline.
+
 Prints, per setting, the promotion rate with its simulation standard error, and the verdicts
-the issue asks for: worse-by-margin rate ≤ α + 2 SE (guards off, and with the calibration
-guard on under the label-rate change), equal-model rate ≥ 80 %.
+the issue asks for: worse-by-margin rate ≤ α + 2 SE (guards off, with the calibration guard
+on under the label-rate change, and with shadow on for a challenger equal offline and worse
+by the margin on its shadow rows), equal-model rate ≥ 80 %.
 """
 
 from __future__ import annotations
@@ -66,6 +71,72 @@ def previous_guard_blocks(guard: dict) -> bool:
     return outside and abs(guard["challenger_bias"]) > abs(guard["production_bias"])
 
 
+def draw_pair(
+    rng: np.random.Generator, rows: int, positive_rate: float, d_p: float, d_c: float, rho: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels and two correlated binormal scores (production's, the challenger's) of a fresh
+    set of rows."""
+    y = (rng.random(rows) < positive_rate).astype(np.float64)
+    shared = rng.normal(size=rows)
+    own_p, own_c = rng.normal(size=rows), rng.normal(size=rows)
+    production = rho * shared + math.sqrt(1 - rho**2) * own_p + d_p * y
+    challenger = rho * shared + math.sqrt(1 - rho**2) * own_c + d_c * y
+    return y, production, challenger
+
+
+def shadow_promotion_rate(
+    *,
+    rows: int,
+    shadow_rows: int,
+    positive_rate: float,
+    auc_production: float,
+    auc_offline: float,
+    auc_live: float,
+    rho: float,
+    sims: int,
+    seed: int,
+) -> dict[str, float]:
+    """Promotion rate with the shadow stage on: the offline gate on a fresh test set (the
+    challenger's AUC there `auc_offline`), then, for a pass, the shadow gate on a fresh set
+    of live rows (`shadow_rows`, the challenger's AUC there `auc_live`), both
+    `gate.decide` as the loop runs them (the shadow gate: `validation.shadow`, the shadow's
+    logged score as the challenger). Promoted = passed both."""
+    cfg = ValidationConfig().model_copy(
+        update={"calibration_tolerance": None, "slice_features": ()}
+    )
+    d_p = separation(auc_production)
+    rng = np.random.default_rng(seed)
+    offline_passed = promoted = 0
+    started = time.perf_counter()
+    for i in range(sims):
+        y, production, challenger = draw_pair(
+            rng, rows, positive_rate, d_p, separation(auc_offline), rho
+        )
+        if decide(y, challenger, production, cfg, seed=seed * 100_003 + i)["decision"] != PASS:
+            continue
+        offline_passed += 1
+        y, production, shadow = draw_pair(
+            rng, shadow_rows, positive_rate, d_p, separation(auc_live), rho
+        )
+        record = decide(y, shadow, production, cfg, seed=seed * 200_003 + i)
+        promoted += record["decision"] == PASS
+    rate = promoted / sims
+    return {
+        "rows": rows,
+        "shadow_rows": shadow_rows,
+        "auc_production": auc_production,
+        "auc_offline": auc_offline,
+        "auc_live": auc_live,
+        "rho": rho,
+        "sims": sims,
+        "offline_pass_rate": offline_passed / sims,
+        "shadow_pass_rate_after_offline": promoted / offline_passed if offline_passed else None,
+        "promotion_rate": rate,
+        "simulation_se": math.sqrt(max(rate * (1 - rate), 1e-12) / sims),
+        "seconds_per_run": (time.perf_counter() - started) / sims,
+    }
+
+
 def promotion_rate(
     *,
     rows: int,
@@ -93,11 +164,7 @@ def promotion_rate(
     deltas, drawn = [], []
     started = time.perf_counter()
     for i in range(sims):
-        y = (rng.random(rows) < positive_rate).astype(np.float64)
-        shared = rng.normal(size=rows)
-        own_p, own_c = rng.normal(size=rows), rng.normal(size=rows)
-        production = rho * shared + math.sqrt(1 - rho**2) * own_p + d_p * y
-        challenger = rho * shared + math.sqrt(1 - rho**2) * own_c + d_c * y
+        y, production, challenger = draw_pair(rng, rows, positive_rate, d_p, d_c, rho)
         if train_rate:
             production = calibrated_probability(production, d_p, train_rate)
             challenger = calibrated_probability(challenger, d_c, train_rate)
@@ -174,6 +241,15 @@ def main() -> None:
     parser.add_argument(
         "--power-sizes", default="", help="extra test-set sizes for the equal-model rate"
     )
+    parser.add_argument(
+        "--shadow-rows",
+        type=int,
+        default=6000,
+        help="live rows of a shadow window (demo: 2 days of ~3,000 payments)",
+    )
+    parser.add_argument(
+        "--shadow-sims", type=int, default=600, help="runs of the shadow rows (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -216,6 +292,23 @@ def main() -> None:
         )
         for n in sizes
     ]
+    shadow = {}
+    if args.shadow_sims:
+        # A challenger as good as production offline but worse by the margin on the traffic
+        # it shadows (the case the shadow stage is for), and one equal on both.
+        for name, live in (("worse_live", args.auc - margin), ("equal", args.auc)):
+            shadow[name] = shadow_promotion_rate(
+                rows=args.rows,
+                shadow_rows=args.shadow_rows,
+                auc_production=args.auc,
+                auc_offline=args.auc,
+                auc_live=live,
+                sims=args.shadow_sims if name == "worse_live" else args.power_sims,
+                **common,
+            )
+        worse_live = shadow["worse_live"]
+        worse_live["bound"] = cfg.alpha + 2 * worse_live["simulation_se"]
+        worse_live["meets_bound"] = worse_live["promotion_rate"] <= worse_live["bound"]
     speed = bootstrap_speed(args.rows, args.positive_rate, cfg.bootstrap_samples)
     worse_ok = worse["promotion_rate"] <= cfg.alpha + 2 * worse["simulation_se"]
     shifted_bound = cfg.alpha + 2 * worse_shifted["simulation_se"]
@@ -239,6 +332,7 @@ def main() -> None:
         },
         "better_label_shift_calibration_guard": better_shifted,
         "equal": [{**e, "meets_80pct": e["promotion_rate"] >= 0.8} for e in equal],
+        "shadow": shadow,
         "bootstrap_speed": speed,
     }
     if args.json:
@@ -278,6 +372,18 @@ def main() -> None:
             f"equal model, {e['rows']} rows (~{e['positives_expected']} positives), "
             f"{e['sims']} runs: promoted {e['promotion_rate']:.3f} ± {e['simulation_se']:.3f} "
             f"({'≥' if e['promotion_rate'] >= 0.8 else '<'} 80 %)"
+        )
+    for name, sh in shadow.items():
+        what = "worse by the margin live" if name == "worse_live" else "equal live"
+        verdict = (
+            f" (bound α + 2 SE = {sh['bound']:.3f}: {'OK' if sh['meets_bound'] else 'EXCEEDED'})"
+            if "bound" in sh
+            else ""
+        )
+        print(
+            f"shadow on, equal offline, {what}, {sh['rows']} test + {sh['shadow_rows']} shadow "
+            f"rows, {sh['sims']} runs: offline pass {sh['offline_pass_rate']:.3f}, promoted "
+            f"{sh['promotion_rate']:.3f} ± {sh['simulation_se']:.3f}{verdict}"
         )
     print(f"one gate run (bootstrap, guards off): {worse['seconds_per_gate_run'] * 1000:.0f} ms")
     print(

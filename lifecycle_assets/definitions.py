@@ -31,7 +31,7 @@ from lifecycle_assets.serving.assets import (
     production_bento,
 )
 from lifecycle_assets.training.assets import candidate_model
-from lifecycle_assets.validation.assets import validation_report
+from lifecycle_assets.validation.assets import shadow_report, validation_report
 
 ASSETS = [
     raw_prediction_logs,
@@ -43,6 +43,7 @@ ASSETS = [
     candidate_model,
     validation_report,
     production_model,
+    shadow_report,
     prediction_drift,
     live_quality,
     offline_predictions,
@@ -53,6 +54,8 @@ ASSETS = [
 INGEST = ["raw_prediction_logs", "ground_truth", "prediction_drift"]
 LABELS = LABEL_REFRESH  # also what a past day's label refresh recomputes
 TRAINING = ["train_split", "test_split", "candidate_model", "validation_report", "production_model"]
+# The shadow gate: every day a shadow is in flight, trained that day or not.
+SHADOW = ["shadow_report"]
 # The deployable Bento of the day's production model (built once per new version).
 BENTO = ["production_bento"]
 
@@ -60,7 +63,8 @@ lifecycle_loop = dg.define_asset_job(
     "lifecycle_loop",
     selection=dg.AssetSelection.assets(*ASSETS),
     partitions_def=daily,
-    description="One day of the loop: logs → datasets → challenger → gate → production.",
+    description="One day of the loop: logs → datasets → challenger → gate → production; "
+    "the shadow gate.",
 )
 
 daily_retraining = dg.build_schedule_from_partitioned_job(

@@ -26,6 +26,7 @@ EXPECTED_ASSETS = {
     "candidate_model",
     "validation_report",
     "production_model",
+    "shadow_report",
     "prediction_drift",
     "live_quality",
     "offline_predictions",

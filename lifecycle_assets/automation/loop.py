@@ -15,7 +15,7 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.instance import check_postgres, postgres_url_of
 from lifecycle_assets.registry.jobs import materialization_reporter
-from lifecycle_assets.registry.registry import bento_model_tag, served_ledger
+from lifecycle_assets.registry.registry import Registry, bento_model_tag, served_ledger
 from lifecycle_assets.serving.bento import bento_built, bento_tag
 from lifecycle_assets.storage import AssetStore
 
@@ -39,6 +39,7 @@ class DayOutcome:
     runs: list[RunOutcome] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     decision: dict[str, Any] | None = None
+    shadow: dict[str, Any] | None = None  # the day's shadow decision, if its gate decided
 
     @property
     def dagster_seconds(self) -> float:
@@ -132,7 +133,7 @@ def run_day(
 
     `should_train(D)`, asked after ingest and labels (so it can read the day's monitoring),
     lets a retraining policy skip the training stage; None trains every day."""
-    from lifecycle_assets.definitions import INGEST, LABELS, TRAINING
+    from lifecycle_assets.definitions import INGEST, LABELS, SHADOW, TRAINING
 
     out = DayOutcome(day)
     key = day.isoformat()
@@ -151,21 +152,36 @@ def run_day(
 
     if should_train is not None and not should_train(day):
         echo(f"{key}: no training today (retraining policy)")
-        return out
-
-    t0 = time.perf_counter()
-    run = materialize(home, TRAINING, key)
-    out.runs.append(run)
-    out.stage_seconds["training"] = time.perf_counter() - t0
-    out.decision = decision_for(home, run.run_id)
-    echo(
-        f"{key}: "
-        + (
-            f"decision {out.decision['decision']} ({out.decision.get('reason', '')})"
-            if out.decision
-            else "no challenger (collecting matured labels)"
+    else:
+        t0 = time.perf_counter()
+        run = materialize(home, TRAINING, key)
+        out.runs.append(run)
+        out.stage_seconds["training"] = time.perf_counter() - t0
+        out.decision = decision_for(home, run.run_id)
+        echo(
+            f"{key}: "
+            + (
+                f"decision {out.decision['decision']} ({out.decision.get('reason', '')})"
+                if out.decision
+                else "no challenger (collecting matured labels)"
+            )
         )
-    )
+
+    # The shadow gate, after the day's release step (as in the daemon's job), on a day a
+    # shadow is in flight or a crashed run left its decision to finish.
+    if Registry(home, home.config().problem.name).alias("shadow") is not None or (
+        AssetStore.of(home).read_record("shadow_report", key) is not None
+    ):
+        t0 = time.perf_counter()
+        run = materialize(home, SHADOW, key)
+        out.runs.append(run)
+        out.stage_seconds["shadow"] = time.perf_counter() - t0
+        out.shadow = decision_for(home, run.run_id, "shadow_report")
+        if out.shadow is not None:
+            echo(
+                f"{key}: shadow {out.shadow['challenger_version']} {out.shadow['decision']}, "
+                f"{out.shadow['action']} ({out.shadow.get('reason', '')})"
+            )
     return out
 
 
@@ -192,14 +208,17 @@ def build_day_bento(
     return run
 
 
-def decision_for(home: LifecycleHome, run_id: str) -> dict[str, Any] | None:
-    """The decision record materialised by this run, if the gate ran."""
+def decision_for(
+    home: LifecycleHome, run_id: str, asset: str = "validation_report"
+) -> dict[str, Any] | None:
+    """The decision record (`validation_report`, or `shadow_report`) materialised by this
+    run, if its gate decided."""
     instance = instance_for(home)
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
     for rec in records:
         mat = rec.asset_materialization
-        if mat is not None and mat.asset_key == dg.AssetKey("validation_report"):
-            return AssetStore.of(home).read_record("validation_report", mat.partition)
+        if mat is not None and mat.asset_key == dg.AssetKey(asset):
+            return AssetStore.of(home).read_record(asset, mat.partition)
     return None

@@ -446,47 +446,70 @@ class Registry:
     def move_alias(
         self, alias: str, version: str | None, *, actor: str, reason: str, when: dt.datetime
     ) -> dict[str, Any]:
-        if alias not in ALIASES:
-            raise RegistryError(f"unknown alias {alias!r}: expected one of {ALIASES}")
-        if version is not None:
-            validate_version(version)
-            if version not in self.versions():
-                raise RegistryError(f"cannot point {alias} at {version}: no such version")
+        (event,) = self.move_aliases({alias: version}, actor=actor, reason=reason, when=when)
+        return event
+
+    def move_aliases(
+        self,
+        moves: dict[str, str | None],
+        *,
+        actor: str,
+        reason: str,
+        when: dt.datetime,
+    ) -> list[dict[str, Any]]:
+        """Move several aliases together (a version promoted from shadow: `production` to it
+        and `shadow` cleared): one history line per alias, then one replace of aliases.json,
+        so a reader sees every move or none. A crash between leaves a pending line per alias,
+        which readers ignore and the next move drops."""
+        for alias, version in moves.items():
+            if alias not in ALIASES:
+                raise RegistryError(f"unknown alias {alias!r}: expected one of {ALIASES}")
+            if version is not None:
+                validate_version(version)
+                if version not in self.versions():
+                    raise RegistryError(f"cannot point {alias} at {version}: no such version")
         aliases = self.aliases()
-        previous = aliases.get(alias, {}).get("version")
-        moves = [e for e in self.history() if e["alias"] == alias]
-        if moves:
-            last = dt.datetime.fromisoformat(moves[-1]["time"])
-            if when <= last:
-                # An alias's audit order is its log's order, and times keep it: a move
-                # stamped at or before the alias's last one (a frozen simulated clock, a clock
-                # that stepped back) is stamped just after it, so `served_at` never depends on
-                # two readings of the clock differing.
-                when = last + MOVE_TICK
-        event = {
-            "alias": alias,
-            "from": previous,
-            "to": version,
-            "actor": actor,
-            "reason": reason,
-            "time": when.isoformat(),
-        }
-        # History first: a crash between the two writes leaves a logged move whose alias
-        # still points at the old version, which readers treat as not yet moved.
+        history = self.history()
+        events = []
+        for alias, version in moves.items():
+            stamped = when
+            earlier = [e for e in history if e["alias"] == alias]
+            if earlier:
+                last = dt.datetime.fromisoformat(earlier[-1]["time"])
+                if stamped <= last:
+                    # An alias's audit order is its log's order, and times keep it: a move
+                    # stamped at or before the alias's last one (a frozen simulated clock, a
+                    # clock that stepped back) is stamped just after it, so `served_at` never
+                    # depends on two readings of the clock differing.
+                    stamped = last + MOVE_TICK
+            events.append(
+                {
+                    "alias": alias,
+                    "from": aliases.get(alias, {}).get("version"),
+                    "to": version,
+                    "actor": actor,
+                    "reason": reason,
+                    "time": stamped.isoformat(),
+                }
+            )
+        # History first: a crash between the two writes leaves logged moves whose aliases
+        # still point at the old versions, which readers treat as not yet moved.
         self.dir.mkdir(parents=True, exist_ok=True)
         self._drop_pending_moves(aliases)
         with open(self.dir / "history.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event, sort_keys=True) + "\n")
+            fh.write("".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
             fh.flush()
             os.fsync(fh.fileno())
-        if version is None:
-            aliases.pop(alias, None)
-        else:
-            aliases[alias] = {"version": version, "since": event["time"], "actor": actor}
+        for alias, version in moves.items():
+            if version is None:
+                aliases.pop(alias, None)
+            else:
+                since = next(e["time"] for e in events if e["alias"] == alias)
+                aliases[alias] = {"version": version, "since": since, "actor": actor}
         _write_json_atomic(self.dir / "aliases.json", aliases)
-        if alias == "production":
+        if "production" in moves:
             self.mirror_production()
-        return event
+        return events
 
     def point(
         self, alias: str, version: str, *, actor: str, reason: str, when: dt.datetime

@@ -246,7 +246,13 @@ def _move_production(
     with repo.locked():
         if forced is not None:
             _write_forced(home, forced)
-        event = reg.move_alias("production", version, actor=actor, reason=reason, when=when)
+        # A version released from shadow by hand leaves it: `shadow` is cleared in the same
+        # write of aliases.json, so its shadow gate has nothing left to decide.
+        moves: dict[str, str | None] = {"production": version}
+        if reg.alias("shadow") == version:
+            moves["shadow"] = None
+        events = reg.move_aliases(moves, actor=actor, reason=reason, when=when)
+        event = events[0]
         record_served(home, day, version)
         if action == "release":
             reg.set_approval(version, "released", actor=actor, time=when.isoformat())
@@ -256,7 +262,8 @@ def _move_production(
             day.isoformat(),
             "models/production",
             lambda folder: save_artifact(model, folder),
-            message=f"{action} {version}: {reason}\n\n{move_message(event)}",
+            message=f"{action} {version}: {reason}"
+            + "".join(f"\n\n{move_message(e)}" for e in events),
             tag=None,
             extra_paths=("registry",),
         )

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from lifecycle_assets.partitions import daily, daily_check, partition_day
+from lifecycle_assets.registry.jobs import materialization_reporter
 from lifecycle_assets.resources.alerts import AlertSinkResource
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
@@ -13,8 +14,9 @@ from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import ModelArtifact
 from lifecycle_assets.validation.decision import Decision, promotable, write_reports
 from lifecycle_assets.validation.record import build_record, recorded_decision
+from lifecycle_assets.validation.shadow import run_shadow_gate, shadow_in_flight
 
-__all__ = ["validation_report"]
+__all__ = ["shadow_report", "validation_report"]
 
 
 @dg.asset(
@@ -100,4 +102,74 @@ def validation_report(
             else dg.AssetCheckSeverity.ERROR
         ),
         metadata={"decision": record["decision"], "reason": record["reason"]},
+    )
+
+
+@dg.asset(
+    partitions_def=daily,
+    group_name="validation",
+    kinds={"git"},
+    # After the day's release step: a shadow promoted today is what served after day D
+    # (the served ledger), whatever that step carried over.
+    deps=["production_model"],
+    output_required=False,
+)
+def shadow_report(
+    context: dg.AssetExecutionContext,
+    home: LifecycleHomeResource,
+    registry: RegistryResource,
+    alerts: AlertSinkResource,
+) -> Iterator[dg.Output]:
+    """The shadow gate of day D (validation/shadow.py): once the labels of the shadow's
+    window have matured, the paired gate on its live rows promotes it or clears it. No value
+    on a day with nothing to decide."""
+    h = home.get()
+    outcome = run_shadow_gate(
+        h,
+        partition_day(context),
+        actor=f"dagster:{context.run_id}",
+        run_id=context.run_id,
+        report=materialization_reporter(context.log_event),
+    )
+    if outcome is None:
+        shadow = shadow_in_flight(h, registry.get())
+        context.log.info(
+            "nothing in shadow"
+            if shadow is None
+            else f"{shadow.version} in shadow on {shadow.first} … {shadow.last}: its labels "
+            f"mature on {shadow.matures_on}"
+        )
+        return
+    record = outcome.record
+    version = record["challenger_version"]
+    if record["decision"] != Decision.PASS and not record.get("inconclusive"):
+        # As for the offline gate: an inconclusive FAIL (better, too few rows to show it) is
+        # no alert; a rejected or abandoned shadow is.
+        alerts.send(
+            "gate",
+            f"shadow {version} {'abandoned' if record.get('abandoned') else 'rejected'} on "
+            f"{context.partition_key}",
+            {
+                "reason": record["reason"],
+                "day": context.partition_key,
+                "challenger_version": version,
+                "production_version": record["production_version"],
+                "offline_day": record["offline_day"],
+                "stage": "shadow",
+            },
+        )
+    yield dg.Output(
+        record,
+        metadata={
+            "decision": record["decision"],
+            "reason": record["reason"],
+            "action": record["action"],
+            "shadow_version": str(version),
+            "production_version": str(record["production_version"]),
+            "offline_day": record["offline_day"],
+            "rows": record["test_rows"],
+            "delta_lower_bound": record.get("delta_lower_bound"),
+            "moves": len(outcome.moves),
+            **outcome.meta,
+        },
     )

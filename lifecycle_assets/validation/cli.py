@@ -98,6 +98,17 @@ def describe(r: dict[str, Any]) -> str:
     ]
     if r.get("golden_dataset_tag"):
         lines.append(f"  golden      {r['golden_dataset_tag']}")
+    if r.get("stage"):
+        lines.append(
+            f"  stage       {r['stage']}"
+            + (f": {r['stage_reason']}" if r.get("stage_reason") else "")
+        )
+    shadow = r.get("shadow_gate")
+    if isinstance(shadow, dict):
+        lines.append(
+            f"  shadow gate {shadow.get('day')}: {shadow.get('decision')} ({shadow.get('action')}) "
+            f"on {shadow.get('n_rows')} live rows — {shadow.get('reason')}"
+        )
     return "\n".join(lines)
 
 

@@ -45,6 +45,14 @@ class Stage(StrEnum):
     HELD = "held"  # another challenger is in shadow: this one is not promoted
 
 
+class ShadowAction(StrEnum):
+    """What a shadow decision does to the registry (the shadow record's `action`)."""
+
+    PROMOTE = "promote"  # production moves to the shadow, which is cleared
+    REQUEST_APPROVAL = "request_approval"  # manual mode: the shadow is cleared, a person releases
+    CLEAR = "clear"  # rejected or abandoned: the shadow is cleared, production stays
+
+
 def release_stage(
     decision: str,
     *,

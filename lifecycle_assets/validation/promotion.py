@@ -26,7 +26,7 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.registry.registry import Registry, record_served
 from lifecycle_assets.serving.model_source import verify
 from lifecycle_assets.training.artifact import ModelArtifact
-from lifecycle_assets.validation.decision import Decision, Stage, promotable
+from lifecycle_assets.validation.decision import Decision, ShadowAction, Stage, promotable
 
 
 class PromotionError(LifecycleError, RuntimeError):
@@ -116,12 +116,79 @@ def promote_or_carry_over(
     return Promotion(version, promote, verdict, artifact, stage, registry.alias("shadow"))
 
 
-def check_pass_record(decision: dict[str, Any]) -> None:
-    """A PASS must be the paired gate's: both models on the same identified rows, and a
-    lower bound that really clears the margin. Anything else is refused, not promoted."""
+@dataclass(frozen=True)
+class ShadowSettlement:
+    record: dict[
+        str, Any
+    ]  # the shadow record, as stored (abandoned if the shadow failed to verify)
+    moves: list[dict[str, Any]]  # the alias moves made now
+    artifact: ModelArtifact | None  # the promoted shadow, verified (None unless promoted)
+
+
+def settle_shadow(
+    registry: Registry,
+    record: dict[str, Any],
+    day: dt.date,
+    *,
+    actor: str,
+    when: dt.datetime,
+) -> ShadowSettlement:
+    """Apply a shadow decision record (`validation.shadow`) to the registry, once.
+
+    Promote: verify the shadow, then move `production` to it and clear `shadow` in one write
+    of aliases.json (`Registry.move_aliases`), so no reader ever sees it half-promoted; then
+    the served ledger. A shadow that fails verification is dropped instead, and the record
+    says so. Request approval (manual mode): clear `shadow` and ask for a person's approval.
+    Clear: clear `shadow`, production stays. When the `shadow` alias no longer names the
+    record's version the moves were made (a rerun after a crash) or overtaken by hand: none
+    is made again, and a promotion that happened is verified again and re-recorded in the
+    ledger, for the caller to publish."""
+    from lifecycle_assets.registry.release import request_approval
+
+    version = record["challenger_version"]
+    action = record["action"]
+    if registry.alias("shadow") != version:
+        promoted = action == ShadowAction.PROMOTE and registry.alias("production") == version
+        artifact = verify_release(registry, version) if promoted else None
+        if promoted:
+            record_served(registry.home, day, version)
+        return ShadowSettlement(record, [], artifact)
+    reason = f"shadow gate on {day}: {record['decision']}" + (
+        " (abandoned)" if record.get("abandoned") else ""
+    )
+    if action == ShadowAction.PROMOTE:
+        check_pass_record(record, rows_from="window")
+        try:
+            artifact = verify_release(registry, version)
+        except PromotionError as err:
+            record = {
+                **record,
+                "decision": Decision.FAIL.value,
+                "abandoned": True,
+                "action": ShadowAction.CLEAR.value,
+                "reason": f"abandoned: {err}",
+            }
+            reason = f"shadow gate on {day}: {version} failed verification"
+            event = registry.move_alias("shadow", None, actor=actor, reason=reason, when=when)
+            return ShadowSettlement(record, [event], None)
+        moves = registry.move_aliases(
+            {"production": version, "shadow": None}, actor=actor, reason=reason, when=when
+        )
+        record_served(registry.home, day, version)
+        return ShadowSettlement(record, moves, artifact)
+    if action == ShadowAction.REQUEST_APPROVAL:
+        request_approval(registry, record, when)
+    event = registry.move_alias("shadow", None, actor=actor, reason=reason, when=when)
+    return ShadowSettlement(record, [event], None)
+
+
+def check_pass_record(decision: dict[str, Any], rows_from: str = "test_split_tag") -> None:
+    """A PASS must be the paired gate's: both models on the same identified rows (where they
+    came from: `rows_from`, the test split's tag or a shadow's window), and a lower bound
+    that really clears the margin. Anything else is refused, not promoted."""
     missing = [
         k
-        for k in ("production_version", "test_split_tag", "test_rows_sha256", "delta_lower_bound")
+        for k in ("production_version", rows_from, "test_rows_sha256", "delta_lower_bound")
         if decision.get(k) is None
     ]
     if missing:

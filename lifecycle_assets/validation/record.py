@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,40 +70,63 @@ def evaluate(
     gate: ValidationConfig | None = None,
 ) -> dict[str, Any]:
     """The gate's numbers: both models scored here, on the identical rows of `test_split`."""
+    golden_scores = None
+    if golden is not None and production is not None:
+        golden_scores = (
+            golden[config.problem.label].cast(pl.Float64).to_numpy(),
+            challenger.score(golden),
+            production.score(golden),
+        )
+    return evaluate_scores(
+        test_split,
+        lambda: challenger.score(test_split),
+        (lambda: production.score(test_split)) if production is not None else None,
+        config,
+        seed,
+        golden_scores,
+        gate,
+    )
+
+
+def evaluate_scores(
+    rows: pl.DataFrame,
+    challenger: Callable[[], np.ndarray],
+    production: Callable[[], np.ndarray] | None,
+    config: LifecycleConfig,
+    seed: int,
+    golden: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    gate: ValidationConfig | None = None,
+) -> dict[str, Any]:
+    """The gate's numbers from both models' scores on the identical `rows` (the offline
+    test split, or the live rows of a shadow window with their logged scores). The scores
+    are asked for only when the rows are enough to decide on."""
     gate = gate or config.validation
     label = config.problem.label
-    rows = test_split.height
-    base = {"test_rows": rows, "test_rows_sha256": rows_sha256(test_split, label)}
-    if rows < config.windows.min_test_rows or rows == 0:
+    n = rows.height
+    base = {"test_rows": n, "test_rows_sha256": rows_sha256(rows, label)}
+    if n < config.windows.min_test_rows or n == 0:
         return {
             **base,
             "decision": FAIL,
-            "reason": f"test split has {rows} rows < windows.min_test_rows "
+            "reason": f"test split has {n} rows < windows.min_test_rows "
             f"({config.windows.min_test_rows})",
             "metric": gate.metric,
             "guards": {},
         }
-    y = test_split[label].cast(pl.Float64).to_numpy()
+    y = rows[label].cast(pl.Float64).to_numpy()
     slices = {
-        f: test_split[f].cast(pl.Utf8).fill_null("").to_numpy()
+        f: rows[f].cast(pl.Utf8).fill_null("").to_numpy()
         for f in config.problem.categorical_features
-        if f in test_split.columns
+        if f in rows.columns
     }
-    golden_scores = None
-    if golden is not None and production is not None:
-        golden_scores = (
-            golden[label].cast(pl.Float64).to_numpy(),
-            challenger.score(golden),
-            production.score(golden),
-        )
     record = decide(
         y,
-        challenger.score(test_split),
-        production.score(test_split) if production is not None else None,
+        challenger(),
+        production() if production is not None else None,
         gate,
         seed=seed,
         slices=slices,
-        golden=golden_scores,
+        golden=golden,
     )
     record.update(base)
     record["reason"] = reason(record)
@@ -301,9 +325,34 @@ def load_record(home: LifecycleHome, day: str) -> dict[str, Any]:
         hint = f"decisions exist for {', '.join(known[-5:])}" if known else "no decisions yet"
         raise DecisionError(f"no decision recorded for {day} in {home.root} ({hint})")
     try:
-        return DecisionRecord.checked(json.loads(text))
+        record = DecisionRecord.checked(json.loads(text))
     except ValueError as err:  # not JSON, or not a decision record
         raise DecisionError(f"the decision stored for {day} cannot be read: {err}") from None
+    if record.get("stage") == Stage.SHADOW:
+        # (imported here: the shadow gate builds on this module)
+        from lifecycle_assets.validation.shadow import shadow_result_for
+
+        shadow = shadow_result_for(home, day)
+        if shadow is not None:
+            record["shadow_gate"] = {k: shadow.get(k) for k in SHADOW_SUMMARY}
+    return record
+
+
+# The shadow gate's result shown beside the offline decision that sent its challenger to
+# shadow (`load_record`); the whole shadow record is the `shadow_report` of its own day.
+SHADOW_SUMMARY = (
+    "day",
+    "decision",
+    "reason",
+    "abandoned",
+    "action",
+    "production_version",
+    "window",
+    "n_rows",
+    "delta",
+    "delta_lower_bound",
+    "margin",
+)
 
 
 def recheck(home: LifecycleHome, day: str) -> dict[str, Any]:

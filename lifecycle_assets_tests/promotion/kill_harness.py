@@ -124,11 +124,11 @@ def _short(path: Any) -> str:
     return Path(text).name
 
 
-def child(
-    home_root: str, env: dict[str, str], day: str, old: str, new: str, kill_at: int, log: str
-) -> None:
-    """Promote; SIGKILL self just before write number `kill_at` (0: never; log the writes)."""
-    os.setpgrp()  # the parent can kill the whole group, git subprocesses included
+def dying_at_write(env: dict[str, str], kill_at: int) -> list[str]:
+    """Prepare a trial's child: its own process group (the parent can kill it whole, git
+    subprocesses included), the home's tool environment, and write hooks that SIGKILL it
+    just before write number `kill_at` (0: never). Returns the list the writes go into."""
+    os.setpgrp()
     os.environ.update(env)
     events: list[str] = []
 
@@ -138,6 +138,14 @@ def child(
             os.kill(os.getpid(), signal.SIGKILL)
 
     _install_write_hooks(on_write)
+    return events
+
+
+def child(
+    home_root: str, env: dict[str, str], day: str, old: str, new: str, kill_at: int, log: str
+) -> None:
+    """Promote; SIGKILL self just before write number `kill_at` (0: never; log the writes)."""
+    events = dying_at_write(env, kill_at)
     promote(home_root, dt.date.fromisoformat(day), old, new)
     if log:
         Path(log).write_text(json.dumps(events))
@@ -336,18 +344,35 @@ class Harness:
         return writes
 
 
+def stage_decided_day(home: Any, day: dt.date, frame: Any, candidate: Any) -> None:
+    """What the `production_model` stage depends on, versioned as the loop leaves it before
+    a release: the day's splits and challenger (`stage_day`), and a decision."""
+    from lifecycle_assets.resources.home import LifecycleHomeResource
+    from lifecycle_assets.resources.versioning import VersioningResource
+    from lifecycle_assets.validation.decision import write_reports
+    from lifecycle_assets_tests.promotion.helpers import stage_day
+
+    stage_day(home, day, frame, candidate)
+    VersioningResource(home=LifecycleHomeResource(workdir=str(home.root))).publish(
+        "validation_report",
+        day.isoformat(),
+        "reports/validation.json",
+        lambda path: write_reports(path, {"decision": "PASS"}),
+        message="decision for the kill test",
+        tag=None,
+    )
+
+
 def setup_home(root: Path) -> tuple[Any, tuple[str, str]]:
     """A home with two registered models (v1 in production) and day inputs in the repo."""
     from lifecycle_assets.home_setup import init_home
     from lifecycle_assets.registry.registry import Registry, record_served
     from lifecycle_assets.resources.home import LifecycleHomeResource
     from lifecycle_assets.resources.versioning import VersioningResource
-    from lifecycle_assets.validation.decision import write_reports
     from lifecycle_assets_tests.promotion.helpers import (
         fit_model,
         labelled_frame,
         register,
-        stage_day,
     )
 
     home = init_home(root)
@@ -356,15 +381,7 @@ def setup_home(root: Path) -> tuple[Any, tuple[str, str]]:
     register(home, fit_model(home, frame, "v2", steps=60, seed=1), "v2")
     registry = Registry(home, home.config().problem.name)
     day = dt.date(2026, 6, 10)
-    stage_day(home, day, frame, registry.load("v2"))
-    VersioningResource(home=LifecycleHomeResource(workdir=str(root))).publish(
-        "validation_report",
-        day.isoformat(),
-        "reports/validation.json",
-        lambda path: write_reports(path, {"decision": "PASS"}),
-        message="decision for the kill test",
-        tag=None,
-    )
+    stage_decided_day(home, day, frame, registry.load("v2"))
     when = dt.datetime(2026, 6, 10, 1, tzinfo=dt.UTC)
     registry.move_alias("production", "v1", actor="setup", reason="setup", when=when)
     record_served(home, day, "v1")

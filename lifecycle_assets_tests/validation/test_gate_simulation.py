@@ -18,6 +18,7 @@ def test_the_gate_simulation_runs_on_the_example_config() -> None:
             sys.executable,
             str(ROOT / "benchmarks" / "gate_simulation.py"),
             *("--rows", "1000", "--sims", "8", "--power-sims", "3", "--json"),
+            *("--shadow-rows", "1000", "--shadow-sims", "6"),
         ],
         capture_output=True,
         text=True,
@@ -36,3 +37,7 @@ def test_the_gate_simulation_runs_on_the_example_config() -> None:
     shifted = result["worse_by_margin_label_shift_calibration_guard"]
     assert 0.0 <= shifted["calibration_guard_blocked"] <= 1.0
     assert [e["rows"] for e in result["equal"]] == [1000]
+    live = result["shadow"]["worse_live"]
+    assert (live["auc_offline"], live["auc_live"]) == (0.9, 0.9 - 0.01)
+    assert live["sims"] == 6 and live["promotion_rate"] <= live["offline_pass_rate"]
+    assert "meets_bound" in live and result["shadow"]["equal"]["sims"] == 3
