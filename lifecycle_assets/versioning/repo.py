@@ -413,20 +413,24 @@ class VersionedRepo:
             paths.extend(self._changed_gitignores())
             if paths:
                 self._git("add", "-A", "--", *paths)
-            if self._has_staged_changes():
+            staged = self._has_staged_changes()
+            existing = self.tag_commit(tag) if tag is not None else None
+            if existing is not None and (staged or existing != self._head()):
+                # Refused before committing: a refused version leaves no commit behind (its
+                # changes stay in the working tree, unstaged, as they were written).
+                if staged:
+                    self._git("reset", "-q", "--", *paths)
+                raise VersioningError(
+                    f"tag {tag!r} already names commit {existing[:12]}: versions are "
+                    "immutable, use a new tag"
+                )
+            if staged:
                 self._git("commit", "-q", "--no-verify", "-m", message)
             head = self._head()
             if head is None:
                 raise VersioningError(f"{self.path} has no commits: run `lifecycle init` first")
-            if tag is not None:
-                existing = self.tag_commit(tag)
-                if existing is None:
-                    self._git("tag", "-a", tag, "-m", message, head)
-                elif existing != head:
-                    raise VersioningError(
-                        f"tag {tag!r} already names commit {existing[:12]}: versions are "
-                        "immutable, use a new tag"
-                    )
+            if tag is not None and existing is None:
+                self._git("tag", "-a", tag, "-m", message, head)
             return head
 
     def push(self, stages: Sequence[str] = ()) -> int:

@@ -306,8 +306,15 @@ def test_tags_are_immutable(repo: VersionedRepo) -> None:
     write_split(repo.path / "datasets" / "train_split", "2026-06-10", rows=6)
     repo.commit_stage("train_split")
 
+    head = repo.head()
     with pytest.raises(VersioningError, match="immutable"):
         repo.save_version("v1 again", "model/v1")
+    # Refused before committing: no stray commit, the change left unstaged in the tree.
+    assert repo.head() == head
+    status = subprocess.run(
+        ["git", "-C", str(repo.path), "status", "--porcelain"], capture_output=True, text=True
+    ).stdout
+    assert " M dvc.lock" in status.splitlines() and "M  dvc.lock" not in status
 
 
 def test_save_version_without_changes_returns_head(repo: VersionedRepo) -> None:
