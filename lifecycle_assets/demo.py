@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from lifecycle_assets.automation.loop import DayOutcome, build_day_bento, run_day
-from lifecycle_assets.config import PARTITIONS_START
+from lifecycle_assets.config import PARTITIONS_START, parse_config
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, resolve_home, set_simulated_today
 from lifecycle_assets.home_setup import init_home
@@ -113,14 +113,14 @@ def prepare_demo_home(
             )
         shutil.rmtree(root)
     home = init_home(root, config_file)
-    if shadow_days is not None:
-        config = yaml.safe_load(home.config_path.read_text())
-        config.setdefault("release", {})["shadow_days"] = shadow_days
-        home.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        home.config()  # validated now, before the service starts on it
     (home.root / DEMO_MARKER).write_text(
         json.dumps({"created": dt.datetime.now(dt.UTC).isoformat()})
     )
+    if shadow_days is not None:
+        config = yaml.safe_load(home.config_path.read_text())
+        config.setdefault("release", {})["shadow_days"] = shadow_days
+        parse_config(config, "--shadow-days")  # refused before the home's config changes
+        home.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     return home
 
 
@@ -381,27 +381,34 @@ def _run_one_day(
 def shadow_stage(day: dict[str, Any]) -> str:
     """A day's release stage in words: where its offline decision sent the challenger
     (`shadow`, `held`) and what the shadow gate decided that day, if it did."""
-    parts = []
+    return "; ".join(p for p in (_offline_stage(day), _shadow_outcome(day)) if p)
+
+
+def _offline_stage(day: dict[str, Any]) -> str:
     if day.get("stage") == Stage.SHADOW:
-        parts.append(f"{day['challenger']} to shadow")
-    elif day.get("stage") == Stage.HELD:
-        parts.append(f"{day['challenger']} held")
+        return f"{day['challenger']} to shadow"
+    if day.get("stage") == Stage.HELD:
+        return f"{day['challenger']} held"
+    return ""
+
+
+def _shadow_outcome(day: dict[str, Any]) -> str:
     shadow = day.get("shadow")
-    if shadow is not None:
-        if shadow["action"] == ShadowAction.PROMOTE:
-            parts.append(f"{shadow['version']} promoted from shadow")
-        elif shadow["action"] == ShadowAction.REQUEST_APPROVAL:
-            parts.append(f"{shadow['version']} passed shadow, awaits approval")
-        elif shadow["abandoned"]:
-            parts.append(f"{shadow['version']} shadow abandoned")
-        else:
-            parts.append(f"{shadow['version']} rejected in shadow")
-    return "; ".join(parts)
+    if shadow is None:
+        return ""
+    if shadow["action"] == ShadowAction.PROMOTE:
+        return f"{shadow['version']} promoted from shadow"
+    if shadow["action"] == ShadowAction.REQUEST_APPROVAL:
+        return f"{shadow['version']} passed shadow, awaits approval"
+    if shadow["abandoned"]:
+        return f"{shadow['version']} shadow abandoned"
+    return f"{shadow['version']} rejected in shadow"
 
 
 def _stage_note(day: dict[str, Any]) -> str:
-    stage = shadow_stage(day)
-    return f" ({stage})" if stage else ""
+    """The day line's words after the offline decision: its stage, then the shadow gate's."""
+    offline, shadow = _offline_stage(day), _shadow_outcome(day)
+    return (f" ({offline})" if offline else "") + (f"; shadow gate: {shadow}" if shadow else "")
 
 
 def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:
