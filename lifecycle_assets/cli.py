@@ -71,6 +71,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = run_demo(
         workdir=args.workdir, days=args.days, seed=args.seed, port=args.port,
         config_file=args.config, bentos=args.bentos, start_date=args.start_date,
+        shadow_days=args.shadow_days, drift_end_day=args.drift_end_day,
     )  # fmt: skip
     return 0 if summary["completed"] else 130
 
@@ -143,6 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
         dest="bentos",
         action="store_false",
         help="skip the Bento per promotion (each build takes seconds to half a minute)",
+    )
+    p.add_argument(
+        "--shadow-days",
+        type=int,
+        default=None,
+        help="serve each challenger that passes the offline gate in shadow for N days before "
+        "the shadow gate decides (release.shadow_days; default: the config's, 0 in the example)",
+    )
+    p.add_argument(
+        "--drift-end-day",
+        type=int,
+        default=None,
+        help="the simulated day (counted from 0) on which the drift ends and the pattern "
+        "before it returns (simulation.drift_end_day; default: the drift lasts)",
     )
     p.set_defaults(func=cmd_demo)
 

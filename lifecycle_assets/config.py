@@ -384,6 +384,10 @@ class SimulationConfig(_Section):
     fraud_rate: float = Field(0.03, gt=0, lt=0.5)
     chargeback_delay_days: tuple[int, int] = (1, 3)
     drift_day: int | None = Field(8, ge=0)
+    # The day the drift ends and the pattern before it returns (a fraud campaign that stops):
+    # a model trained on the drifted days is then worse than one trained before them. None:
+    # the drift lasts.
+    drift_end_day: int | None = Field(None, ge=1)
     scheduled_payments_per_day: int = Field(200, ge=0)
     seed: int = 42
 
@@ -392,6 +396,10 @@ class SimulationConfig(_Section):
         low, high = self.chargeback_delay_days
         if not 0 <= low <= high:
             raise ValueError("chargeback_delay_days must be [min, max] with 0 <= min <= max")
+        if self.drift_end_day is not None and (
+            self.drift_day is None or self.drift_end_day <= self.drift_day
+        ):
+            raise ValueError("drift_end_day must be after drift_day")
         if self.start_date < dt.date.fromisoformat(PARTITIONS_START):
             raise ValueError(f"start_date must be on or after {PARTITIONS_START}")
         return self

@@ -16,9 +16,10 @@ import time
 from typing import Any
 
 import numpy as np
+import yaml
 
 from lifecycle_assets.automation.loop import DayOutcome, build_day_bento, run_day
-from lifecycle_assets.config import PARTITIONS_START
+from lifecycle_assets.config import PARTITIONS_START, parse_config
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, resolve_home, set_simulated_today
 from lifecycle_assets.home_setup import init_home
@@ -28,7 +29,7 @@ from lifecycle_assets.serving.bento import bento_built, bento_tag
 from lifecycle_assets.serving.process import ServiceProcess
 from lifecycle_assets.serving.transport import OverHttp, Transport, wait_for_version
 from lifecycle_assets.simulator.fraud import FraudSimulator
-from lifecycle_assets.validation.decision import Decision
+from lifecycle_assets.validation.decision import Decision, ShadowAction, Stage
 from lifecycle_assets.validation.gate import roc_auc
 
 DEFAULT_DAYS = 18
@@ -96,9 +97,13 @@ class DemoError(LifecycleError, RuntimeError):
     """The demo cannot run here; the message says why and what to do."""
 
 
-def prepare_demo_home(workdir: str | None, config_file: str | None) -> LifecycleHome:
+def prepare_demo_home(
+    workdir: str | None, config_file: str | None, shadow_days: int | None = None
+) -> LifecycleHome:
     """A fresh home for the demo. A previous demo's home is replaced; any other home with
-    state in it is refused, so the demo never mixes its traffic into real logs."""
+    state in it is refused, so the demo never mixes its traffic into real logs.
+    `shadow_days` (not None) is written into the home's config as `release.shadow_days`:
+    the Dagster runs read the home's config, not the demo's."""
     root = resolve_home(workdir)
     if root.exists() and any(root.iterdir()):
         if not (root / DEMO_MARKER).is_file():
@@ -111,6 +116,11 @@ def prepare_demo_home(workdir: str | None, config_file: str | None) -> Lifecycle
     (home.root / DEMO_MARKER).write_text(
         json.dumps({"created": dt.datetime.now(dt.UTC).isoformat()})
     )
+    if shadow_days is not None:
+        config = yaml.safe_load(home.config_path.read_text())
+        config.setdefault("release", {})["shadow_days"] = shadow_days
+        parse_config(config, "--shadow-days")  # refused before the home's config changes
+        home.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     return home
 
 
@@ -143,14 +153,18 @@ def run_demo(
     config_file: str | None = None,
     bentos: bool = True,
     start_date: dt.date | None = None,
+    shadow_days: int | None = None,
+    drift_end_day: int | None = None,
 ) -> dict[str, Any]:
     """The demo; `bentos=False` skips the Bento per promotion (seconds to half a minute each).
-    Its days start on `start_date`; None: they end yesterday."""
+    Its days start on `start_date`; None: they end yesterday. `shadow_days` sets
+    `release.shadow_days` (None: the config's); `drift_end_day` ends the simulator's drift on
+    that day index (`simulation.drift_end_day`)."""
     days = DEFAULT_DAYS if days is None else days
     if days < 1:
         raise DemoError("--days must be at least 1")
     wall0 = time.perf_counter()
-    home = prepare_demo_home(workdir, config_file)
+    home = prepare_demo_home(workdir, config_file, shadow_days)
     config = home.config()
     if start_date is None:
         # The days up to yesterday (UTC, as the partitions): the latest partitions in the UI.
@@ -163,6 +177,14 @@ def run_demo(
     simulation: dict[str, Any] = {"start_date": start_date}
     if seed is not None:
         simulation["seed"] = seed
+    if drift_end_day is not None:
+        drift_day = config.simulation.drift_day
+        if drift_day is None or drift_end_day <= drift_day:
+            raise DemoError(
+                f"--drift-end-day {drift_end_day} must come after the drift "
+                f"(simulation.drift_day: {drift_day})"
+            )
+        simulation["drift_end_day"] = drift_end_day
     config = config.model_copy(
         update={"simulation": config.simulation.model_copy(update=simulation)}
     )
@@ -177,6 +199,9 @@ def run_demo(
         "days": days,
         "seed": config.simulation.seed,
         "bento_per_promotion": bentos,
+        "shadow_days": config.release.shadow_days,
+        "drift_day": config.simulation.drift_day,
+        "drift_end_day": config.simulation.drift_end_day,
         "run_ids": [],
         "predictions_served": 0,
         "labels_recorded": 0,
@@ -209,7 +234,8 @@ def run_demo(
                     f"{day_summary['served']} (by {', '.join(day_summary['served_by'])}; "
                     f"live ROC-AUC {'—' if q is None else f'{q:.3f}'}), labels "
                     f"{day_summary['labels']}, decision "
-                    f"{day_summary['decision'] or '— (collecting labels)'}, production "
+                    f"{day_summary['decision'] or '— (collecting labels)'}"
+                    f"{_stage_note(day_summary)}, production "
                     f"{day_summary['production_after'] or '—'}"
                 )
         except KeyboardInterrupt:
@@ -320,6 +346,7 @@ def _run_one_day(
         wait_for_version(transport, production, timeout=30.0)
     timings["service_swap"] = time.perf_counter() - t0
     decision = outcome.decision or {}
+    shadow = outcome.shadow
     return {
         "date": day.isoformat(),
         "served": served["served"],
@@ -330,9 +357,58 @@ def _run_one_day(
         "decision": decision.get("decision"),
         "challenger": decision.get("challenger_version"),
         "incumbent": decision.get("production_version"),
+        # Where the offline decision sent the challenger (`production`, `shadow`, `held`);
+        # None: it may not serve.
+        "stage": decision.get("stage"),
+        # The shadow gate's decision that day, if it decided.
+        "shadow": None
+        if shadow is None
+        else {
+            "version": shadow["challenger_version"],
+            "decision": shadow["decision"],
+            "action": shadow["action"],
+            "abandoned": shadow.get("abandoned", False),
+            "window": shadow.get("window"),
+            "n_rows": shadow.get("n_rows"),
+            "delta": shadow.get("delta"),
+            "delta_lower_bound": shadow.get("delta_lower_bound"),
+        },
         "production_after": production,
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }, outcome
+
+
+def shadow_stage(day: dict[str, Any]) -> str:
+    """A day's release stage in words: where its offline decision sent the challenger
+    (`shadow`, `held`) and what the shadow gate decided that day, if it did."""
+    return "; ".join(p for p in (_offline_stage(day), _shadow_outcome(day)) if p)
+
+
+def _offline_stage(day: dict[str, Any]) -> str:
+    if day.get("stage") == Stage.SHADOW:
+        return f"{day['challenger']} to shadow"
+    if day.get("stage") == Stage.HELD:
+        return f"{day['challenger']} held"
+    return ""
+
+
+def _shadow_outcome(day: dict[str, Any]) -> str:
+    shadow = day.get("shadow")
+    if shadow is None:
+        return ""
+    if shadow["action"] == ShadowAction.PROMOTE:
+        return f"{shadow['version']} promoted from shadow"
+    if shadow["action"] == ShadowAction.REQUEST_APPROVAL:
+        return f"{shadow['version']} passed shadow, awaits approval"
+    if shadow["abandoned"]:
+        return f"{shadow['version']} shadow abandoned"
+    return f"{shadow['version']} rejected in shadow"
+
+
+def _stage_note(day: dict[str, Any]) -> str:
+    """The day line's words after the offline decision: its stage, then the shadow gate's."""
+    offline, shadow = _offline_stage(day), _shadow_outcome(day)
+    return (f" ({offline})" if offline else "") + (f"; shadow gate: {shadow}" if shadow else "")
 
 
 def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:
@@ -346,16 +422,32 @@ def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:
         )
         logged += frame.height + quarantine.height
     decisions = [d["decision"] for d in summary["daily"] if d["decision"]]
+    shadows = [d["shadow"] for d in summary["daily"] if d.get("shadow")]
     promotions = [e for e in registry.history() if e["alias"] == "production"]
     promoted = sorted({e["to"] for e in promotions}, key=lambda v: int(v[1:]))
     return {
         "predictions_logged": logged,
         "models_trained": len(registry.versions()),
         "models_promoted": len(promotions),
+        # With the shadow stage on, an offline PASS is promoted by the shadow gate later.
         "promotions_over_existing": sum(
-            1 for d in summary["daily"] if d["decision"] == Decision.PASS and d["incumbent"]
-        ),
+            1
+            for d in summary["daily"]
+            if d["decision"] == Decision.PASS
+            and d["incumbent"]
+            and d.get("stage") in (None, Stage.PRODUCTION)
+        )
+        + len([s for s in shadows if s["action"] == ShadowAction.PROMOTE]),
         "models_rejected": decisions.count(Decision.FAIL),
+        "sent_to_shadow": sum(1 for d in summary["daily"] if d.get("stage") == Stage.SHADOW),
+        "promoted_from_shadow": [
+            s["version"] for s in shadows if s["action"] == ShadowAction.PROMOTE
+        ],
+        "rejected_in_shadow": [
+            s["version"]
+            for s in shadows
+            if s["action"] == ShadowAction.CLEAR and not s["abandoned"]
+        ],
         "decisions": {k: decisions.count(k) for k in sorted(set(decisions))},
         "production_model_version": registry.alias("production"),
         "bentos": [bento_tag(v) for v in promoted if bento_built(home, v)],
@@ -374,21 +466,32 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"  models trained {s['models_trained']}, promoted {s['models_promoted']} "
         f"(over an existing model {s['promotions_over_existing']}), rejected {s['models_rejected']}"
     )
+    shadow = s.get("shadow_days", 0) > 0
+    if shadow:
+        print(
+            f"  shadow stage {s['shadow_days']} day(s): sent to shadow {s['sent_to_shadow']}, "
+            f"promoted from shadow {', '.join(s['promoted_from_shadow']) or 'none'}, "
+            f"rejected in shadow {', '.join(s['rejected_in_shadow']) or 'none'}"
+        )
     print(f"  production model now {s['production_model_version']}")
     if s["bento_per_promotion"]:
         print(
             f"  Bentos {len(s['bentos'])}, one per promoted version: "
             f"BENTOML_HOME={s['home']}/bentoml bentoml list lifecycle"
         )
-    print("  date        served-by  live ROC-AUC  never-retrain  decision     production")
+    header = "  date        served-by  live ROC-AUC  never-retrain  decision     production"
+    print(header + ("  shadow stage" if shadow else ""))
     for d in s["daily"]:
         q = d["production_quality_roc_auc"]
         n = d.get("never_quality_roc_auc")
-        print(
+        line = (
             f"  {d['date']}  {','.join(d['served_by']):9}  {'—' if q is None else f'{q:.3f}':12}  "
             f"{'—' if n is None else f'{n:.3f}':13}  "
             f"{d['decision'] or '—':11}  {d['production_after'] or '—'}"
         )
+        if shadow:
+            line = f"{line:{len(header)}}  {shadow_stage(d)}".rstrip()
+        print(line)
     cmp = s.get("never_vs_periodic")
     if cmp:
         for name, part in (("all days", cmp["all_days"]), ("after the drift", cmp["after_drift"])):

@@ -19,8 +19,10 @@ from bentoml._internal.bento import BentoStore
 
 from lifecycle_assets.config import example_config_path
 from lifecycle_assets.home import LifecycleHome, project_root
-from lifecycle_assets.registry.registry import model_store
+from lifecycle_assets.registry.registry import Registry, model_store
+from lifecycle_assets.resources.alerts import read_alerts
 from lifecycle_assets.serving.process import free_port
+from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.versioning.repo import VersionedRepo
 
 pytestmark = pytest.mark.slow
@@ -208,3 +210,78 @@ def test_demo_refuses_a_home_that_is_not_a_demo(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 2
     assert "not a demo's" in out.stderr and "Traceback" not in out.stderr
+
+
+def shadow_demo_config(tmp_path: Path) -> Path:
+    """The small config on a faster clock (chargebacks within a day, labels mature after
+    one, three-day train windows), so a shadow cycle — offline PASS, a day in shadow, the
+    shadow gate on that day's matured labels — takes three simulated days; the concept drift
+    starts on day 4 (counted from 0)."""
+    config = yaml.safe_load(small_config(tmp_path).read_text())
+    config["simulation"].update({"chargeback_delay_days": [0, 1], "drift_day": 4})
+    config["labels"].update({"maturity_days": 1})
+    config["windows"].update({"train_days": 3, "test_days": 1})
+    path = tmp_path / "shadow.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_shadow_demo_promotes_one_challenger_from_shadow_and_rejects_another(
+    tmp_path: Path,
+) -> None:
+    """`--shadow-days 1`: challengers that pass offline serve a day in shadow first. The drift
+    ends on day 10, so the challenger sent to shadow on day 9, trained and tested on drifted
+    days only, is judged on live traffic of the old pattern, where production (trained partly
+    before the drift) is better: the shadow gate rejects it on the logged rows, while earlier
+    challengers were promoted from shadow."""
+    home = tmp_path / "home"
+    cmd = [
+        *demo_cmd(home, shadow_demo_config(tmp_path), 12, free_port()),
+        "--no-bentos", "--shadow-days", "1", "--drift-end-day", "10",
+        "--start-date", "2026-09-01",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    lc = LifecycleHome(home)
+    assert lc.config().release.shadow_days == 1
+    summary = json.loads((home / "summary.json").read_text())
+    assert summary["shadow_days"] == 1 and summary["drift_end_day"] == 10
+    # The registry's alias history: each shadow move, then the shadow gate's moves.
+    moves = [
+        (e["alias"], e["from"], e["to"], e["reason"])
+        for e in Registry(lc, lc.config().problem.name).history()
+        if e["alias"] in ("production", "shadow")
+    ]
+    promoted = [m for m in moves if m[0] == "production" and "shadow gate" in m[3]]
+    rejected = [m for m in moves if m[0] == "shadow" and m[2] is None and "FAIL" in m[3]]
+    assert promoted and rejected
+    store = AssetStore.of(lc)
+    for _, _, version, reason in promoted:
+        sent = next(m for m in moves if m[0] == "shadow" and m[2] == version)
+        assert "PASS on" in sent[3] and "shadow for 1 day(s)" in sent[3]
+        assert reason.endswith(": PASS")
+        record = store.read_record("shadow_report", reason.split(" on ")[1].split(":")[0])
+        assert record["decision"] == "PASS" and record["action"] == "promote"
+        assert record["challenger_version"] == version and record["offline"]["decision"] == "PASS"
+    (_, version, _, reason) = rejected[-1]
+    day = reason.split(" on ")[1].split(":")[0]
+    record = store.read_record("shadow_report", day)
+    # Decided on the logged live rows of its window (the day the drift ended), confidently
+    # worse by more than the margin: not an inconclusive FAIL, and not abandoned.
+    assert record["challenger_version"] == version and record["offline"]["decision"] == "PASS"
+    assert record["decision"] == "FAIL" and record["action"] == "clear"
+    assert not record["abandoned"] and record["n_rows"] == 800
+    assert record["window"] == [summary["daily"][10]["date"]] * 2
+    assert record["delta_lower_bound"] < record["delta"] < -record["margin"]
+    assert version not in {m[2] for m in moves if m[0] == "production"}
+    assert any(
+        a.get("stage") == "shadow" and a["challenger_version"] == version
+        for a in read_alerts(lc.alerts_path)
+    )
+    # The summary shows each day's stage.
+    assert summary["rejected_in_shadow"] == [version]
+    assert summary["promoted_from_shadow"] == [m[2] for m in promoted]
+    by_date = {d["date"]: d for d in summary["daily"]}
+    assert by_date[day]["shadow"]["action"] == "clear"
+    assert f"{version} rejected in shadow" in out.stdout
+    assert f"{promoted[0][2]} promoted from shadow" in out.stdout

@@ -8,7 +8,8 @@ last or twice, so replays and late-label lookbacks agree with what was logged.
 
 Fraud is drawn from a logistic model over the features, so P(features) is the same every day
 and only P(fraud | features) changes at `drift_day` — concept drift in the strict sense, the
-case that retraining (not recalibrating inputs) is for.
+case that retraining (not recalibrating inputs) is for. With `drift_end_day` the drift is an
+episode: from that day the pattern before it returns.
 """
 
 from __future__ import annotations
@@ -364,7 +365,8 @@ class FraudSimulator:
         return (date - self.sim.start_date).days
 
     def is_drifted(self, day_index: int) -> bool:
-        return self.sim.drift_day is not None and day_index >= self.sim.drift_day
+        start, end = self.sim.drift_day, self.sim.drift_end_day
+        return start is not None and day_index >= start and (end is None or day_index < end)
 
     def _midnight(self, day_index: int) -> dt.datetime:
         return dt.datetime.combine(self.date(day_index), dt.time(), tzinfo=dt.UTC)

@@ -245,6 +245,29 @@ def test_without_drift_an_old_model_stays_good():
     assert _roc_auc(old(x), y) > 0.85
 
 
+def test_a_drift_episode_ends_and_the_old_pattern_returns(example):
+    drift = example.config.simulation.drift_day
+    assert drift is not None
+    sim = FraudSimulator(_config(drift_day=drift, drift_end_day=drift + 6))
+    assert [sim.is_drifted(d) for d in (drift - 1, drift, drift + 5, drift + 6)] == [
+        False, True, True, False,
+    ]  # fmt: skip
+    # The days before the end are the lasting drift's days; the days after, the old pattern:
+    # a model of the drifted days is then clearly worse than one from before them.
+    assert sim.payments(drift + 5) == example.payments(drift + 5)
+    old = _fit_logistic(*_design([p for d in range(0, 6) for p in sim.payments(d)]))
+    new = _fit_logistic(*_design([p for d in range(drift, drift + 6) for p in sim.payments(d)]))
+    x, y = _design([p for d in range(drift + 6, drift + 8) for p in sim.payments(d)])
+    assert _roc_auc(old(x), y) - _roc_auc(new(x), y) > 0.15
+
+
+def test_drift_end_must_follow_the_drift():
+    with pytest.raises(ValueError, match="drift_end_day must be after drift_day"):
+        _config(drift_day=8, drift_end_day=8)
+    with pytest.raises(ValueError, match="drift_end_day must be after drift_day"):
+        _config(drift_day=None, drift_end_day=3)
+
+
 def test_drift_moves_fraud_between_segments(example):
     drift = example.config.simulation.drift_day
     assert drift is not None
