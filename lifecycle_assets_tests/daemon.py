@@ -41,6 +41,32 @@ def dagster_dev(home: LifecycleHome) -> Iterator[int]:
             ui.wait()
 
 
+ASSET_NODES = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
+
+
+def asset_graph(port: int, timeout_s: float = 180) -> dict[str, set[str]]:
+    """{asset: its upstream assets} as the webserver's GraphQL API lists them (what the UI
+    draws), polled while the webserver and the code location are still loading."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            resp = httpx.post(
+                f"http://127.0.0.1:{port}/graphql", json={"query": ASSET_NODES}, timeout=5
+            )
+            nodes = (resp.json().get("data") or {}).get("assetNodes")
+            if nodes:
+                return {
+                    "/".join(n["assetKey"]["path"]): {
+                        "/".join(d["path"]) for d in n["dependencyKeys"]
+                    }
+                    for n in nodes
+                }
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(1)
+    raise AssertionError("dagster dev did not answer GraphQL in time")
+
+
 START_SENSOR = """
 mutation ($selector: SensorSelector!) {
   startSensor(sensorSelector: $selector) {

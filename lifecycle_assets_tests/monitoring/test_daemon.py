@@ -1,5 +1,7 @@
-"""Under a running `dagster dev` (webserver + daemon), the staleness sensor really fires and
-the run it launches succeeds."""
+"""`lifecycle ui` starts `dagster dev` (webserver + daemon) on the home: its GraphQL API
+lists every asset, with the loop closed through the service's log store, and the staleness
+sensor really fires and the run it launches succeeds. One server for both: starting
+`dagster dev` is most of each check's time."""
 
 from __future__ import annotations
 
@@ -11,12 +13,19 @@ from lifecycle_assets.definitions import INGEST
 from lifecycle_assets.home import set_simulated_today
 from lifecycle_assets.records import LogWriter
 from lifecycle_assets.simulator.fraud import FraudSimulator
-from lifecycle_assets_tests.daemon import dagster_dev, latest_run_tagged, start_sensor, wait_for_run
+from lifecycle_assets_tests.daemon import (
+    asset_graph,
+    dagster_dev,
+    latest_run_tagged,
+    start_sensor,
+    wait_for_run,
+)
+from lifecycle_assets_tests.test_definitions import EXPECTED_ASSETS
 
 pytestmark = pytest.mark.slow
 
 
-def test_daemon_fires_the_staleness_sensor_and_the_run_succeeds(make_home) -> None:
+def test_ui_serves_every_asset_and_the_daemon_fires_the_staleness_sensor(make_home) -> None:
     # The drop is reported on the day itself: without catch-up it fires at once (with it,
     # the sensor would wait for a train window holding the drop; test_sensors covers that).
     home = make_home("monitoring:\n  catch_up: false\n")
@@ -37,6 +46,12 @@ def test_daemon_fires_the_staleness_sensor_and_the_run_succeeds(make_home) -> No
             dg.AssetMaterialization(asset_key=key, partition=day.isoformat(), metadata=meta)
         )
     with dagster_dev(home) as port:
+        upstream = asset_graph(port)
+        assert set(upstream) == EXPECTED_ASSETS | {"prediction_log_store"}
+        # the graph closes the loop: the service's log store feeds both ingest assets
+        assert (
+            upstream["raw_prediction_logs"] == upstream["ground_truth"] == {"prediction_log_store"}
+        )
         start_sensor(port, "staleness_retrain")
         run = wait_for_run(
             instance,
