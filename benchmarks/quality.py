@@ -61,7 +61,9 @@ try:
 except ImportError:  # imported as benchmarks.quality
     from benchmarks import public_data  # type: ignore[no-redef]
 
-POLICIES = ("never", "periodic", "triggered")
+# `shadow` (periodic with the shadow stage on) is replayed when asked for (`--policy shadow`).
+POLICIES = ("never", "periodic", "triggered", "shadow")
+DEFAULT_POLICIES = ("never", "periodic", "triggered")
 REFERENCES = ("gbm-static", "gbm-retrained")
 START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)  # a Monday: ISO weeks are the periods
 WEEK_S = 7 * 86_400
@@ -438,7 +440,7 @@ def _config(
         "data": {"categories": {}},
         "training": family_training(family),
         "replay": {
-            "policies": list(POLICIES),
+            "policies": list(DEFAULT_POLICIES),
             "period": scenario.period,
             # In the data's time: a label late in a period may miss its maturity window.
             "label_delay_days": [round(x * days, 1) for x in LABEL_DELAY_PERIODS],
@@ -1092,7 +1094,8 @@ def main(argv: list[str] | None = None) -> int:
         "--policy",
         action="append",
         choices=POLICIES,
-        help="replay only these policies (repeatable; default all three)",
+        help="replay these policies (repeatable; default never, periodic, triggered; "
+        "shadow: periodic with the shadow stage on)",
     )
     parser.add_argument(
         "--family",
@@ -1129,7 +1132,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in names if s not in SCENARIOS]
     if unknown or not names:
         parser.error(f"unknown scenarios {unknown}; choose from {','.join(SCENARIOS)}")
-    policies = list(dict.fromkeys(args.policy or POLICIES))
+    policies = list(dict.fromkeys(args.policy or DEFAULT_POLICIES))
     families = list(dict.fromkeys(args.family or [default_family()]))
     from pydantic import ValidationError
 

@@ -442,7 +442,8 @@ class ReplayConfig(_Section):
     """`lifecycle replay` (docs/replay.md): each period of the file is replayed as one day
     of the loop, so the loop's day-counted windows and maturity count periods in a replay."""
 
-    policies: tuple[Literal["never", "periodic", "triggered"], ...] = (
+    # `shadow` (not by default): `periodic` with the shadow stage on (docs/replay.md).
+    policies: tuple[Literal["never", "periodic", "triggered", "shadow"], ...] = (
         "never",
         "periodic",
         "triggered",

@@ -16,13 +16,12 @@ import time
 from typing import Any
 
 import numpy as np
-import yaml
 
 from lifecycle_assets.automation.loop import DayOutcome, build_day_bento, run_day
-from lifecycle_assets.config import PARTITIONS_START, parse_config
+from lifecycle_assets.config import PARTITIONS_START
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, resolve_home, set_simulated_today
-from lifecycle_assets.home_setup import init_home
+from lifecycle_assets.home_setup import init_home, set_shadow_days
 from lifecycle_assets.records import read_predictions
 from lifecycle_assets.registry.registry import Registry, alias_version
 from lifecycle_assets.serving.bento import bento_built, bento_tag
@@ -117,10 +116,7 @@ def prepare_demo_home(
         json.dumps({"created": dt.datetime.now(dt.UTC).isoformat()})
     )
     if shadow_days is not None:
-        config = yaml.safe_load(home.config_path.read_text())
-        config.setdefault("release", {})["shadow_days"] = shadow_days
-        parse_config(config, "--shadow-days")  # refused before the home's config changes
-        home.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        set_shadow_days(home, shadow_days, "--shadow-days")
     return home
 
 

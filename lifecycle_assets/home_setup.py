@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from lifecycle_assets.config import ConfigError, example_config_path, load_config
+from lifecycle_assets.config import ConfigError, example_config_path, load_config, parse_config
 from lifecycle_assets.data.validation import ensure_pii_key
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import HomeError, LifecycleHome, project_root, resolve_home
@@ -97,3 +97,15 @@ def init_home(
     # The HMAC key for `data.pii_mode: hash` lives in the home (owner-only), never in a repo.
     ensure_pii_key(home.root, config)
     return home
+
+
+def set_shadow_days(home: LifecycleHome, days: int, source: str) -> None:
+    """Write `release.shadow_days: days` into the home's config (the Dagster runs read the
+    home's config, not the one it was made from); a refused value (one line naming `source`)
+    leaves the file as it was."""
+    import yaml
+
+    config = yaml.safe_load(home.config_path.read_text())
+    config.setdefault("release", {})["shadow_days"] = days
+    parse_config(config, source)
+    write_atomic(home.config_path, yaml.safe_dump(config, sort_keys=False))

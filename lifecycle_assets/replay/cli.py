@@ -72,7 +72,7 @@ def register(add: AddCommand) -> None:
     p.add_argument(
         "--policy",
         action="append",
-        choices=["never", "periodic", "triggered"],
+        choices=["never", "periodic", "triggered", "shadow"],
         help="a retraining policy (repeat for several; default: the config's replay.policies)",
     )
     p.add_argument(

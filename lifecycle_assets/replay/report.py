@@ -13,8 +13,13 @@ from typing import Any
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.validation.decision import Decision
 
-COLORS = {"never": "#6b7280", "periodic": "#2563eb", "triggered": "#ea580c"}
-DASHES = {"triggered": "7 4"}  # identical lines stay visible one over the other
+COLORS = {
+    "never": "#6b7280",
+    "periodic": "#2563eb",
+    "triggered": "#ea580c",
+    "shadow": "#7c3aed",
+}
+DASHES = {"triggered": "7 4", "shadow": "2 3"}  # identical lines stay visible one over the other
 DECISION_COLORS = {
     Decision.FIRST_MODEL: "#0891b2",
     Decision.PASS: "#16a34a",

@@ -29,7 +29,7 @@ from lifecycle_assets.automation.loop import instance_for, run_day
 from lifecycle_assets.config import LifecycleConfig, load_config
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
-from lifecycle_assets.home_setup import init_home
+from lifecycle_assets.home_setup import init_home, set_shadow_days
 from lifecycle_assets.monitoring.estimate import covered, estimate_error
 from lifecycle_assets.monitoring.metrics import prediction_bias
 from lifecycle_assets.monitoring.sensors import EpisodeState, Reason, decide_staleness
@@ -53,7 +53,10 @@ from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.gate import HIGHER_IS_BETTER, metric
 
-POLICIES = ("never", "periodic", "triggered")
+# `shadow`: retrains as `periodic` does, with the shadow stage on (`release.shadow_days`
+# from the config, or 1 day where it is off): a challenger that passes the offline gate
+# serves in shadow, and the shadow gate on its live rows decides its promotion.
+POLICIES = ("never", "periodic", "triggered", "shadow")
 MARKER = "replay-home.json"
 Serve = Literal["inprocess", "http"]
 
@@ -172,7 +175,7 @@ def decide_training(
     monitoring in the home's Dagster instance, with the sensor's episode state kept per
     policy between days."""
     state.reasons, state.fired = [], False
-    if state.policy == "periodic" or production is None:
+    if state.policy in ("periodic", "shadow") or production is None:
         return True  # cold start: every policy trains until a first model exists
     if state.policy == "never":
         return False
@@ -257,6 +260,9 @@ def replay_policy(
                 "trained": "training" in outcome.stage_seconds,
                 "decision": decision.get("decision"),
                 "reason": decision.get("reason"),
+                # where a promotable challenger went (production, shadow, held)
+                "stage": decision.get("stage"),
+                "shadow_gate": _shadow_gate(outcome.shadow),
                 "challenger": decision.get("challenger_version"),
                 "incumbent": decision.get("production_version"),
                 "challenger_metric": decision.get("challenger_metric"),
@@ -285,6 +291,13 @@ def replay_policy(
         transport.close()
     wall = time.perf_counter() - started
     return summarise_policy(policy, periods, wall, config)
+
+
+def _shadow_gate(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The period's shadow gate, if it decided: which version, its verdict and what it did."""
+    if record is None:
+        return None
+    return {k: record.get(k) for k in ("challenger_version", "decision", "action", "reason")}
 
 
 def period_estimate(young: dict[str, Any], quality: dict[str, Any]) -> dict[str, Any]:
@@ -328,6 +341,12 @@ def summarise_policy(
         "retrains": sum(1 for p in periods if p["challenger"]),
         "promotions": sum(1 for p in periods if p["promoted"]),
         "rejections": decisions.count(Decision.FAIL),
+        "shadow_gates": {
+            action: sum(1 for p in periods if (p.get("shadow_gate") or {}).get("action") == action)
+            for action in sorted(
+                {p["shadow_gate"]["action"] for p in periods if p.get("shadow_gate")}
+            )
+        },
         "decisions": {k: decisions.count(k) for k in sorted(set(decisions))},
         "alerts": sum(len(p["alerts"]) for p in periods),
         "triggers_fired": sum(1 for p in periods if p["trigger_fired"]),
@@ -415,6 +434,8 @@ def run_replay(
     results: dict[str, dict[str, Any]] = {}
     for policy in dict.fromkeys(chosen):
         home = init_home(root / policy, config_file)
+        if policy == "shadow" and config.release.shadow_days == 0:
+            set_shadow_days(home, 1, "the shadow policy")
         results[policy] = replay_policy(home, traffic, policy, serve, echo)
     higher = HIGHER_IS_BETTER[config.validation.metric]
     summary = {

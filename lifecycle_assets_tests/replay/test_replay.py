@@ -50,7 +50,7 @@ def simulator_replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
     config["training"]["epochs"] = 4
     config["validation"].update({"bootstrap_samples": 300, "margin": 0.02})
     config["replay"].update(
-        {"policies": ["never", "periodic"], "label_time_column": LABEL_TIME_COLUMN}
+        {"policies": ["never", "periodic", "shadow"], "label_time_column": LABEL_TIME_COLUMN}
     )
     config_path = tmp / "sim.yaml"
     config_path.write_text(yaml.safe_dump(config))
@@ -93,6 +93,35 @@ def test_daily_retraining_beats_never_after_the_drift(simulator_replay):
         assert (root / name / "lifecycle.yaml").is_file()
         seconds = [p["seconds"]["period"] for p in result["policies"][name]["periods"]]
         assert all(s > 0 for s in seconds)
+
+
+def test_the_shadow_policy_retrains_as_periodic_and_promotes_through_the_shadow_gate(
+    simulator_replay,
+):
+    """`shadow` trains every period as `periodic` does, but a challenger that passes the
+    offline gate first serves in shadow (1 day: the config leaves the stage off); the shadow
+    gate on its logged live rows decides, and only then does production move."""
+    policies = simulator_replay["summary"]["policies"]
+    shadow, periodic = policies["shadow"], policies["periodic"]
+    assert shadow["retrains"] == periodic["retrains"]
+    periods = shadow["periods"]
+    sent = [p for p in periods if p["stage"] == "shadow"]
+    assert sent, [(p["decision"], p["stage"]) for p in periods]
+    for p in sent:  # sent to shadow: production does not move that day
+        assert p["production_after"] == p["production_before"]
+    gates = [p for p in periods if p["shadow_gate"]]
+    assert gates and gates[0]["shadow_gate"]["challenger_version"] == sent[0]["challenger"]
+    assert gates[0]["index"] > sent[0]["index"]
+    assert sum(shadow["shadow_gates"].values()) == len(gates)
+    for p in gates:  # production moves only by a shadow PASS, to the version in shadow
+        gate = p["shadow_gate"]
+        promoted = gate["action"] == "promote"
+        assert promoted == (gate["decision"] == "PASS")
+        if promoted:
+            assert p["production_after"] == gate["challenger_version"]
+    moved = [p for p in periods[1:] if p["promoted"] and p["decision"] != "FIRST_MODEL"]
+    assert all((p["shadow_gate"] or {}).get("action") == "promote" for p in moved), moved
+    assert periodic["shadow_gates"] == {}
 
 
 def test_the_replay_report_renders_in_chromium(simulator_replay):
