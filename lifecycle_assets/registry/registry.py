@@ -500,12 +500,11 @@ class Registry:
             fh.write("".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
             fh.flush()
             os.fsync(fh.fileno())
-        for alias, version in moves.items():
+        for (alias, version), event in zip(moves.items(), events, strict=True):
             if version is None:
                 aliases.pop(alias, None)
             else:
-                since = next(e["time"] for e in events if e["alias"] == alias)
-                aliases[alias] = {"version": version, "since": since, "actor": actor}
+                aliases[alias] = {"version": version, "since": event["time"], "actor": actor}
         _write_json_atomic(self.dir / "aliases.json", aliases)
         if "production" in moves:
             self.mirror_production()
