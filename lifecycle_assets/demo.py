@@ -30,6 +30,7 @@ from lifecycle_assets.serving.transport import OverHttp, Transport, wait_for_ver
 from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets.validation.decision import Decision, ShadowAction, Stage
 from lifecycle_assets.validation.gate import roc_auc
+from lifecycle_assets.validation.record import shadow_summary
 
 DEFAULT_DAYS = 18
 BATCH = 500
@@ -359,16 +360,7 @@ def _run_one_day(
         # The shadow gate's decision that day, if it decided.
         "shadow": None
         if shadow is None
-        else {
-            "version": shadow["challenger_version"],
-            "decision": shadow["decision"],
-            "action": shadow["action"],
-            "abandoned": shadow.get("abandoned", False),
-            "window": shadow.get("window"),
-            "n_rows": shadow.get("n_rows"),
-            "delta": shadow.get("delta"),
-            "delta_lower_bound": shadow.get("delta_lower_bound"),
-        },
+        else {"version": shadow["challenger_version"], **shadow_summary(shadow)},
         "production_after": production,
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }, outcome
@@ -419,6 +411,7 @@ def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:
         logged += frame.height + quarantine.height
     decisions = [d["decision"] for d in summary["daily"] if d["decision"]]
     shadows = [d["shadow"] for d in summary["daily"] if d.get("shadow")]
+    from_shadow = [s["version"] for s in shadows if s["action"] == ShadowAction.PROMOTE]
     promotions = [e for e in registry.history() if e["alias"] == "production"]
     promoted = sorted({e["to"] for e in promotions}, key=lambda v: int(v[1:]))
     return {
@@ -433,12 +426,10 @@ def _tally(home, registry, summary, config, sim, days) -> dict[str, Any]:
             and d["incumbent"]
             and d.get("stage") in (None, Stage.PRODUCTION)
         )
-        + len([s for s in shadows if s["action"] == ShadowAction.PROMOTE]),
+        + len(from_shadow),
         "models_rejected": decisions.count(Decision.FAIL),
         "sent_to_shadow": sum(1 for d in summary["daily"] if d.get("stage") == Stage.SHADOW),
-        "promoted_from_shadow": [
-            s["version"] for s in shadows if s["action"] == ShadowAction.PROMOTE
-        ],
+        "promoted_from_shadow": from_shadow,
         "rejected_in_shadow": [
             s["version"]
             for s in shadows

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -52,6 +53,7 @@ from lifecycle_assets.serving.transport import InProcess, OverHttp, Transport, w
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.gate import HIGHER_IS_BETTER, metric
+from lifecycle_assets.validation.record import shadow_summary
 
 # `shadow`: retrains as `periodic` does, with the shadow stage on (`release.shadow_days`
 # from the config, or 1 day where it is off): a challenger that passes the offline gate
@@ -294,10 +296,10 @@ def replay_policy(
 
 
 def _shadow_gate(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The period's shadow gate, if it decided: which version, its verdict and what it did."""
+    """The period's shadow gate, if it decided: which version, and its decision's summary."""
     if record is None:
         return None
-    return {k: record.get(k) for k in ("challenger_version", "decision", "action", "reason")}
+    return {"challenger_version": record["challenger_version"], **shadow_summary(record)}
 
 
 def period_estimate(young: dict[str, Any], quality: dict[str, Any]) -> dict[str, Any]:
@@ -341,12 +343,9 @@ def summarise_policy(
         "retrains": sum(1 for p in periods if p["challenger"]),
         "promotions": sum(1 for p in periods if p["promoted"]),
         "rejections": decisions.count(Decision.FAIL),
-        "shadow_gates": {
-            action: sum(1 for p in periods if (p.get("shadow_gate") or {}).get("action") == action)
-            for action in sorted(
-                {p["shadow_gate"]["action"] for p in periods if p.get("shadow_gate")}
-            )
-        },
+        "shadow_gates": dict(
+            sorted(Counter(p["shadow_gate"]["action"] for p in periods if p["shadow_gate"]).items())
+        ),
         "decisions": {k: decisions.count(k) for k in sorted(set(decisions))},
         "alerts": sum(len(p["alerts"]) for p in periods),
         "triggers_fired": sum(1 for p in periods if p["trigger_fired"]),

@@ -334,7 +334,7 @@ def load_record(home: LifecycleHome, day: str) -> dict[str, Any]:
 
         shadow = shadow_result_for(home, day)
         if shadow is not None:
-            record["shadow_gate"] = {k: shadow.get(k) for k in SHADOW_SUMMARY}
+            record["shadow_gate"] = shadow_summary(shadow)
     return record
 
 
@@ -353,6 +353,12 @@ SHADOW_SUMMARY = (
     "delta_lower_bound",
     "margin",
 )
+
+
+def shadow_summary(shadow: dict[str, Any]) -> dict[str, Any]:
+    """A shadow decision record's `SHADOW_SUMMARY` fields (None where it has none): what the
+    offline decision, the demo's day and the replay's period show of it."""
+    return {k: shadow.get(k) for k in SHADOW_SUMMARY}
 
 
 def recheck(home: LifecycleHome, day: str) -> dict[str, Any]:
