@@ -344,7 +344,9 @@ def summarise_policy(
         "promotions": sum(1 for p in periods if p["promoted"]),
         "rejections": decisions.count(Decision.FAIL),
         "shadow_gates": dict(
-            sorted(Counter(p["shadow_gate"]["action"] for p in periods if p["shadow_gate"]).items())
+            sorted(
+                Counter(p["shadow_gate"]["action"] for p in periods if p.get("shadow_gate")).items()
+            )
         ),
         "decisions": {k: decisions.count(k) for k in sorted(set(decisions))},
         "alerts": sum(len(p["alerts"]) for p in periods),
