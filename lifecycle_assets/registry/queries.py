@@ -11,7 +11,10 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now
 from lifecycle_assets.registry.registry import Registry
 from lifecycle_assets.storage import AssetStore
-from lifecycle_assets.validation.decision import DecisionRecord
+from lifecycle_assets.validation.decision import DecisionRecord, Stage
+
+# The asset that holds each day's shadow decision (`validation.shadow`).
+SHADOW_REPORT = "shadow_report"
 
 
 class QueryError(LifecycleError, ValueError):
@@ -40,6 +43,31 @@ def decision_for(home: LifecycleHome, version: str) -> dict[str, Any] | None:
     """The latest decision whose challenger was `version`."""
     found = [r for r in decision_records(home) if r.get("challenger_version") == version]
     return found[-1] if found else None
+
+
+def shadow_result_for(home: LifecycleHome, offline_day: str) -> dict[str, Any] | None:
+    """The shadow decision on the challenger the offline decision of `offline_day` sent to
+    shadow, None while there is none."""
+    store = AssetStore.of(home)
+    for day in reversed(store.record_partitions(SHADOW_REPORT)):
+        record = store.read_record(SHADOW_REPORT, day)
+        if record is not None and record.get("offline_day") == offline_day:
+            return record
+    return None
+
+
+def verdict_for(home: LifecycleHome, version: str) -> dict[str, Any] | None:
+    """The decision that says whether `version` may be approved or released without
+    `--force`: its latest offline decision, unless that sent it to shadow and the shadow
+    gate has decided since, in which case the shadow gate's (a challenger the offline gate
+    passed and its shadow rows failed is not promotable)."""
+    decision = decision_for(home, version)
+    if decision is None or decision.get("stage") != Stage.SHADOW:
+        return decision
+    shadow = shadow_result_for(home, str(decision.get("day")))
+    if shadow is None or shadow.get("challenger_version") != version:
+        return decision
+    return shadow
 
 
 def model_card(home: LifecycleHome, version: str) -> str:

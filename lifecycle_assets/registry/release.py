@@ -21,7 +21,7 @@ from typing import Any
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now, today
 from lifecycle_assets.lineage import code_version
-from lifecycle_assets.registry.queries import decision_for, registry_for
+from lifecycle_assets.registry.queries import registry_for, verdict_for
 from lifecycle_assets.registry.registry import (
     Registry,
     RegistryError,
@@ -76,11 +76,10 @@ def approve(
     """Record a reviewer's approval of a version the gate passed (nothing moves yet)."""
     reg = registry_for(home)
     reg.require(version)
-    decision = decision_for(home, version)
+    decision = verdict_for(home, version)
     if decision is None or not promotable(decision.get("decision")):
-        verdict = decision.get("decision") if decision else "no gate decision"
         raise ReleaseError(
-            f"{version} has {verdict}: only a version the gate passed can be approved; to "
+            f"{version} has {verdict_text(decision)}: only a version the gate passed can be approved; to "
             f"release it anyway use `lifecycle models release {version} --force --reason R`"
         )
     _verify(reg, version)
@@ -121,7 +120,7 @@ def release(
         raise ReleaseError(f"{version} is already in production")
     mode = home.config().registry.approval
     status = (reg.approval(version) or {}).get("status")
-    decision = decision_for(home, version)
+    decision = verdict_for(home, version)
     forced = None
     if force:
         if not reason or not reason.strip():
@@ -137,9 +136,8 @@ def release(
         and status != "approved"
         and (decision is None or not promotable(decision.get("decision")))
     ):
-        verdict = decision.get("decision") if decision else "no gate decision"
         raise ReleaseError(
-            f"{version} has {verdict}: approve it or use --force --reason R to override the gate"
+            f"{version} has {verdict_text(decision)}: approve it or use --force --reason R to override the gate"
         )
     why = reason or (f"approved ({status})" if status == "approved" else "gate passed")
     result = _move_production(
@@ -147,6 +145,15 @@ def release(
         report=report,
     )  # fmt: skip
     return result
+
+
+def verdict_text(decision: dict[str, Any] | None) -> str:
+    """What a refusal says of the verdict (`queries.verdict_for`) that refused it."""
+    if decision is None:
+        return "no gate decision"
+    if decision.get("kind") == "shadow":
+        return f"{decision.get('decision')} in shadow (the shadow gate on {decision.get('day')})"
+    return f"{decision.get('decision')} (the gate on {decision.get('day')})"
 
 
 def rollback(

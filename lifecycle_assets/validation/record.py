@@ -25,6 +25,7 @@ import polars as pl
 from lifecycle_assets.config import LifecycleConfig, ValidationConfig
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now
+from lifecycle_assets.registry.queries import shadow_result_for
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact
 from lifecycle_assets.validation.decision import Decision, DecisionRecord, Stage, release_stage
@@ -329,9 +330,6 @@ def load_record(home: LifecycleHome, day: str) -> dict[str, Any]:
     except ValueError as err:  # not JSON, or not a decision record
         raise DecisionError(f"the decision stored for {day} cannot be read: {err}") from None
     if record.get("stage") == Stage.SHADOW:
-        # (imported here: the shadow gate builds on this module)
-        from lifecycle_assets.validation.shadow import shadow_result_for
-
         shadow = shadow_result_for(home, day)
         if shadow is not None:
             record["shadow_gate"] = shadow_summary(shadow)

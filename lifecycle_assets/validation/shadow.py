@@ -33,7 +33,7 @@ import polars as pl
 from lifecycle_assets.config import LifecycleConfig
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome, now
-from lifecycle_assets.registry.queries import decision_records
+from lifecycle_assets.registry.queries import SHADOW_REPORT, decision_records
 from lifecycle_assets.registry.registry import Registry, move_message, registry_dir
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import save_artifact
@@ -43,9 +43,8 @@ from lifecycle_assets.validation.record import as_jsonable, evaluate_scores, gat
 from lifecycle_assets.versioning.publish import publish_stage
 from lifecycle_assets.versioning.repo import VersionedRepo
 
-# The asset that holds each day's shadow decision (`AssetStore`), and where its git-tracked
-# copy goes beside the registry it moved.
-SHADOW_REPORT = "shadow_report"
+# Where the git-tracked copy of each day's shadow decision (`SHADOW_REPORT`) goes beside the
+# registry it moved.
 SHADOW_RECORDS = "shadow"
 # What a change made outside the run's own outputs reports (`registry.release.Report`).
 Report = Callable[[str, str, dict[str, Any]], None]
@@ -212,17 +211,6 @@ def decide_shadow(
 def load_shadow_record(home: LifecycleHome, day: str) -> dict[str, Any] | None:
     """The shadow decision stored for `day`, None when there is none."""
     return AssetStore.of(home).read_record(SHADOW_REPORT, day)
-
-
-def shadow_result_for(home: LifecycleHome, offline_day: str) -> dict[str, Any] | None:
-    """The shadow decision on the challenger the offline decision of `offline_day` sent to
-    shadow, None while there is none."""
-    store = AssetStore.of(home)
-    for day in reversed(store.record_partitions(SHADOW_REPORT)):
-        record = store.read_record(SHADOW_REPORT, day)
-        if record is not None and record.get("offline_day") == offline_day:
-            return record
-    return None
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,23 @@ def test_a_shadow_worse_on_live_rows_is_rejected_and_alerted(gated) -> None:
     assert shadow_in_flight(home, registry) is None
 
 
+def test_a_challenger_rejected_in_shadow_is_released_only_by_force(gated) -> None:
+    """Its offline PASS no longer speaks for it: `models release` and `models approve`
+    refuse it (naming the shadow gate's FAIL) unless forced, and nothing moves."""
+    from lifecycle_assets.registry.release import ReleaseError, approve, release
+
+    home, registry = gated["home"], gated["registry"]
+    history = registry.history()
+    with pytest.raises(
+        ReleaseError, match=rf"v3 has FAIL in shadow \(the shadow gate on {SECOND_DECIDES}\)"
+    ):
+        release(home, "v3", actor="test", report=lambda *_: None)
+    with pytest.raises(ReleaseError, match="v3 has FAIL in shadow"):
+        approve(home, "v3", actor="test")
+    assert registry.alias("production") == "v2" and registry.history() == history
+    assert registry.approval("v3") is None
+
+
 def test_too_few_shadow_rows_abandon_the_shadow(make_home) -> None:
     home = make_home(shadow_config())
     registry = Registry(home, home.config().problem.name)
