@@ -76,18 +76,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if summary["completed"] else 130
 
 
+def loop_first_day(home: LifecycleHome) -> str | None:
+    """The home's first day of data (ISO): the earliest day the service logged or any asset
+    stored a value for; None for a home with neither yet."""
+    from lifecycle_assets.records.reader import log_fingerprints
+    from lifecycle_assets.storage import AssetStore
+
+    days = [
+        d
+        for d in (AssetStore.of(home).first_day(), min(log_fingerprints(home.logs), default=None))
+        if d
+    ]
+    return min(days) if days else None
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
+    from lifecycle_assets.config import FIRST_DAY_ENV
+
     home = _home(args)
     cmd = [
         sys.executable, "-m", "dagster", "dev",
         "-w", str(project_root() / "workspace.yaml"),
         "--host", args.host, "--port", str(args.port),
     ]  # fmt: skip
-    print(f"Dagster UI for {home.root} on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    env = {**os.environ, **home.tool_env()}
+    # The UI's daily partitions begin with the home's data, so that it counts and plots the
+    # days the loop has lived (not every day since the first day the loop can partition).
+    first = loop_first_day(home)
+    if first:
+        env[FIRST_DAY_ENV] = first
+    print(
+        f"Dagster UI for {home.root} on http://{args.host}:{args.port}, days from "
+        f"{first or 'the first partition'} (Ctrl-C stops it)"
+    )
     sys.stdout.flush()
     # Become `dagster dev`: signals reach it directly and it stops its webserver and daemon.
     os.chdir(project_root())
-    os.execve(sys.executable, cmd, {**os.environ, **home.tool_env()})
+    os.execve(sys.executable, cmd, env)
 
 
 # Command groups that live with their stage; each module has `register(add)`, where

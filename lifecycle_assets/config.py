@@ -24,6 +24,11 @@ MAX_LOOKBACK_DAYS = 60
 
 # Partitions start here; simulated and replayed data must not start earlier.
 PARTITIONS_START = "2026-01-01"
+# A later first partition, where a process names one (`partitions.first_partition_day`):
+# `lifecycle ui` sets it to the home's first day of data, so that the UI counts and plots the
+# days the loop has lived rather than every day since PARTITIONS_START. A day is the same
+# partition key whatever the start, so processes with different starts share every value.
+FIRST_DAY_ENV = "LIFECYCLE_FIRST_DAY"
 
 
 class ConfigError(LifecycleError, ValueError):

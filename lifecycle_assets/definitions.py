@@ -1,5 +1,6 @@
 """The lifecycle's Dagster definitions: the asset graph, its checks, job, schedule and
-resources. Nothing here reads the environment: resources find the home at run time."""
+resources. Nothing here reads the home: resources find it at run time (the daily
+partitions' first day may be named by the environment, `partitions.first_partition_day`)."""
 
 from __future__ import annotations
 

@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
-from lifecycle_assets.config import MAX_LOOKBACK_DAYS, PARTITIONS_START
+from lifecycle_assets.config import (
+    FIRST_DAY_ENV,
+    MAX_LOOKBACK_DAYS,
+    PARTITIONS_START,
+    ConfigError,
+)
 
-daily = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START)
+
+def first_partition_day(environ: Mapping[str, str] = os.environ) -> str:
+    """The first daily partition (ISO): `$LIFECYCLE_FIRST_DAY`, not before PARTITIONS_START."""
+    value = environ.get(FIRST_DAY_ENV)
+    if not value:
+        return PARTITIONS_START
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{FIRST_DAY_ENV}={value!r} is not a day (YYYY-MM-DD)") from None
+    return max(day, dt.date.fromisoformat(PARTITIONS_START)).isoformat()
+
+
+daily = dg.DailyPartitionsDefinition(start_date=first_partition_day())
 
 # labeled_examples[D] reads the labels that arrived on D … D+30 (the longest maturity window
 # the config allows); the config's own window is applied to the rows at run time.
@@ -41,6 +61,18 @@ with warnings.catch_warnings():
     DAYS_BEFORE = dg.TimeWindowPartitionMapping(
         start_offset=-RESIDUAL_DAYS, end_offset=-1, allow_nonexistent_upstream_partitions=True
     )
+
+
+# Input metadata that marks a window of upstream partitions (`window_input`): the IO manager
+# reads the days of it that exist, and no day at all is no rows, not a missing input.
+WINDOW_INPUT = "lifecycle/partition_window"
+
+
+def window_input(mapping: dg.PartitionMapping, key: str | None = None) -> dg.AssetIn:
+    """An input that reads a window of an upstream asset's daily partitions (`mapping`),
+    however many of its days exist yet: at the first partition a window of days reaching
+    back before it is that one day, and still a window."""
+    return dg.AssetIn(key, partition_mapping=mapping, metadata={WINDOW_INPUT: True})
 
 
 def partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:

@@ -13,6 +13,7 @@ the values elsewhere means changing this module alone.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from collections.abc import Callable
@@ -118,6 +119,16 @@ class AssetStore:
         """The partitions with a record value, oldest first."""
         folder = self.folder(asset)
         return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def first_day(self) -> str | None:
+        """The earliest day (ISO) any asset holds a value for, None when none does."""
+        days = []
+        for entry in self.root.glob("*/*") if self.root.is_dir() else []:
+            try:
+                days.append(dt.date.fromisoformat(entry.name.split(".", 1)[0]))
+            except ValueError:  # not a day's value (an unpartitioned one, a staging name)
+                continue
+        return min(days).isoformat() if days else None
 
     def empty_frame(self, asset: str) -> pl.DataFrame:
         """No rows, with the columns of any stored partition (none stored: no columns)."""

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 import httpx
@@ -65,6 +66,26 @@ def asset_graph(port: int, timeout_s: float = 180) -> dict[str, set[str]]:
             pass
         time.sleep(1)
     raise AssertionError("dagster dev did not answer GraphQL in time")
+
+
+ASSET_PARTITIONS = """
+query ($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode { partitionKeys partitionStats { numMaterialized numPartitions } }
+  }
+}"""
+
+
+def asset_partitions(port: int, asset: str) -> dict[str, Any]:
+    """The partition keys of `asset` as the webserver lists them, and how many of them the
+    UI counts as materialised (what its "missing" share is made of)."""
+    resp = httpx.post(
+        f"http://127.0.0.1:{port}/graphql",
+        json={"query": ASSET_PARTITIONS, "variables": {"key": {"path": asset.split("/")}}},
+        timeout=30,
+    )
+    node = resp.json()["data"]["assetNodeOrError"]
+    return {"keys": node["partitionKeys"], **node["partitionStats"]}
 
 
 START_SENSOR = """

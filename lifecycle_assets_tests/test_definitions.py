@@ -9,6 +9,7 @@ import sys
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from lifecycle_assets.definitions import ASSETS, defs
 from lifecycle_assets.home import set_simulated_today
@@ -116,3 +117,14 @@ def test_dagster_cli_materialises_from_the_module(make_home) -> None:
     frame = pl.read_parquet(home.assets / "raw_prediction_logs" / f"{day.isoformat()}.parquet")
     assert frame.height == written["predictions"]
     assert frame["score"].null_count() == frame.height  # cold start: unscored
+
+
+def test_the_first_partition_is_the_named_day_never_before_the_loop_can_partition() -> None:
+    from lifecycle_assets.config import FIRST_DAY_ENV, PARTITIONS_START, ConfigError
+    from lifecycle_assets.partitions import first_partition_day
+
+    assert first_partition_day({}) == PARTITIONS_START
+    assert first_partition_day({FIRST_DAY_ENV: "2026-06-03"}) == "2026-06-03"
+    assert first_partition_day({FIRST_DAY_ENV: "2025-06-03"}) == PARTITIONS_START
+    with pytest.raises(ConfigError, match="LIFECYCLE_FIRST_DAY='June' is not a day"):
+        first_partition_day({FIRST_DAY_ENV: "June"})

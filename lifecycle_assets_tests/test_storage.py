@@ -59,3 +59,13 @@ def test_a_model_is_stored_as_its_artifact_and_replaced_whole(tmp_path: Path) ->
     assert loaded.version == "v2"
     assert (loaded.score(rows) == second.score(rows)).all()
     assert [p.name for p in store.folder("candidate_model").iterdir()] == ["2026-06-01"]
+
+
+def test_the_first_day_is_the_earliest_value_of_any_asset(tmp_path: Path) -> None:
+    store = AssetStore(tmp_path / "assets")
+    assert store.first_day() is None
+    store.write("validation_report", "2026-06-03", {"decision": "PASS"})
+    store.write("raw_prediction_logs", "2026-06-05", pl.DataFrame({"x": [1]}))
+    store.write("candidate_model_meta", None, {"unpartitioned": True})
+    (store.folder("raw_prediction_logs") / ".2026-06-01.parquet.1.2.tmp").touch()
+    assert store.first_day() == "2026-06-03"  # not an unpartitioned value, not a temp file

@@ -23,6 +23,7 @@ from lifecycle_assets.partitions import (
     daily,
     daily_check,
     partition_day,
+    window_input,
 )
 from lifecycle_assets.records import read_ground_truth, read_predictions
 from lifecycle_assets.resources.home import LifecycleHomeResource
@@ -153,7 +154,7 @@ def ground_truth(context: dg.AssetExecutionContext, home: LifecycleHomeResource)
     kinds={"polars"},
     ins={
         "raw_prediction_logs": dg.AssetIn(),
-        "ground_truth": dg.AssetIn(partition_mapping=LABEL_ARRIVAL_WINDOW),
+        "ground_truth": window_input(LABEL_ARRIVAL_WINDOW),
     },
     check_specs=[
         daily_check(
@@ -265,7 +266,7 @@ def _split_asset(which: str):
         partitions_def=daily,
         group_name=GROUP,
         kinds={"polars", "dvc"},
-        ins={"feature_table": dg.AssetIn(partition_mapping=TRAILING_FEATURES)},
+        ins={"feature_table": window_input(TRAILING_FEATURES)},
         check_specs=checks,
     )
     def _split(

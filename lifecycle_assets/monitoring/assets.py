@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from lifecycle_assets.monitoring import estimate, metrics
-from lifecycle_assets.partitions import DAYS_BEFORE, daily, partition_day
+from lifecycle_assets.partitions import DAYS_BEFORE, daily, partition_day, window_input
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
 from lifecycle_assets.validation.gate import metric
@@ -131,7 +131,7 @@ def _estimate_metadata(
     kinds={"polars"},
     ins={
         "labeled_examples": dg.AssetIn(),
-        "earlier_features": dg.AssetIn("feature_table", partition_mapping=DAYS_BEFORE),
+        "earlier_features": window_input(DAYS_BEFORE, "feature_table"),
     },
 )
 def live_quality(

@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from lifecycle_assets.partitions import WINDOW_INPUT
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.storage import AssetStore
 
@@ -35,7 +36,7 @@ class LifecycleIOManager(dg.ConfigurableIOManager):
                 raise FileNotFoundError(f"{asset} has not been materialised")
             return value
         keys = context.asset_partition_keys
-        if len(keys) == 1:
+        if len(keys) == 1 and not context.definition_metadata.get(WINDOW_INPUT):
             value = self._load_one(store, asset, keys[0])
             if value is None:
                 raise FileNotFoundError(f"{asset} partition {keys[0]} has not been materialised")

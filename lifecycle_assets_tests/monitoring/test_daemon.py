@@ -1,7 +1,8 @@
 """`lifecycle ui` starts `dagster dev` (webserver + daemon) on the home: its GraphQL API
-lists every asset, with the loop closed through the service's log store, and the staleness
-sensor really fires and the run it launches succeeds. One server for both: starting
-`dagster dev` is most of each check's time."""
+lists every asset, with the loop closed through the service's log store and daily partitions
+from the home's first day of data, and the staleness sensor really fires and the run it
+launches succeeds. One server for both: starting `dagster dev` is most of each check's
+time."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from lifecycle_assets.records import LogWriter
 from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets_tests.daemon import (
     asset_graph,
+    asset_partitions,
     dagster_dev,
     latest_run_tagged,
     start_sensor,
@@ -52,11 +54,16 @@ def test_ui_serves_every_asset_and_the_daemon_fires_the_staleness_sensor(make_ho
         assert (
             upstream["raw_prediction_logs"] == upstream["ground_truth"] == {"prediction_log_store"}
         )
+        # the UI's days begin with the home's data: one day stored, none missing before it
+        logs = asset_partitions(port, "raw_prediction_logs")
+        assert logs["keys"][0] == day.isoformat()
+        assert logs["numMaterialized"] == 1 and logs["numPartitions"] == len(logs["keys"])
         start_sensor(port, "staleness_retrain")
         run = wait_for_run(
             instance,
             latest_run_tagged("lifecycle/trigger", "staleness"),
         )
+    # (a success needs the first partition's train window read as a window of one day)
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert run.tags["dagster/partition"] == day.isoformat()
     assert "live quality" in run.tags["lifecycle/reasons"]
