@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from lifecycle_assets.cli_support import progress
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, project_root, resolve_home
 
@@ -34,6 +35,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
+    progress(f"loading the loop to materialise {args.select} for {args.partition}")
     from lifecycle_assets.automation.loop import materialize
 
     home = _home(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -30,3 +31,11 @@ def emit(args: argparse.Namespace, data: Any, human: str) -> None:
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
     else:
         print(human)
+
+
+def progress(message: str) -> None:
+    """A first line for a person at a terminal, on stderr, before a command's slow part
+    (its imports alone take seconds): it says what started. Not printed when stderr is not
+    a terminal, so scripts see the result or one line of error and nothing else."""
+    if sys.stderr.isatty():
+        print(f"{message} …", file=sys.stderr, flush=True)

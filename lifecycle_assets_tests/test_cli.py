@@ -44,6 +44,47 @@ def test_the_parser_loads_no_heavy_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_a_slow_command_says_what_started_to_a_terminal_only(tmp_path: Path) -> None:
+    """At a terminal the first line (stderr) comes before the imports and the work; piped,
+    stderr stays empty, so a script sees the result alone (or one line of error)."""
+    import pty
+
+    home = tmp_path / "home"
+    assert lifecycle("init", "--workdir", str(home)).returncode == 0
+    args = [
+        sys.executable,
+        "-m",
+        "lifecycle_assets.cli",
+        "models",
+        "verify",
+        "--workdir",
+        str(home),
+    ]
+    leader, follower = pty.openpty()
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=follower, text=True) as proc:
+        os.close(follower)
+        stdout, _ = proc.communicate(timeout=120)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(leader)
+    assert proc.returncode == 0
+    assert terminal.decode().splitlines() == ["verifying every version against its registration …"]
+    assert stdout.strip() == "no model versions yet"
+    piped = lifecycle("models", "verify", "--workdir", str(home))
+    assert (piped.returncode, piped.stderr, piped.stdout.strip()) == (
+        0,
+        "",
+        "no model versions yet",
+    )
+
+
 def test_init_is_idempotent(tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = lifecycle("init", "--workdir", str(home))

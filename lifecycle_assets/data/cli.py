@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home
+from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home, progress
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
@@ -23,6 +23,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    progress(f"restoring {args.version} from the DVC remote")
     from lifecycle_assets.data import retention  # deferred: polars, DVC
 
     home = open_home(args)
@@ -36,6 +37,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
+    progress("planning which dataset versions to keep")
     from lifecycle_assets.data import retention  # deferred: polars, DVC
 
     home = open_home(args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home
+from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home, progress
 from lifecycle_assets.home import LifecycleHome
 
 if TYPE_CHECKING:
@@ -88,6 +88,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Exit 1 when any version does not match what registered it."""
+    progress(f"verifying {args.version or 'every version'} against its registration")
     from lifecycle_assets.registry import release as rel
     from lifecycle_assets.registry.registry import verify_versions
 
@@ -100,6 +101,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    progress(f"restoring {args.version or 'the production version'}")
     from lifecycle_assets.registry.queries import registry_for
     from lifecycle_assets.registry.registry import RegistryError, validate_version
 
@@ -147,6 +149,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    progress(f"approving {args.version}")
     from lifecycle_assets.registry import release as rel
 
     version = rel.check_version_arg(args.version)
@@ -162,6 +165,7 @@ def runless_report(home: LifecycleHome) -> Report:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    progress(f"releasing {args.version} to production")
     from lifecycle_assets.registry import release as rel
 
     version = rel.check_version_arg(args.version)
@@ -179,6 +183,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    progress(f"rolling production back to {args.to or 'the previous version'}")
     from lifecycle_assets.registry import release as rel
 
     to = rel.check_version_arg(args.to) if args.to is not None else None
@@ -206,6 +211,7 @@ def cmd_served_at(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    progress(f"retraining {args.version} from its recorded data version")
     from lifecycle_assets.registry import release as rel
     from lifecycle_assets.registry.reproduce import CROSS_DEVICE_TOLERANCE, reproduce
 

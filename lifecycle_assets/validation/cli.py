@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home
+from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home, progress
 from lifecycle_assets.validation.decision import Decision
 
 EXIT_MISMATCH = 1
@@ -39,6 +39,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_recheck(args: argparse.Namespace) -> int:
+    progress(f"recomputing the decision of {args.day} from its versioned data and models")
     from lifecycle_assets.validation.record import recheck
 
     result = recheck(open_home(args), args.day)
