@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import bentoml
 from bentoml.exceptions import BentoMLException, InvalidArgument
@@ -52,12 +52,13 @@ from lifecycle_assets.serving.requests import (
     is_valid_id,
     validation_error_body,
 )
-from lifecycle_assets.serving.runtime import (
-    ServingRuntime,
-    packed_config_path,
-    serving_dir_from_env,
-    token_problem,
-)
+from lifecycle_assets.serving.setup import packed_config_path, serving_dir_from_env, token_problem
+
+if TYPE_CHECKING:
+    # The runtime (it brings PyTorch) is imported by the worker that serves
+    # (`Lifecycle.__init__`): BentoML's serving process imports this module too, to run the
+    # start-up checks, and never scores.
+    from lifecycle_assets.serving.runtime import ServingRuntime
 
 logger = logging.getLogger("lifecycle.serving")
 
@@ -117,6 +118,8 @@ class Lifecycle:
         # swaps are worth an INFO line in the server log.
         if logging.getLogger("lifecycle").level == logging.NOTSET:
             logging.getLogger("lifecycle").setLevel(logging.INFO)
+        from lifecycle_assets.serving.runtime import ServingRuntime
+
         if self.packed is None:
             self.runtime = ServingRuntime.from_environment()
             return
@@ -167,14 +170,14 @@ class Lifecycle:
         self.runtime.close()
 
 
-def _found(runtime: ServingRuntime, body: LookupRequest) -> LookupResponse:
+def _found(runtime: "ServingRuntime", body: LookupRequest) -> LookupResponse:
     found = runtime.lookup(body.scheduled_payment_id)
     if found is None:
         raise RequestError(_not_found(body.scheduled_payment_id), status=404)
     return found
 
 
-Handler = Callable[[ServingRuntime, Any, str | None], BaseModel]
+Handler = Callable[["ServingRuntime", Any, str | None], BaseModel]
 # Each API route: its request model, and what answers it (runtime, the validated body, the
 # Authorization header). The edge and the `@bentoml.api` methods both answer through these.
 HANDLERS: dict[str, tuple[type[BaseModel], Handler]] = {
@@ -190,7 +193,7 @@ API_ROUTES = frozenset(HANDLERS)
 
 
 def _handle(
-    runtime: ServingRuntime, path: str, fields: dict[str, Any], authorization: str | None
+    runtime: "ServingRuntime", path: str, fields: dict[str, Any], authorization: str | None
 ) -> BaseModel:
     """A route's answer through BentoML's dispatch (the request model's fields, validated
     by BentoML): a refusal becomes BentoML's error."""
@@ -333,7 +336,7 @@ class Edge:
         await self.app(scope, receive, _json_errors(path, send))
 
     async def _answer(
-        self, path: str, parsed: Any, headers: Any, runtime: ServingRuntime | None, send: Any
+        self, path: str, parsed: Any, headers: Any, runtime: "ServingRuntime | None", send: Any
     ) -> None:
         """An API route answered on the body already parsed for the checks above: BentoML's
         API dispatch (a second parse, its IO descriptors, context and metrics) cost more
@@ -494,16 +497,16 @@ def _refuse_body(
     return None
 
 
-def _runtime() -> ServingRuntime | None:
+def _runtime() -> "ServingRuntime | None":
     """This worker's runtime; None while the service is starting."""
     try:
-        return cast(ServingRuntime, bentoml.get_current_service().runtime)
+        return cast("ServingRuntime", bentoml.get_current_service().runtime)
     except BentoMLException:
         return None
 
 
 def _refuse_unauthorised(
-    path: str, headers: list[tuple[bytes, bytes]], runtime: ServingRuntime | None
+    path: str, headers: list[tuple[bytes, bytes]], runtime: "ServingRuntime | None"
 ) -> tuple[int, str] | None:
     # Checked here rather than in the API: BentoML answers a 401/403 raised inside an API
     # with a bare "Authorization error", and the client should learn which one it was.
@@ -525,7 +528,7 @@ def _refuse_unauthorised(
 
 
 async def _read_body_in_time(
-    receive: Any, limit: int, runtime: ServingRuntime | None
+    receive: Any, limit: int, runtime: "ServingRuntime | None"
 ) -> tuple[Any, tuple[int, str] | None]:
     """`_read_body` within `serving.body_timeout_s`, at most `serving.max_pending_bodies`
     at once: a client that sends part of a body (or declares more than it sends) gets 408

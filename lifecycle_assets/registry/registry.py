@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from lifecycle_assets.config import PACKED_CONFIG
 from lifecycle_assets.errors import LifecycleError, contract_problem
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome
@@ -81,8 +82,6 @@ def alias_version(home: LifecycleHome, alias: str) -> str | None:
 
 # The least step between two alias moves' times (see `Registry.move_alias`).
 MOVE_TICK = dt.timedelta(milliseconds=1)
-# The config file exported beside a version's artifact in the BentoML model store.
-PACKED_CONFIG = "lifecycle.yaml"
 
 
 def bento_model_tag(model_name: str, version: str) -> str:

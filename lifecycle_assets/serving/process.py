@@ -17,9 +17,9 @@ import psutil
 
 from lifecycle_assets.home import LifecycleHome, project_root
 from lifecycle_assets.serving.fence import WORKERS_ENV
+from lifecycle_assets.serving.setup import FEEDBACK_TOKEN_ENV
 
 SERVICE = "service:Lifecycle"
-FEEDBACK_TOKEN_ENV = "LIFECYCLE_FEEDBACK_TOKEN"  # as read by serving.runtime
 
 
 def free_port() -> int:

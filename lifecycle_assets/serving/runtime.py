@@ -17,12 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lifecycle_assets.config import ServingConfig
-from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.files import Signature, signature, write_atomic
 from lifecycle_assets.home import LifecycleHome, now, resolve_home, time_horizon
 from lifecycle_assets.records import LogWriter, PredictionRecord
-from lifecycle_assets.registry.registry import PACKED_CONFIG, load_version
+from lifecycle_assets.registry.registry import load_version
 from lifecycle_assets.serving.fence import VersionFence
 from lifecycle_assets.serving.logbuffer import BatchedLog, NullLog
 from lifecycle_assets.serving.lookup import LookupStore, SqliteLookupStore
@@ -52,25 +50,25 @@ from lifecycle_assets.serving.requests import (
     prediction_records,
     prepare,
 )
+from lifecycle_assets.serving.setup import (
+    FEEDBACK_TOKEN_ENV,
+    PREDICT_TOKEN_ENV,
+    SERVING_DIR_ENV,
+    ServingSetupError,
+    packed_config_path,
+    token_problem,
+)
 from lifecycle_assets.serving.shadow import shadow_follower, with_shadow_scores
 
 logger = logging.getLogger("lifecycle.serving")
 
-FEEDBACK_TOKEN_ENV = "LIFECYCLE_FEEDBACK_TOKEN"
-PREDICT_TOKEN_ENV = "LIFECYCLE_PREDICT_TOKEN"
 # How long a request waits for a first model's load in flight rather than being refused.
 FIRST_LOAD_WAIT_S = 10.0
 # Request ids answered by this worker, remembered to refuse a repeat.
 REQUEST_ID_MEMORY = 200_000
 NO_LOG_ENV = "LIFECYCLE_BENCHMARK_NO_LOG"
-# A built Bento's service keeps its prediction log (and lookup store) under this directory.
-SERVING_DIR_ENV = "LIFECYCLE_SERVING_DIR"
 # Labels already recorded by this worker, remembered to answer repeats as duplicates.
 LABEL_MEMORY = 200_000
-
-
-class ServingSetupError(LifecycleError, RuntimeError):
-    """The service cannot start with this configuration; the message says what to set."""
 
 
 def _any_later(requests: Sequence[PredictRequest], latest: dt.datetime) -> bool:
@@ -81,41 +79,6 @@ def _any_later(requests: Sequence[PredictRequest], latest: dt.datetime) -> bool:
         except OverflowError:  # no UTC form: `prepare` refuses it with the reason
             continue
     return False
-
-
-def packed_config_path(model_dir: Path) -> Path:
-    """The config packed beside a Bento's model; refused when the model has none."""
-    path = Path(model_dir) / PACKED_CONFIG
-    if not path.is_file():
-        raise ServingSetupError(
-            f"the packed model in {model_dir} has no {PACKED_CONFIG}: it was registered "
-            "before models carried their config; register it again and rebuild the Bento"
-        )
-    return path
-
-
-def serving_dir_from_env(model: str) -> Path:
-    """A built Bento's state directory (`LIFECYCLE_SERVING_DIR`); refused when unset."""
-    value = os.environ.get(SERVING_DIR_ENV)
-    if not value:
-        raise ServingSetupError(
-            f"this Bento serves {model} and logs every prediction: set {SERVING_DIR_ENV} to a "
-            "writable directory for its log and lookup store"
-        )
-    return Path(value)
-
-
-def token_problem(policy: ServingConfig, config_path: Path | None) -> str | None:
-    """Why a service under `policy` cannot start for want of a token in the environment
-    (`serving.feedback_auth` / `predict_auth: required`), or None."""
-    for field, env in (("feedback_auth", FEEDBACK_TOKEN_ENV), ("predict_auth", PREDICT_TOKEN_ENV)):
-        if not os.environ.get(env) and getattr(policy, field) == "required":
-            where = f" in {config_path}" if config_path is not None else ""
-            return (
-                f"serving.{field} is `required` but no token is set: export {env}=<secret> "
-                f"(or set serving.{field}: none{where})"
-            )
-    return None
 
 
 class ServingRuntime:

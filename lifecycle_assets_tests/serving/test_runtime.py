@@ -385,7 +385,7 @@ def test_an_event_after_a_clock_move_is_accepted_before_the_next_tick(
 def packed_model(tmp_path: Path, version: str = "v4") -> tuple[Path, str]:
     """A model directory as the registry exports it: the artifact plus the config it was
     registered under; and the digest recorded at registration."""
-    from lifecycle_assets.registry.registry import PACKED_CONFIG
+    from lifecycle_assets.config import PACKED_CONFIG
     from lifecycle_assets.training.artifact import artifact_digest, save_artifact
 
     directory = tmp_path / "packed"
@@ -417,8 +417,8 @@ def test_a_packed_model_serves_with_no_home(
 def test_a_packed_model_that_fails_its_checks_stops_the_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lifecycle_assets.registry.registry import PACKED_CONFIG
-    from lifecycle_assets.serving.runtime import ServingSetupError
+    from lifecycle_assets.config import PACKED_CONFIG
+    from lifecycle_assets.serving.setup import ServingSetupError
     from lifecycle_assets.training.artifact import IntegrityError
 
     monkeypatch.setenv("LIFECYCLE_FEEDBACK_TOKEN", "t")
@@ -428,3 +428,16 @@ def test_a_packed_model_that_fails_its_checks_stops_the_service(
     (directory / PACKED_CONFIG).unlink()
     with pytest.raises(ServingSetupError, match=r"has no lifecycle\.yaml"):
         ServingRuntime.from_packed(directory, digest, tmp_path / "b")
+
+
+def test_bentomls_serving_process_imports_no_pytorch() -> None:
+    """`bentoml serve` imports the service module in its serving process to run the start-up
+    checks; only the workers import the runtime (PyTorch, the registry): seconds off every
+    start, and the checks answer before any model code loads."""
+    import subprocess
+    import sys
+
+    code = "import sys, bentos.service; print(sorted({'torch', 'lightgbm'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
