@@ -1,4 +1,4 @@
-"""`lifecycle validation show DAY` and `lifecycle validation recheck DAY`."""
+"""`lifecycle validation show DAY` and `lifecycle validation recheck DAY [--shadow]`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def register(add: AddCommand) -> None:
         )
         add_json_flag(p)
         p.set_defaults(func=func)
+        if name == "recheck":
+            p.add_argument(
+                "--shadow",
+                action="store_true",
+                help="the day's shadow gate decision instead, from its window's logged scores",
+            )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -39,16 +45,24 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_recheck(args: argparse.Namespace) -> int:
-    progress(f"recomputing the decision of {args.day} from its versioned data and models")
-    from lifecycle_assets.validation.record import recheck
+    if args.shadow:
+        progress(f"recomputing the shadow decision of {args.day} from its window's logged scores")
+        from lifecycle_assets.validation.shadow import recheck_shadow
 
-    result = recheck(open_home(args), args.day)
+        result = recheck_shadow(open_home(args), args.day)
+        source = "the window's logged scores and labels"
+    else:
+        progress(f"recomputing the decision of {args.day} from its versioned data and models")
+        from lifecycle_assets.validation.record import recheck
+
+        result = recheck(open_home(args), args.day)
+        source = "the versioned data and models"
     if result["matches"] is None or "note" in result:
         verdict = {None: "", True: " — matches", False: " — does NOT match"}[result["matches"]]
         text = f"{result['day']}: {result['decision']} — {result['note']}{verdict}"
     elif result["matches"]:
         text = (
-            f"{result['day']}: {result['decision']} reproduced from the versioned data and models "
+            f"{result['day']}: {result['decision']} reproduced from {source} "
             f"(Δ lower bound {result['recomputed']['delta_lower_bound']})"
         )
     else:

@@ -432,6 +432,15 @@ def _recheck(home: LifecycleHome, stored: dict[str, Any]) -> dict[str, Any]:
         test_split, challenger, production, config, stored.get("seed", 0), golden, gate=gate
     )
 
+    return compare_gate_results(stored, recomputed, differences)
+
+
+def compare_gate_results(
+    stored: dict[str, Any], recomputed: dict[str, Any], differences: list[str]
+) -> dict[str, Any]:
+    """A recheck's verdict: the stored gate result against its recomputation (the same rows,
+    by their hash; the decision; the gate's numbers; each guard), after the `differences`
+    already found in what the recomputation read."""
     _same(
         differences,
         "test_rows_sha256",

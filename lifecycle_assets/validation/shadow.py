@@ -30,7 +30,7 @@ from typing import Any
 
 import polars as pl
 
-from lifecycle_assets.config import LifecycleConfig
+from lifecycle_assets.config import LifecycleConfig, ValidationConfig
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome, now
 from lifecycle_assets.registry.queries import SHADOW_REPORT, decision_records
@@ -39,7 +39,13 @@ from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import save_artifact
 from lifecycle_assets.validation.decision import Decision, DecisionRecord, ShadowAction, Stage
 from lifecycle_assets.validation.promotion import settle_shadow
-from lifecycle_assets.validation.record import as_jsonable, evaluate_scores, gate_seed
+from lifecycle_assets.validation.record import (
+    DecisionError,
+    as_jsonable,
+    compare_gate_results,
+    evaluate_scores,
+    gate_seed,
+)
 from lifecycle_assets.versioning.publish import publish_stage
 from lifecycle_assets.versioning.repo import VersionedRepo
 
@@ -136,6 +142,29 @@ def window_rows(
     return rows.sort("event_time", "request_id") if rows.height else rows
 
 
+def shadow_gate(
+    window: pl.DataFrame,
+    production: str | None,
+    config: LifecycleConfig,
+    seed: int,
+    gate: ValidationConfig | None = None,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """(the window's rows `production` answered, the paired gate on their logged shadow and
+    production scores). Paired against the production the shadow would replace: rows
+    another version answered (a rollback or a release during the window) say nothing about
+    that comparison."""
+    served = window.filter(pl.col("model_version") == production) if window.height else window
+    record = evaluate_scores(
+        served,
+        lambda: served["shadow_score"].cast(pl.Float64).to_numpy(),
+        lambda: served["score"].cast(pl.Float64).to_numpy(),
+        config,
+        seed=seed,
+        gate=gate,
+    )
+    return served, record
+
+
 def decide_shadow(
     home: LifecycleHome,
     day: dt.date,
@@ -156,16 +185,7 @@ def decide_shadow(
     if found is None:
         return None
     production = registry.alias("production")
-    # Paired against the production the shadow would replace: rows another version answered
-    # (a rollback or a release during the window) say nothing about that comparison.
-    served = found.filter(pl.col("model_version") == production) if found.height else found
-    record = evaluate_scores(
-        served,
-        lambda: served["shadow_score"].cast(pl.Float64).to_numpy(),
-        lambda: served["score"].cast(pl.Float64).to_numpy(),
-        config,
-        seed=gate_seed(config, day),
-    )
+    served, record = shadow_gate(found, production, config, gate_seed(config, day))
     abandoned = served.height < config.windows.min_test_rows or served.height == 0
     if abandoned:
         record["reason"] = (
@@ -211,6 +231,42 @@ def decide_shadow(
 def load_shadow_record(home: LifecycleHome, day: str) -> dict[str, Any] | None:
     """The shadow decision stored for `day`, None when there is none."""
     return AssetStore.of(home).read_record(SHADOW_REPORT, day)
+
+
+def recheck_shadow(home: LifecycleHome, day: str) -> dict[str, Any]:
+    """Recompute the shadow decision of `day` from the live rows of its window as the loop
+    stores them now (`labeled_examples`: each row's logged production and shadow scores and
+    its matured label) with the gate settings and seed the decision recorded. The same rows
+    (by their hash) and the same numbers reproduce it; a label that changed since (a late
+    backfill) or a row gone shows as a difference."""
+    record = load_shadow_record(home, day)
+    if record is None:
+        raise DecisionError(f"no shadow decision is stored for {day}")
+    config = home.config()
+    first, last = (dt.date.fromisoformat(str(d)) for d in record["window"])
+    shadow = ShadowInFlight(
+        version=str(record["challenger_version"]),
+        offline_day=dt.date.fromisoformat(str(record["offline_day"])),
+        shadow_days=int(record["shadow_days"]),
+        first=first,
+        last=last,
+        matures_on=last + dt.timedelta(days=config.labels.maturity_days),
+        offline=None,
+    )
+    found = window_rows(home, shadow, config)
+    if found is None:
+        raise DecisionError(
+            f"the shadow window {first} … {last} of {day} holds a day last computed before its "
+            "labels matured: nothing to recheck against until its label refresh has run"
+        )
+    _, recomputed = shadow_gate(
+        found,
+        record["production_version"],
+        config,
+        int(record.get("seed", gate_seed(config, dt.date.fromisoformat(day)))),
+        ValidationConfig.model_validate(record["validation"]),
+    )
+    return compare_gate_results(record, recomputed, [])
 
 
 @dataclass(frozen=True)

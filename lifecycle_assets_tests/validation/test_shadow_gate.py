@@ -24,7 +24,7 @@ from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.registry.registry import Registry, record_served, served_ledger
 from lifecycle_assets.resources.alerts import read_alerts
 from lifecycle_assets.storage import AssetStore
-from lifecycle_assets.validation.record import load_record, recheck
+from lifecycle_assets.validation.record import DecisionError, load_record, recheck
 from lifecycle_assets.validation.shadow import decide_shadow, shadow_in_flight
 from lifecycle_assets.versioning.repo import VersionedRepo
 from lifecycle_assets_tests.promotion.helpers import (
@@ -226,6 +226,41 @@ def test_a_shadow_worse_on_live_rows_is_rejected_and_alerted(gated) -> None:
     assert load_record(home, SECOND.isoformat())["shadow_gate"]["decision"] == "FAIL"
     # and nothing in shadow any more: the gate has nothing left to decide
     assert shadow_in_flight(home, registry) is None
+
+
+def test_a_shadow_decision_is_rechecked_from_its_windows_logged_rows(gated, capsys) -> None:
+    """Both shadow decisions reproduce from the stored rows; a label changed since shows as
+    a difference, through the CLI too (exit 1)."""
+    from lifecycle_assets.cli import main
+    from lifecycle_assets.validation.shadow import recheck_shadow
+
+    home = gated["home"]
+    for day, decision in ((FIRST_DECIDES, "PASS"), (SECOND_DECIDES, "FAIL")):
+        result = recheck_shadow(home, day.isoformat())
+        assert result["matches"] is True, result["differences"]
+        assert result["recomputed_decision"] == decision
+    assert main(["validation", "recheck", FIRST_DECIDES.isoformat(), "--shadow",
+                 "--workdir", str(home.root)]) == 0  # fmt: skip
+    assert "PASS reproduced from the window's logged scores" in capsys.readouterr().out
+    store = AssetStore.of(home)
+    path = store.frame_path("labeled_examples", (FIRST + dt.timedelta(days=1)).isoformat())
+    original = path.read_bytes()
+    try:
+        frame = pl.read_parquet(path)
+        label = home.config().problem.label
+        store.write(
+            "labeled_examples", path.stem, frame.with_columns((1 - pl.col(label)).alias(label))
+        )
+        changed = recheck_shadow(home, FIRST_DECIDES.isoformat())
+        assert changed["matches"] is False
+        assert any(d.startswith("test_rows_sha256") for d in changed["differences"])
+        assert main(["validation", "recheck", FIRST_DECIDES.isoformat(), "--shadow",
+                     "--workdir", str(home.root)]) == 1  # fmt: skip
+        assert "does NOT match" in capsys.readouterr().out
+    finally:
+        path.write_bytes(original)
+    with pytest.raises(DecisionError, match="no shadow decision is stored for 2026-06-12"):
+        recheck_shadow(home, "2026-06-12")
 
 
 def test_a_challenger_rejected_in_shadow_is_released_only_by_force(gated) -> None:
