@@ -264,7 +264,10 @@ class AliasFollower:
                 self._advance(version)
             return
         if version is None:
-            logger.warning("alias %r was cleared: serving without a model", self.alias)
+            if self.alias == "production":
+                logger.warning("alias 'production' was cleared: serving without a model")
+            else:  # a shadow settled: production answers as before, without its scores
+                logger.info("alias %r was cleared: no %s model now", self.alias, self.alias)
             self._served = Served(None, None)
             if self.fence is not None:
                 self.fence.publish(None)
