@@ -57,9 +57,9 @@ def pinned_versions(home: LifecycleHome, repo: VersionedRepo) -> dict[str, list[
         for tag in _tags_in(store.read_record("validation_report", day) or {}):
             pin(tag, f"decision {day}")
     if repo.head() is not None:
-        shas = repo._git("log", "--format=%H", "--", "reports/validation.json").stdout.split()
+        shas = repo.git.run("log", "--format=%H", "--", "reports/validation.json").stdout.split()
         for sha in shas:
-            shown = repo._git("show", f"{sha}:reports/validation.json", check=False)
+            shown = repo.git.run("show", f"{sha}:reports/validation.json", check=False)
             if shown.returncode == 0:
                 try:
                     record = json.loads(shown.stdout)

@@ -16,25 +16,17 @@ Layout of the repo (cwd of every `dvc.yaml` stage; the home is its parent)::
     reports/validation.json  metrics, `cache: false`, git-tracked
     registry/                aliases and history, git-tracked (written by the registry)
 
-Git runs as a subprocess. DVC runs through its Python API (0.03-0.25 s a call here, against
-about 1.3 s for each `dvc` CLI process, most of it start-up), with two caveats that this module contains: DVC reads its
-environment (`DVC_SITE_CACHE_DIR`, `DVC_GLOBAL_CONFIG_DIR`) when called, and parts of it
-resolve paths against the current directory. So each DVC call runs under a process-wide lock
-with the repo as cwd and `env` applied to `os.environ`, both restored afterwards; other
-threads of the same process must not depend on the cwd meanwhile.
+Git runs as a subprocess (`versioning/git.py`); DVC through its Python API, each call with
+the repo as cwd and its environment applied (`versioning/dvc_api.py`); writers hold one lock
+per repo across processes (`versioning/lock.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +36,10 @@ import yaml
 
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.versioning.access import restrict_to_owner
+from lifecycle_assets.versioning.dvc_api import dvc_api, without_unversioned_output_warnings
 from lifecycle_assets.versioning.errors import VersioningError, one_line
+from lifecycle_assets.versioning.git import GitRepo, git_overrides
+from lifecycle_assets.versioning.lock import repo_lock
 from lifecycle_assets.versioning.names import validate_name, validate_path
 from lifecycle_assets.versioning.pipeline import (
     DVC_LOCK,
@@ -63,33 +58,9 @@ if TYPE_CHECKING:
 REMOTE_NAME = "storage"
 DEFAULT_BRANCH = "main"
 
-# Variables that would point git at some other repository (e.g. inside a git hook).
-_GIT_LOCATION_VARS = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-)
-_IDENTITY_DEFAULTS = {
-    "GIT_AUTHOR_NAME": "lifecycle",
-    "GIT_AUTHOR_EMAIL": "lifecycle@localhost",
-    "GIT_COMMITTER_NAME": "lifecycle",
-    "GIT_COMMITTER_EMAIL": "lifecycle@localhost",
-}
 _REPO_CONFIG: dict[str, dict[str, Any]] = {
     "core": {"autostage": False, "analytics": False, "check_update": False}
 }
-_LOG_FIELDS = ("sha", "author", "email", "date", "refs", "message")
-
-# cwd and os.environ are process-wide: one DVC call at a time in this process.
-_DVC_API_LOCK = threading.RLock()
-# Cross-process repo lock (flock), re-entrant within this process: {lock path: [lock, fd, depth]}.
-_REPO_LOCKS: dict[str, list[Any]] = {}
-_REPO_LOCKS_GUARD = threading.Lock()
 
 
 def _is_local_url(url: str) -> bool:
@@ -103,53 +74,13 @@ def _local_path(url: str) -> Path:
     return Path(parsed.path if parsed.scheme == "file" else url).expanduser()
 
 
-class _UnversionedOutputs(logging.Filter):
-    """Drops DVC's "Output ... is missing version info" warning. `dvc gc --all-tags` gives
-    it for every tagged revision whose dvc.lock has no entry yet for a stage that ran later
-    (a dataset tag made before that day's model stages): expected, one line per revision
-    and output (dozens in a month-old home), and nothing to act on."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "is missing version info" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _without_unversioned_output_warnings() -> Iterator[None]:
-    import dvc.output
-
-    dvc_logger = logging.getLogger("dvc")
-    quiet = _UnversionedOutputs()
-    # the logger that gives it (DVC's outputs module), and DVC's own handlers
-    targets: list[logging.Filterer] = [dvc_logger, *dvc_logger.handlers]
-    source = getattr(dvc.output, "logger", None)
-    if isinstance(source, logging.Logger):
-        targets.append(source)
-    for target in targets:
-        target.addFilter(quiet)
-    try:
-        yield
-    finally:
-        for target in targets:
-            target.removeFilter(quiet)
-
-
 class VersionedRepo:
     """The git + DVC repo of a lifecycle home (plain class: no Dagster)."""
 
     def __init__(self, path: Path, env: dict[str, str] | None = None) -> None:
         self.path = Path(path).expanduser().resolve()
-        overrides = dict(env or {})
-        # Keep git's state and config inside the home: no system config, and a "global" config
-        # file beside the repo (it need not exist) instead of the user's ~/.gitconfig.
-        overrides.setdefault("GIT_CONFIG_NOSYSTEM", "1")
-        overrides.setdefault("GIT_CONFIG_GLOBAL", str(self.path.parent / "gitconfig"))
-        overrides.setdefault("GIT_TERMINAL_PROMPT", "0")
-        overrides.setdefault("DVC_NO_ANALYTICS", "1")
-        for key, value in _IDENTITY_DEFAULTS.items():
-            overrides.setdefault(key, os.environ.get(key, value))
-        self._overrides = overrides
-        self._env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_VARS}
-        self._env.update(overrides)
+        self._overrides = git_overrides(self.path, env)
+        self.git = GitRepo(self.path, self._overrides)
 
     @classmethod
     def of(cls, home: LifecycleHome) -> VersionedRepo:
@@ -187,14 +118,14 @@ class VersionedRepo:
                 f"cannot create the repo at {repo.path}: {one_line(exc)}"
             ) from exc
         if not (repo.path / ".git").exists():
-            repo._git("init", "-q", "-b", DEFAULT_BRANCH)
+            repo.git.run("init", "-q", "-b", DEFAULT_BRANCH)
         with repo.locked():
             remote = repo._prepare_remote(remote_url)
             repo._dvc_init(remote, dict(remote_options or {}))
             _copy_if_changed(dvc_yaml, repo.path / DVC_YAML)
             repo._ensure_params(pipeline)
             repo._ensure_gitignores(pipeline)
-            repo._git(
+            repo.git.run(
                 "add",
                 "-A",
                 "--",
@@ -203,15 +134,15 @@ class VersionedRepo:
                 ".dvcignore",
                 DVC_YAML,
                 PARAMS_YAML,
-                *repo._changed_gitignores(),
+                *repo.git.changed_gitignores(),
             )
-            if repo._has_staged_changes():
+            if repo.git.has_staged_changes():
                 message = (
                     "lifecycle: initialise the versioned repo"
-                    if repo._head() is None
+                    if repo.git.head() is None
                     else "lifecycle: update the versioned repo's configuration"
                 )
-                repo._git("commit", "-q", "--no-verify", "-m", message)
+                repo.git.run("commit", "-q", "--no-verify", "-m", message)
         return repo
 
     def _prepare_remote(self, remote_url: str) -> str:
@@ -383,7 +314,7 @@ class VersionedRepo:
             pipeline = load_yaml(self.path / DVC_YAML) or {}
             uncached = [p for p, cached in stage_outs(pipeline).get(stage, []) if not cached]
             if uncached:
-                self._git("add", "-A", "--", *uncached)
+                self.git.run("add", "-A", "--", *uncached)
             return hashes
 
     def save_version(
@@ -403,34 +334,34 @@ class VersionedRepo:
             paths = [
                 p
                 for p in (DVC_LOCK, PARAMS_YAML, *extras)
-                if (self.path / p).exists() or self._is_tracked(p)
+                if (self.path / p).exists() or self.git.is_tracked(p)
             ]
             missing = [p for p in extras if p not in paths]
             if missing:
                 raise VersioningError(
                     f"cannot version {', '.join(missing)}: not in {self.path}; write them first"
                 )
-            paths.extend(self._changed_gitignores())
+            paths.extend(self.git.changed_gitignores())
             if paths:
-                self._git("add", "-A", "--", *paths)
-            staged = self._has_staged_changes()
-            existing = self.tag_commit(tag) if tag is not None else None
-            if existing is not None and (staged or existing != self._head()):
+                self.git.run("add", "-A", "--", *paths)
+            staged = self.git.has_staged_changes()
+            existing = self.git.tag_commit(tag) if tag is not None else None
+            if existing is not None and (staged or existing != self.git.head()):
                 # Refused before committing: a refused version leaves no commit behind (its
                 # changes stay in the working tree, unstaged, as they were written).
                 if staged:
-                    self._git("reset", "-q", "--", *paths)
+                    self.git.run("reset", "-q", "--", *paths)
                 raise VersioningError(
                     f"tag {tag!r} already names commit {existing[:12]}: versions are "
                     "immutable, use a new tag"
                 )
             if staged:
-                self._git("commit", "-q", "--no-verify", "-m", message)
-            head = self._head()
+                self.git.run("commit", "-q", "--no-verify", "-m", message)
+            head = self.git.head()
             if head is None:
                 raise VersioningError(f"{self.path} has no commits: run `lifecycle init` first")
             if tag is not None and existing is None:
-                self._git("tag", "-a", tag, "-m", message, head)
+                self.git.run("tag", "-a", tag, "-m", message, head)
             return head
 
     def push(self, stages: Sequence[str] = ()) -> int:
@@ -501,8 +432,8 @@ class VersionedRepo:
             lock_file = self.path / DVC_LOCK
             text = lock_file.read_text() if lock_file.exists() else None
         else:
-            commit = self._resolve_rev(rev)
-            result = self._git("show", f"{commit}:{DVC_LOCK}", check=False)
+            commit = self.git.resolve_rev(rev)
+            result = self.git.run("show", f"{commit}:{DVC_LOCK}", check=False)
             text = result.stdout if result.returncode == 0 else None
         if not text:
             return None
@@ -514,93 +445,24 @@ class VersionedRepo:
                     return str(md5) if md5 is not None else None
         return None
 
-    def head(self) -> str | None:
-        return self._head()
-
-    def ensure_git(self) -> None:
-        """A git repository at this path (`git init` if there is none *here*: a repository
-        further up, such as the project's own, is never used)."""
-        if (self.path / ".git").is_dir():
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._git("init", "-q")
-
     def record(self, message: str, paths: Sequence[str], tag: str) -> str:
         """Commit exactly `paths` (other changes in the work tree stay as they are) and tag
         the commit; an existing tag is immutable and returned as it is. Returns the commit."""
         validate_name(tag, "tag")
         rels = [validate_path(p, "path") for p in paths]
         with self.locked():
-            existing = self.tag_commit(tag)
+            existing = self.git.tag_commit(tag)
             if existing is not None:
                 return existing
-            self._git("add", "--", *rels)
-            changed = self._git("diff", "--cached", "--quiet", "--", *rels, check=False)
-            if self._head() is None or changed.returncode != 0:
-                self._git("commit", "-q", "--no-verify", "-m", message, "--", *rels)
-            head = self._head()
+            self.git.run("add", "--", *rels)
+            changed = self.git.run("diff", "--cached", "--quiet", "--", *rels, check=False)
+            if self.git.head() is None or changed.returncode != 0:
+                self.git.run("commit", "-q", "--no-verify", "-m", message, "--", *rels)
+            head = self.git.head()
             if head is None:
                 raise VersioningError(f"nothing to record in {self.path}: {', '.join(rels)}")
-            self._git("tag", "-a", tag, "-m", message, head)
+            self.git.run("tag", "-a", tag, "-m", message, head)
             return head
-
-    def file_at(self, tag: str, path: str) -> str | None:
-        """The text of `path` as tag `tag` recorded it; None when either does not exist
-        (or this is not a git repository)."""
-        validate_name(tag, "tag")
-        if not (self.path / ".git").is_dir():
-            return None
-        result = self._git("show", f"refs/tags/{tag}:{validate_path(path)}", check=False)
-        return result.stdout if result.returncode == 0 else None
-
-    def tag_commit(self, tag: str) -> str | None:
-        """The commit a tag names, or None when there is no such tag."""
-        validate_name(tag, "tag")
-        result = self._git(
-            "rev-parse", "-q", "--verify", f"refs/tags/{tag}^{{commit}}", check=False
-        )
-        return result.stdout.strip() or None
-
-    def tags(self, prefix: str = "") -> list[str]:
-        """Tags starting with `prefix`, in version order (`model/v9` before `model/v10`)."""
-        validate_name(prefix, "tag prefix", prefix=True)
-        out = self._git("tag", "-l", "--sort=version:refname", "--", f"{prefix}*").stdout
-        return out.split()
-
-    def log(self, n: int = 50) -> list[dict[str, Any]]:
-        """The newest `n` commits: sha, author, email, date (ISO), tags, message."""
-        if self._head() is None:
-            return []
-        fmt = "%x1f".join(("%H", "%an", "%ae", "%aI", "%D", "%B")) + "%x1e"
-        out = self._git("log", f"-n{int(n)}", f"--format={fmt}").stdout
-        entries = []
-        for record in out.split("\x1e"):
-            if not record.strip():
-                continue
-            entry: dict[str, Any] = dict(
-                zip(_LOG_FIELDS, record.strip("\n").split("\x1f"), strict=True)
-            )
-            refs = [r.strip() for r in entry.pop("refs").split(",") if r.strip()]
-            entry["tags"] = [r.removeprefix("tag: ") for r in refs if r.startswith("tag: ")]
-            entry["message"] = entry["message"].strip()
-            entries.append(entry)
-        return entries
-
-    def tag_info(self, prefix: str = "") -> list[dict[str, Any]]:
-        """Tags starting with `prefix` (version order): tag, commit, date (ISO), message."""
-        validate_name(prefix, "tag prefix", prefix=True)
-        fmt = "%(refname:short)%1f%(*objectname)%(objectname)%1f%(creatordate:iso-strict)%1f%(contents:subject)"
-        out = self._git(
-            "for-each-ref", "--sort=version:refname", f"--format={fmt}", f"refs/tags/{prefix}"
-        ).stdout
-        rows = []
-        for line in out.splitlines():
-            tag, commit, date, subject = line.split("\x1f", 3)
-            if not tag.startswith(prefix):
-                continue
-            # annotated tags print the tagged commit, then the tag object: keep the commit
-            rows.append({"tag": tag, "commit": commit[:40], "date": date, "message": subject})
-        return rows
 
     def gc(self, delete_tags: Sequence[str] = (), *, dry: bool = False) -> dict[str, Any]:
         """Delete `delete_tags`, then `dvc gc` the cache and the remote down to what the
@@ -612,7 +474,7 @@ class VersionedRepo:
         for tag in delete_tags:
             validate_name(tag, "tag")
         with self.locked():
-            missing = [t for t in delete_tags if self.tag_commit(t) is None]
+            missing = [t for t in delete_tags if self.git.tag_commit(t) is None]
             if missing:
                 raise VersioningError(
                     f"cannot delete unknown tags {missing}: `lifecycle data versions` lists them"
@@ -620,9 +482,9 @@ class VersionedRepo:
             if dry:
                 return {"deleted_tags": list(delete_tags), "dry_run": True}
             for tag in delete_tags:
-                self._git("tag", "-d", tag)
+                self.git.run("tag", "-d", tag)
             url = self.remote_url()
-            with self._dvc_api() as Repo, _without_unversioned_output_warnings():
+            with self._dvc_api() as Repo, without_unversioned_output_warnings():
                 try:
                     with Repo(str(self.path)) as dvc:
                         dvc.gc(
@@ -649,13 +511,13 @@ class VersionedRepo:
         complete, so a failed restore leaves it untouched.
         """
         path = validate_path(path, "output path")
-        commit = self._resolve_rev(rev)
+        commit = self.git.resolve_rev(rev)
         dest = Path(dest).expanduser().resolve()
         if dest.exists() and not overwrite:
             raise VersioningError(
                 f"cannot restore {path}@{rev} into {dest}: it exists; remove it first"
             )
-        if self.out_hash(path, commit) is None and not self._in_git(commit, path):
+        if self.out_hash(path, commit) is None and not self.git.has_file(commit, path):
             raise VersioningError(
                 f"cannot restore {path}@{rev}: it is neither a DVC output in dvc.lock nor a "
                 "git-tracked file at that revision; check the path"
@@ -684,6 +546,31 @@ class VersionedRepo:
 
     # --- locking -----------------------------------------------------------------------------
 
+    # --- git, the lock and DVC's API (versioning/git.py, lock.py, dvc_api.py) ----------------
+
+    def head(self) -> str | None:
+        return self.git.head()
+
+    def ensure_git(self) -> None:
+        """A git repository at this path (`git init` if there is none *here*: a repository
+        further up, such as the project's own, is never used)."""
+        self.git.ensure()
+
+    def file_at(self, tag: str, path: str) -> str | None:
+        return self.git.file_at(tag, path)
+
+    def tag_commit(self, tag: str) -> str | None:
+        return self.git.tag_commit(tag)
+
+    def tags(self, prefix: str = "") -> list[str]:
+        return self.git.tags(prefix)
+
+    def log(self, n: int = 50) -> list[dict[str, Any]]:
+        return self.git.log(n)
+
+    def tag_info(self, prefix: str = "") -> list[dict[str, Any]]:
+        return self.git.tag_info(prefix)
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Serialise writers of this repo across processes (re-entrant in this process).
@@ -695,141 +582,11 @@ class VersionedRepo:
             raise VersioningError(
                 f"no versioned repo at {self.path}: run `lifecycle init` to create it"
             )
-        lock_path = str(self.path / ".git" / "lifecycle-versioning.lock")
-        with _REPO_LOCKS_GUARD:
-            entry = _REPO_LOCKS.setdefault(lock_path, [threading.RLock(), None, 0])
-        rlock: threading.RLock = entry[0]
-        with rlock:
-            if entry[2] == 0:
-                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                entry[1] = fd
-                # Owner-only files for everything written under the lock: the workspace, the
-                # DVC cache, git objects and a local remote (docs/data.md, Access). The umask is
-                # process-wide; it is restored when the outermost holder leaves.
-                entry.append(os.umask(0o077))
-            entry[2] += 1
-            try:
-                yield
-            finally:
-                entry[2] -= 1
-                if entry[2] == 0:
-                    os.umask(entry.pop())
-                    fd = entry[1]
-                    entry[1] = None
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                    os.close(fd)
+        with repo_lock(self.path / ".git" / "lifecycle-versioning.lock"):
+            yield
 
-    @contextlib.contextmanager
-    def _dvc_api(self) -> Iterator[Any]:
-        """DVC's `Repo` class, with this repo as cwd and `env` in os.environ (restored after)."""
-        with _DVC_API_LOCK:
-            saved_env = {
-                key: os.environ.get(key) for key in (*self._overrides, *_GIT_LOCATION_VARS)
-            }
-            try:
-                saved_cwd: str | None = os.getcwd()
-            except FileNotFoundError:
-                saved_cwd = None
-            Repo = _import_dvc_repo()
-
-            dvc_logger = logging.getLogger("dvc")
-            saved_level = dvc_logger.level
-            try:
-                for key in _GIT_LOCATION_VARS:
-                    os.environ.pop(key, None)
-                os.environ.update(self._overrides)
-                # DVC's own INFO chatter ("Updating lock file ...") is CLI output, not ours.
-                dvc_logger.setLevel(logging.WARNING)
-                if self.path.is_dir():
-                    os.chdir(self.path)
-                yield Repo
-            finally:
-                dvc_logger.setLevel(saved_level)
-                if saved_cwd is not None:
-                    with contextlib.suppress(OSError):
-                        os.chdir(saved_cwd)
-                for key, value in saved_env.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
-
-    # --- git helpers ---------------------------------------------------------------------------
-
-    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        try:
-            result = subprocess.run(
-                ["git", "-C", str(self.path), *args],
-                env=self._env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        except FileNotFoundError as exc:
-            raise VersioningError("git is not installed or not on PATH: install git") from exc
-        if check and result.returncode != 0:
-            detail = one_line(Exception(result.stderr.strip() or result.stdout.strip()))
-            raise VersioningError(f"git {args[0]} failed in {self.path}: {detail}")
-        return result
-
-    def _head(self) -> str | None:
-        result = self._git("rev-parse", "-q", "--verify", "HEAD^{commit}", check=False)
-        return result.stdout.strip() or None
-
-    def _resolve_rev(self, rev: str) -> str:
-        validate_name(rev, "revision")
-        result = self._git("rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
-        sha = result.stdout.strip()
-        if not sha:
-            raise VersioningError(
-                f"unknown revision {rev!r} in {self.path}: give an existing tag or commit "
-                f"(`git -C {self.path} tag -l` lists the versions)"
-            )
-        return sha
-
-    def _in_git(self, commit: str, path: str) -> bool:
-        return self._git("cat-file", "-e", f"{commit}:{path}", check=False).returncode == 0
-
-    def _is_tracked(self, path: str) -> bool:
-        return bool(self._git("ls-files", "--", path).stdout.strip())
-
-    def _has_staged_changes(self) -> bool:
-        if self._head() is None:
-            return bool(self._git("ls-files", "--cached").stdout.strip())
-        return self._git("diff", "--cached", "--quiet", check=False).returncode != 0
-
-    def _changed_gitignores(self) -> list[str]:
-        out = self._git(
-            "status", "--porcelain", "-z", "--untracked-files=all", "--", "*.gitignore"
-        ).stdout
-        paths = []
-        for record in out.split("\0"):
-            if len(record) > 3 and record[3:].endswith(".gitignore"):
-                paths.append(record[3:])
-        return paths
-
-
-def _import_dvc_repo() -> Any:
-    """`dvc.repo.Repo`, imported without keeping dvc's import-time side effect on sys.std*.
-
-    `import dvc` runs `colorama.init()`, which swaps sys.stdout/sys.stderr for ANSI-stripping
-    wrappers when they are not terminals; this process's streams are not dvc's to replace.
-    It also sets the `dvc` logger to INFO, which `_dvc_api` quiets per call.
-    """
-    if "dvc.repo" not in sys.modules:
-        stdout, stderr = sys.stdout, sys.stderr
-        try:
-            import dvc.repo  # noqa: F401
-        finally:
-            sys.stdout, sys.stderr = stdout, stderr
-    from dvc.repo import Repo
-
-    return Repo
+    def _dvc_api(self) -> contextlib.AbstractContextManager[Any]:
+        return dvc_api(self.path, self._overrides)
 
 
 def _copy_if_changed(src: Path, dst: Path) -> None:

@@ -36,7 +36,7 @@ def repo(home: LifecycleHome) -> VersionedRepo:
 def git(repo: VersionedRepo, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo.path), *args],
-        env=repo._env,
+        env=repo.git.env,
         capture_output=True,
         text=True,
         check=True,
@@ -47,7 +47,7 @@ def dvc_cli(repo: VersionedRepo, *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(
         [sys.executable, "-m", "dvc", *args],
         cwd=repo.path,
-        env=repo._env,
+        env=repo.git.env,
         capture_output=True,
         text=True,
     )
