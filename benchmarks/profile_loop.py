@@ -83,7 +83,7 @@ def split_time(root: Frame | None) -> tuple[dict[str, float], dict[str, dict[str
             ours = "/" + f"{path.split('/lifecycle_assets/')[-1]}:{frame.function}"
         self_time = frame.time - sum(child.time for child in frame.children)
         if self_time > 0:
-            if "/versioning/repo.py:_git" in ours:
+            if "/versioning/git.py:run" in ours:
                 category: str | None = GIT
             else:
                 category = LIBRARIES.get(_package(lib)) or next(
