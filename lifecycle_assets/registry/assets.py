@@ -6,7 +6,7 @@ import dagster as dg
 
 from lifecycle_assets.partitions import daily, partition_day
 from lifecycle_assets.registry.registry import move_message
-from lifecycle_assets.registry.release import AWAITING_APPROVAL, request_approval
+from lifecycle_assets.registry.release import AWAITING_APPROVAL
 from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.resources.registry import RegistryResource
 from lifecycle_assets.resources.versioning import VersioningResource
@@ -34,7 +34,7 @@ def production_model(
         # Manual release process: the challenger waits for approval (registry/release.py);
         # the incumbent carries over until someone approves and releases it. One that goes
         # to shadow first waits for its shadow gate.
-        request_approval(reg, validation_report, home.now())
+        reg.request_approval(validation_report, home.now())
         decision_record = {**validation_report, "decision": AWAITING_APPROVAL}
     moves_before = len(reg.history())
     # Verify (hash, load, warm-up) before the alias moves; see validation/promotion.py.

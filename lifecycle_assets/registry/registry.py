@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -441,6 +442,21 @@ class Registry:
         approvals[version] = entry
         _write_json_atomic(self.dir / "approvals.json", approvals)
         return entry
+
+    def request_approval(self, decision: Mapping[str, Any], when: dt.datetime) -> None:
+        """Manual mode: the challenger `decision` passed waits for a person (the caller commits
+        `registry/`); one already approved or released stays so."""
+        version = str(decision["challenger_version"])
+        if (self.approval(version) or {}).get("status") in ("approved", "released"):
+            return
+        self.set_approval(
+            version,
+            "awaiting_approval",
+            time=when.isoformat(),
+            decision_day=decision.get("day"),
+            decision=decision.get("decision"),
+            incumbent=decision.get("production_version"),
+        )
 
     def move_alias(
         self, alias: str, version: str | None, *, actor: str, reason: str, when: dt.datetime

@@ -55,21 +55,6 @@ def cli_actor() -> str:
 # --- the release process -------------------------------------------------------------------
 
 
-def request_approval(reg: Registry, decision: dict[str, Any], when: dt.datetime) -> None:
-    """Manual mode: a passing challenger waits for a person (the caller commits `registry/`)."""
-    version = decision["challenger_version"]
-    if (reg.approval(version) or {}).get("status") in ("approved", "released"):
-        return
-    reg.set_approval(
-        version,
-        "awaiting_approval",
-        time=when.isoformat(),
-        decision_day=decision.get("day"),
-        decision=decision.get("decision"),
-        incumbent=decision.get("production_version"),
-    )
-
-
 def approve(
     home: LifecycleHome, version: str, *, actor: str, reason: str = "reviewed the model card"
 ) -> dict[str, Any]:

@@ -143,8 +143,6 @@ def settle_shadow(
     record's version the moves were made (a rerun after a crash) or overtaken by hand: none
     is made again, and a promotion that happened is verified again and re-recorded in the
     ledger, for the caller to publish."""
-    from lifecycle_assets.registry.release import request_approval
-
     version = record["challenger_version"]
     action = record["action"]
     if registry.alias("shadow") != version:
@@ -177,7 +175,7 @@ def settle_shadow(
         record_served(registry.home, day, version)
         return ShadowSettlement(record, moves, artifact)
     if action == ShadowAction.REQUEST_APPROVAL:
-        request_approval(registry, record, when)
+        registry.request_approval(record, when)
     event = registry.move_alias("shadow", None, actor=actor, reason=reason, when=when)
     return ShadowSettlement(record, [event], None)
 
