@@ -690,18 +690,27 @@ def _write_record(path: Path, record: dict[str, Any]) -> None:
 
 def alerts_from_better(replay_file: Path) -> dict[str, list[str]]:
     """Per policy, the loop days whose gate alert was raised against a challenger at least
-    as good as production on the gate metric ("day (Δ)"), read off the replay's periods."""
+    as good as production on the gate metric ("day (Δ)"), read off the replay's periods.
+    The offline gate's alert is judged by the day's challenger; a shadow gate's (a rejected
+    shadow, `shadow_alerts`) by the shadow's Δ on its live rows."""
     summary = json.loads(replay_file.read_text())
     sign = 1.0 if summary["higher_is_better"] else -1.0
     out: dict[str, list[str]] = {}
     for name, res in summary["policies"].items():
         days = out.setdefault(name, [])
         for p in res["periods"]:
+            gate_alerts = (p.get("alerts") or []).count("gate")
+            shadow = p.get("shadow_gate") or {}
+            # (replays recorded before `shadow_alerts`: the offline gate alerts only on a FAIL)
+            default_shadow = gate_alerts if p.get("decision") != "FAIL" and shadow else 0
+            shadow_alerts = p.get("shadow_alerts", default_shadow)
             ch, pr = p.get("challenger_metric"), p.get("production_metric")
-            if "gate" in (p.get("alerts") or []) and ch is not None and pr is not None:
-                delta = sign * (ch - pr)
-                if delta >= 0:
-                    days.append(f"{p['loop_day']} ({delta:+.4f})")
+            deltas = []
+            if gate_alerts > shadow_alerts and ch is not None and pr is not None:
+                deltas.append(sign * (ch - pr))
+            if shadow_alerts and shadow.get("delta") is not None:
+                deltas.append(sign * float(shadow["delta"]))
+            days.extend(f"{p['loop_day']} ({d:+.4f})" for d in deltas if d >= 0)
     return out
 
 

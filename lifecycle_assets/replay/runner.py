@@ -273,6 +273,10 @@ def replay_policy(
                 "production_after": production,
                 "promoted": production != production_before,
                 "alerts": [a.get("kind") for a in _alerts(home)[alerts_before:]],
+                # of those, the shadow gate's (a rejected shadow), not the day's challenger's
+                "shadow_alerts": sum(
+                    1 for a in _alerts(home)[alerts_before:] if a.get("stage") == "shadow"
+                ),
                 "seconds": {
                     "serve": round(serve_s, 3),
                     **{k: round(v, 3) for k, v in outcome.stage_seconds.items()},

@@ -242,6 +242,23 @@ def test_alerts_from_better_challengers(tmp_path: Path) -> None:
         json.dumps({"higher_is_better": False, "policies": {"periodic": {"periods": error}}})
     )
     assert quality.alerts_from_better(replay) == {"periodic": ["d1 (+0.1000)"]}
+    # A shadow gate's alert is judged by the shadow's Δ on its live rows, not by the day's
+    # challenger (held behind it, however much better offline).
+    shadow = [
+        {**period("d1", 0.90, 0.70, ["gate"]), "decision": "PASS", "shadow_alerts": 1,
+         "shadow_gate": {"decision": "FAIL", "delta": -0.001}},
+        {**period("d2", 0.90, 0.70, ["gate"]), "decision": "PASS", "shadow_alerts": 1,
+         "shadow_gate": {"decision": "FAIL", "delta": 0.002}},
+        {**period("d3", 0.71, 0.70, ["gate", "gate"]), "decision": "FAIL", "shadow_alerts": 1,
+         "shadow_gate": {"decision": "FAIL", "delta": -0.02}},
+        # recorded before `shadow_alerts`: the offline gate alerts only on a FAIL
+        {**period("d4", 0.90, 0.70, ["gate"]), "decision": "PASS",
+         "shadow_gate": {"decision": "FAIL", "delta": -0.001}},
+    ]  # fmt: skip
+    replay.write_text(
+        json.dumps({"higher_is_better": True, "policies": {"shadow": {"periods": shadow}}})
+    )
+    assert quality.alerts_from_better(replay) == {"shadow": ["d2 (+0.0020)", "d3 (+0.0100)"]}
 
 
 def test_family_specs_carry_recipes_and_hyperparameters() -> None:

@@ -122,6 +122,12 @@ def test_the_shadow_policy_retrains_as_periodic_and_promotes_through_the_shadow_
     moved = [p for p in periods[1:] if p["promoted"] and p["decision"] != "FIRST_MODEL"]
     assert all((p["shadow_gate"] or {}).get("action") == "promote" for p in moved), moved
     assert periodic["shadow_gates"] == {}
+    # a shadow rejection's alert is told apart from the day's challenger's
+    for p in periods:
+        assert p["shadow_alerts"] <= p["alerts"].count("gate"), p
+        if p["shadow_alerts"]:
+            assert (p["shadow_gate"] or {}).get("action") == "clear", p
+    assert all(p["shadow_alerts"] == 0 for p in periodic["periods"])
 
 
 def test_the_replay_report_renders_in_chromium(simulator_replay):
