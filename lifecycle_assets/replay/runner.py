@@ -238,6 +238,7 @@ def replay_policy(
             live = _read_asset(home, "live_quality", matured) or {}
             quality = served_quality(served["scores"], rows[LABEL], config.validation.metric)
             estimated = period_estimate(_read_asset(home, "live_quality", day) or {}, quality)
+            alerts = _alerts(home)[alerts_before:]
             record = {
                 "index": span.index,
                 "loop_day": day.isoformat(),
@@ -272,11 +273,9 @@ def replay_policy(
                 "production_before": production_before,
                 "production_after": production,
                 "promoted": production != production_before,
-                "alerts": [a.get("kind") for a in _alerts(home)[alerts_before:]],
+                "alerts": [a.get("kind") for a in alerts],
                 # of those, the shadow gate's (a rejected shadow), not the day's challenger's
-                "shadow_alerts": sum(
-                    1 for a in _alerts(home)[alerts_before:] if a.get("stage") == "shadow"
-                ),
+                "shadow_alerts": sum(1 for a in alerts if a.get("stage") == "shadow"),
                 "seconds": {
                     "serve": round(serve_s, 3),
                     **{k: round(v, 3) for k, v in outcome.stage_seconds.items()},
