@@ -39,11 +39,11 @@ from statistics import NormalDist
 import numpy as np
 
 from lifecycle_assets.config import ValidationConfig
+from lifecycle_assets.metrics import metric
 from lifecycle_assets.validation.gate import (
     AUTO_MARGIN,
     PASS,
     decide,
-    metric,
     paired_bootstrap_delta,
     resolved_margin,
 )

@@ -366,6 +366,8 @@ RECIPE_KEYS = {
     "epochs": "epochs",
     "seed": "seed",
 }
+# Recipe items that set the scenario's `windows:` (a history for training to choose from).
+WINDOW_RECIPE_KEYS = {"history": "history_days"}
 
 
 def family_training(spec: str) -> dict[str, Any]:
@@ -380,9 +382,11 @@ def family_training(spec: str) -> dict[str, Any]:
         key, _, value = item.partition("=")
         if not key or not value:
             raise ValueError(
-                f"--family {spec}: recipe items are KEY=VALUE ({', '.join(RECIPE_KEYS)} or a "
+                f"--family {spec}: recipe items are KEY=VALUE ({', '.join([*RECIPE_KEYS, *WINDOW_RECIPE_KEYS])} or a "
                 "hyperparameter of the family)"
             )
+        if key in WINDOW_RECIPE_KEYS:
+            continue  # family_windows
         if key not in RECIPE_KEYS:
             training["model"][key] = yaml.safe_load(value)
         elif key == "calibration":
@@ -392,6 +396,14 @@ def family_training(spec: str) -> dict[str, Any]:
         else:
             training[RECIPE_KEYS[key]] = float(value)
     return training
+
+
+def family_windows(spec: str) -> dict[str, Any]:
+    """The `windows:` settings a `--family` spec's recipe adds: `gbdt@history=24` lets
+    training choose between the train window and 24 periods of history."""
+    _, _, recipe = spec.partition("@")
+    items = (item.partition("=") for item in filter(None, recipe.split(",")))
+    return {WINDOW_RECIPE_KEYS[k]: int(float(v)) for k, _, v in items if k in WINDOW_RECIPE_KEYS}
 
 
 def _config(
@@ -436,6 +448,7 @@ def _config(
             "test_days": 1,
             "min_train_rows": min_train,
             "min_test_rows": min(1000, per_period // 2),
+            **family_windows(family),
         },
         "data": {"categories": {}},
         "training": family_training(family),
@@ -1111,8 +1124,9 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="replay the loop with this model family (repeatable: each family's rows are "
         "`policy[family]`; default the config's default family only); a training recipe may "
-        "follow `@`: gbdt@holdout=0.2 (holdout, calibration, epochs, or the family's "
-        "hyperparameters: gbdt@lambda_l2=0)",
+        "follow `@`: gbdt@holdout=0.2 (holdout, calibration, epochs, seed, history — "
+        "windows.history_days in periods — or the family's hyperparameters: "
+        "gbdt@lambda_l2=0)",
     )
     parser.add_argument(
         "--first-window",

@@ -113,6 +113,26 @@ class WindowsConfig(_Section):
     test_days: int = Field(2, ge=1)
     min_train_rows: int = Field(2000, ge=10)
     min_test_rows: int = Field(400, ge=10)
+    # 0 (off): a model learns from the `train_days` before the test window. More: the train
+    # split reaches `history_days` back, and training fits two candidates — the recent
+    # `train_days` and the whole history — without the split's newest `test_days`, keeps
+    # the one better on those days by the gate's metric and refits it on its rows
+    # (docs/training-and-registry.md, "How far back a model learns").
+    history_days: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _history_reaches_back(self) -> WindowsConfig:
+        if self.history_days and self.history_days <= self.train_days:
+            raise ValueError(
+                f"windows.history_days ({self.history_days}) must be 0 (off) or more than "
+                f"windows.train_days ({self.train_days})"
+            )
+        return self
+
+    @property
+    def split_days(self) -> int:
+        """The days a train split holds: the history where there is one."""
+        return max(self.train_days, self.history_days)
 
 
 class ModelConfig(BaseModel):
@@ -493,10 +513,12 @@ class LifecycleConfig(_Section):
 
     @model_validator(mode="after")
     def _fits_partition_mapping(self) -> LifecycleConfig:
-        lookback = self.labels.maturity_days + self.windows.train_days + self.windows.test_days
+        w = self.windows
+        lookback = self.labels.maturity_days + w.split_days + w.test_days
         if lookback > MAX_LOOKBACK_DAYS:
+            train = "windows.history_days" if w.history_days else "windows.train_days"
             raise ValueError(
-                f"labels.maturity_days + windows.train_days + windows.test_days = {lookback} "
+                f"labels.maturity_days + {train} + windows.test_days = {lookback} "
                 f"exceeds the {MAX_LOOKBACK_DAYS}-day lookback of the partition mapping"
             )
         if self.validation.metric in ("roc_auc", "pr_auc", "log_loss") and (

@@ -305,7 +305,7 @@ def _split_asset(which: str):
             message=f"{stage} {context.partition_key}: {split.height} rows",
             tag=f"{stage}/{context.partition_key}",
         )
-        start, end = transforms.split_windows(day, cfg)[which]
+        start, end = transforms.split_range(day, which, cfg)
         yield dg.Output(
             split,
             metadata={

@@ -171,13 +171,26 @@ def build_feature_table(examples: pl.DataFrame, config: LifecycleConfig) -> pl.D
 
 
 def split_windows(day: dt.date, config: LifecycleConfig) -> dict[str, tuple[dt.date, dt.date]]:
-    """For day D: test = the newest `test_days` matured days; train = the `train_days` before."""
+    """For day D: test = the newest `test_days` matured days; train = the `train_days` before;
+    history = the days the train split holds (`windows.history_days` before the test window
+    where set, else the train window)."""
     w = config.windows
     matured_end = day - dt.timedelta(days=config.labels.maturity_days)
     test_start = matured_end - dt.timedelta(days=w.test_days - 1)
     train_end = test_start - dt.timedelta(days=1)
     train_start = train_end - dt.timedelta(days=w.train_days - 1)
-    return {"train": (train_start, train_end), "test": (test_start, matured_end)}
+    history_start = train_end - dt.timedelta(days=w.split_days - 1)
+    return {
+        "train": (train_start, train_end),
+        "test": (test_start, matured_end),
+        "history": (history_start, train_end),
+    }
+
+
+def split_range(day: dt.date, which: str, config: LifecycleConfig) -> tuple[dt.date, dt.date]:
+    """The first and last day of the rows split `which` (train | test) holds on day D: the
+    train split holds the history."""
+    return split_windows(day, config)["history" if which == "train" else which]
 
 
 def build_split(
@@ -194,7 +207,7 @@ def build_split(
 
 
 def _in_window(day: dt.date, which: str, config: LifecycleConfig) -> pl.Expr:
-    start, end = split_windows(day, config)[which]
+    start, end = split_range(day, which, config)
     lo = dt.datetime.combine(start, dt.time(), dt.UTC)
     hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
     return (
@@ -328,7 +341,7 @@ def data_card(
     """What a reviewer needs to know about a dataset version (docs/data.md)."""
     from lifecycle_assets.data.validation import pii_handling
 
-    start, end = split_windows(day, config)[name.removesuffix("_split")]
+    start, end = split_range(day, name.removesuffix("_split"), config)
     p = config.problem
     label_rate = (
         cast(float, split[p.label].mean() or 0.0)

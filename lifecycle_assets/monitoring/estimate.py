@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from lifecycle_assets.validation.gate import metric
+from lifecycle_assets.metrics import metric
 
 DRAWS = 400
 LEVEL = 0.95

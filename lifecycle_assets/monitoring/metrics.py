@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from lifecycle_assets.validation.gate import HIGHER_IS_BETTER
+from lifecycle_assets.metrics import HIGHER_IS_BETTER
 
 REFERENCE_BINS = 10
 _EPS = 1e-4  # floor for empty bins, so PSI stays finite

@@ -31,6 +31,7 @@ from lifecycle_assets.config import LifecycleConfig, load_config
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.home_setup import init_home, set_shadow_days
+from lifecycle_assets.metrics import HIGHER_IS_BETTER, metric
 from lifecycle_assets.monitoring.estimate import covered, estimate_error
 from lifecycle_assets.monitoring.metrics import prediction_bias
 from lifecycle_assets.monitoring.sensors import EpisodeState, Reason, decide_staleness
@@ -52,7 +53,6 @@ from lifecycle_assets.serving.requests import MAX_BATCH
 from lifecycle_assets.serving.transport import InProcess, OverHttp, Transport, wait_for_version
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.validation.decision import Decision
-from lifecycle_assets.validation.gate import HIGHER_IS_BETTER, metric
 from lifecycle_assets.validation.record import shadow_summary
 
 # `shadow`: retrains as `periodic` does, with the shadow stage on (`release.shadow_days`

@@ -34,6 +34,7 @@ def model_card_markdown(
         "## Data",
         f"- Training data version: `{meta.get('train_split_tag')}` (DVC "
         f"`{meta.get('train_split_dvc_hash')}`, {meta.get('train_rows')} rows)",
+        *_history(meta.get("history")),
         f"- Test data version: `{(decision or {}).get('test_split_tag', 'not validated yet')}`"
         + (f" ({decision.get('test_rows')} rows)" if decision else ""),
         f"- Features: numeric {list(p.numeric_features)}; categorical "
@@ -63,6 +64,26 @@ def model_card_markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def _history(history: dict[str, Any] | None) -> list[str]:
+    """How far back the model learned (`training/history.py`), where the split had a history."""
+    if not history:
+        return []
+    rows = history.get("rows") or {}
+    scores = history.get("scores")
+    scored = (
+        f"; {history.get('metric')} on the newest days: recent {_num(scores.get('recent'))}, "
+        f"history {_num(scores.get('history'))}"
+        if scores
+        else ""
+    )
+    return [
+        f"- Learned from: the {history.get('chosen')} rows ({rows.get(history.get('chosen'))} "
+        f"of the split's {rows.get('history')}; recent = the newest "
+        f"{history.get('train_days')} days of {history.get('history_days')}): "
+        f"{history.get('reason')}{scored}"
+    ]
 
 
 def _metrics(decision: dict[str, Any] | None) -> list[str]:

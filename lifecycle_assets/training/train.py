@@ -18,6 +18,7 @@ its first dimension, gradients all-reduced by the compiler.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import platform
@@ -34,6 +35,7 @@ from lifecycle_assets.config import LifecycleConfig
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.training.artifact import ModelArtifact, build_net
 from lifecycle_assets.training.features import Preprocessor, fit_ranges
+from lifecycle_assets.training.history import choose_history
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -258,9 +260,27 @@ def train_model(
     """Fit preprocessing and the configured family's model on labelled rows; deterministic
     for the seed.
 
-    `device` overrides `training.device` (auto, cpu or xla); a family fitted outright
-    (`gbdt`) fits on the CPU whatever it says.
+    With `windows.history_days`, the rows are first narrowed to the recent window unless
+    the whole history scores better on the split's newest days (`training.history`); the
+    artifact records the choice (metadata `history`). `device` overrides `training.device`
+    (auto, cpu or xla); a family fitted outright (`gbdt`) fits on the CPU whatever it says.
     """
+    started = time.perf_counter()
+    rows, history = choose_history(
+        train, config, lambda candidate: _train_once(candidate, config, version, device).artifact
+    )
+    result = _train_once(rows, config, version, device)
+    if history is not None:
+        result.artifact.metadata["history"] = history
+        # the candidates' fits are part of what this model cost
+        result = dataclasses.replace(result, seconds=time.perf_counter() - started)
+    return result
+
+
+def _train_once(
+    train: pl.DataFrame, config: LifecycleConfig, version: str, device: str | None
+) -> TrainingResult:
+    """`train_model` on exactly these rows."""
     problem, cfg = config.problem, config.training
     if train.height == 0:
         raise TrainingError("the training split has no labelled rows")

@@ -363,7 +363,8 @@ WINDOW_CASES = [
 def test_split_windows_arithmetic(overrides, day, train, test):
     cfg = parse_config(overrides)
     windows = split_windows(day, cfg)
-    assert windows == {"train": train, "test": test}
+    # without windows.history_days the train split holds exactly the train window
+    assert windows == {"train": train, "test": test, "history": train}
     # lengths, adjacency and maturity, independent of the hand-computed dates
     (tr_start, tr_end), (te_start, te_end) = windows["train"], windows["test"]
     assert (tr_end - tr_start).days + 1 == cfg.windows.train_days
@@ -416,6 +417,32 @@ def test_build_split_keeps_matured_labelled_rows_inside_the_window():
     )
 
 
+def test_a_train_split_with_a_history_reaches_back_history_days():
+    day = dt.date(2026, 6, 20)  # test 06-16 … 06-17; train 06-06 … 06-15; history from 05-27
+    cfg = parse_config(
+        {
+            "problem": PROBLEM,
+            "labels": {"maturity_days": 3, "unlabeled_after_maturity": "negative"},
+            "windows": {"train_days": 10, "test_days": 2, "history_days": 20},
+        }
+    )
+    tiny = dt.timedelta(microseconds=1)
+    table = feature_rows(
+        [
+            ("history-first", at(dt.date(2026, 5, 27)), 1.0, True),
+            ("before-history", at(dt.date(2026, 5, 27)) - tiny, 0.0, True),
+            ("train-first", at(dt.date(2026, 6, 6)), 0.0, True),
+            ("test-first", at(dt.date(2026, 6, 16)), 1.0, True),
+        ]
+    )
+    assert build_split(table, day, "train", cfg)["request_id"].to_list() == [
+        "history-first",
+        "train-first",
+    ]
+    assert build_split(table, day, "test", cfg)["request_id"].to_list() == ["test-first"]
+    assert build_split(table, day, "train", CFG)["request_id"].to_list() == ["train-first"]
+
+
 @pytest.mark.parametrize("disjoint", [False, True])
 def test_stream_split_over_daily_partitions_is_build_split(tmp_path, disjoint):
     cfg = parse_config({"problem": PROBLEM, "data": {"entity_disjoint_split": disjoint}})
@@ -453,6 +480,7 @@ def test_stream_split_over_daily_partitions_is_build_split(tmp_path, disjoint):
         {},
         {"labels": {"maturity_days": 0}, "windows": {"train_days": 1, "test_days": 1}},
         {"labels": {"maturity_days": 5}, "windows": {"train_days": 7, "test_days": 3}},
+        {"windows": {"train_days": 4, "test_days": 2, "history_days": 12}},
     ],
 )
 def test_train_and_test_of_the_same_day_never_overlap(overrides):
@@ -466,7 +494,8 @@ def test_train_and_test_of_the_same_day_never_overlap(overrides):
         test = set(build_split(table, day, "test", cfg)["request_id"])
         assert train and test
         assert not train & test
-        (tr_start, _), (_, te_end) = split_windows(day, cfg).values()
+        windows = split_windows(day, cfg)
+        tr_start, te_end = windows["history"][0], windows["test"][1]
         in_span = table.filter(
             (pl.col("event_time") >= at(tr_start))
             & (pl.col("event_time") < at(te_end + dt.timedelta(days=1)))

@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from lifecycle_assets.metrics import metric
 from lifecycle_assets.monitoring import estimate
-from lifecycle_assets.validation.gate import metric
 
 
 def test_expected_roc_auc_by_hand() -> None:

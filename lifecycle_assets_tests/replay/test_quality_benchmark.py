@@ -275,6 +275,9 @@ def test_family_specs_carry_recipes_and_hyperparameters() -> None:
         "calibration": "platt",
     }
     assert quality.family_training("gbdt@seed=3") == {"model": {"family": "gbdt"}, "seed": 3}
+    assert quality.family_training("gbdt@history=24") == {"model": {"family": "gbdt"}}
+    assert quality.family_windows("gbdt@history=24,seed=3") == {"history_days": 24}
+    assert quality.family_windows("gbdt@seed=3") == {}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         quality.family_training("gbdt@holdout")
     # a hyperparameter the family lacks is named before any replay starts

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lifecycle_assets.config import load_config
+from lifecycle_assets.metrics import roc_auc
 from lifecycle_assets.training.artifact import (
     MANIFEST,
     WEIGHTS,
@@ -23,7 +24,6 @@ from lifecycle_assets.training.artifact import (
 )
 from lifecycle_assets.training.features import OOV_INDEX, Preprocessor
 from lifecycle_assets.training.train import TrainingError, train_model
-from lifecycle_assets.validation.gate import roc_auc
 from lifecycle_assets_tests.training.helpers import CATEGORICAL, NUMERIC, small_config, synthetic
 
 

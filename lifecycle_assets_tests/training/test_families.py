@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lifecycle_assets.config import ConfigError, parse_config
+from lifecycle_assets.metrics import log_loss, roc_auc
 from lifecycle_assets.training.artifact import (
     MANIFEST,
     WEIGHTS,
@@ -31,7 +32,6 @@ from lifecycle_assets.training.train import (
     split_holdout,
     train_model,
 )
-from lifecycle_assets.validation.gate import log_loss, roc_auc
 from lifecycle_assets_tests.training.helpers import small_config, synthetic
 
 TABM = {"family": "tabm", "k": 4, "n_blocks": 1, "d_block": 32, "n_bins": 8, "d_embedding": 4}

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from lifecycle_assets.config import ConfigError, parse_config
+from lifecycle_assets.metrics import roc_auc
 from lifecycle_assets.training.artifact import (
     MANIFEST,
     WEIGHTS,
@@ -38,7 +39,6 @@ from lifecycle_assets.training.trees import (
     fit_booster,
     lightgbm_inputs,
 )
-from lifecycle_assets.validation.gate import roc_auc
 from lifecycle_assets_tests.training.helpers import CATEGORICAL, NUMERIC, small_config
 
 TOLERANCE = 1e-5

@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 
 from lifecycle_assets.config import ValidationConfig, parse_config
+from lifecycle_assets.metrics import log_loss, mae, metric, rmse, roc_auc
 from lifecycle_assets.validation.gate import (
     FAIL,
     FIRST_MODEL,
     PASS,
     bootstrap_weights,
     decide,
-    log_loss,
-    mae,
-    metric,
     paired_bootstrap_delta,
-    rmse,
-    roc_auc,
     settled,
 )
 from lifecycle_assets.validation.record import gate_seed, reason

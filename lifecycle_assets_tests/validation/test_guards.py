@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 
 from lifecycle_assets.config import ValidationConfig
+from lifecycle_assets.metrics import metric, pr_auc, weighted_metric
 from lifecycle_assets.validation.gate import (
     FAIL,
     PASS,
     bootstrap_weights,
     decide,
-    metric,
-    pr_auc,
-    weighted_metric,
 )
 from lifecycle_assets.validation.record import reason
 

@@ -1,0 +1,105 @@
+"""How far back a model learns: the recent window or the whole history, chosen on fresh days.
+
+With `windows.history_days` set, the train split holds that many days, and two candidates
+compete: `recent`, the newest `windows.train_days` of it (what a model learns from without a
+history), and `history`, every row. Each is fitted without the split's newest
+`windows.test_days` days, and scored on those days by the gate's metric
+(`validation.metric`); the better one (`recent` on a tie) is then fitted on its rows. A
+population that keeps returning (regions, seasons, customer types that come and go) favours
+the history; a change in how the label follows the features favours the recent days, and
+the newest days show which one the split holds (docs/training-and-registry.md).
+
+The choice needs nothing but the split's own rows, so the same rows choose the same way
+(`lifecycle models reproduce`). Where it cannot be made — no rows older than the recent
+window, fewer than `windows.min_test_rows` on the newest days, a single class there or in a
+candidate's rows — the recent window trains, as without a history, and the record says why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+import polars as pl
+
+from lifecycle_assets.config import LifecycleConfig
+from lifecycle_assets.metrics import HIGHER_IS_BETTER, metric
+
+RECENT, HISTORY = "recent", "history"
+
+
+class Scorer(Protocol):
+    def score(self, frame: pl.DataFrame) -> np.ndarray: ...
+
+
+def _days(frame: pl.DataFrame) -> pl.Series:
+    return frame["event_time"].dt.date()
+
+
+def _since(frame: pl.DataFrame, first: dt.date) -> pl.DataFrame:
+    return frame.filter(pl.col("event_time").dt.date() >= first)
+
+
+def choose_history(
+    train: pl.DataFrame, config: LifecycleConfig, fit: Callable[[pl.DataFrame], Scorer]
+) -> tuple[pl.DataFrame, dict[str, Any] | None]:
+    """(the rows to train on, the record of the choice; None without a history).
+
+    `fit` trains a candidate on rows (the caller's whole recipe: preprocessing, holdout,
+    calibration) and returns something that scores a frame. The windows count back from the
+    newest day in the split, in the UTC days of `event_time`."""
+    w, problem = config.windows, config.problem
+    if not w.history_days or train.height == 0 or "event_time" not in train.columns:
+        return train, None
+    newest = _days(train).max()
+    assert isinstance(newest, dt.date)
+    recent_start = newest - dt.timedelta(days=w.train_days - 1)
+    recent = _since(train, recent_start)
+    record: dict[str, Any] = {
+        "chosen": RECENT,
+        "train_days": w.train_days,
+        "history_days": w.history_days,
+        "rows": {RECENT: recent.height, HISTORY: train.height},
+    }
+    if recent.height == train.height:
+        return recent, {**record, "reason": "no rows before the recent window"}
+    judge_start = newest - dt.timedelta(days=w.test_days - 1)
+    judged = _since(train, judge_start)
+    before = train.filter(pl.col("event_time").dt.date() < judge_start)
+    candidates = {
+        RECENT: _since(before, judge_start - dt.timedelta(days=w.train_days)),
+        HISTORY: before,
+    }
+    label = problem.label
+    why = None
+    if judged.height < w.min_test_rows:
+        why = (
+            f"{judged.height} rows on the newest {w.test_days} day(s), fewer than "
+            f"windows.min_test_rows ({w.min_test_rows})"
+        )
+    elif problem.task == "binary" and any(
+        frame[label].n_unique() < 2 for frame in (judged, *candidates.values())
+    ):
+        why = "a single class on the newest days or in a candidate's rows"
+    elif candidates[RECENT].height == 0:
+        why = "no rows in the recent window before the newest days"
+    if why is not None:
+        return recent, {**record, "reason": why}
+    name = config.validation.metric
+    y = judged[label].cast(pl.Float64).to_numpy()
+    scores = {key: metric(name, y, fit(rows).score(judged)) for key, rows in candidates.items()}
+    sign = 1.0 if HIGHER_IS_BETTER[name] else -1.0
+    chosen = HISTORY if sign * (scores[HISTORY] - scores[RECENT]) > 0 else RECENT
+    record.update(
+        chosen=chosen,
+        metric=name,
+        scores=scores,
+        judged_rows=judged.height,
+        judged_days=[judge_start.isoformat(), newest.isoformat()],
+        reason=f"{chosen} scored better on the newest {w.test_days} day(s)"
+        if scores[HISTORY] != scores[RECENT]
+        else "a tie: the recent window",
+    )
+    return (train if chosen == HISTORY else recent), record

@@ -1,0 +1,138 @@
+"""How far back a model learns (`training/history.py`): the recent window or the whole
+history, chosen by the gate's metric on the split's newest days."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from pydantic import ValidationError
+
+from lifecycle_assets.config import LifecycleConfig, WindowsConfig, load_config
+from lifecycle_assets.data.transforms import split_range, split_windows
+from lifecycle_assets.training.card import model_card_markdown
+from lifecycle_assets.training.history import HISTORY, RECENT, choose_history
+from lifecycle_assets.training.train import train_model
+from lifecycle_assets_tests.training.helpers import small_config, synthetic
+
+FIRST = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+
+def _days(rows_per_day: list[int], seed: int = 0, flip_before: int | None = None) -> pl.DataFrame:
+    """One synthetic frame per day (event times inside the day); labels flipped on the
+    days before `flip_before` (a change in how the label follows the features)."""
+    frames = []
+    for day, rows in enumerate(rows_per_day):
+        frame = synthetic(rows, seed + day).with_columns(
+            pl.lit(FIRST + dt.timedelta(days=day, hours=12)).alias("event_time"),
+            pl.format("d{}-{}", pl.lit(day), pl.col("request_id")).alias("request_id"),
+        )
+        if flip_before is not None and day < flip_before:
+            frame = frame.with_columns((1.0 - pl.col("is_fraud")).alias("is_fraud"))
+        frames.append(frame)
+    return pl.concat(frames)
+
+
+def _config(train_days: int, history_days: int, min_test_rows: int = 50) -> LifecycleConfig:
+    cfg = small_config()
+    windows = WindowsConfig(
+        train_days=train_days,
+        test_days=1,
+        min_train_rows=10,
+        min_test_rows=min_test_rows,
+        history_days=history_days,
+    )
+    return cfg.model_copy(update={"windows": windows})
+
+
+def test_without_a_history_every_row_trains_and_nothing_is_chosen() -> None:
+    frame = _days([200] * 4)
+    rows, record = choose_history(frame, _config(4, 0), fit=_never)
+    assert rows is frame and record is None
+
+
+def _never(rows: pl.DataFrame):
+    raise AssertionError("no candidate is fitted")
+
+
+def test_a_population_that_holds_learns_from_the_whole_history() -> None:
+    # Twelve days of the same population; the recent window is the newest 2 (120 rows):
+    # the model from all 12 days scores better on the newest day.
+    frame = _days([60] * 11 + [400])
+    cfg = _config(2, 12)
+    result = train_model(frame, cfg, "v1")
+    history = result.artifact.metadata["history"]
+    assert history["chosen"] == HISTORY
+    assert history["scores"][HISTORY] > history["scores"][RECENT]
+    assert history["rows"] == {RECENT: 460, HISTORY: frame.height}
+    assert history["judged_rows"] == 400 and history["metric"] == "roc_auc"
+    assert result.artifact.metadata["train_rows"] == frame.height
+    card = model_card_markdown(result.artifact, cfg)
+    assert f"Learned from: the history rows ({frame.height} of the split's" in card
+
+
+def test_a_changed_concept_learns_from_the_recent_days() -> None:
+    # The label's relation to the features flips after day 8 of 12: the history's older
+    # days teach the opposite, and the recent window (days 9-12) wins on the newest day.
+    frame = _days([300] * 12, flip_before=8)
+    cfg, plain = _config(4, 12), _config(4, 0)  # a candidate trains on exactly its rows
+    rows, record = choose_history(frame, cfg, fit=lambda r: train_model(r, plain, "c").artifact)
+    assert record is not None and record["chosen"] == RECENT
+    assert record["scores"][RECENT] > 0.8 > record["scores"][HISTORY]
+    assert rows.height == 4 * 300
+    assert rows["event_time"].min() == FIRST + dt.timedelta(days=8, hours=12)
+
+
+def test_too_few_rows_on_the_newest_days_keeps_the_recent_window_and_says_why() -> None:
+    frame = _days([200] * 7 + [30])
+    rows, record = choose_history(frame, _config(3, 8, min_test_rows=50), fit=_never)
+    assert record is not None and record["chosen"] == RECENT
+    assert (
+        "30 rows on the newest 1 day(s), fewer than windows.min_test_rows (50)"
+        in (record["reason"])
+    )
+    assert rows.height == 200 * 2 + 30
+
+
+def test_a_split_without_older_rows_has_one_candidate() -> None:
+    frame = _days([200] * 3)
+    rows, record = choose_history(frame, _config(3, 10), fit=_never)
+    assert rows.height == frame.height
+    assert record is not None and record["reason"] == "no rows before the recent window"
+
+
+def test_the_choice_is_the_same_for_the_same_split() -> None:
+    # A split is stored in (event_time, request_id) order: the same split, however it was
+    # read, chooses the same way with the same scores (what `models reproduce` relies on).
+    order = ["event_time", "request_id"]
+    frame = _days([60] * 7 + [300], seed=3).sort(order)
+    cfg = _config(2, 8)
+    first = train_model(frame, cfg, "v1").artifact
+    again = train_model(frame.sample(fraction=1.0, shuffle=True, seed=1).sort(order), cfg, "v1")
+    assert first.metadata["history"] == again.artifact.metadata["history"]
+    assert first.metadata["history"]["scores"][HISTORY] > 0
+
+
+def test_the_train_split_holds_the_history_and_the_train_window_stays() -> None:
+    cfg = load_config()
+    day = dt.date(2026, 3, 30)
+    plain = split_windows(day, cfg)
+    assert plain["history"] == plain["train"] == split_range(day, "train", cfg)
+    longer = cfg.model_copy(
+        update={"windows": WindowsConfig(train_days=8, test_days=2, history_days=30)}
+    )
+    windows = split_windows(day, longer)
+    assert windows["train"] == plain["train"]
+    assert windows["history"] == (windows["train"][1] - dt.timedelta(days=29), plain["train"][1])
+    assert split_range(day, "train", longer) == windows["history"]
+    assert split_range(day, "test", longer) == plain["test"]
+
+
+def test_a_history_no_longer_than_the_train_window_or_past_the_lookback_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"windows.history_days \(8\) must be 0 \(off\)"):
+        WindowsConfig(train_days=8, history_days=8)
+    raw = load_config().model_dump()
+    raw["windows"]["history_days"] = 58
+    with pytest.raises(ValidationError, match=r"maturity_days \+ windows.history_days \+"):
+        LifecycleConfig.model_validate(raw)
