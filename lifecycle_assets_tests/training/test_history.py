@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from lifecycle_assets.config import LifecycleConfig, WindowsConfig, load_config
 from lifecycle_assets.data.transforms import split_range, split_windows
 from lifecycle_assets.training.card import model_card_markdown
-from lifecycle_assets.training.history import HISTORY, RECENT, choose_history
+from lifecycle_assets.training.history import HISTORY, RECENT, RECENT_BY, choose_history
 from lifecycle_assets.training.train import train_model
 from lifecycle_assets_tests.training.helpers import small_config, synthetic
 
@@ -65,6 +65,8 @@ def test_a_population_that_holds_learns_from_the_whole_history() -> None:
     history = result.artifact.metadata["history"]
     assert history["chosen"] == HISTORY
     assert history["scores"][HISTORY] > history["scores"][RECENT]
+    assert history["recent_gain"] < 0
+    assert "not more than 0.5% better" in history["reason"]
     assert history["rows"] == {RECENT: 460, HISTORY: frame.height}
     assert history["judged_rows"] == 400 and history["metric"] == "roc_auc"
     assert result.artifact.metadata["train_rows"] == frame.height
@@ -80,26 +82,29 @@ def test_a_changed_concept_learns_from_the_recent_days() -> None:
     rows, record = choose_history(frame, cfg, fit=lambda r: train_model(r, plain, "c").artifact)
     assert record is not None and record["chosen"] == RECENT
     assert record["scores"][RECENT] > 0.8 > record["scores"][HISTORY]
+    assert record["recent_gain"] > RECENT_BY
+    assert record["reason"].startswith("recent scored") and "more than 0.5%" in record["reason"]
     assert rows.height == 4 * 300
     assert rows["event_time"].min() == FIRST + dt.timedelta(days=8, hours=12)
 
 
-def test_too_few_rows_on_the_newest_days_keeps_the_recent_window_and_says_why() -> None:
+def test_too_few_rows_on_the_newest_days_keeps_the_history_and_says_why() -> None:
     frame = _days([200] * 7 + [30])
     rows, record = choose_history(frame, _config(3, 8, min_test_rows=50), fit=_never)
-    assert record is not None and record["chosen"] == RECENT
+    assert record is not None and record["chosen"] == HISTORY
     assert (
         "30 rows on the newest 1 day(s), fewer than windows.min_test_rows (50)"
         in (record["reason"])
     )
-    assert rows.height == 200 * 2 + 30
+    assert rows is frame
 
 
 def test_a_split_without_older_rows_has_one_candidate() -> None:
     frame = _days([200] * 3)
     rows, record = choose_history(frame, _config(3, 10), fit=_never)
-    assert rows.height == frame.height
+    assert rows is frame
     assert record is not None and record["reason"] == "no rows before the recent window"
+    assert record["chosen"] == RECENT
 
 
 def test_the_choice_is_the_same_for_the_same_split() -> None:
