@@ -15,9 +15,11 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.instance import check_postgres, postgres_url_of
 from lifecycle_assets.registry.jobs import materialization_reporter
+from lifecycle_assets.registry.queries import SHADOW_REPORT
 from lifecycle_assets.registry.registry import Registry, bento_model_tag, served_ledger
 from lifecycle_assets.serving.bento import bento_built, bento_tag
 from lifecycle_assets.storage import AssetStore
+from lifecycle_assets.validation.shadow import load_shadow_record
 
 
 class RunFailed(LifecycleError, RuntimeError):
@@ -170,13 +172,13 @@ def run_day(
     # The shadow gate, after the day's release step (as in the daemon's job), on a day a
     # shadow is in flight or a crashed run left its decision to finish.
     if Registry(home, home.config().problem.name).alias("shadow") is not None or (
-        AssetStore.of(home).read_record("shadow_report", key) is not None
+        load_shadow_record(home, key) is not None
     ):
         t0 = time.perf_counter()
         run = materialize(home, SHADOW, key)
         out.runs.append(run)
         out.stage_seconds["shadow"] = time.perf_counter() - t0
-        out.shadow = decision_for(home, run.run_id, "shadow_report")
+        out.shadow = decision_for(home, run.run_id, SHADOW_REPORT)
         if out.shadow is not None:
             echo(
                 f"{key}: shadow {out.shadow['challenger_version']} {out.shadow['decision']}, "
