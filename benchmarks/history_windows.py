@@ -1,0 +1,139 @@
+"""How far back a model should learn: the recent window, the whole history, or a choice
+between them on the newest period (`training/history.py`), measured offline on the quality
+benchmark's scenario files.
+
+    .venv/bin/python benchmarks/history_windows.py --workdir /work/quality-run11
+    .venv/bin/python benchmarks/history_windows.py --workdir DIR --scenarios public-housing
+
+Reads each scenario's `data.parquet` and `lifecycle-gbdt.yaml` from a `benchmarks/quality.py`
+workdir (run that first; it writes them). For every period t from the sixth on, LightGBM with
+the `gbdt` family's default hyperparameters (the family's own `lightgbm_params`; no
+compilation, no loop) is fitted on
+
+- `recent`: the four periods before t (the benchmark's `windows.train_days`), and
+- `history`: every period before t,
+
+and scored on period t by the scenario's metric (ROC-AUC or RMSE). The same two candidates
+fitted without period t-1 and scored on it decide the choice for period t, as training does
+on a split's newest day: `choose@X` keeps the history unless the recent window scored more
+than X (relative) better. No label delay, no gate, no drift trigger: the figures compare
+how far back to learn, not the loop. Each scenario's per-period scores are written to
+`DIR/<scenario>/history-windows.json` as it finishes and reused by a rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lifecycle_assets.metrics import HIGHER_IS_BETTER, metric  # noqa: E402
+from lifecycle_assets.training.params import GbdtParams  # noqa: E402
+from lifecycle_assets.training.trees import lightgbm_params  # noqa: E402
+
+RECENT_PERIODS = 4
+FIRST_SCORED = 5  # period t needs t-1 to judge on and one period before that to fit on
+THRESHOLDS = (0.0, 0.005, 0.01, 0.02)
+TRUNCATE = {"week": "1w", "month": "1mo"}
+
+
+def scenario_scores(root: Path) -> dict[str, Any]:
+    """Per period: each candidate's score on it, and on the period before it."""
+    import lightgbm as lgb
+
+    cfg = yaml.safe_load((root / "lifecycle-gbdt.yaml").read_text())
+    problem, task = cfg["problem"], cfg["problem"]["task"]
+    name = "roc_auc" if task == "binary" else "rmse"
+    frame = pl.read_parquet(root / "data.parquet").sort(problem["event_time"])
+    period = pl.col(problem["event_time"]).dt.truncate(TRUNCATE[cfg["replay"]["period"]])
+    frame = frame.with_columns(period.alias("_period"))
+    starts = np.sort(frame["_period"].unique().to_numpy())
+    index = np.searchsorted(starts, frame["_period"].to_numpy())
+    numeric, categorical = problem["numeric_features"], problem["categorical_features"]
+    x = frame.select(
+        [pl.col(c).cast(pl.Float64) for c in numeric]
+        + [pl.col(c).cast(pl.String).cast(pl.Categorical).to_physical() for c in categorical]
+    ).to_numpy()
+    cats = list(range(len(numeric), len(numeric) + len(categorical)))
+    y = frame[problem["label"]].cast(pl.Float64).to_numpy()
+    params = lightgbm_params(GbdtParams().model_dump(exclude_none=True), task, 7, 1)
+    rounds = GbdtParams().num_trees
+
+    def fitted_score(first: int, scored: int) -> float:
+        rows = (index >= first) & (index < scored)
+        data = lgb.Dataset(x[rows], y[rows], categorical_feature=cats, free_raw_data=False)
+        booster = lgb.train(params, data, num_boost_round=rounds)
+        test = index == scored
+        return metric(name, y[test], booster.predict(x[test]))
+
+    periods = []
+    for t in range(FIRST_SCORED, len(starts)):
+        periods.append(
+            {
+                "period": str(starts[t])[:10],
+                "test": {
+                    "recent": fitted_score(t - RECENT_PERIODS, t),
+                    "history": fitted_score(0, t),
+                },
+                "newest": {
+                    "recent": fitted_score(t - 1 - RECENT_PERIODS, t - 1),
+                    "history": fitted_score(0, t - 1),
+                },
+            }
+        )
+    return {"metric": name, "periods": periods}
+
+
+def summary(scores: dict[str, Any]) -> dict[str, float]:
+    """Mean score per strategy over the periods."""
+    sign = 1.0 if HIGHER_IS_BETTER[scores["metric"]] else -1.0
+    periods = scores["periods"]
+    out = {k: float(np.mean([p["test"][k] for p in periods])) for k in ("recent", "history")}
+    for threshold in THRESHOLDS:
+        chosen = []
+        for p in periods:
+            new = p["newest"]
+            gain = sign * (new["recent"] - new["history"]) / max(abs(new["history"]), 1e-12)
+            chosen.append(p["test"]["recent" if gain > threshold else "history"])
+        out[f"choose@{threshold:g}"] = float(np.mean(chosen))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, required=True, help="a quality.py workdir")
+    parser.add_argument("--scenarios", default="", help="comma-separated (default: all there)")
+    args = parser.parse_args(argv)
+    wanted = [s for s in args.scenarios.split(",") if s]
+    roots = sorted(p.parent for p in args.workdir.glob("*/lifecycle-gbdt.yaml"))
+    roots = [r for r in roots if not wanted or r.name in wanted]
+    if not roots:
+        parser.error(f"no scenario with lifecycle-gbdt.yaml and data.parquet in {args.workdir}")
+    print(
+        "| scenario | metric | periods | recent | history | "
+        + " | ".join(f"choose@{t:g}" for t in THRESHOLDS)
+        + " |"
+    )
+    print("|---|---|---|" + "---|" * (2 + len(THRESHOLDS)))
+    for root in roots:
+        out = root / "history-windows.json"
+        scores = json.loads(out.read_text()) if out.exists() else scenario_scores(root)
+        out.write_text(json.dumps(scores, indent=1))
+        row = summary(scores)
+        cells = " | ".join(f"{v:.4f}" for v in row.values())
+        print(f"| {root.name} | {scores['metric']} | {len(scores['periods'])} | {cells} |")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
