@@ -13,9 +13,11 @@ tolerance (docs/training-and-registry.md). The chosen rows are then fitted, newe
 included.
 
 The choice needs nothing but the split's own rows, so the same split chooses the same way
-(`lifecycle models reproduce`). Where the candidates cannot be compared — fewer than
-`windows.min_test_rows` rows on the newest days, a single class there or in a candidate's
-rows — the history trains, and the record says why.
+(`lifecycle models reproduce`). While the split is no longer than the recent window plus its
+newest days (the loop's first days), the two candidates are the same rows and the recent
+window trains; where they cannot be compared — fewer than `windows.min_test_rows` rows on
+the newest days, a single class there or in a candidate's rows — the history trains. The
+record says why.
 """
 
 from __future__ import annotations
@@ -98,6 +100,14 @@ def choose_history(
         why = "no rows in the recent window before the newest days"
     if why is not None:
         return train, {**record, "reason": why}
+    if candidates[HISTORY].height == candidates[RECENT].height:
+        # Without the newest days the two are the same rows: nothing tells them apart, and
+        # the history's extra rows are only its oldest days.
+        return recent, {
+            **record,
+            "chosen": RECENT,
+            "reason": "the same rows as the recent window before the newest days",
+        }
     name = config.validation.metric
     y = judged[label].cast(pl.Float64).to_numpy()
     scores = {key: metric(name, y, fit(rows).score(judged)) for key, rows in candidates.items()}

@@ -107,6 +107,17 @@ def test_a_split_without_older_rows_has_one_candidate() -> None:
     assert record["chosen"] == RECENT
 
 
+def test_candidates_of_the_same_rows_keep_the_recent_window() -> None:
+    # Four days, a recent window of three, one newest day: without it, both candidates are
+    # the same three days, so nothing is fitted and the oldest day does not join.
+    frame = _days([200] * 4)
+    rows, record = choose_history(frame, _config(3, 6), fit=_never)
+    assert record is not None and record["chosen"] == RECENT
+    assert record["reason"] == "the same rows as the recent window before the newest days"
+    assert rows.height == 600
+    assert rows["event_time"].min() == FIRST + dt.timedelta(days=1, hours=12)
+
+
 def test_the_choice_is_the_same_for_the_same_split() -> None:
     # A split is stored in (event_time, request_id) order: the same split, however it was
     # read, chooses the same way with the same scores (what `models reproduce` relies on).
