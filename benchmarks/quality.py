@@ -815,14 +815,23 @@ def run_scenario(
     Written as it goes under `root`: data.parquet, per family lifecycle-<f>.yaml,
     replay-<f>/ and family-<f>.json, and the scenario's result.json. A rerun with the same
     `root` reuses what finished with the same inputs (data, configs, policies)."""
+    from lifecycle_assets.config import parse_config
+
     families = families or [default_family()]
     root.mkdir(parents=True, exist_ok=True)
     data = root / "data.parquet"
     frame = scenario.rows(size, cache or public_data.DEFAULT_CACHE, echo)
     data_key = _digest(frame.write_csv())
     configs = {f: _config(scenario, frame, first_window, f) for f in families}
+    # The history a config resolves to is part of its inputs: unset, it follows the
+    # project's default (`LifecycleConfig.history_days`), which the YAML does not show.
     keys = {
-        f: {"data": data_key, "config": _digest(yaml.safe_dump(c)), "policies": policies}
+        f: {
+            "data": data_key,
+            "config": _digest(yaml.safe_dump(c)),
+            "history_days": parse_config(c).history_days,
+            "policies": policies,
+        }
         for f, c in configs.items()
     }
     scenario_key = {"families": keys, "size": size, "first_window": first_window}

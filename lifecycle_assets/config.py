@@ -113,12 +113,14 @@ class WindowsConfig(_Section):
     test_days: int = Field(2, ge=1)
     min_train_rows: int = Field(2000, ge=10)
     min_test_rows: int = Field(400, ge=10)
-    # 0 (off): a model learns from the `train_days` before the test window. More: the train
-    # split reaches `history_days` back, and training fits two candidates — the recent
-    # `train_days` and the whole history — without the split's newest `test_days`, keeps
-    # the one better on those days by the gate's metric and refits it on its rows
-    # (docs/training-and-registry.md, "How far back a model learns").
-    history_days: int = Field(0, ge=0)
+    # The train split reaches `history_days` back, and training fits two candidates — the
+    # recent `train_days` and the whole history — without the split's newest `test_days`,
+    # keeps the history unless the recent window scores clearly better on those days, and
+    # refits it on its rows (docs/training-and-registry.md, "How far back a model learns").
+    # Unset: HISTORY_PER_TRAIN_WINDOW × train_days, as far as the partition mapping's
+    # lookback allows (`LifecycleConfig.history_days`); 0: off, a model learns from the
+    # `train_days` before the test window.
+    history_days: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _history_reaches_back(self) -> WindowsConfig:
@@ -129,10 +131,10 @@ class WindowsConfig(_Section):
             )
         return self
 
-    @property
-    def split_days(self) -> int:
-        """The days a train split holds: the history where there is one."""
-        return max(self.train_days, self.history_days)
+
+# The default history in train windows: measured with 24 periods of history for 4-period
+# train windows on the quality benchmark's seven scenarios (docs/quality.md, run 10).
+HISTORY_PER_TRAIN_WINDOW = 6
 
 
 class ModelConfig(BaseModel):
@@ -511,12 +513,30 @@ class LifecycleConfig(_Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     replay: ReplayConfig = ReplayConfig()
 
+    @property
+    def history_days(self) -> int:
+        """`windows.history_days` as it applies: 0 (off), or the days a train split holds.
+        Unset, it is `HISTORY_PER_TRAIN_WINDOW` train windows, shortened to what the
+        partition mapping's lookback leaves after the label maturity and the test window,
+        and off where that is no longer than the train window."""
+        w = self.windows
+        if w.history_days is not None:
+            return w.history_days
+        room = MAX_LOOKBACK_DAYS - self.labels.maturity_days - w.test_days
+        days = min(HISTORY_PER_TRAIN_WINDOW * w.train_days, room)
+        return days if days > w.train_days else 0
+
+    @property
+    def split_days(self) -> int:
+        """The days a train split holds: the history where there is one."""
+        return max(self.windows.train_days, self.history_days)
+
     @model_validator(mode="after")
     def _fits_partition_mapping(self) -> LifecycleConfig:
         w = self.windows
-        lookback = self.labels.maturity_days + w.split_days + w.test_days
+        lookback = self.labels.maturity_days + self.split_days + w.test_days
         if lookback > MAX_LOOKBACK_DAYS:
-            train = "windows.history_days" if w.history_days else "windows.train_days"
+            train = "windows.history_days" if self.history_days else "windows.train_days"
             raise ValueError(
                 f"labels.maturity_days + {train} + windows.test_days = {lookback} "
                 f"exceeds the {MAX_LOOKBACK_DAYS}-day lookback of the partition mapping"

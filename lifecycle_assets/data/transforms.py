@@ -172,14 +172,14 @@ def build_feature_table(examples: pl.DataFrame, config: LifecycleConfig) -> pl.D
 
 def split_windows(day: dt.date, config: LifecycleConfig) -> dict[str, tuple[dt.date, dt.date]]:
     """For day D: test = the newest `test_days` matured days; train = the `train_days` before;
-    history = the days the train split holds (`windows.history_days` before the test window
-    where set, else the train window)."""
+    history = the days the train split holds (`LifecycleConfig.history_days` before the test
+    window where there is a history, else the train window)."""
     w = config.windows
     matured_end = day - dt.timedelta(days=config.labels.maturity_days)
     test_start = matured_end - dt.timedelta(days=w.test_days - 1)
     train_end = test_start - dt.timedelta(days=1)
     train_start = train_end - dt.timedelta(days=w.train_days - 1)
-    history_start = train_end - dt.timedelta(days=w.split_days - 1)
+    history_start = train_end - dt.timedelta(days=config.split_days - 1)
     return {
         "train": (train_start, train_end),
         "test": (test_start, matured_end),

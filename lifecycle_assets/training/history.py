@@ -1,8 +1,8 @@
 """How far back a model learns: the recent window or the whole history, chosen on fresh days.
 
-With `windows.history_days` set, the train split holds that many days, and two candidates
-compete: `recent`, the newest `windows.train_days` of it (what a model learns from without a
-history), and `history`, every row. Each is fitted without the split's newest
+With a history (`windows.history_days`; unset, six train windows), the train split holds
+that many days, and two candidates compete: `recent`, the newest `windows.train_days` of it
+(what a model learns from without a history), and `history`, every row. Each is fitted without the split's newest
 `windows.test_days` days, and scored on those days by the gate's metric
 (`validation.metric`). The history is kept unless the recent window scores better by more
 than `RECENT_BY` (relative): more rows vary less from one retrain to the next, and one
@@ -64,7 +64,7 @@ def choose_history(
     calibration) and returns something that scores a frame. The windows count back from the
     newest day in the split, in the UTC days of `event_time`."""
     w, problem = config.windows, config.problem
-    if not w.history_days or train.height == 0 or "event_time" not in train.columns:
+    if not config.history_days or train.height == 0 or "event_time" not in train.columns:
         return train, None
     newest = _days(train).max()
     assert isinstance(newest, dt.date)
@@ -73,7 +73,7 @@ def choose_history(
     record: dict[str, Any] = {
         "chosen": HISTORY,
         "train_days": w.train_days,
-        "history_days": w.history_days,
+        "history_days": config.history_days,
         "rows": {RECENT: recent.height, HISTORY: train.height},
     }
     if recent.height == train.height:

@@ -40,7 +40,8 @@ CFG = parse_config(
     {
         "problem": PROBLEM,
         "labels": {"maturity_days": 3, "unlabeled_after_maturity": "negative"},
-        "windows": {"train_days": 10, "test_days": 2},
+        # no history: the train split is the train window (a history is tested on its own)
+        "windows": {"train_days": 10, "test_days": 2, "history_days": 0},
     }
 )
 DROP_CFG = parse_config(
@@ -363,8 +364,11 @@ WINDOW_CASES = [
 def test_split_windows_arithmetic(overrides, day, train, test):
     cfg = parse_config(overrides)
     windows = split_windows(day, cfg)
-    # without windows.history_days the train split holds exactly the train window
-    assert windows == {"train": train, "test": test, "history": train}
+    assert {k: windows[k] for k in ("train", "test")} == {"train": train, "test": test}
+    # the train split holds the history: the days before the test window, as many as it has
+    history_start, history_end = windows["history"]
+    assert history_end == train[1]
+    assert (history_end - history_start).days + 1 == cfg.split_days
     # lengths, adjacency and maturity, independent of the hand-computed dates
     (tr_start, tr_end), (te_start, te_end) = windows["train"], windows["test"]
     assert (tr_end - tr_start).days + 1 == cfg.windows.train_days

@@ -130,8 +130,26 @@ def test_the_choice_is_the_same_for_the_same_split() -> None:
     assert first.metadata["history"]["scores"][HISTORY] > 0
 
 
+def _with_windows(cfg: LifecycleConfig, **windows) -> LifecycleConfig:
+    raw = cfg.model_dump()
+    raw["windows"] = {**raw["windows"], **windows}
+    return LifecycleConfig.model_validate(raw)
+
+
+def test_unset_the_history_is_six_train_windows_within_the_lookback() -> None:
+    cfg = load_config()  # the example: maturity 3, test 2
+    assert cfg.windows.history_days is None and cfg.history_days == 6 * 8
+    # 6 x 10 = 60 > 60 - 3 - 2: as far back as the lookback allows
+    assert _with_windows(cfg, train_days=10).history_days == 55
+    assert _with_windows(cfg, train_days=10).split_days == 55
+    # no room beyond the train window: off
+    assert _with_windows(cfg, train_days=55).history_days == 0
+    assert _with_windows(cfg, history_days=20).history_days == 20
+    assert _with_windows(cfg, history_days=0).history_days == 0
+
+
 def test_the_train_split_holds_the_history_and_the_train_window_stays() -> None:
-    cfg = load_config()
+    cfg = _with_windows(load_config(), history_days=0)
     day = dt.date(2026, 3, 30)
     plain = split_windows(day, cfg)
     assert plain["history"] == plain["train"] == split_range(day, "train", cfg)
