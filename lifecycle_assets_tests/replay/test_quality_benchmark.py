@@ -283,3 +283,38 @@ def test_family_specs_carry_recipes_and_hyperparameters() -> None:
     # a hyperparameter the family lacks is named before any replay starts
     with pytest.raises(SystemExit):
         quality.main(["--size", "small", "--family", "gbdt@nope=1", "--scenarios", "stable"])
+
+
+def test_history_windows_scores_a_quality_workdir_and_reuses_it(tmp_path: Path, capsys) -> None:
+    """`benchmarks/history_windows.py` on a small `stable` scenario written as quality.py
+    writes it: per period, both candidates scored on the period and on the one before; the
+    table's strategies; a rerun reads the scores it wrote instead of fitting again."""
+    quality = _module("quality")
+    windows = _module("history_windows")
+    scenario = quality.SCENARIOS["stable"]
+    root = tmp_path / "stable"
+    root.mkdir()
+    frame = scenario.rows("small", tmp_path, lambda _: None)
+    frame.write_parquet(root / "data.parquet")
+    config = quality._config(scenario, frame, "one", "gbdt")
+    (root / "lifecycle-gbdt.yaml").write_text(quality.yaml.safe_dump(config))
+
+    assert windows.main(["--workdir", str(tmp_path)]) == 0
+    scores = json.loads((root / "history-windows.json").read_text())
+    assert scores["metric"] == "roc_auc"
+    periods = scores["periods"]
+    assert len(periods) == quality.SIZES["small"][0] - windows.FIRST_SCORED
+    for period in periods:
+        for kind in ("test", "newest"):
+            assert set(period[kind]) == {"recent", "history"}
+            assert all(0.5 < v <= 1.0 for v in period[kind].values())
+    row = next(line for line in capsys.readouterr().out.splitlines() if "| stable |" in line)
+    assert len(row.strip("|").split("|")) == 3 + 2 + len(windows.THRESHOLDS)
+
+    # A rerun reuses the file: scores written there are what the table shows.
+    for period in periods:
+        period["test"] = {"recent": 0.25, "history": 0.75}
+    (root / "history-windows.json").write_text(json.dumps(scores))
+    assert windows.main(["--workdir", str(tmp_path), "--scenarios", "stable"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "| stable |" in line)
+    assert "| 0.2500 | 0.7500 |" in row
