@@ -10,7 +10,7 @@ workdir (run that first; it writes them). For every period t from the sixth on, 
 the `gbdt` family's default hyperparameters (the family's own `lightgbm_params`; no
 compilation, no loop) is fitted on
 
-- `recent`: the four periods before t (the benchmark's `windows.train_days`), and
+- `recent`: the `windows.train_days` periods before t (four in the benchmark), and
 - `history`: every period before t,
 
 and scored on period t by the scenario's metric (ROC-AUC or RMSE). The same two candidates
@@ -40,21 +40,21 @@ from lifecycle_assets.metrics import HIGHER_IS_BETTER, metric  # noqa: E402
 from lifecycle_assets.training.params import GbdtParams  # noqa: E402
 from lifecycle_assets.training.trees import lightgbm_params  # noqa: E402
 
-RECENT_PERIODS = 4
 FIRST_SCORED = 5  # period t needs t-1 to judge on and one period before that to fit on
 THRESHOLDS = (0.0, 0.005, 0.01, 0.02)
-TRUNCATE = {"week": "1w", "month": "1mo"}
 
 
 def scenario_scores(root: Path) -> dict[str, Any]:
     """Per period: each candidate's score on it, and on the period before it."""
     import lightgbm as lgb
+    from quality import INTERVAL  # benchmarks/ is on the path of a script run from it
 
     cfg = yaml.safe_load((root / "lifecycle-gbdt.yaml").read_text())
     problem, task = cfg["problem"], cfg["problem"]["task"]
+    recent_periods = int(cfg["windows"]["train_days"])  # one loop day per period
     name = "roc_auc" if task == "binary" else "rmse"
     frame = pl.read_parquet(root / "data.parquet").sort(problem["event_time"])
-    period = pl.col(problem["event_time"]).dt.truncate(TRUNCATE[cfg["replay"]["period"]])
+    period = pl.col(problem["event_time"]).dt.truncate(INTERVAL[cfg["replay"]["period"]])
     frame = frame.with_columns(period.alias("_period"))
     starts = np.sort(frame["_period"].unique().to_numpy())
     index = np.searchsorted(starts, frame["_period"].to_numpy())
@@ -81,11 +81,11 @@ def scenario_scores(root: Path) -> dict[str, Any]:
             {
                 "period": str(starts[t])[:10],
                 "test": {
-                    "recent": fitted_score(t - RECENT_PERIODS, t),
+                    "recent": fitted_score(t - recent_periods, t),
                     "history": fitted_score(0, t),
                 },
                 "newest": {
-                    "recent": fitted_score(t - 1 - RECENT_PERIODS, t - 1),
+                    "recent": fitted_score(t - 1 - recent_periods, t - 1),
                     "history": fitted_score(0, t - 1),
                 },
             }

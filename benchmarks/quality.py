@@ -370,21 +370,30 @@ RECIPE_KEYS = {
 WINDOW_RECIPE_KEYS = {"history": "history_days"}
 
 
+def _recipe_items(spec: str) -> list[tuple[str, str]]:
+    """A `--family` spec's recipe as (key, value) pairs, in order; one line for a bad item."""
+    _, _, recipe = spec.partition("@")
+    items = []
+    for item in filter(None, recipe.split(",")):
+        key, _, value = item.partition("=")
+        if not key or not value:
+            keys = ", ".join([*RECIPE_KEYS, *WINDOW_RECIPE_KEYS])
+            raise ValueError(
+                f"--family {spec}: recipe items are KEY=VALUE ({keys} or a "
+                "hyperparameter of the family)"
+            )
+        items.append((key, value))
+    return items
+
+
 def family_training(spec: str) -> dict[str, Any]:
     """The `training:` section of a `--family` spec: a family name, optionally with a
     training recipe after `@` (`gbdt@holdout=0.2`, `mlp@holdout=0.15,epochs=12`,
     `gbdt@seed=1`) or the family's own hyperparameters (`gbdt@lambda_l2=0,bagging_fraction=1`), so recipes are
     compared like families (each spec is its own row). The config's validation names a
     hyperparameter the family does not have."""
-    name, _, recipe = spec.partition("@")
-    training: dict[str, Any] = {"model": {"family": name}}
-    for item in filter(None, recipe.split(",")):
-        key, _, value = item.partition("=")
-        if not key or not value:
-            raise ValueError(
-                f"--family {spec}: recipe items are KEY=VALUE ({', '.join([*RECIPE_KEYS, *WINDOW_RECIPE_KEYS])} or a "
-                "hyperparameter of the family)"
-            )
+    training: dict[str, Any] = {"model": {"family": spec.partition("@")[0]}}
+    for key, value in _recipe_items(spec):
         if key in WINDOW_RECIPE_KEYS:
             continue  # family_windows
         if key not in RECIPE_KEYS:
@@ -401,9 +410,11 @@ def family_training(spec: str) -> dict[str, Any]:
 def family_windows(spec: str) -> dict[str, Any]:
     """The `windows:` settings a `--family` spec's recipe adds: `gbdt@history=24` lets
     training choose between the train window and 24 periods of history."""
-    _, _, recipe = spec.partition("@")
-    items = (item.partition("=") for item in filter(None, recipe.split(",")))
-    return {WINDOW_RECIPE_KEYS[k]: int(float(v)) for k, _, v in items if k in WINDOW_RECIPE_KEYS}
+    return {
+        WINDOW_RECIPE_KEYS[k]: int(float(v))
+        for k, v in _recipe_items(spec)
+        if k in WINDOW_RECIPE_KEYS
+    }
 
 
 def _config(

@@ -2,9 +2,9 @@
 
 With a history (`windows.history_days`; unset, six train windows), the train split holds
 that many days, and two candidates compete: `recent`, the newest `windows.train_days` of it
-(what a model learns from without a history), and `history`, every row. Each is fitted without the split's newest
-`windows.test_days` days, and scored on those days by the gate's metric
-(`validation.metric`). The history is kept unless the recent window scores better by more
+(what a model learns from without a history), and `history`, every row. Each is fitted
+without the split's newest `windows.test_days` days, and scored on those days by the gate's
+metric (`validation.metric`). The history is kept unless the recent window scores better by more
 than `RECENT_BY` (relative): more rows vary less from one retrain to the next, and one
 day's comparison is noisy, so the recent window has to show it is better. A population that
 keeps returning (regions, seasons, customer types that come and go) favours the history; a

@@ -260,9 +260,9 @@ def train_model(
     """Fit preprocessing and the configured family's model on labelled rows; deterministic
     for the seed.
 
-    With `windows.history_days`, the rows are first narrowed to the recent window unless
-    the whole history scores better on the split's newest days (`training.history`); the
-    artifact records the choice (metadata `history`). `device` overrides `training.device`
+    With a history (`LifecycleConfig.history_days`), the whole split trains unless the
+    recent window scores clearly better on the split's newest days
+    (`training/history.py`); the artifact records the choice (metadata `history`). `device` overrides `training.device`
     (auto, cpu or xla); a family fitted outright (`gbdt`) fits on the CPU whatever it says.
     """
     started = time.perf_counter()
