@@ -332,6 +332,11 @@ class Scenario:
     make: Callable[[str, Path, Callable[[str], None]], pl.DataFrame]
     source: str
     period: str = "week"  # the replay period: one period of data is one loop day
+    # A binary label that missed its maturity window (`labels.unlabeled_after_maturity`):
+    # `negative` where the label is an event whose absence means no (churn), `drop` where it
+    # is a measured property that is merely late (a house's value, where someone worked). A
+    # regression label is always dropped.
+    unlabeled: str = "negative"
 
     def rows(self, size: str, cache: Path, echo: Callable[[str], None]) -> pl.DataFrame:
         return self.make(size, cache, echo)
@@ -452,7 +457,7 @@ def _config(
         },
         "labels": {
             "maturity_days": 1,
-            "unlabeled_after_maturity": "negative" if binary else "drop",
+            "unlabeled_after_maturity": scenario.unlabeled if binary else "drop",
         },
         "windows": {
             "train_days": TRAIN_PERIODS,
@@ -536,6 +541,7 @@ SCENARIOS = {
                 _public(name),
                 f"{public_data.WHEEL}: {spec.stem}_*.csv",
                 period="month",
+                unlabeled="drop",
             )
             for name, spec in public_data.PUBLIC.items()
         ),
@@ -558,14 +564,33 @@ def _design(frame: pl.DataFrame, config: Any, vocab: dict[str, list[str]]) -> np
     return x
 
 
+def matured_label(config: Any, loop_start: dt.date) -> pl.Expr:
+    """A traffic frame's label as the loop's datasets see it once its period has matured:
+    the label where it arrived within `labels.maturity_days` periods of its prediction's
+    period; one that did not is 0 for a binary task under `unlabeled_after_maturity:
+    negative`, else null (dropped)."""
+    from lifecycle_assets.replay.source import LABEL, LABEL_TIME, PERIOD
+
+    start = dt.datetime.combine(loop_start, dt.time(), dt.UTC)
+    due = pl.lit(start) + pl.duration(
+        days=pl.col(PERIOD).cast(pl.Int64) + config.labels.maturity_days + 1
+    )
+    arrived = pl.col(LABEL_TIME).is_not_null() & (pl.col(LABEL_TIME) < due)
+    negative = (
+        config.problem.task == "binary" and config.labels.unlabeled_after_maturity == "negative"
+    )
+    missed = pl.lit(0.0) if negative else pl.lit(None, dtype=pl.Float64)
+    return pl.when(arrived).then(pl.col(LABEL)).otherwise(missed)
+
+
 def reference_backtest(data: Path, config_file: Path, first_day: int | None) -> dict[str, Any]:
     """HistGradientBoosting on the replay's own traffic frame (same rows, request ids and
     label arrival times as `prepare_traffic` gives the loop).
 
     The loop on loop day D serves period D's rows with the model in production after day
     D-1, and on day D trains on `split_windows(D)["train"]` with the labels that arrived
-    within `labels.maturity_days` periods of their prediction's period (a binary label that
-    did not: 0, per `unlabeled_after_maturity: negative`; a regression one: dropped). So the
+    within `labels.maturity_days` periods of their prediction's period (one that did not: 0
+    under `unlabeled_after_maturity: negative`, else dropped). So the
     retrained reference scores period p with a model fitted at day p-1 on exactly those
     rows; the static one with a model fitted once on the train window of `first_day` (the
     day the loop trained its first model)."""
@@ -578,7 +603,6 @@ def reference_backtest(data: Path, config_file: Path, first_day: int | None) -> 
     from lifecycle_assets.replay.runner import served_quality
     from lifecycle_assets.replay.source import (
         LABEL,
-        LABEL_TIME,
         PERIOD,
         load_table,
         prepare_traffic,
@@ -587,20 +611,9 @@ def reference_backtest(data: Path, config_file: Path, first_day: int | None) -> 
     config = load_config(config_file)
     last = dt.date.fromisoformat(daily.get_last_partition_key() or "2026-01-01")
     traffic = prepare_traffic(load_table(data), config, config.replay.period, last)
-    frame = traffic.frame
-    m = config.labels.maturity_days
     binary = config.problem.task == "binary"
-    loop_start = dt.datetime.combine(traffic.loop_start, dt.time(), dt.UTC)
-    # The label as the loop's datasets see it once its period has matured.
-    arrived = pl.col(LABEL_TIME).is_not_null() & (
-        pl.col(LABEL_TIME)
-        < pl.lit(loop_start) + pl.duration(days=pl.col(PERIOD).cast(pl.Int64) + m + 1)
-    )
-    frame = frame.with_columns(
-        pl.when(arrived)
-        .then(pl.col(LABEL))
-        .otherwise(pl.lit(0.0) if binary else pl.lit(None, dtype=pl.Float64))
-        .alias("_train_label")
+    frame = traffic.frame.with_columns(
+        matured_label(config, traffic.loop_start).alias("_train_label")
     )
     vocab = {c: sorted(frame[c].unique().to_list()) for c in config.problem.categorical_features}
     n_num = len(config.problem.numeric_features)

@@ -318,3 +318,41 @@ def test_history_windows_scores_a_quality_workdir_and_reuses_it(tmp_path: Path, 
     assert windows.main(["--workdir", str(tmp_path), "--scenarios", "stable"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "| stable |" in line)
     assert "| 0.2500 | 0.7500 |" in row
+
+
+def test_a_label_that_misses_its_maturity_follows_the_scenarios_semantics() -> None:
+    """Generated churn counts a label that missed its maturity window as no churn; the public
+    sets' labels are measured properties, so a late one is dropped, by the loop (its config)
+    and by the reference backtest (`matured_label`) alike."""
+    import datetime as dt
+
+    from lifecycle_assets.config import parse_config
+    from lifecycle_assets.replay.source import LABEL, LABEL_TIME, PERIOD
+
+    quality = _module("quality")
+    frame = quality.SCENARIOS["stable"].rows("small", Path("."), lambda _: None)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    # period 0, maturity one period: due before loop day 2
+    traffic = pl.DataFrame(
+        {
+            PERIOD: [0, 0, 0],
+            LABEL: [1.0, 1.0, 1.0],
+            LABEL_TIME: [start + dt.timedelta(hours=40), start + dt.timedelta(hours=50), None],
+        }
+    )
+    seen = {}
+    for name in ("stable", "regression", "public-housing", "public-wfh"):
+        scenario = quality.SCENARIOS[name]
+        # (_config reads only the rows per period off the frame's event times)
+        rows = frame.rename({"event_time": scenario.problem.event_time})
+        config = parse_config(quality._config(scenario, rows, "one", "gbdt"))
+        seen[name] = config.labels.unlabeled_after_maturity
+        labels = traffic.select(quality.matured_label(config, start.date()))[LABEL].to_list()
+        missed = 0.0 if seen[name] == "negative" else None
+        assert labels == [1.0, missed, missed]
+    assert seen == {
+        "stable": "negative",
+        "regression": "drop",
+        "public-housing": "drop",
+        "public-wfh": "drop",
+    }
