@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from lifecycle_assets.config import LifecycleConfig, ValidationConfig
+from lifecycle_assets.data.transforms import MATURED_NEGATIVE
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now
 from lifecycle_assets.registry.queries import shadow_result_for
@@ -104,7 +105,11 @@ def evaluate_scores(
     gate = gate or config.validation
     label = config.problem.label
     n = rows.height
-    base = {"test_rows": n, "test_rows_sha256": rows_sha256(rows, label)}
+    base = {
+        "test_rows": n,
+        "test_rows_sha256": rows_sha256(rows, label),
+        "test_rows_counted_negative": counted_negative(rows),
+    }
     if n < config.windows.min_test_rows or n == 0:
         return {
             **base,
@@ -134,6 +139,22 @@ def evaluate_scores(
     return record
 
 
+# From this share of a test split's negatives on, the reason says how many are predictions
+# whose label never arrived, counted negative (`labels.unlabeled_after_maturity: negative`).
+# Right where a missing label means "no" (no chargeback: no fraud); where it does not (a
+# measured value that is merely late), such rows are wrong labels, and at a high base rate
+# they swamp the real negatives: 44 of 89 turned a month's ROC-AUC of 0.86 into 0.63 in the
+# quality benchmark (docs/validation-and-promotion.md).
+COUNTED_NEGATIVE_SHARE = 0.25
+
+
+def counted_negative(rows: pl.DataFrame) -> int:
+    """Rows whose label is a negative only because none arrived before maturity."""
+    if "label_status" not in rows.columns:
+        return 0
+    return int((rows["label_status"] == MATURED_NEGATIVE).sum())
+
+
 def reason(record: dict[str, Any]) -> str:
     if record["decision"] == Decision.FIRST_MODEL:
         return "no production model yet"
@@ -141,6 +162,13 @@ def reason(record: dict[str, Any]) -> str:
         f"Δ{record['metric']} = {record['delta']:+.4f}, one-sided {1 - record['alpha']:.0%} "
         f"lower bound {record['delta_lower_bound']:+.4f} vs −margin {-record['margin']:+.4f}"
     )
+    counted = record.get("test_rows_counted_negative") or 0
+    negatives = record["n_rows"] - record["n_positive"]
+    if counted and counted >= COUNTED_NEGATIVE_SHARE * negatives:
+        text += (
+            f" ({counted} of the test split's {negatives} negatives are predictions whose "
+            "label never arrived, counted negative: labels.unlabeled_after_maturity)"
+        )
     failed = [f"{name}: {g['reason']}" for name, g in record["guards"].items() if not g["passed"]]
     if not record.get("non_inferior", True):
         failed.insert(0, "not shown non-inferior")

@@ -309,3 +309,35 @@ def test_the_gate_seed_is_fixed_unless_the_config_asks_for_the_day() -> None:
     assert gate_seed(fixed, june) == gate_seed(fixed, november) == 0
     by_day = parse_config({"validation": {"bootstrap_seed": None}})
     assert gate_seed(by_day, june) == june.toordinal() != gate_seed(by_day, november)
+
+
+def test_the_record_counts_negatives_whose_label_never_arrived() -> None:
+    """`test_rows_counted_negative` in every record; the reason names them once they are a
+    sizeable share of the negatives (a missing label that is not a "no" shows up there)."""
+    import polars as pl
+
+    from lifecycle_assets.data.transforms import LABELED, MATURED_NEGATIVE
+    from lifecycle_assets.validation.record import COUNTED_NEGATIVE_SHARE, evaluate_scores
+
+    y, good, noise = informative_data()
+    negatives = int((y == 0).sum())
+    config = parse_config({"validation": CFG.model_dump()})
+
+    def record(counted: int) -> dict:
+        status = [LABELED] * len(y)
+        for i in np.flatnonzero(y == 0)[:counted]:
+            status[i] = MATURED_NEGATIVE
+        rows = pl.DataFrame({config.problem.label: y, "label_status": status})
+        return evaluate_scores(rows, lambda: good, lambda: good.copy(), config, seed=0)
+
+    many = math.ceil(COUNTED_NEGATIVE_SHARE * negatives)
+    few = many - 1
+    assert record(0)["test_rows_counted_negative"] == 0
+    assert record(few)["test_rows_counted_negative"] == few
+    assert "never arrived" not in record(few)["reason"]
+    assert f"{many} of the test split's {negatives} negatives" in record(many)["reason"]
+    # rows without the ledger's column (a frame built by hand) count none
+    plain = evaluate_scores(
+        pl.DataFrame({config.problem.label: y}), lambda: good, lambda: noise, config, 0
+    )
+    assert plain["test_rows_counted_negative"] == 0
