@@ -60,19 +60,29 @@ def release_stage(
     production: str | None,
     shadow_days: int,
     in_shadow: str | None,
+    beats_shadow: bool = False,
 ) -> tuple[Stage | None, str | None]:
     """(stage, why) of a decision: None for a challenger that may not serve. Only a gate PASS
     against a serving model goes to shadow (`release.shadow_days` > 0): a first model has
     nothing to be compared with on live traffic, and a FORCED release is a person's call. A
-    shadow in flight (`in_shadow`, another version) is not replaced: under daily retraining
-    a newer challenger each day would restart the window and none would ever finish it."""
+    shadow in flight (`in_shadow`, another version) is replaced only by a challenger shown
+    better than it on the same test rows (`beats_shadow`): under daily retraining a newer
+    challenger each day would otherwise restart the window and none would ever finish it,
+    while a challenger that is clearly better (the data moved after the shadow was trained)
+    should not wait behind it."""
     if not promotable(decision):
         return None, None
     if decision != Decision.PASS or shadow_days == 0 or production is None:
         return Stage.PRODUCTION, None
+    beside = f"serves in shadow beside {production} for {shadow_days} day(s)"
     if in_shadow is None or in_shadow == challenger:
-        return Stage.SHADOW, f"serves in shadow beside {production} for {shadow_days} day(s)"
-    return Stage.HELD, f"{in_shadow} is in shadow; {challenger} is not promoted"
+        return Stage.SHADOW, beside
+    if beats_shadow:
+        return Stage.SHADOW, f"shown better than {in_shadow}, which it replaces in shadow; {beside}"
+    return Stage.HELD, (
+        f"{in_shadow} is in shadow and {challenger} is not shown better than it; "
+        f"{challenger} is not promoted"
+    )
 
 
 def gate_metrics(record: dict[str, Any]) -> dict[str, Any]:

@@ -96,12 +96,16 @@ def promote_or_carry_over(
     if stage == Stage.SHADOW:
         challenger = decision["challenger_version"]
         verify_release(registry, challenger)
-        if registry.alias("shadow") != challenger:
+        running = registry.alias("shadow")
+        if running != challenger:
+            # (a running shadow is replaced only by a challenger shown better than it)
+            replacing = f", replacing {running}" if running else ""
             registry.move_alias(
                 "shadow",
                 challenger,
                 actor=actor,
-                reason=f"{verdict} on {day}: shadow for {decision.get('shadow_days')} day(s)",
+                reason=f"{verdict} on {day}: shadow for {decision.get('shadow_days')} "
+                f"day(s){replacing}",
                 when=when,
             )
     if promote and registry.alias("production") != version:

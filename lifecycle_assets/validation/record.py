@@ -274,17 +274,53 @@ def build_record(
         }
     )
     record.update(lineage(repo, record, registry.versions()))
+    in_shadow = registry.alias("shadow")
+    versus = None
+    if (
+        record["decision"] == Decision.PASS
+        and config.release.shadow_days
+        and incumbent is not None
+        and in_shadow not in (None, challenger.version)
+    ):
+        versus = versus_shadow(
+            test_split, challenger, registry.load(in_shadow), config, gate_seed(config, day)
+        )
+        record["versus_shadow"] = versus
     stage, why = release_stage(
         record["decision"],
         challenger=challenger.version,
         production=incumbent,
         shadow_days=config.release.shadow_days,
-        in_shadow=registry.alias("shadow"),
+        in_shadow=in_shadow,
+        beats_shadow=bool(versus and versus["better"]),
     )
     record.update({"stage": stage, "stage_reason": why})
     if stage == Stage.SHADOW:
         record["shadow_days"] = config.release.shadow_days
     return DecisionRecord.checked(as_jsonable(record))
+
+
+def versus_shadow(
+    test_split: pl.DataFrame,
+    challenger: ModelArtifact,
+    shadow: ModelArtifact,
+    config: LifecycleConfig,
+    seed: int,
+) -> dict[str, Any]:
+    """A passing challenger against the version in shadow, on the same test rows, by the
+    gate's paired bootstrap: `better` when the one-sided lower bound of Δ (challenger −
+    shadow) is above 0, i.e. the challenger is shown better at the gate's α, not merely not
+    worse. Only then does it replace a running shadow (`decision.release_stage`)."""
+    versus = evaluate(test_split, challenger, shadow, config, seed)
+    low = versus.get("delta_lower_bound")
+    return {
+        "shadow_version": shadow.version,
+        "challenger_metric": versus.get("challenger_metric"),
+        "shadow_metric": versus.get("production_metric"),
+        "delta": versus.get("delta"),
+        "delta_lower_bound": low,
+        "better": low is not None and math.isfinite(low) and low > 0,
+    }
 
 
 def recorded_decision(

@@ -29,19 +29,26 @@ def test_only_a_failed_or_missing_verdict_keeps_the_challenger_out() -> None:
 
 
 @pytest.mark.parametrize(
-    ("decision", "production", "shadow_days", "in_shadow", "stage"),
+    ("decision", "production", "shadow_days", "in_shadow", "beats", "stage"),
     [
-        ("FAIL", "v1", 2, None, None),
-        ("PASS", "v1", 0, None, Stage.PRODUCTION),  # shadow off: today's behaviour
-        ("PASS", "v1", 2, None, Stage.SHADOW),
-        ("PASS", "v1", 2, "v3", Stage.SHADOW),  # the same challenger again (a rerun)
-        ("PASS", "v1", 2, "v2", Stage.HELD),  # another one is in shadow: not replaced
-        ("FIRST_MODEL", None, 2, None, Stage.PRODUCTION),  # nothing to shadow beside
-        ("FORCED", "v1", 2, None, Stage.PRODUCTION),  # a person's call
+        ("FAIL", "v1", 2, None, False, None),
+        ("FAIL", "v1", 2, "v2", True, None),  # better than the shadow, but not the gate
+        ("PASS", "v1", 0, None, False, Stage.PRODUCTION),  # shadow off: today's behaviour
+        ("PASS", "v1", 2, None, False, Stage.SHADOW),
+        ("PASS", "v1", 2, "v3", False, Stage.SHADOW),  # the same challenger again (a rerun)
+        ("PASS", "v1", 2, "v2", False, Stage.HELD),  # another one is in shadow: not replaced
+        ("PASS", "v1", 2, "v2", True, Stage.SHADOW),  # ... unless shown better than it
+        ("FIRST_MODEL", None, 2, None, False, Stage.PRODUCTION),  # nothing to shadow beside
+        ("FORCED", "v1", 2, "v2", False, Stage.PRODUCTION),  # a person's call
     ],
 )
 def test_the_release_stage_of_a_decision(
-    decision: str, production: str | None, shadow_days: int, in_shadow: str | None, stage: Stage
+    decision: str,
+    production: str | None,
+    shadow_days: int,
+    in_shadow: str | None,
+    beats: bool,
+    stage: Stage,
 ) -> None:
     got, why = release_stage(
         decision,
@@ -49,9 +56,12 @@ def test_the_release_stage_of_a_decision(
         production=production,
         shadow_days=shadow_days,
         in_shadow=in_shadow,
+        beats_shadow=beats,
     )
     assert got == stage
     assert (why is not None) == (stage in (Stage.SHADOW, Stage.HELD))
+    if in_shadow == "v2" and stage in (Stage.SHADOW, Stage.HELD):
+        assert ("replaces" in (why or "")) == (stage == Stage.SHADOW)
 
 
 def test_a_decision_record_is_checked_against_its_contract() -> None:

@@ -261,7 +261,12 @@ def test_a_pass_serves_in_shadow_and_a_later_pass_is_held(make_home) -> None:
     assert "in shadow beside v1" in first["stage_reason"]
     second = record(home, HELD)
     assert (second["decision"], second["stage"]) == ("PASS", "held")
-    assert second["stage_reason"] == "v2 is in shadow; v3 is not promoted"
+    assert second["stage_reason"] == (
+        "v2 is in shadow and v3 is not shown better than it; v3 is not promoted"
+    )
+    # the same weights: Δ is 0 against the shadow, so it is not replaced
+    assert second["versus_shadow"]["shadow_version"] == "v2"
+    assert (second["versus_shadow"]["delta"], second["versus_shadow"]["better"]) == (0.0, False)
     # production carried over on both days; the shadow alias moved once, to v2
     assert registry.alias("production") == "v1" and registry.alias("shadow") == "v2"
     ledger = served_ledger(home)

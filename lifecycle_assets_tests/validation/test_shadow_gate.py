@@ -340,3 +340,44 @@ def test_manual_mode_asks_for_approval_after_the_shadow_pass(make_home) -> None:
         ("production", "v1", "v3"),
         ("shadow", "v3", None),
     ]
+
+
+def test_a_challenger_shown_better_than_the_shadow_replaces_it(make_home) -> None:
+    """Offline PASSes while v2 is in shadow: v3, clearly better than v2 on the day's test
+    rows, replaces it (a fresh window, the move in the history); v4, no better than the
+    running shadow, is held. Real Dagster runs of `validation_report` and
+    `production_model`."""
+    home = make_home(shadow_config())
+    registry = Registry(home, home.config().problem.name)
+    weak = fit_model(home, labelled_frame(2000, seed=1), "v1", steps=2)
+    good = fit_model(home, labelled_frame(4000, seed=1), "v3")
+    for version, artifact in (("v1", weak), ("v2", weak), ("v3", good), ("v4", weak)):
+        register(home, artifact, version)
+    registry.move_alias("production", "v1", actor="test", reason="setup", when=NOON)
+    record_served(home, FIRST - dt.timedelta(days=1), "v1")
+
+    offline_pass(home, FIRST, "v2")  # as good as production: a PASS, into shadow
+    assert registry.alias("shadow") == "v2"
+    assert load_record(home, FIRST.isoformat()).get("versus_shadow") is None
+
+    second = FIRST + dt.timedelta(days=1)
+    offline_pass(home, second, "v3")
+    record = load_record(home, second.isoformat())
+    assert (record["decision"], record["stage"]) == ("PASS", "shadow")
+    versus = record["versus_shadow"]
+    assert versus["shadow_version"] == "v2" and versus["better"] is True
+    assert versus["delta_lower_bound"] > 0
+    assert "replaces in shadow" in record["stage_reason"]
+    assert registry.alias("shadow") == "v3" and registry.alias("production") == "v1"
+    moved = registry.history()[-1]
+    assert (moved["alias"], moved["from"], moved["to"]) == ("shadow", "v2", "v3")
+    assert moved["reason"].endswith("replacing v2")
+    flight = shadow_in_flight(home, registry)
+    assert flight is not None and (flight.version, flight.offline_day) == ("v3", second)
+
+    third = second + dt.timedelta(days=1)
+    offline_pass(home, third, "v4")  # passes against v1, but is worse than v3
+    record = load_record(home, third.isoformat())
+    assert (record["decision"], record["stage"]) == ("PASS", "held")
+    assert record["versus_shadow"]["better"] is False
+    assert registry.alias("shadow") == "v3"
