@@ -21,11 +21,11 @@ import dagster as dg
 
 from lifecycle_assets.config import LifecycleConfig, MonitoringConfig
 from lifecycle_assets.data.transforms import split_windows
+from lifecycle_assets.defs.resources.alerts import AlertSinkResource
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.monitoring.metrics import quality_drop
 from lifecycle_assets.registry.registry import Registry
-from lifecycle_assets.resources.alerts import AlertSinkResource
-from lifecycle_assets.resources.home import LifecycleHomeResource
 
 # Read at evaluation time from the loop's own materialisation metadata.
 DRIFT = dg.AssetKey("prediction_drift")
