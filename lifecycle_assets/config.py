@@ -436,7 +436,7 @@ class SimulationConfig(_Section):
 
 
 class MonitoringConfig(_Section):
-    # Staleness (defs/monitoring/sensors.py): each kind of signal (drift, out of range, quality
+    # Staleness (monitoring/staleness.py): each kind of signal (drift, out of range, quality
     # drop, bias, a serving model from a partial train window) has its own episode; the trigger fires when one opens and after each
     # cooldown_days (shared by all kinds) until it closes.
     psi_threshold: float = Field(0.25, gt=0)
@@ -451,7 +451,7 @@ class MonitoringConfig(_Section):
     episode_close_share: float = Field(1.0, gt=0, le=1)
     # An open quality-drop episode retrains on each day whose train window holds more days
     # from its onset on than the last retrain's, without waiting for the cooldown, and not
-    # while the window holds none (defs/monitoring/sensors.py `step_episode`). On the quality
+    # while the window holds none (monitoring/staleness.py `step_episode`). On the quality
     # benchmark it took `concept`'s triggered policy from 0.0138 to 0.0010 behind periodic
     # with one retrain more (docs/quality.md, "Run 7").
     catch_up: bool = True
