@@ -599,7 +599,7 @@ def reference_backtest(data: Path, config_file: Path, first_day: int | None) -> 
 
     from lifecycle_assets.config import load_config
     from lifecycle_assets.data.transforms import split_windows
-    from lifecycle_assets.partitions import daily
+    from lifecycle_assets.defs.partitions import daily
     from lifecycle_assets.replay.runner import served_quality
     from lifecycle_assets.replay.source import (
         LABEL,

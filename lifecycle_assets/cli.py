@@ -45,7 +45,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--partition {args.partition!r} is not a date (YYYY-MM-DD)") from None
     from lifecycle_assets.definitions import ASSETS
-    from lifecycle_assets.partitions import daily
+    from lifecycle_assets.defs.partitions import daily
 
     if not daily.has_partition_key(args.partition):
         raise UsageError(
@@ -120,10 +120,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
 # Command groups that live with their stage; each module has `register(add)`, where
 # `add(name, help)` returns a sub-parser that already takes --workdir.
 COMMAND_GROUPS: tuple[str, ...] = (
-    "lifecycle_assets.data.cli",
-    "lifecycle_assets.validation.cli",
-    "lifecycle_assets.registry.cli",
-    "lifecycle_assets.replay.cli",
+    "lifecycle_assets.commands.data",
+    "lifecycle_assets.commands.validation",
+    "lifecycle_assets.commands.registry",
+    "lifecycle_assets.commands.replay",
 )
 
 

@@ -1,5 +1,5 @@
-"""Helpers shared by the command groups of the `lifecycle` CLI (each group in its stage's
-`cli.py`, registered in `lifecycle_assets.cli.COMMAND_GROUPS`)."""
+"""Helpers shared by the command groups of the `lifecycle` CLI (each group a module of
+`commands/`, registered in `lifecycle_assets.cli.COMMAND_GROUPS`)."""
 
 from __future__ import annotations
 

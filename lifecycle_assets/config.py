@@ -19,7 +19,7 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.training.params import BUILT_IN_PARAMS, DEFAULT_FAMILY, ENTRY_POINT_GROUP
 
 # Train/test windows are mapped onto upstream partitions by a static Dagster partition
-# mapping (see `lifecycle_assets.partitions`); the config's windows must fit inside it.
+# mapping (see `lifecycle_assets.defs.partitions`); the config's windows must fit inside it.
 MAX_LOOKBACK_DAYS = 60
 
 # Partitions start here; simulated and replayed data must not start earlier.
@@ -27,7 +27,7 @@ PARTITIONS_START = "2026-01-01"
 # The config file packed beside each registered model (in the BentoML model store): a Bento
 # built from the model serves under it with no lifecycle home.
 PACKED_CONFIG = "lifecycle.yaml"
-# A later first partition, where a process names one (`partitions.first_partition_day`):
+# A later first partition, where a process names one (`defs.partitions.first_partition_day`):
 # `lifecycle ui` sets it to the home's first day of data, so that the UI counts and plots the
 # days the loop has lived rather than every day since PARTITIONS_START. A day is the same
 # partition key whatever the start, so processes with different starts share every value.
@@ -436,7 +436,7 @@ class SimulationConfig(_Section):
 
 
 class MonitoringConfig(_Section):
-    # Staleness (monitoring/sensors.py): each kind of signal (drift, out of range, quality
+    # Staleness (monitoring/staleness.py): each kind of signal (drift, out of range, quality
     # drop, bias, a serving model from a partial train window) has its own episode; the trigger fires when one opens and after each
     # cooldown_days (shared by all kinds) until it closes.
     psi_threshold: float = Field(0.25, gt=0)
@@ -451,7 +451,7 @@ class MonitoringConfig(_Section):
     episode_close_share: float = Field(1.0, gt=0, le=1)
     # An open quality-drop episode retrains on each day whose train window holds more days
     # from its onset on than the last retrain's, without waiting for the cooldown, and not
-    # while the window holds none (monitoring/sensors.py `step_episode`). On the quality
+    # while the window holds none (monitoring/staleness.py `step_episode`). On the quality
     # benchmark it took `concept`'s triggered policy from 0.0138 to 0.0010 behind periodic
     # with one retrain more (docs/quality.md, "Run 7").
     catch_up: bool = True

@@ -1,13 +1,13 @@
 """The lifecycle's Dagster definitions: the asset graph, its checks, job, schedule and
 resources. Nothing here reads the home: resources find it at run time (the daily
-partitions' first day may be named by the environment, `partitions.first_partition_day`)."""
+partitions' first day may be named by the environment, `defs.partitions.first_partition_day`)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from lifecycle_assets.automation.sensors import LABEL_REFRESH, late_labels, new_log_partitions
-from lifecycle_assets.data.assets import (
+from lifecycle_assets.defs.automation.sensors import LABEL_REFRESH, late_labels, new_log_partitions
+from lifecycle_assets.defs.data.assets import (
     feature_table,
     ground_truth,
     labeled_examples,
@@ -15,24 +15,24 @@ from lifecycle_assets.data.assets import (
     test_split,
     train_split,
 )
-from lifecycle_assets.monitoring.assets import live_quality, prediction_drift
-from lifecycle_assets.monitoring.sensors import broken_run_alert, build_staleness_sensor
-from lifecycle_assets.partitions import daily
-from lifecycle_assets.registry.assets import production_model
-from lifecycle_assets.registry.jobs import approve_model
-from lifecycle_assets.resources.alerts import AlertSinkResource
-from lifecycle_assets.resources.home import LifecycleHomeResource
-from lifecycle_assets.resources.io_manager import LifecycleIOManager
-from lifecycle_assets.resources.lookup import LookupStoreResource
-from lifecycle_assets.resources.registry import RegistryResource
-from lifecycle_assets.resources.versioning import VersioningResource
-from lifecycle_assets.serving.assets import (
+from lifecycle_assets.defs.monitoring.assets import live_quality, prediction_drift
+from lifecycle_assets.defs.monitoring.sensors import broken_run_alert, build_staleness_sensor
+from lifecycle_assets.defs.partitions import daily
+from lifecycle_assets.defs.registry.assets import production_model
+from lifecycle_assets.defs.registry.jobs import approve_model
+from lifecycle_assets.defs.resources.alerts import AlertSinkResource
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.io_manager import LifecycleIOManager
+from lifecycle_assets.defs.resources.lookup import LookupStoreResource
+from lifecycle_assets.defs.resources.registry import RegistryResource
+from lifecycle_assets.defs.resources.versioning import VersioningResource
+from lifecycle_assets.defs.serving.assets import (
     offline_predictions,
     prediction_log_store,
     production_bento,
 )
-from lifecycle_assets.training.assets import candidate_model
-from lifecycle_assets.validation.assets import shadow_report, validation_report
+from lifecycle_assets.defs.training.assets import candidate_model
+from lifecycle_assets.defs.validation.assets import shadow_report, validation_report
 
 ASSETS = [
     raw_prediction_logs,

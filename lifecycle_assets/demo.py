@@ -19,6 +19,7 @@ import numpy as np
 
 from lifecycle_assets.automation.loop import DayOutcome, build_day_bento, run_day
 from lifecycle_assets.config import PARTITIONS_START
+from lifecycle_assets.decision import Decision, ShadowAction, Stage
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, resolve_home, set_simulated_today
 from lifecycle_assets.home_setup import init_home, set_shadow_days
@@ -29,7 +30,6 @@ from lifecycle_assets.serving.bento import bento_built, bento_tag
 from lifecycle_assets.serving.process import ServiceProcess
 from lifecycle_assets.serving.transport import OverHttp, Transport, wait_for_version
 from lifecycle_assets.simulator.fraud import FraudSimulator
-from lifecycle_assets.validation.decision import Decision, ShadowAction, Stage
 from lifecycle_assets.validation.record import shadow_summary
 
 DEFAULT_DAYS = 18

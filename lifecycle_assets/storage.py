@@ -5,7 +5,7 @@ kind of value: a frame is `<partition>.parquet`, a record (dict) `<partition>.js
 artifact the directory `<partition>/` (safetensors + manifest). No pickle. Bad rows an asset
 quarantined are kept beside the values, under `quarantine/<asset>/<partition>.parquet`.
 
-The IO manager (`resources/io_manager.py`) stores and loads through this module; everything
+The IO manager (`defs/resources/io_manager.py`) stores and loads through this module; everything
 else that reads a stored value — the late-label sensor, the daily runner, decision records,
 retention, replay — asks it for the path or the value instead of spelling the layout. Moving
 the values elsewhere means changing this module alone.

@@ -121,7 +121,7 @@ def test_dagster_cli_materialises_from_the_module(make_home) -> None:
 
 def test_the_first_partition_is_the_named_day_never_before_the_loop_can_partition() -> None:
     from lifecycle_assets.config import FIRST_DAY_ENV, PARTITIONS_START, ConfigError
-    from lifecycle_assets.partitions import first_partition_day
+    from lifecycle_assets.defs.partitions import first_partition_day
 
     assert first_partition_day({}) == PARTITIONS_START
     assert first_partition_day({FIRST_DAY_ENV: "2026-06-03"}) == "2026-06-03"

@@ -18,9 +18,9 @@ import yaml
 from bentoml._internal.bento import BentoStore
 
 from lifecycle_assets.config import example_config_path
+from lifecycle_assets.defs.resources.alerts import read_alerts
 from lifecycle_assets.home import LifecycleHome, project_root
 from lifecycle_assets.registry.registry import Registry, model_store
-from lifecycle_assets.resources.alerts import read_alerts
 from lifecycle_assets.serving.process import free_port
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.versioning.repo import VersionedRepo

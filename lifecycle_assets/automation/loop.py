@@ -10,11 +10,11 @@ from typing import Any
 
 import dagster as dg
 
-from lifecycle_assets.automation.sensors import LABEL_REFRESH, label_refresh_days
+from lifecycle_assets.defs.automation.sensors import LABEL_REFRESH, label_refresh_days
+from lifecycle_assets.defs.registry.jobs import materialization_reporter
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.instance import check_postgres, postgres_url_of
-from lifecycle_assets.registry.jobs import materialization_reporter
 from lifecycle_assets.registry.queries import SHADOW_REPORT
 from lifecycle_assets.registry.registry import Registry, bento_model_tag, served_ledger
 from lifecycle_assets.serving.bento import bento_built, bento_tag
@@ -84,7 +84,7 @@ def materialize(home: LifecycleHome, assets: list[str], partition: str) -> RunOu
         raise_on_error=False,
         # Nothing of the run on the console: a failed step's error and stack trace stay in
         # the run's event log (`lifecycle ui`), and the caller gets them in one line
-        # (RunFailed); the loop's alerts are logged on their own (resources/alerts.py).
+        # (RunFailed); the loop's alerts are logged on their own (defs/resources/alerts.py).
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         tags={"lifecycle/stage": ",".join(assets)},
     )

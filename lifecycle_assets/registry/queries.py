@@ -7,11 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from lifecycle_assets.decision import DecisionRecord, Stage
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now
 from lifecycle_assets.registry.registry import Registry
 from lifecycle_assets.storage import AssetStore
-from lifecycle_assets.validation.decision import DecisionRecord, Stage
+from lifecycle_assets.training.card import model_card_markdown
 
 # The asset that holds each day's shadow decision (`validation.shadow`).
 SHADOW_REPORT = "shadow_report"
@@ -72,8 +73,6 @@ def verdict_for(home: LifecycleHome, version: str) -> dict[str, Any] | None:
 
 def model_card(home: LifecycleHome, version: str) -> str:
     """The card rendered now, with the gate's metrics for the version when it was validated."""
-    from lifecycle_assets.training.card import model_card_markdown
-
     reg = registry_for(home)
     record = reg.require(version)
     artifact = reg.load(version)  # hash-checked

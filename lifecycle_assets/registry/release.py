@@ -1,9 +1,9 @@
 """The release process (docs/training-and-registry.md): review → approve → release, and
 rollback (what was recorded is read in `queries.py`; a version is reproduced in
-`reproduce.py`). Plain functions over a home; the CLI (`registry/cli.py`) and the Dagster `approve_model` job are
-thin wrappers.
+`reproduce.py`). Plain functions over a home; the CLI (`commands/registry.py`) and the
+Dagster `approve_model` job (`defs/registry/jobs.py`) are thin wrappers.
 
-Every alias move here is verified first (`validation.promotion.verify_release`: registered,
+Every alias move here is verified first (`promotion.verify_release`: registered,
 hash-checked, loads, answers a warm-up row), then moved, then committed to the home's repo
 with actor, time, reason, from and to in the message, together with the `production_model`
 DVC output; a move made outside a Dagster run reports a runless materialisation of
@@ -18,9 +18,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from lifecycle_assets.decision import Decision, DecisionRecord, promotable
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now, today
 from lifecycle_assets.lineage import code_version
+from lifecycle_assets.registry.promotion import verify_release
 from lifecycle_assets.registry.queries import registry_for, verdict_for
 from lifecycle_assets.registry.registry import (
     Registry,
@@ -31,7 +33,6 @@ from lifecycle_assets.registry.registry import (
 )
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
-from lifecycle_assets.validation.decision import Decision, DecisionRecord, promotable
 from lifecycle_assets.versioning.publish import publish_stage
 from lifecycle_assets.versioning.repo import VersionedRepo
 
@@ -67,7 +68,7 @@ def approve(
             f"{version} has {verdict_text(decision)}: only a version the gate passed can be approved; to "
             f"release it anyway use `lifecycle models release {version} --force --reason R`"
         )
-    _verify(reg, version)
+    verify_release(reg, version)
     when = now(home)
     repo = VersionedRepo.of(home)
     with repo.locked():
@@ -177,12 +178,6 @@ def previous_production(reg: Registry) -> str | None:
     return None
 
 
-def _verify(reg: Registry, version: str) -> ModelArtifact:
-    from lifecycle_assets.validation.promotion import verify_release
-
-    return verify_release(reg, version)
-
-
 def _forced_record(
     home: LifecycleHome, version: str, current: str | None, actor: str, reason: str
 ) -> dict[str, Any]:
@@ -231,7 +226,7 @@ def _move_production(
     forced: dict[str, Any] | None = None,
     report: Report,
 ) -> dict[str, Any]:
-    model = _verify(reg, version)  # refuses a tampered or broken artifact: nothing moves
+    model = verify_release(reg, version)  # refuses a tampered or broken artifact: nothing moves
     day = today(home)
     when = now(home)
     repo = VersionedRepo.of(home)

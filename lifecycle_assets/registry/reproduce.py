@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from lifecycle_assets.config import TrainingConfig
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.lineage import code_version
 from lifecycle_assets.registry.queries import registry_for
 from lifecycle_assets.registry.registry import RegistryError
+from lifecycle_assets.training.train import resolve_device, train_model
 from lifecycle_assets.versioning.names import validate_name
 from lifecycle_assets.versioning.repo import VersionedRepo
 
@@ -33,9 +35,6 @@ def reproduce(
     scores on the training rows must agree within `tolerance` (and the report gives the
     largest weight difference too).
     """
-    from lifecycle_assets.config import TrainingConfig
-    from lifecycle_assets.training.train import resolve_device, train_model
-
     reg = registry_for(home)
     info = reg.require(version)
     original = reg.load(version)  # hash-checked: a tampered artifact is refused here

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lifecycle_assets.decision import Decision
 from lifecycle_assets.files import write_atomic
-from lifecycle_assets.validation.decision import Decision
 
 COLORS = {
     "never": "#6b7280",

@@ -28,14 +28,16 @@ import polars as pl
 
 from lifecycle_assets.automation.loop import instance_for, run_day
 from lifecycle_assets.config import LifecycleConfig, load_config
+from lifecycle_assets.decision import Decision
+from lifecycle_assets.defs.monitoring.sensors import decide_staleness
+from lifecycle_assets.defs.partitions import daily
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.home_setup import init_home, set_shadow_days
 from lifecycle_assets.metrics import HIGHER_IS_BETTER, metric
 from lifecycle_assets.monitoring.estimate import covered, estimate_error
 from lifecycle_assets.monitoring.metrics import prediction_bias
-from lifecycle_assets.monitoring.sensors import EpisodeState, Reason, decide_staleness
-from lifecycle_assets.partitions import daily
+from lifecycle_assets.monitoring.staleness import EpisodeState, Reason
 from lifecycle_assets.registry.registry import Registry
 from lifecycle_assets.replay.source import (
     ENTITY_ID,
@@ -52,7 +54,6 @@ from lifecycle_assets.serving.process import ServiceProcess
 from lifecycle_assets.serving.requests import MAX_BATCH
 from lifecycle_assets.serving.transport import InProcess, OverHttp, Transport, wait_for_version
 from lifecycle_assets.storage import AssetStore
-from lifecycle_assets.validation.decision import Decision
 from lifecycle_assets.validation.record import shadow_summary
 
 # `shadow`: retrains as `periodic` does, with the shadow stage on (`release.shadow_days`

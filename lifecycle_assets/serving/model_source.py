@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from lifecycle_assets.training.artifact import (
     ModelArtifact,
     load_artifact,
 )
+from lifecycle_assets.training.verify import FeaturesError, verify
 
 logger = logging.getLogger("lifecycle.serving")
 
@@ -72,28 +72,6 @@ class ModelSource(Protocol):
     def check(self) -> None: ...
 
     def wait(self, timeout: float | None = None) -> None: ...
-
-
-class FeaturesError(ArtifactError):
-    """A model trained on other features than this service's config serves."""
-
-
-def verify(artifact: ModelArtifact, problem: ProblemConfig) -> None:
-    """Refuse a model that cannot answer this config's requests; warm it up once."""
-    pp = artifact.preprocessor
-    if pp.numeric != tuple(problem.numeric_features) or pp.categorical != tuple(
-        problem.categorical_features
-    ):
-        raise FeaturesError(
-            f"model {artifact.version} was trained on features {[*pp.numeric, *pp.categorical]}"
-            f", the config serves {list(problem.features)}"
-        )
-    row: dict[str, float | str] = dict(zip(pp.numeric, pp.means, strict=True))
-    row.update({c: "" for c in pp.categorical})  # the out-of-vocabulary bucket
-    scores = artifact.score_rows([row])
-    artifact.decide(scores)
-    if scores.shape != (1,) or not math.isfinite(float(scores[0])):
-        raise ArtifactError(f"model {artifact.version} gives a non-finite warm-up score")
 
 
 def failure_kind(err: BaseException) -> str:

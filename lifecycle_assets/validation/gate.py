@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from lifecycle_assets.config import ValidationConfig
+from lifecycle_assets.decision import Decision
 from lifecycle_assets.metrics import HIGHER_IS_BETTER, metric, weighted_metric
-from lifecycle_assets.validation.decision import Decision
 
 # A decision record is JSON data: it holds the verdicts' plain string values.
 PASS, FAIL, FIRST_MODEL, FORCED = (

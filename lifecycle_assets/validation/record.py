@@ -17,24 +17,23 @@ import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from lifecycle_assets.config import LifecycleConfig, ValidationConfig
 from lifecycle_assets.data.transforms import MATURED_NEGATIVE
+from lifecycle_assets.decision import Decision, DecisionRecord, Stage, release_stage
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now
+from lifecycle_assets.lineage import code_version
 from lifecycle_assets.registry.queries import shadow_result_for
+from lifecycle_assets.registry.registry import Registry, served_before
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact
-from lifecycle_assets.validation.decision import Decision, DecisionRecord, Stage, release_stage
 from lifecycle_assets.validation.gate import FAIL, FORCED, decide
 from lifecycle_assets.versioning.repo import VersionedRepo
-
-if TYPE_CHECKING:
-    from lifecycle_assets.registry.registry import Registry
 
 SPLIT_PREFIXES = ("test_split", "train_split")
 # Fields recomputed by `recheck` and compared with the stored record.
@@ -241,9 +240,6 @@ def build_record(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Day D's decision record: the challenger against what served before D (the ledger)."""
-    from lifecycle_assets.lineage import code_version
-    from lifecycle_assets.registry.registry import served_before
-
     config = home.config()
     incumbent = served_before(home, day)
     golden_tag = config.validation.golden_dataset
@@ -335,8 +331,6 @@ def recorded_decision(
     test split version, under the same gate settings; else None. The day was decided and its
     run failed afterwards (the promotion's push): its rerun publishes the same record again,
     which the tag accepts, rather than a second decision under the day's tag."""
-    from lifecycle_assets.registry.registry import served_before
-
     key = day.isoformat()
     text = repo.file_at(f"validation/{key}", VALIDATION_REPORT)
     if text is None:
@@ -448,8 +442,6 @@ def recheck(home: LifecycleHome, day: str) -> dict[str, Any]:
 
 
 def _recheck(home: LifecycleHome, stored: dict[str, Any]) -> dict[str, Any]:
-    from lifecycle_assets.registry.registry import Registry
-
     config = home.config()
     day = stored.get("day")
     for field in ("test_split_tag", "challenger_version", "validation"):

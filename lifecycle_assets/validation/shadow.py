@@ -31,14 +31,15 @@ from typing import Any
 import polars as pl
 
 from lifecycle_assets.config import LifecycleConfig, ValidationConfig
+from lifecycle_assets.decision import Decision, DecisionRecord, ShadowAction, Stage
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome, now
+from lifecycle_assets.lineage import code_version
+from lifecycle_assets.registry.promotion import settle_shadow
 from lifecycle_assets.registry.queries import SHADOW_REPORT, decision_records
 from lifecycle_assets.registry.registry import Registry, move_message, registry_dir
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import save_artifact
-from lifecycle_assets.validation.decision import Decision, DecisionRecord, ShadowAction, Stage
-from lifecycle_assets.validation.promotion import settle_shadow
 from lifecycle_assets.validation.record import (
     DecisionError,
     as_jsonable,
@@ -176,8 +177,6 @@ def decide_shadow(
 ) -> dict[str, Any] | None:
     """Day D's shadow decision record; None when nothing is in shadow or its window's labels
     have not matured yet."""
-    from lifecycle_assets.lineage import code_version
-
     shadow = shadow_in_flight(home, registry)
     if shadow is None or day < shadow.matures_on:
         return None

@@ -3,7 +3,7 @@
 `publish_stage` replaces the stage's output in the home's repo with what `write` produces
 (a staging path renamed over it), records it with `dvc commit`, commits and tags the DVC
 metafiles (and `extra_paths`) in git and pushes the data to the DVC remote. The Dagster
-resource (`resources/versioning.py`) and the release process call it alike.
+resource (`defs/resources/versioning.py`) and the release process call it alike.
 """
 
 from __future__ import annotations

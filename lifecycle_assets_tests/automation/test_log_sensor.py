@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from lifecycle_assets.automation.loop import instance_for
-from lifecycle_assets.automation.sensors import days_to_ingest, new_log_partitions
+from lifecycle_assets.defs.automation.sensors import days_to_ingest, new_log_partitions
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.home import set_simulated_today
 from lifecycle_assets.records import LogWriter
-from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.simulator.fraud import FraudSimulator
 
 

@@ -24,8 +24,8 @@ import polars as pl
 import pytest
 
 from lifecycle_assets.automation.loop import instance_for, materialize, run_day
-from lifecycle_assets.automation.sensors import late_label_requests, late_labels
 from lifecycle_assets.definitions import INGEST, LABELS, defs
+from lifecycle_assets.defs.automation.sensors import late_label_requests, late_labels
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.records import GroundTruthRecord, LogWriter, PredictionRecord
 from lifecycle_assets.simulator.fraud import FraudSimulator

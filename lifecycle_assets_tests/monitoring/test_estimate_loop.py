@@ -12,7 +12,7 @@ import polars as pl
 
 from lifecycle_assets.automation.loop import instance_for, materialize
 from lifecycle_assets.config import MonitoringConfig
-from lifecycle_assets.monitoring.sensors import estimated_reason
+from lifecycle_assets.monitoring.staleness import estimated_reason
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets_tests.monitoring.test_sensors import (
     COOLDOWN_ONLY,

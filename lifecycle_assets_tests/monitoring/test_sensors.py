@@ -14,13 +14,15 @@ import pytest
 from lifecycle_assets.automation.loop import RunFailed, instance_for, materialize
 from lifecycle_assets.config import MonitoringConfig, parse_config
 from lifecycle_assets.definitions import defs
+from lifecycle_assets.defs.monitoring.sensors import broken_run_alert
+from lifecycle_assets.defs.resources.alerts import AlertSinkResource
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.monitoring.metrics import quality_drop
-from lifecycle_assets.monitoring.sensors import (
+from lifecycle_assets.monitoring.staleness import (
     Episode,
     EpisodeState,
     Reason,
-    broken_run_alert,
     days_with_data,
     partial_window_reason,
     post_onset_share,
@@ -29,8 +31,6 @@ from lifecycle_assets.monitoring.sensors import (
     train_window,
     window_reasons,
 )
-from lifecycle_assets.resources.alerts import AlertSinkResource
-from lifecycle_assets.resources.home import LifecycleHomeResource
 
 CFG = MonitoringConfig()
 SHARE = 0.5  # the rule at half a window (the default, 1.0, is checked below)

@@ -12,11 +12,11 @@ import numpy as np
 import polars as pl
 import torch
 
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.versioning import VersioningResource
 from lifecycle_assets.files import write_json
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.registry.registry import Registry
-from lifecycle_assets.resources.home import LifecycleHomeResource
-from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import ModelArtifact, build_net, save_artifact
 from lifecycle_assets.training.features import Preprocessor
 

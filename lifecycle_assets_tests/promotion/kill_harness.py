@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 PRELOAD = [
-    "lifecycle_assets.validation.promotion",
-    "lifecycle_assets.resources.versioning",
+    "lifecycle_assets.registry.promotion",
+    "lifecycle_assets.defs.resources.versioning",
     "lifecycle_assets.versioning.repo",
     "lifecycle_assets.training.artifact",
     "dvc.repo",
@@ -49,12 +49,12 @@ FIRST_DAY = dt.date(2026, 7, 1)
 
 
 def promote(home_root: str, day: dt.date, old: str, new: str) -> None:
+    from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+    from lifecycle_assets.defs.resources.versioning import VersioningResource
     from lifecycle_assets.home import LifecycleHome
+    from lifecycle_assets.registry.promotion import promote_or_carry_over
     from lifecycle_assets.registry.registry import Registry
-    from lifecycle_assets.resources.home import LifecycleHomeResource
-    from lifecycle_assets.resources.versioning import VersioningResource
     from lifecycle_assets.training.artifact import save_artifact
-    from lifecycle_assets.validation.promotion import promote_or_carry_over
 
     home = LifecycleHome(Path(home_root))
     registry = Registry(home, home.config().problem.name)
@@ -347,9 +347,9 @@ class Harness:
 def stage_decided_day(home: Any, day: dt.date, frame: Any, candidate: Any) -> None:
     """What the `production_model` stage depends on, versioned as the loop leaves it before
     a release: the day's splits and challenger (`stage_day`), and a decision."""
-    from lifecycle_assets.resources.home import LifecycleHomeResource
-    from lifecycle_assets.resources.versioning import VersioningResource
-    from lifecycle_assets.validation.decision import write_reports
+    from lifecycle_assets.decision import write_reports
+    from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+    from lifecycle_assets.defs.resources.versioning import VersioningResource
     from lifecycle_assets_tests.promotion.helpers import stage_day
 
     stage_day(home, day, frame, candidate)
@@ -365,10 +365,10 @@ def stage_decided_day(home: Any, day: dt.date, frame: Any, candidate: Any) -> No
 
 def setup_home(root: Path) -> tuple[Any, tuple[str, str]]:
     """A home with two registered models (v1 in production) and day inputs in the repo."""
+    from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+    from lifecycle_assets.defs.resources.versioning import VersioningResource
     from lifecycle_assets.home_setup import init_home
     from lifecycle_assets.registry.registry import Registry, record_served
-    from lifecycle_assets.resources.home import LifecycleHomeResource
-    from lifecycle_assets.resources.versioning import VersioningResource
     from lifecycle_assets_tests.promotion.helpers import (
         fit_model,
         labelled_frame,

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from lifecycle_assets.registry.promotion import promote_or_carry_over
 from lifecycle_assets.registry.registry import Registry
 from lifecycle_assets.serving.process import ServiceProcess
-from lifecycle_assets.validation.promotion import promote_or_carry_over
 from lifecycle_assets_tests.promotion.kill_harness import Harness, setup_home
 from lifecycle_assets_tests.promotion.swap import PAYLOAD
 

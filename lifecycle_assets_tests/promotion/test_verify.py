@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from lifecycle_assets.registry.promotion import PromotionError, promote_or_carry_over
 from lifecycle_assets.registry.registry import Registry, model_path, served_ledger
 from lifecycle_assets.training.artifact import WEIGHTS
-from lifecycle_assets.validation.promotion import PromotionError, promote_or_carry_over
 from lifecycle_assets_tests.promotion.helpers import fit_model, labelled_frame, register
 
 DAY = dt.date(2026, 6, 10)

@@ -19,10 +19,10 @@ import pytest
 
 from lifecycle_assets.automation.loop import instance_for, materialize
 from lifecycle_assets.cli import main
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.versioning import VersioningResource
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.registry.registry import Registry, model_path, served_ledger
-from lifecycle_assets.resources.home import LifecycleHomeResource
-from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import WEIGHTS
 from lifecycle_assets_tests.conftest import subprocess_env
 from lifecycle_assets_tests.training.helpers import synthetic

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from lifecycle_assets.config import AlertsConfig
-from lifecycle_assets.resources.alerts import AlertSink, AlertSinkResource, read_alerts
-from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.alerts import AlertSink, AlertSinkResource, read_alerts
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 
 NOON = dt.datetime(2026, 6, 5, 12, tzinfo=dt.UTC)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lifecycle_assets.validation.decision import (
+from lifecycle_assets.decision import (
     PROMOTABLE,
     Decision,
     DecisionRecord,

@@ -19,9 +19,9 @@ import yaml
 from lifecycle_assets.automation.loop import instance_for, materialize
 from lifecycle_assets.cli import main
 from lifecycle_assets.config import example_config_path
+from lifecycle_assets.defs.resources.alerts import read_alerts
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.registry.registry import Registry, record_served, served_ledger
-from lifecycle_assets.resources.alerts import read_alerts
 from lifecycle_assets.validation.record import record_path, recorded_decision
 from lifecycle_assets.versioning.repo import VersionedRepo
 from lifecycle_assets_tests.promotion.helpers import (

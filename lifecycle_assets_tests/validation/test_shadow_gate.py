@@ -20,9 +20,9 @@ import yaml
 
 from lifecycle_assets.automation.loop import instance_for, materialize, run_day
 from lifecycle_assets.config import example_config_path
+from lifecycle_assets.defs.resources.alerts import read_alerts
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.registry.registry import Registry, record_served, served_ledger
-from lifecycle_assets.resources.alerts import read_alerts
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.validation.record import DecisionError, load_record, recheck
 from lifecycle_assets.validation.shadow import decide_shadow, shadow_in_flight

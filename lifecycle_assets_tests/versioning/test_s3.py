@@ -24,10 +24,10 @@ import polars as pl
 import pytest
 
 from lifecycle_assets.automation.loop import DayOutcome, RunFailed, run_day
+from lifecycle_assets.defs.resources import versioning as versioning_resource
 from lifecycle_assets.home import LifecycleHome, today
 from lifecycle_assets.home_setup import init_home
 from lifecycle_assets.registry.registry import Registry
-from lifecycle_assets.resources import versioning as versioning_resource
 from lifecycle_assets.serving.process import ServiceProcess
 from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets_tests.automation.test_loop import simulate_day

@@ -22,7 +22,7 @@ import httpx
 import tenacity
 
 from lifecycle_assets.config import AlertsConfig
-from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 
 log = logging.getLogger("lifecycle.alerts")
 

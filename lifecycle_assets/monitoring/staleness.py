@@ -1,4 +1,4 @@
-"""Sensors that watch the loop: the staleness trigger and the broken-run alert.
+"""The staleness trigger's policy: the day's signals, and the episodes they open and close.
 
 The staleness trigger keeps one episode per kind of signal (feature drift, out of range,
 quality drop, prediction bias, a partial train window, and with `monitoring.use_estimate` a
@@ -8,7 +8,10 @@ that disappears ends its own episode only. An episode closes once the serving mo
 `monitoring.episode_close_share` of its train window's days on or after the episode's onset
 (from the registry's lineage). The trigger fires when an open episode that is not closed
 finds the cooldown since the last fire (shared by all kinds) passed. The decisions are plain
-functions, tested directly; the replay's `triggered` policy calls the same ones."""
+functions, tested directly; the sensor (`defs/monitoring/sensors.py`) reads a day's signals
+from the loop's materialisations and the replay's `triggered` policy calls the same ones."""
+
+from __future__ import annotations
 
 import datetime as dt
 import json
@@ -17,21 +20,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-import dagster as dg
-
 from lifecycle_assets.config import LifecycleConfig, MonitoringConfig
 from lifecycle_assets.data.transforms import split_windows
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.monitoring.metrics import quality_drop
 from lifecycle_assets.registry.registry import Registry
-from lifecycle_assets.resources.alerts import AlertSinkResource
-from lifecycle_assets.resources.home import LifecycleHomeResource
-
-# Read at evaluation time from the loop's own materialisation metadata.
-DRIFT = dg.AssetKey("prediction_drift")
-QUALITY = dg.AssetKey("live_quality")
-DECISIONS = dg.AssetKey("validation_report")
-FEATURES = dg.AssetKey("feature_table")
 
 SignalKind = Literal[
     "feature_drift",
@@ -105,7 +98,7 @@ class EpisodeState:
         return bool(self.episodes) and not self.pending
 
     @classmethod
-    def parse(cls, cursor: str | None) -> "EpisodeState":
+    def parse(cls, cursor: str | None) -> EpisodeState:
         """A dumped state; a cursor written before a field existed still parses (the
         field's default), and the one episode of a cursor from before signal kinds
         (`in_episode`, `onset`, `closed`) carries over to the kinds signalled next."""
@@ -131,7 +124,7 @@ class EpisodeState:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def _finite(x: float | None) -> float | None:
+def finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
@@ -151,14 +144,14 @@ def staleness_reasons(
     quality drop; it has no default so that no caller can silently compare a lower-is-better
     metric the wrong way. `out_of_range_share`: the share of the day's requests served with
     a feature beyond the model's training range (`prediction_drift`)."""
-    psi, live, validated = _finite(max_psi), _finite(live_quality), _finite(validated_quality)
-    low, high = _finite(bias_low), _finite(bias_high)
+    psi, live, validated = finite(max_psi), finite(live_quality), finite(validated_quality)
+    low, high = finite(bias_low), finite(bias_high)
     reasons = []
     if psi is not None and psi > cfg.psi_threshold:
         reasons.append(
             Reason("feature_drift", f"feature drift: max PSI {psi:.3f} > {cfg.psi_threshold}")
         )
-    beyond = _finite(out_of_range_share)
+    beyond = finite(out_of_range_share)
     if beyond is not None and beyond > cfg.out_of_range_share:
         reasons.append(
             Reason(
@@ -212,7 +205,7 @@ def estimated_reason(
     """The estimate's quality-drop signal (`monitoring.use_estimate`): the quality estimated
     without labels for day `day` is worse than the validated quality by more than
     `monitoring.quality_drop`. Its episode starts with that day's data."""
-    est, bar = _finite(estimated), _finite(validated)
+    est, bar = finite(estimated), finite(validated)
     drop = quality_drop(est, bar, metric)
     if est is None or bar is None or drop is None or drop <= cfg.quality_drop:
         return None
@@ -273,12 +266,6 @@ def day_train_window(day: str | dt.date, config: LifecycleConfig) -> tuple[str, 
     (`data.transforms.split_windows`, with the current `windows`/`labels` settings)."""
     start, end = split_windows(dt.date.fromisoformat(str(day)), config)["train"]
     return start.isoformat(), end.isoformat()
-
-
-def first_data_day(instance: dg.DagsterInstance) -> str | None:
-    """The loop's first day of data: the oldest materialised `feature_table` partition."""
-    days = instance.get_materialized_partitions(FEATURES)
-    return min(days) if days else None
 
 
 def train_window(
@@ -391,137 +378,6 @@ def step_episode(
     return fire, new
 
 
-def _meta(record: Any, key: str) -> Any:
-    value = record.asset_materialization.metadata.get(key)
-    return None if value is None else value.value
-
-
-def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, limit: int = 60) -> list[Any]:
-    return list(instance.fetch_materializations(key, limit=limit).records)
-
-
-def evaluate_staleness(
-    instance: dg.DagsterInstance,
-    config: LifecycleConfig,
-    versions: Mapping[str, Mapping[str, Any]],
-) -> dict[str, Any]:
-    """Today's signals from the latest materialisations: drift of the newest day, quality and
-    bias of the newest matured day against the quality its model was validated with, and
-    whether the model that served the newest day (`versions`: the registry's) learned from a
-    partial train window; that model and its `train_window`."""
-    drift = _latest(instance, DRIFT, 1)
-    if not drift:
-        return {"day": None, "reasons": []}
-    day = drift[0].asset_materialization.partition
-    matured = [r for r in _latest(instance, QUALITY) if _meta(r, "matured")]
-    live, version, low, high, live_day = None, None, None, None, None
-    if matured:
-        newest = max(matured, key=lambda r: r.asset_materialization.partition or "")
-        live_day = newest.asset_materialization.partition
-        live = _meta(newest, "quality")
-        version = _meta(newest, "model_version")
-        low, high = _meta(newest, "prediction_bias_low"), _meta(newest, "prediction_bias_high")
-    decisions = _latest(instance, DECISIONS)
-    validated = _validated(decisions, version)
-    reasons = staleness_reasons(
-        _meta(drift[0], "max_psi"),
-        live,
-        validated,
-        low,
-        high,
-        config.monitoring,
-        metric=config.validation.metric,
-        out_of_range_share=_meta(drift[0], "out_of_range_share"),
-    )
-    # A quality drop and a bias are measured on the newest matured day: their episodes
-    # start with that day's data.
-    from_matured = ("quality_drop", "prediction_bias")
-    reasons = [replace(r, since=live_day) if r.kind in from_matured else r for r in reasons]
-    if config.monitoring.use_estimate:
-        reasons += _estimate_reasons(instance, config, decisions, live_day)
-    # The model that served the newest day (what its drift is measured against).
-    serving = _meta(drift[0], "model_version") or version
-    window = train_window(versions.get(serving), config) if serving else None
-    if day is not None:
-        reasons += window_reasons(config, day, window, first_data_day(instance))
-    return {
-        "day": day,
-        "model_version": serving,
-        "train_window": window,
-        "reasons": reasons,
-        "live_quality": live,
-        "live_quality_day": live_day,
-        "validated_quality": validated,
-    }
-
-
-def _validated(decisions: Sequence[Any], version: str | None) -> float | None:
-    """The quality `version` was validated with (its gate decision's challenger metric)."""
-    for rec in decisions:
-        if version is not None and _meta(rec, "challenger_version") == version:
-            return _meta(rec, "challenger_metric")
-    return None
-
-
-def _estimate_reasons(
-    instance: dg.DagsterInstance,
-    config: LifecycleConfig,
-    decisions: Sequence[Any],
-    live_day: str | None,
-) -> list[Reason]:
-    """`estimated_reason` on the newest day that has an estimate and is newer than the
-    newest matured day (`live_day`): a day whose labels have not matured yet."""
-    newest = None
-    for rec in _latest(instance, QUALITY):
-        day = rec.asset_materialization.partition or ""
-        if live_day is not None and day <= live_day:
-            continue
-        if _finite(_meta(rec, "estimated_quality")) is None:
-            continue
-        if newest is None or day > (newest.asset_materialization.partition or ""):
-            newest = rec
-    if newest is None:
-        return []
-    validated = _validated(decisions, _meta(newest, "estimated_model_version"))
-    reason = estimated_reason(
-        _meta(newest, "estimated_quality"),
-        validated,
-        config.validation.metric,
-        config.monitoring,
-        newest.asset_materialization.partition,
-    )
-    return [reason] if reason else []
-
-
-def decide_staleness(
-    instance: dg.DagsterInstance,
-    config: LifecycleConfig,
-    versions: Mapping[str, Mapping[str, Any]],
-    state: EpisodeState,
-) -> tuple[bool, EpisodeState, dict[str, Any]]:
-    """The staleness trigger's one decision, for the daemon's sensor and the replay's
-    `triggered` policy alike: (fire, the new state, the day's signal). A day already
-    evaluated (or no monitoring yet) returns `state` itself, unchanged, and never fires."""
-    signal = evaluate_staleness(instance, config, versions)
-    if signal["day"] is None or signal["day"] == state.last_day:
-        return False, state, signal
-    signal["reasons"] = held_to_onset(signal, state, config)
-    fire, new_state = step_episode(
-        state,
-        signal["day"],
-        signal["reasons"],
-        config.monitoring.cooldown_days,
-        signal["train_window"],
-        close_share=config.monitoring.episode_close_share,
-        catch_up=config.monitoring.catch_up,
-        window_of=lambda d: day_train_window(d, config),
-    )
-    opened = new_state.episodes.get("quality_drop")
-    if opened is not None and opened.baseline is None:
-        opened.baseline = _finite(signal.get("validated_quality"))
-    return fire, new_state, signal
-
-
 def held_to_onset(
     signal: Mapping[str, Any], state: EpisodeState, config: LifecycleConfig
 ) -> list[Reason]:
@@ -530,11 +386,11 @@ def held_to_onset(
     and the serving model's own validated quality."""
     reasons = list(signal["reasons"])
     episode = state.episodes.get("quality_drop")
-    live = _finite(signal.get("live_quality"))
+    live = finite(signal.get("live_quality"))
     if episode is None or episode.closed or episode.baseline is None or live is None:
         return reasons
     metric = config.validation.metric
-    validated = _finite(signal.get("validated_quality"))
+    validated = finite(signal.get("validated_quality"))
     ref = episode.baseline
     if validated is not None and (quality_drop(validated, ref, metric) or 0.0) < 0:
         ref = validated  # the serving model was validated better than the onset's bar
@@ -543,74 +399,3 @@ def held_to_onset(
     held = quality_reason(live, ref, metric, config.monitoring, bar_text)
     since = signal.get("live_quality_day")
     return [*reasons, replace(held, since=since)] if held else reasons
-
-
-def _skip_reason(day: str, reasons: list[Reason], state: EpisodeState, signal: dict) -> str:
-    if not reasons:
-        return f"{day}: no staleness signal"
-    why = "; ".join(r.text for r in reasons)
-    episodes = ", ".join(
-        f"{kind} since {e.onset} " + ("closed" if e.closed else "cooling down")
-        for kind, e in sorted(state.episodes.items())
-    )
-    window = signal.get("train_window")
-    serving = f"{signal.get('model_version')} " + (
-        f"trained on {window[0]}..{window[1]}" if window else "(no train window in the registry)"
-    )
-    return f"{day}: {why} — episodes: {episodes}; last retrain {state.last_fired}; {serving}"
-
-
-def build_staleness_sensor(job: Any, training_assets: list[str]) -> dg.SensorDefinition:
-    @dg.sensor(
-        name="staleness_retrain",
-        job=job,
-        minimum_interval_seconds=60,
-        description="Retrains when a staleness episode (one per kind: drift, out of range, "
-        "quality drop, bias, a partial train window) opens and after each cooldown until a "
-        "model trained mostly on data from the episode's onset on serves; thresholds in "
-        "lifecycle.yaml `monitoring`.",
-    )
-    def staleness_retrain(
-        context: dg.SensorEvaluationContext, home: LifecycleHomeResource
-    ) -> dg.RunRequest | dg.SkipReason:
-        h = home.get()
-        config = h.config()
-        versions = Registry(h, config.problem.name).versions()
-        state = EpisodeState.parse(context.cursor)
-        fire, new_state, signal = decide_staleness(context.instance, config, versions, state)
-        if new_state is state:
-            return dg.SkipReason("no new day of monitoring since the last evaluation")
-        context.update_cursor(new_state.dump())
-        if not fire:
-            return dg.SkipReason(_skip_reason(signal["day"], signal["reasons"], new_state, signal))
-        return dg.RunRequest(
-            run_key=f"staleness-{signal['day']}",
-            partition_key=signal["day"],
-            asset_selection=[dg.AssetKey(a) for a in training_assets],
-            tags={
-                "lifecycle/trigger": "staleness",
-                "lifecycle/reasons": "; ".join(r.text for r in signal["reasons"])[:200],
-                # the episodes this retrain is for: open and not closed
-                "lifecycle/episode_kinds": ",".join(sorted(new_state.pending)),
-                "lifecycle/episode_onset": min(e.onset or "" for e in new_state.pending.values()),
-            },
-        )
-
-    return staleness_retrain
-
-
-@dg.run_failure_sensor(
-    name="broken_run_alert", description="A failed run of the loop raises a broken-run alert."
-)
-def broken_run_alert(context: dg.RunFailureSensorContext, alerts: AlertSinkResource) -> None:
-    """Broken runs (not routine FAIL decisions, whose runs succeed) reach the alert sink."""
-    run = context.dagster_run
-    alerts.send(
-        "broken_run",
-        f"run {run.run_id} of {run.job_name} failed",
-        {
-            "run_id": run.run_id,
-            "partition": run.tags.get("dagster/partition"),
-            "error": context.failure_event.message or "",
-        },
-    )

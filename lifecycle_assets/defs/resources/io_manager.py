@@ -6,8 +6,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets.partitions import WINDOW_INPUT
-from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.partitions import WINDOW_INPUT
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.storage import AssetStore
 
 

@@ -4,15 +4,15 @@ from typing import Any
 
 import dagster as dg
 
-from lifecycle_assets.partitions import daily, partition_day
+from lifecycle_assets.decision import Decision, Stage
+from lifecycle_assets.defs.partitions import daily, partition_day
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.registry import RegistryResource
+from lifecycle_assets.defs.resources.versioning import VersioningResource
+from lifecycle_assets.registry.promotion import promote_or_carry_over
 from lifecycle_assets.registry.registry import move_message
 from lifecycle_assets.registry.release import AWAITING_APPROVAL
-from lifecycle_assets.resources.home import LifecycleHomeResource
-from lifecycle_assets.resources.registry import RegistryResource
-from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
-from lifecycle_assets.validation.decision import Decision, Stage
-from lifecycle_assets.validation.promotion import promote_or_carry_over
 
 
 @dg.asset(partitions_def=daily, group_name="registry", kinds={"bentoml", "dvc"})
@@ -37,7 +37,7 @@ def production_model(
         reg.request_approval(validation_report, home.now())
         decision_record = {**validation_report, "decision": AWAITING_APPROVAL}
     moves_before = len(reg.history())
-    # Verify (hash, load, warm-up) before the alias moves; see validation/promotion.py.
+    # Verify (hash, load, warm-up) before the alias moves; see registry/promotion.py.
     outcome = promote_or_carry_over(
         reg,
         decision_record,

@@ -16,8 +16,7 @@ import dagster as dg
 import polars as pl
 
 from lifecycle_assets.data import transforms, validation
-from lifecycle_assets.files import write_json
-from lifecycle_assets.partitions import (
+from lifecycle_assets.defs.partitions import (
     LABEL_ARRIVAL_WINDOW,
     TRAILING_FEATURES,
     daily,
@@ -25,9 +24,10 @@ from lifecycle_assets.partitions import (
     partition_day,
     window_input,
 )
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.versioning import VersioningResource
+from lifecycle_assets.files import write_json
 from lifecycle_assets.records import read_ground_truth, read_predictions
-from lifecycle_assets.resources.home import LifecycleHomeResource
-from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.storage import AssetStore
 
 GROUP = "data"

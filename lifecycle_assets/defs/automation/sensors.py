@@ -29,9 +29,9 @@ import polars as pl
 
 from lifecycle_assets.config import LifecycleConfig
 from lifecycle_assets.data.transforms import arrival_time, with_arrival
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.records import log_fingerprints
-from lifecycle_assets.resources.home import LifecycleHomeResource
 from lifecycle_assets.storage import AssetStore
 
 LABELED = dg.AssetKey("labeled_examples")

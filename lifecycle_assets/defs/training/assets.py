@@ -9,13 +9,13 @@ import dagster as dg
 import polars as pl
 
 from lifecycle_assets.config import LifecycleConfig
+from lifecycle_assets.defs.partitions import daily, partition_day
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.registry import RegistryResource
+from lifecycle_assets.defs.resources.versioning import VersioningResource
 from lifecycle_assets.lineage import code_version, training_inputs
 from lifecycle_assets.monitoring.metrics import feature_reference
-from lifecycle_assets.partitions import daily, partition_day
 from lifecycle_assets.registry.registry import move_message
-from lifecycle_assets.resources.home import LifecycleHomeResource
-from lifecycle_assets.resources.registry import RegistryResource
-from lifecycle_assets.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
 from lifecycle_assets.training.card import model_card_markdown
 from lifecycle_assets.training.plots import loss_curve_markdown

@@ -7,11 +7,11 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from lifecycle_assets.defs.partitions import DAYS_BEFORE, daily, partition_day, window_input
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.registry import RegistryResource
 from lifecycle_assets.metrics import metric
 from lifecycle_assets.monitoring import estimate, metrics
-from lifecycle_assets.partitions import DAYS_BEFORE, daily, partition_day, window_input
-from lifecycle_assets.resources.home import LifecycleHomeResource
-from lifecycle_assets.resources.registry import RegistryResource
 
 GROUP = "monitoring"
 

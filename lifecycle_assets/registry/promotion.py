@@ -22,11 +22,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from lifecycle_assets.decision import Decision, ShadowAction, Stage, promotable
 from lifecycle_assets.errors import LifecycleError
-from lifecycle_assets.registry.registry import Registry, record_served
-from lifecycle_assets.serving.model_source import verify
-from lifecycle_assets.training.artifact import ModelArtifact
-from lifecycle_assets.validation.decision import Decision, ShadowAction, Stage, promotable
+from lifecycle_assets.registry.registry import Registry, model_path, record_served
+from lifecycle_assets.training.artifact import WEIGHTS, ModelArtifact, sha256_file
+from lifecycle_assets.training.verify import verify
 
 
 class PromotionError(LifecycleError, RuntimeError):
@@ -65,9 +65,6 @@ def verify_release(registry: Registry, version: str) -> ModelArtifact:
 
 
 def _weights_hash(registry: Registry, version: str) -> str:
-    from lifecycle_assets.registry.registry import model_path
-    from lifecycle_assets.training.artifact import WEIGHTS, sha256_file
-
     return sha256_file(model_path(registry.home, registry.model_name, version) / WEIGHTS)
 
 

@@ -7,10 +7,10 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets.partitions import daily, partition_day
+from lifecycle_assets.defs.partitions import daily, partition_day
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.lookup import LookupStoreResource
 from lifecycle_assets.records import log_fingerprints
-from lifecycle_assets.resources.home import LifecycleHomeResource
-from lifecycle_assets.resources.lookup import LookupStoreResource
 from lifecycle_assets.serving.bento import build_bento
 from lifecycle_assets.serving.offline import publish_offline_predictions
 from lifecycle_assets.training.artifact import ModelArtifact

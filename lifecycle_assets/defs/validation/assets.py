@@ -5,14 +5,14 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from lifecycle_assets.partitions import daily, daily_check, partition_day
-from lifecycle_assets.registry.jobs import materialization_reporter
-from lifecycle_assets.resources.alerts import AlertSinkResource
-from lifecycle_assets.resources.home import LifecycleHomeResource
-from lifecycle_assets.resources.registry import RegistryResource
-from lifecycle_assets.resources.versioning import VersioningResource
+from lifecycle_assets.decision import Decision, promotable, write_reports
+from lifecycle_assets.defs.partitions import daily, daily_check, partition_day
+from lifecycle_assets.defs.registry.jobs import materialization_reporter
+from lifecycle_assets.defs.resources.alerts import AlertSinkResource
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.registry import RegistryResource
+from lifecycle_assets.defs.resources.versioning import VersioningResource
 from lifecycle_assets.training.artifact import ModelArtifact
-from lifecycle_assets.validation.decision import Decision, promotable, write_reports
 from lifecycle_assets.validation.record import build_record, recorded_decision
 from lifecycle_assets.validation.shadow import run_shadow_gate, shadow_in_flight
 

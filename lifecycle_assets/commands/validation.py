@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home, progress
-from lifecycle_assets.validation.decision import Decision
+from lifecycle_assets.decision import Decision
 
 EXIT_MISMATCH = 1
 

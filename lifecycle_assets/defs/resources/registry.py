@@ -2,8 +2,8 @@
 
 import dagster as dg
 
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.registry.registry import Registry
-from lifecycle_assets.resources.home import LifecycleHomeResource
 
 
 class RegistryResource(dg.ConfigurableResource):

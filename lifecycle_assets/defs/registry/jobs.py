@@ -5,9 +5,9 @@ from typing import Any
 
 import dagster as dg
 
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.registry.release import approve, check_version_arg, release
-from lifecycle_assets.resources.home import LifecycleHomeResource
 
 
 class ApprovalConfig(dg.Config):

@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.versioning.publish import publish_stage
 from lifecycle_assets.versioning.repo import VersionedRepo
 

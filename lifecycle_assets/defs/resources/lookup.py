@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from lifecycle_assets.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.serving.lookup import LookupStore, SqliteLookupStore
 
 
