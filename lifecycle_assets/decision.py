@@ -61,15 +61,20 @@ def release_stage(
     shadow_days: int,
     in_shadow: str | None,
     beats_shadow: bool = False,
+    shadow_gains: bool = False,
 ) -> tuple[Stage | None, str | None]:
     """(stage, why) of a decision: None for a challenger that may not serve. Only a gate PASS
     against a serving model goes to shadow (`release.shadow_days` > 0): a first model has
-    nothing to be compared with on live traffic, and a FORCED release is a person's call. A
-    shadow in flight (`in_shadow`, another version) is replaced only by a challenger shown
-    better than it on the same test rows (`beats_shadow`): under daily retraining a newer
-    challenger each day would otherwise restart the window and none would ever finish it,
-    while a challenger that is clearly better (the data moved after the shadow was trained)
-    should not wait behind it."""
+    nothing to be compared with on live traffic, and a FORCED release is a person's call.
+
+    A shadow in flight (`in_shadow`, another version) is replaced only by a challenger shown
+    better than it (`beats_shadow`) while the shadow itself is not shown better than
+    production on the same rows (`shadow_gains`). Under daily retraining a newer challenger
+    each day would otherwise restart the window and none would finish it; and after a drift
+    successive challengers keep improving, so replacing a shadow that already beats
+    production would hold the first better model out of production for as long as the
+    improvements go on. A shadow that gains nothing over production (trained before the
+    data moved) is what a clearly better challenger should not wait behind."""
     if not promotable(decision):
         return None, None
     if decision != Decision.PASS or shadow_days == 0 or production is None:
@@ -77,12 +82,16 @@ def release_stage(
     beside = f"serves in shadow beside {production} for {shadow_days} day(s)"
     if in_shadow is None or in_shadow == challenger:
         return Stage.SHADOW, beside
-    if beats_shadow:
-        return Stage.SHADOW, f"shown better than {in_shadow}, which it replaces in shadow; {beside}"
-    return Stage.HELD, (
-        f"{in_shadow} is in shadow and {challenger} is not shown better than it; "
-        f"{challenger} is not promoted"
-    )
+    if beats_shadow and not shadow_gains:
+        return Stage.SHADOW, (
+            f"shown better than {in_shadow}, which is not shown better than {production}: "
+            f"it replaces {in_shadow} in shadow; {beside}"
+        )
+    if not beats_shadow:
+        why = f"{in_shadow} is in shadow and {challenger} is not shown better than it"
+    else:
+        why = f"{in_shadow} is in shadow and shown better than {production}: it finishes its window"
+    return Stage.HELD, f"{why}; {challenger} is not promoted"
 
 
 def gate_metrics(record: dict[str, Any]) -> dict[str, Any]:

@@ -279,7 +279,12 @@ def build_record(
         and in_shadow not in (None, challenger.version)
     ):
         versus = versus_shadow(
-            test_split, challenger, registry.load(in_shadow), config, gate_seed(config, day)
+            test_split,
+            challenger,
+            registry.load(in_shadow),
+            registry.load(incumbent),
+            config,
+            gate_seed(config, day),
         )
         record["versus_shadow"] = versus
     stage, why = release_stage(
@@ -289,6 +294,7 @@ def build_record(
         shadow_days=config.release.shadow_days,
         in_shadow=in_shadow,
         beats_shadow=bool(versus and versus["better"]),
+        shadow_gains=bool(versus and versus["shadow_gains"]),
     )
     record.update({"stage": stage, "stage_reason": why})
     if stage == Stage.SHADOW:
@@ -300,22 +306,39 @@ def versus_shadow(
     test_split: pl.DataFrame,
     challenger: ModelArtifact,
     shadow: ModelArtifact,
+    production: ModelArtifact,
     config: LifecycleConfig,
     seed: int,
 ) -> dict[str, Any]:
-    """A passing challenger against the version in shadow, on the same test rows, by the
-    gate's paired bootstrap: `better` when the one-sided lower bound of Δ (challenger −
-    shadow) is above 0, i.e. the challenger is shown better at the gate's α, not merely not
-    worse. Only then does it replace a running shadow (`decision.release_stage`)."""
-    versus = evaluate(test_split, challenger, shadow, config, seed)
-    low = versus.get("delta_lower_bound")
+    """A passing challenger against the version in shadow, and the shadow against
+    production, on the same test rows by the gate's paired bootstrap (each model scored
+    once). `better`: the challenger is shown better than the shadow (the one-sided lower
+    bound of Δ above 0, not merely within the margin); `shadow_gains`: the shadow is shown
+    better than production. What `decision.release_stage` replaces a running shadow on."""
+
+    def shown_better(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+        versus = evaluate_scores(test_split, lambda: a, lambda: b, config, seed)
+        low = versus.get("delta_lower_bound")
+        return {
+            "delta": versus.get("delta"),
+            "delta_lower_bound": low,
+            "shown_better": low is not None and math.isfinite(low) and low > 0,
+            "metrics": (versus.get("challenger_metric"), versus.get("production_metric")),
+        }
+
+    scores = [m.score(test_split) for m in (challenger, shadow, production)]
+    over_shadow = shown_better(scores[0], scores[1])
+    over_production = shown_better(scores[1], scores[2])
     return {
         "shadow_version": shadow.version,
-        "challenger_metric": versus.get("challenger_metric"),
-        "shadow_metric": versus.get("production_metric"),
-        "delta": versus.get("delta"),
-        "delta_lower_bound": low,
-        "better": low is not None and math.isfinite(low) and low > 0,
+        "challenger_metric": over_shadow["metrics"][0],
+        "shadow_metric": over_shadow["metrics"][1],
+        "delta": over_shadow["delta"],
+        "delta_lower_bound": over_shadow["delta_lower_bound"],
+        "better": over_shadow["shown_better"],
+        "shadow_delta": over_production["delta"],
+        "shadow_delta_lower_bound": over_production["delta_lower_bound"],
+        "shadow_gains": over_production["shown_better"],
     }
 
 

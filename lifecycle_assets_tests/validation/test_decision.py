@@ -29,17 +29,19 @@ def test_only_a_failed_or_missing_verdict_keeps_the_challenger_out() -> None:
 
 
 @pytest.mark.parametrize(
-    ("decision", "production", "shadow_days", "in_shadow", "beats", "stage"),
+    ("decision", "production", "shadow_days", "in_shadow", "beats", "gains", "stage"),
     [
-        ("FAIL", "v1", 2, None, False, None),
-        ("FAIL", "v1", 2, "v2", True, None),  # better than the shadow, but not the gate
-        ("PASS", "v1", 0, None, False, Stage.PRODUCTION),  # shadow off: today's behaviour
-        ("PASS", "v1", 2, None, False, Stage.SHADOW),
-        ("PASS", "v1", 2, "v3", False, Stage.SHADOW),  # the same challenger again (a rerun)
-        ("PASS", "v1", 2, "v2", False, Stage.HELD),  # another one is in shadow: not replaced
-        ("PASS", "v1", 2, "v2", True, Stage.SHADOW),  # ... unless shown better than it
-        ("FIRST_MODEL", None, 2, None, False, Stage.PRODUCTION),  # nothing to shadow beside
-        ("FORCED", "v1", 2, "v2", False, Stage.PRODUCTION),  # a person's call
+        ("FAIL", "v1", 2, None, False, False, None),
+        ("FAIL", "v1", 2, "v2", True, False, None),  # better than the shadow, not the gate
+        ("PASS", "v1", 0, None, False, False, Stage.PRODUCTION),  # shadow off
+        ("PASS", "v1", 2, None, False, False, Stage.SHADOW),
+        ("PASS", "v1", 2, "v3", False, False, Stage.SHADOW),  # the same challenger (a rerun)
+        ("PASS", "v1", 2, "v2", False, False, Stage.HELD),  # another one is in shadow
+        ("PASS", "v1", 2, "v2", True, False, Stage.SHADOW),  # ... shown worse than this one
+        ("PASS", "v1", 2, "v2", True, True, Stage.HELD),  # ... but it beats production
+        ("PASS", "v1", 2, "v2", False, True, Stage.HELD),
+        ("FIRST_MODEL", None, 2, None, False, False, Stage.PRODUCTION),  # nothing beside
+        ("FORCED", "v1", 2, "v2", False, False, Stage.PRODUCTION),  # a person's call
     ],
 )
 def test_the_release_stage_of_a_decision(
@@ -48,6 +50,7 @@ def test_the_release_stage_of_a_decision(
     shadow_days: int,
     in_shadow: str | None,
     beats: bool,
+    gains: bool,
     stage: Stage,
 ) -> None:
     got, why = release_stage(
@@ -57,11 +60,13 @@ def test_the_release_stage_of_a_decision(
         shadow_days=shadow_days,
         in_shadow=in_shadow,
         beats_shadow=beats,
+        shadow_gains=gains,
     )
     assert got == stage
     assert (why is not None) == (stage in (Stage.SHADOW, Stage.HELD))
     if in_shadow == "v2" and stage in (Stage.SHADOW, Stage.HELD):
         assert ("replaces" in (why or "")) == (stage == Stage.SHADOW)
+        assert ("finishes its window" in (why or "")) == (beats and gains)
 
 
 def test_a_decision_record_is_checked_against_its_contract() -> None:

@@ -342,16 +342,20 @@ def test_manual_mode_asks_for_approval_after_the_shadow_pass(make_home) -> None:
     ]
 
 
-def test_a_challenger_shown_better_than_the_shadow_replaces_it(make_home) -> None:
-    """Offline PASSes while v2 is in shadow: v3, clearly better than v2 on the day's test
-    rows, replaces it (a fresh window, the move in the history); v4, no better than the
-    running shadow, is held. Real Dagster runs of `validation_report` and
-    `production_model`."""
+def test_a_shadow_that_gains_nothing_is_replaced_by_a_better_challenger(make_home) -> None:
+    """Offline PASSes while a version is in shadow (real Dagster runs of `validation_report`
+    and `production_model`): v3, shown better than v2, a shadow no better than production,
+    replaces it (a fresh window, the move in the history); v4, better still, is held while
+    v3 is shown better than production (it finishes its window); v5, no better than the
+    shadow, is held."""
     home = make_home(shadow_config())
     registry = Registry(home, home.config().problem.name)
-    weak = fit_model(home, labelled_frame(2000, seed=1), "v1", steps=2)
-    good = fit_model(home, labelled_frame(4000, seed=1), "v3")
-    for version, artifact in (("v1", weak), ("v2", weak), ("v3", good), ("v4", weak)):
+    train = labelled_frame(4000, seed=1)
+    weak = fit_model(home, train, "v1", steps=1)
+    medium = fit_model(home, train, "v3", steps=8)
+    good = fit_model(home, train, "v4")
+    versions = (("v1", weak), ("v2", weak), ("v3", medium), ("v4", good), ("v5", weak))
+    for version, artifact in versions:
         register(home, artifact, version)
     registry.move_alias("production", "v1", actor="test", reason="setup", when=NOON)
     record_served(home, FIRST - dt.timedelta(days=1), "v1")
@@ -363,11 +367,12 @@ def test_a_challenger_shown_better_than_the_shadow_replaces_it(make_home) -> Non
     second = FIRST + dt.timedelta(days=1)
     offline_pass(home, second, "v3")
     record = load_record(home, second.isoformat())
-    assert (record["decision"], record["stage"]) == ("PASS", "shadow")
+    assert (record["decision"], record["stage"]) == ("PASS", "shadow"), record["versus_shadow"]
     versus = record["versus_shadow"]
-    assert versus["shadow_version"] == "v2" and versus["better"] is True
-    assert versus["delta_lower_bound"] > 0
-    assert "replaces in shadow" in record["stage_reason"]
+    assert versus["shadow_version"] == "v2"
+    assert (versus["better"], versus["shadow_gains"]) == (True, False)
+    assert versus["delta_lower_bound"] > 0 and versus["shadow_delta"] == 0.0
+    assert "it replaces v2 in shadow" in record["stage_reason"]
     assert registry.alias("shadow") == "v3" and registry.alias("production") == "v1"
     moved = registry.history()[-1]
     assert (moved["alias"], moved["from"], moved["to"]) == ("shadow", "v2", "v3")
@@ -375,9 +380,14 @@ def test_a_challenger_shown_better_than_the_shadow_replaces_it(make_home) -> Non
     flight = shadow_in_flight(home, registry)
     assert flight is not None and (flight.version, flight.offline_day) == ("v3", second)
 
-    third = second + dt.timedelta(days=1)
-    offline_pass(home, third, "v4")  # passes against v1, but is worse than v3
-    record = load_record(home, third.isoformat())
-    assert (record["decision"], record["stage"]) == ("PASS", "held")
-    assert record["versus_shadow"]["better"] is False
-    assert registry.alias("shadow") == "v3"
+    for day, candidate, gains in ((second, "v4", True), (second, "v5", True)):
+        day += dt.timedelta(days=1 if candidate == "v4" else 2)
+        offline_pass(home, day, candidate)
+        record = load_record(home, day.isoformat())
+        assert (record["decision"], record["stage"]) == ("PASS", "held"), record["versus_shadow"]
+        versus = record["versus_shadow"]
+        assert versus["shadow_gains"] is gains and versus["shadow_delta_lower_bound"] > 0
+        assert versus["better"] is (candidate == "v4")
+        reason = "finishes its window" if candidate == "v4" else "not shown better than it"
+        assert reason in record["stage_reason"]
+        assert registry.alias("shadow") == "v3"
