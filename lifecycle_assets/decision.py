@@ -62,19 +62,22 @@ def release_stage(
     in_shadow: str | None,
     beats_shadow: bool = False,
     shadow_gains: bool = False,
+    window_served: bool = False,
 ) -> tuple[Stage | None, str | None]:
     """(stage, why) of a decision: None for a challenger that may not serve. Only a gate PASS
     against a serving model goes to shadow (`release.shadow_days` > 0): a first model has
     nothing to be compared with on live traffic, and a FORCED release is a person's call.
 
     A shadow in flight (`in_shadow`, another version) is replaced only by a challenger shown
-    better than it (`beats_shadow`) while the shadow itself is not shown better than
-    production on the same rows (`shadow_gains`). Under daily retraining a newer challenger
-    each day would otherwise restart the window and none would finish it; and after a drift
-    successive challengers keep improving, so replacing a shadow that already beats
-    production would hold the first better model out of production for as long as the
-    improvements go on. A shadow that gains nothing over production (trained before the
-    data moved) is what a clearly better challenger should not wait behind."""
+    better than it (`beats_shadow`), while the shadow is not shown better than production on
+    the same rows (`shadow_gains`) and has not yet served its whole window (`window_served`:
+    today is its last window day or later, so its verdict waits only for labels). Under
+    daily retraining a newer challenger each day would otherwise restart the window and
+    none would finish it; after a drift successive challengers keep improving, so replacing
+    a shadow that already beats production, or one whose window is complete, holds better
+    models out of production for as long as the improvements go on. A shadow that gains
+    nothing over production (trained before the data moved), early in its window, is what a
+    clearly better challenger should not wait behind."""
     if not promotable(decision):
         return None, None
     if decision != Decision.PASS or shadow_days == 0 or production is None:
@@ -82,15 +85,17 @@ def release_stage(
     beside = f"serves in shadow beside {production} for {shadow_days} day(s)"
     if in_shadow is None or in_shadow == challenger:
         return Stage.SHADOW, beside
-    if beats_shadow and not shadow_gains:
+    if beats_shadow and not shadow_gains and not window_served:
         return Stage.SHADOW, (
             f"shown better than {in_shadow}, which is not shown better than {production}: "
             f"it replaces {in_shadow} in shadow; {beside}"
         )
     if not beats_shadow:
         why = f"{in_shadow} is in shadow and {challenger} is not shown better than it"
-    else:
+    elif shadow_gains:
         why = f"{in_shadow} is in shadow and shown better than {production}: it finishes its window"
+    else:
+        why = f"{in_shadow} is in shadow and has served its window: its verdict waits for labels"
     return Stage.HELD, f"{why}; {challenger} is not promoted"
 
 

@@ -5,6 +5,7 @@ Plain functions over a home; nothing here moves an alias or writes a file."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from lifecycle_assets.decision import DecisionRecord, Stage
@@ -38,6 +39,49 @@ def decision_records(home: LifecycleHome) -> list[dict[str, Any]]:
         except ValueError:  # torn, or not a decision record: `lifecycle validation show` says
             continue
     return records
+
+
+@dataclass(frozen=True)
+class ShadowInFlight:
+    """The version in the `shadow` alias, the offline decision that put it there and its
+    window: the days it was scored on, whose labels mature on `matures_on`."""
+
+    version: str
+    offline_day: dt.date
+    shadow_days: int
+    first: dt.date
+    last: dt.date
+    matures_on: dt.date
+    offline: dict[str, Any] | None
+
+
+def shadow_in_flight(home: LifecycleHome, registry: Registry) -> ShadowInFlight | None:
+    """The shadow now, None when the alias is empty. Its offline day is that of the decision
+    record that sent it to shadow; a shadow set by hand (no such record) counts from the day
+    of its alias move, with the config's `shadow_days`."""
+    version = registry.alias("shadow")
+    if version is None:
+        return None
+    config = home.config()
+    offline = next(
+        (
+            r
+            for r in reversed(decision_records(home))
+            if r.get("challenger_version") == version and r.get("stage") == Stage.SHADOW
+        ),
+        None,
+    )
+    if offline is not None:
+        day = dt.date.fromisoformat(str(offline["day"]))
+        days = int(offline.get("shadow_days") or config.release.shadow_days)
+    else:
+        moved = [e for e in registry.history() if e["alias"] == "shadow" and e["to"] == version]
+        day = dt.datetime.fromisoformat(moved[-1]["time"]).date() if moved else dt.date.min
+        days = config.release.shadow_days
+    days = max(days, 1)
+    first, last = day + dt.timedelta(days=1), day + dt.timedelta(days=days)
+    matures = last + dt.timedelta(days=config.labels.maturity_days)
+    return ShadowInFlight(version, day, days, first, last, matures, offline)
 
 
 def decision_for(home: LifecycleHome, version: str) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ from lifecycle_assets.decision import Decision, DecisionRecord, Stage, release_s
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, now
 from lifecycle_assets.lineage import code_version
-from lifecycle_assets.registry.queries import shadow_result_for
+from lifecycle_assets.registry.queries import shadow_in_flight, shadow_result_for
 from lifecycle_assets.registry.registry import Registry, served_before
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import ModelArtifact
@@ -271,7 +271,7 @@ def build_record(
     )
     record.update(lineage(repo, record, registry.versions()))
     in_shadow = registry.alias("shadow")
-    versus = None
+    versus, window_served = None, False
     if (
         record["decision"] == Decision.PASS
         and config.release.shadow_days
@@ -286,7 +286,9 @@ def build_record(
             config,
             gate_seed(config, day),
         )
-        record["versus_shadow"] = versus
+        flight = shadow_in_flight(home, registry)
+        window_served = flight is not None and day >= flight.last
+        record["versus_shadow"] = {**versus, "window_served": window_served}
     stage, why = release_stage(
         record["decision"],
         challenger=challenger.version,
@@ -295,6 +297,7 @@ def build_record(
         in_shadow=in_shadow,
         beats_shadow=bool(versus and versus["better"]),
         shadow_gains=bool(versus and versus["shadow_gains"]),
+        window_served=window_served,
     )
     record.update({"stage": stage, "stage_reason": why})
     if stage == Stage.SHADOW:

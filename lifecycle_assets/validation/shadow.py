@@ -31,12 +31,12 @@ from typing import Any
 import polars as pl
 
 from lifecycle_assets.config import LifecycleConfig, ValidationConfig
-from lifecycle_assets.decision import Decision, DecisionRecord, ShadowAction, Stage
+from lifecycle_assets.decision import Decision, DecisionRecord, ShadowAction
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.home import LifecycleHome, now
 from lifecycle_assets.lineage import code_version
 from lifecycle_assets.registry.promotion import settle_shadow
-from lifecycle_assets.registry.queries import SHADOW_REPORT, decision_records
+from lifecycle_assets.registry.queries import SHADOW_REPORT, ShadowInFlight, shadow_in_flight
 from lifecycle_assets.registry.registry import Registry, move_message, registry_dir
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.training.artifact import save_artifact
@@ -55,49 +55,6 @@ from lifecycle_assets.versioning.repo import VersionedRepo
 SHADOW_RECORDS = "shadow"
 # What a change made outside the run's own outputs reports (`registry.release.Report`).
 Report = Callable[[str, str, dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class ShadowInFlight:
-    """The version in the `shadow` alias, the offline decision that put it there and its
-    window: the days it was scored on, whose labels mature on `matures_on`."""
-
-    version: str
-    offline_day: dt.date
-    shadow_days: int
-    first: dt.date
-    last: dt.date
-    matures_on: dt.date
-    offline: dict[str, Any] | None
-
-
-def shadow_in_flight(home: LifecycleHome, registry: Registry) -> ShadowInFlight | None:
-    """The shadow now, None when the alias is empty. Its offline day is that of the decision
-    record that sent it to shadow; a shadow set by hand (no such record) counts from the day
-    of its alias move, with the config's `shadow_days`."""
-    version = registry.alias("shadow")
-    if version is None:
-        return None
-    config = home.config()
-    offline = next(
-        (
-            r
-            for r in reversed(decision_records(home))
-            if r.get("challenger_version") == version and r.get("stage") == Stage.SHADOW
-        ),
-        None,
-    )
-    if offline is not None:
-        day = dt.date.fromisoformat(str(offline["day"]))
-        days = int(offline.get("shadow_days") or config.release.shadow_days)
-    else:
-        moved = [e for e in registry.history() if e["alias"] == "shadow" and e["to"] == version]
-        day = dt.datetime.fromisoformat(moved[-1]["time"]).date() if moved else dt.date.min
-        days = config.release.shadow_days
-    days = max(days, 1)
-    first, last = day + dt.timedelta(days=1), day + dt.timedelta(days=days)
-    matures = last + dt.timedelta(days=config.labels.maturity_days)
-    return ShadowInFlight(version, day, days, first, last, matures, offline)
 
 
 SHADOW_COLUMNS = ("model_version", "score", "shadow_version", "shadow_score", "label_matured")

@@ -29,19 +29,20 @@ def test_only_a_failed_or_missing_verdict_keeps_the_challenger_out() -> None:
 
 
 @pytest.mark.parametrize(
-    ("decision", "production", "shadow_days", "in_shadow", "beats", "gains", "stage"),
+    ("decision", "production", "shadow_days", "in_shadow", "beats", "gains", "served", "stage"),
     [
-        ("FAIL", "v1", 2, None, False, False, None),
-        ("FAIL", "v1", 2, "v2", True, False, None),  # better than the shadow, not the gate
-        ("PASS", "v1", 0, None, False, False, Stage.PRODUCTION),  # shadow off
-        ("PASS", "v1", 2, None, False, False, Stage.SHADOW),
-        ("PASS", "v1", 2, "v3", False, False, Stage.SHADOW),  # the same challenger (a rerun)
-        ("PASS", "v1", 2, "v2", False, False, Stage.HELD),  # another one is in shadow
-        ("PASS", "v1", 2, "v2", True, False, Stage.SHADOW),  # ... shown worse than this one
-        ("PASS", "v1", 2, "v2", True, True, Stage.HELD),  # ... but it beats production
-        ("PASS", "v1", 2, "v2", False, True, Stage.HELD),
-        ("FIRST_MODEL", None, 2, None, False, False, Stage.PRODUCTION),  # nothing beside
-        ("FORCED", "v1", 2, "v2", False, False, Stage.PRODUCTION),  # a person's call
+        ("FAIL", "v1", 2, None, False, False, False, None),
+        ("FAIL", "v1", 2, "v2", True, False, False, None),  # better than the shadow only
+        ("PASS", "v1", 0, None, False, False, False, Stage.PRODUCTION),  # shadow off
+        ("PASS", "v1", 2, None, False, False, False, Stage.SHADOW),
+        ("PASS", "v1", 2, "v3", False, False, False, Stage.SHADOW),  # the same one (a rerun)
+        ("PASS", "v1", 2, "v2", False, False, False, Stage.HELD),  # another one is in shadow
+        ("PASS", "v1", 2, "v2", True, False, False, Stage.SHADOW),  # ... shown worse than it
+        ("PASS", "v1", 2, "v2", True, True, False, Stage.HELD),  # ... but it beats production
+        ("PASS", "v1", 2, "v2", True, False, True, Stage.HELD),  # ... or its window is served
+        ("PASS", "v1", 2, "v2", False, True, True, Stage.HELD),
+        ("FIRST_MODEL", None, 2, None, False, False, False, Stage.PRODUCTION),  # nothing beside
+        ("FORCED", "v1", 2, "v2", False, False, False, Stage.PRODUCTION),  # a person's call
     ],
 )
 def test_the_release_stage_of_a_decision(
@@ -51,6 +52,7 @@ def test_the_release_stage_of_a_decision(
     in_shadow: str | None,
     beats: bool,
     gains: bool,
+    served: bool,
     stage: Stage,
 ) -> None:
     got, why = release_stage(
@@ -61,12 +63,14 @@ def test_the_release_stage_of_a_decision(
         in_shadow=in_shadow,
         beats_shadow=beats,
         shadow_gains=gains,
+        window_served=served,
     )
     assert got == stage
     assert (why is not None) == (stage in (Stage.SHADOW, Stage.HELD))
     if in_shadow == "v2" and stage in (Stage.SHADOW, Stage.HELD):
         assert ("replaces" in (why or "")) == (stage == Stage.SHADOW)
         assert ("finishes its window" in (why or "")) == (beats and gains)
+        assert ("has served its window" in (why or "")) == (beats and not gains and served)
 
 
 def test_a_decision_record_is_checked_against_its_contract() -> None:

@@ -22,10 +22,11 @@ from lifecycle_assets.automation.loop import instance_for, materialize, run_day
 from lifecycle_assets.config import example_config_path
 from lifecycle_assets.defs.resources.alerts import read_alerts
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
+from lifecycle_assets.registry.queries import shadow_in_flight
 from lifecycle_assets.registry.registry import Registry, record_served, served_ledger
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.validation.record import DecisionError, load_record, recheck
-from lifecycle_assets.validation.shadow import decide_shadow, shadow_in_flight
+from lifecycle_assets.validation.shadow import decide_shadow
 from lifecycle_assets.versioning.repo import VersionedRepo
 from lifecycle_assets_tests.promotion.helpers import (
     fit_model,
@@ -344,10 +345,10 @@ def test_manual_mode_asks_for_approval_after_the_shadow_pass(make_home) -> None:
 
 def test_a_shadow_that_gains_nothing_is_replaced_by_a_better_challenger(make_home) -> None:
     """Offline PASSes while a version is in shadow (real Dagster runs of `validation_report`
-    and `production_model`): v3, shown better than v2, a shadow no better than production,
-    replaces it (a fresh window, the move in the history); v4, better still, is held while
-    v3 is shown better than production (it finishes its window); v5, no better than the
-    shadow, is held."""
+    and `production_model`): v3, shown better than v2, a shadow no better than production
+    on the first of its two window days, replaces it (a fresh window, the move in the
+    history); v4, better still, is held while v3 is shown better than production (it
+    finishes its window); v5, no better than the shadow, is held."""
     home = make_home(shadow_config())
     registry = Registry(home, home.config().problem.name)
     train = labelled_frame(4000, seed=1)
@@ -391,3 +392,30 @@ def test_a_shadow_that_gains_nothing_is_replaced_by_a_better_challenger(make_hom
         reason = "finishes its window" if candidate == "v4" else "not shown better than it"
         assert reason in record["stage_reason"]
         assert registry.alias("shadow") == "v3"
+
+
+def test_a_shadow_that_has_served_its_window_is_not_replaced(make_home) -> None:
+    """On the shadow's last window day its verdict waits only for labels: a challenger shown
+    better than it, though the shadow gains nothing over production, is held."""
+    home = make_home(shadow_config())
+    registry = Registry(home, home.config().problem.name)
+    train = labelled_frame(4000, seed=1)
+    weak = fit_model(home, train, "v1", steps=1)
+    good = fit_model(home, train, "v3")
+    for version, artifact in (("v1", weak), ("v2", weak), ("v3", good)):
+        register(home, artifact, version)
+    registry.move_alias("production", "v1", actor="test", reason="setup", when=NOON)
+    record_served(home, FIRST - dt.timedelta(days=1), "v1")
+    offline_pass(home, FIRST, "v2")
+    last = FIRST + dt.timedelta(days=SHADOW_DAYS)  # v2 serves in shadow on FIRST+1, FIRST+2
+    offline_pass(home, last, "v3")
+    record = load_record(home, last.isoformat())
+    assert (record["decision"], record["stage"]) == ("PASS", "held")
+    versus = record["versus_shadow"]
+    assert (versus["better"], versus["shadow_gains"], versus["window_served"]) == (
+        True,
+        False,
+        True,
+    )
+    assert "v2 is in shadow and has served its window" in record["stage_reason"]
+    assert registry.alias("shadow") == "v2"

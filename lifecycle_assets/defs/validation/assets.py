@@ -12,9 +12,10 @@ from lifecycle_assets.defs.resources.alerts import AlertSinkResource
 from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.defs.resources.registry import RegistryResource
 from lifecycle_assets.defs.resources.versioning import VersioningResource
+from lifecycle_assets.registry.queries import shadow_in_flight
 from lifecycle_assets.training.artifact import ModelArtifact
 from lifecycle_assets.validation.record import build_record, recorded_decision
-from lifecycle_assets.validation.shadow import run_shadow_gate, shadow_in_flight
+from lifecycle_assets.validation.shadow import run_shadow_gate
 
 __all__ = ["shadow_report", "validation_report"]
 
