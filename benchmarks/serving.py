@@ -17,8 +17,8 @@ and measures, interleaving the services round by round so background load hits t
   latency    one keep-alive connection, sequential requests: p50 and p99
   throughput 32 connections, closed loop, for --seconds: 200 responses per second, p50 and
              p99 under load, errors; driven by wrk (compiled, one thread) when it is on the
-             PATH, else by the asyncio client, which costs the two cores about as much CPU
-             per request as the servers do (--client python forces it)
+             PATH, else by the asyncio client, whose interpreter time per request is taken
+             from the same two cores as the servers (--client python forces it)
   store      the lookup store's read vs a raw sqlite3 primary-key SELECT on the same file
 """
 

@@ -1,7 +1,7 @@
 """The serving benchmark's compiled load generator: Debian's `wrk` (`apt-get install wrk`),
-driven by a small Lua script. On two shared cores a Python client at 32 connections spends
-about as much CPU per request as the one-worker servers it loads; `wrk` spends a few
-microseconds, so the servers' own costs decide the figures.
+driven by a small Lua script. A Python client spends tens of microseconds of interpreter time
+per request on the same two cores as the servers it loads; `wrk` spends a few, so the
+servers' own costs decide the figures.
 
 The script POSTs pre-built JSON bodies in turn (no per-request work in Lua), counts the
 answers outside 2xx, and prints one `WRK_RESULT {...}` line from `done()`: `parse_wrk` reads
@@ -90,8 +90,8 @@ def wrk_command(
     url: str, *, path: str, seconds: float, connections: int, script: Path, bodies: Path
 ) -> list[str]:
     """The wrk invocation. One thread: wrk's event loop drives 32 connections far faster than
-    a one-worker server answers them, and each extra thread is one more process competing with
-    the servers for the two cores. wrk takes whole seconds; the timeout is generous so a slow
+    a one-worker server answers them, and each extra thread would only compete with the
+    servers for the two cores. wrk takes whole seconds; the timeout is generous so a slow
     answer on a loaded machine counts as latency, not as an error."""
     return [
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
