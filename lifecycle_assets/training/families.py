@@ -33,6 +33,7 @@ from torch import nn
 
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.training.features import Preprocessor
+from lifecycle_assets.training.fitted import Fitted
 from lifecycle_assets.training.model import TabularNet
 from lifecycle_assets.training.params import (
     ENTRY_POINT_GROUP,
@@ -40,23 +41,13 @@ from lifecycle_assets.training.params import (
     MlpParams,
     TabmParams,
 )
+from lifecycle_assets.training.trees import TreeEnsembleNet, fit_gbdt
 
 Factory = Callable[[Preprocessor, dict[str, Any]], nn.Module]
 
 
 class FamilyError(LifecycleError, ValueError):
     """An unknown family, a bad hyperparameter or a factory that cannot be loaded."""
-
-
-@dataclass(frozen=True)
-class Fitted:
-    """What a family fitted outright (not by gradient descent) hands back to training."""
-
-    params: dict[str, Any]  # the hyperparameters plus what the fit recorded (shapes)
-    state: dict[str, torch.Tensor]  # loaded into `build(preprocessor, params)`, strictly
-    losses: list[float]  # the training loss per round
-    step_seconds: list[float]  # seconds per round
-    info: dict[str, Any]  # best_epoch and holdout_losses with a holdout; fitted_by, ...
 
 
 @dataclass(frozen=True)
@@ -162,14 +153,10 @@ def _fit_tabm(numeric: np.ndarray, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _build_gbdt(pre: Preprocessor, params: dict[str, Any]) -> nn.Module:
-    from lifecycle_assets.training.trees import TreeEnsembleNet
-
     return TreeEnsembleNet(pre, params)
 
 
 def _train_gbdt(pre: Preprocessor, params: dict[str, Any], **fit: Any) -> Fitted:
-    from lifecycle_assets.training.trees import fit_gbdt
-
     return fit_gbdt(pre, params, **fit)
 
 

@@ -40,7 +40,8 @@ from lifecycle_assets.training.history import choose_history
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from lifecycle_assets.training.families import Family, Fitted
+    from lifecycle_assets.training.families import Family
+    from lifecycle_assets.training.fitted import Fitted
 
 Device = Literal["cpu", "xla"]
 

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lifecycle_assets.training.families import Fitted
 from lifecycle_assets.training.features import Preprocessor
+from lifecycle_assets.training.fitted import Fitted
 
 # LightGBM's kZeroThreshold: inputs within it are zero to the predictor (and "missing" at a
 # split whose missing_type is Zero).
