@@ -64,6 +64,12 @@ class GbdtParams(_Params):
     # Rounds without a better holdout loss before the fit stops (needs a holdout).
     early_stopping_rounds: int = Field(10, ge=1)
     max_bin: int = Field(255, ge=2, le=65_535)
+    # Boosters fitted with seeds `training.seed`, +1, … on the same rows (their row and
+    # feature draws differ) and averaged: one compiled ensemble of all their trees, each
+    # leaf value divided by `bags`. Averaging cuts what the draws add to a model's error and
+    # to how much one retrain differs from the next; it costs `bags` times the fit and the
+    # trees to score.
+    bags: int = Field(1, ge=1, le=16)
     # Fitted: the compiled tensors' shapes (see GbdtShape); recorded in the manifest.
     compiled: GbdtShape | None = None
 

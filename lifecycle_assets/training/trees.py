@@ -347,6 +347,46 @@ class TreeEnsembleNet(nn.Module):
         return values.sum(dim=2).sum(dim=1) + self.bias
 
 
+def merge_compiled(
+    compiled: list[tuple[dict[str, int], dict[str, torch.Tensor]]],
+) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
+    """One ensemble that scores the mean of the compiled ensembles' raw scores: their trees
+    side by side, padded to the largest tree and category set, each leaf value divided by
+    their number. A padded split node is on no leaf's path; a padded leaf needs a left turn
+    it cannot get (never reached, worth 0); a padded category column is no split's member,
+    as the column it widens past was not (inputs beyond a set fall on a non-member)."""
+    if len(compiled) == 1:
+        return compiled[0]
+    n_nodes = max(shapes["n_nodes"] for shapes, _ in compiled)
+    n_leaves = max(shapes["n_leaves"] for shapes, _ in compiled)
+    width = max(shapes["category_width"] for shapes, _ in compiled)
+
+    def padded(state: dict[str, torch.Tensor], name: str, fill: float = 0) -> torch.Tensor:
+        tensor = state[name]
+        sizes = {"path": (n_nodes, n_leaves), "path_left": (n_leaves,), "leaf_value": (n_leaves,)}
+        target = sizes.get(name, (n_nodes, width) if name == "categories" else (n_nodes,))
+        pad: list[int] = []
+        for have, want in zip(reversed(tensor.shape[1:]), reversed(target), strict=True):
+            pad += [0, want - have]
+        return torch.nn.functional.pad(tensor, pad, value=fill) if any(pad) else tensor
+
+    fills = {"path_left": 1.0}
+    names = [name for name in compiled[0][1] if name != "bias"]
+    state = {
+        name: torch.cat([padded(s, name, fills.get(name, 0)) for _, s in compiled])
+        for name in names
+    }
+    state["leaf_value"] = state["leaf_value"] / len(compiled)
+    state["bias"] = sum((s["bias"] for _, s in compiled), torch.zeros(())) / len(compiled)
+    shapes = {
+        "n_trees": int(state["feature"].shape[0]),
+        "n_nodes": n_nodes,
+        "n_leaves": n_leaves,
+        "category_width": width,
+    }
+    return shapes, state
+
+
 def fit_gbdt(
     pre: Preprocessor,
     params: dict[str, Any],
@@ -357,25 +397,42 @@ def fit_gbdt(
     seed: int,
     threads: int,
 ) -> Fitted:
-    """The family's fit: LightGBM on the fit rows (early stopping on the holdout), compiled."""
+    """The family's fit: LightGBM on the fit rows (early stopping on the holdout), compiled;
+    `bags` boosters (seeds `seed`, `seed` + 1, …) averaged into one compiled ensemble."""
     import lightgbm as lgb
 
-    booster, record = fit_booster(
-        params, task=task, fit=fit, holdout=holdout, seed=seed, threads=threads
-    )
-    shapes, state = compile_booster(booster, len(pre.numeric), len(pre.categorical))
+    bags = int(params.get("bags", 1))
+    fits = [
+        fit_booster(params, task=task, fit=fit, holdout=holdout, seed=seed + b, threads=threads)
+        for b in range(bags)
+    ]
+    compiled = [compile_booster(b, len(pre.numeric), len(pre.categorical)) for b, _ in fits]
+    shapes, state = merge_compiled(compiled)
+    records = [record for _, record in fits]
+    # The loss curve: the mean over the boosters, on the rounds all of them ran. The seconds
+    # per round: what all the boosters' rounds cost together (rounds beyond the common ones
+    # counted in the last), so their sum is the whole fit's.
+    rounds = min(len(record["losses"]) for record in records)
+    losses = np.mean([record["losses"][:rounds] for record in records], axis=0).tolist()
+    step_seconds = np.sum([record["step_seconds"][:rounds] for record in records], axis=0)
+    step_seconds[-1] += sum(sum(record["step_seconds"][rounds:]) for record in records)
     info: dict[str, Any] = {
         "fitted_by": f"LightGBM {lgb.__version__}",
         "cpu_threads": threads,
         "trees": shapes["n_trees"],
     }
-    if "best_epoch" in record:
-        info["best_epoch"] = record["best_epoch"]
-        info["holdout_losses"] = record["holdout_losses"]
+    if bags > 1:
+        info["bags"] = bags
+        info["trees_per_bag"] = [one["n_trees"] for one, _ in compiled]
+    if "best_epoch" in records[0]:
+        info["best_epoch"] = round(float(np.mean([r["best_epoch"] for r in records])))
+        info["holdout_losses"] = np.mean(
+            [r["holdout_losses"][:rounds] for r in records], axis=0
+        ).tolist()
     return Fitted(
         params={**params, "compiled": shapes},
         state=state,
-        losses=record["losses"],
-        step_seconds=record["step_seconds"],
+        losses=losses,
+        step_seconds=step_seconds.tolist(),
         info=info,
     )

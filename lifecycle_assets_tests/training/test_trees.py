@@ -37,6 +37,7 @@ from lifecycle_assets.training.trees import (
     TreeEnsembleNet,
     compile_booster,
     fit_booster,
+    fit_gbdt,
     lightgbm_inputs,
 )
 from lifecycle_assets_tests.training.helpers import CATEGORICAL, NUMERIC, small_config
@@ -184,6 +185,52 @@ def test_compiled_trees_under_xla_compile_once_per_batch_shape(fitted, arrays) -
     print(f"{fitted['task']} xla max |Δ| {max(deltas):.3g}; compilations {counts}")
     assert counts == [1, 1, 1, 2]
     assert max(deltas) <= TOLERANCE
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_bagged_boosters_compile_into_one_ensemble_of_their_mean(task, rows, arrays) -> None:
+    """`bags` boosters with seeds seed, seed + 1, … (different row and feature draws, early
+    stopping each) score as the mean of LightGBM's own raw scores, eagerly and under
+    torch-xla at one compilation per batch shape."""
+    import torch_xla
+    import torch_xla.debug.metrics as met
+
+    y = targets(rows, task)
+    fit, held = (*arrays["fit"], y[:2400]), (*arrays["held"], y[2400:])
+    params = GbdtParams(bags=3).model_dump()
+    fitted = fit_gbdt(arrays["pre"], params, task=task, fit=fit, holdout=held, seed=7, threads=1)
+    num, cat = arrays["score"]
+    boosters = [
+        fit_booster(params, task=task, fit=fit, holdout=held, seed=seed, threads=1)[0]
+        for seed in (7, 8, 9)
+    ]
+    each = [b.predict(lightgbm_inputs(num, cat), raw_score=True) for b in boosters]
+    reference = np.mean(each, axis=0)
+    # the draws differ by seed, so the three boosters do, and their mean is a fourth model
+    assert min(float(np.abs(a - reference).max()) for a in each) > 1e-3
+    per_bag = [b.best_iteration or b.current_iteration() for b in boosters]
+    assert fitted.info["trees_per_bag"] == per_bag
+    assert fitted.params["compiled"]["n_trees"] == fitted.info["trees"] == sum(per_bag)
+    assert fitted.info["bags"] == 3 and len(fitted.losses) == len(fitted.step_seconds)
+    net = TreeEnsembleNet(arrays["pre"], fitted.params)
+    net.load_state_dict(fitted.state)
+    with torch.inference_mode():
+        out = net.eval()(torch.from_numpy(num), torch.from_numpy(cat)).double().numpy()
+    assert float(np.abs(out - reference).max()) <= TOLERANCE
+
+    def compiles() -> int:
+        data = met.metric_data("CompileTime")
+        return int(data[0]) if data else 0
+
+    device = torch_xla.device()
+    on_device = copy.deepcopy(net).to(device)
+    before, counts, deltas = compiles(), [], []
+    for start in (0, 512):
+        part = slice(start, start + 512)
+        x, c = torch.from_numpy(num[part]).to(device), torch.from_numpy(cat[part]).to(device)
+        deltas.append(float(np.abs(on_device(x, c).cpu().double().numpy() - reference[part]).max()))
+        counts.append(compiles() - before)
+    assert counts == [1, 1] and max(deltas) <= TOLERANCE
 
 
 @pytest.mark.parametrize(
