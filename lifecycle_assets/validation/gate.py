@@ -299,6 +299,12 @@ def calibration_guard(
         "error_difference_interval": _interval(error_boot, cfg.alpha),
         "tolerance": tol,
     }
+    if cfg.metric in (*RANKING_METRICS, "log_loss"):
+        # The proper score beside the bias, for the reader of a FAIL: whether the
+        # challenger's probabilities as a whole (calibration and sharpness) are worse too, or
+        # a better ranking outweighs the shift of its mean.
+        result["challenger_brier"] = float(np.mean((challenger - y) ** 2))
+        result["production_brier"] = float(np.mean((production - y) ** 2))
     if tol is None:
         return {**result, "passed": True, "reason": "disabled (calibration_tolerance: null)"}
     bound = lower if lower is not None else difference
@@ -310,6 +316,11 @@ def calibration_guard(
         f"{'>' if not passed else '≤'} tolerance {tol:.4g} "
         f"({cfg.calibration_tolerance} × {scale_name} {scale:.4g})"
     )
+    if "challenger_brier" in result:
+        reason += (
+            f"; Brier score challenger {result['challenger_brier']:.4f} vs production "
+            f"{result['production_brier']:.4f}"
+        )
     return {**result, "passed": passed, "reason": reason}
 
 

@@ -156,6 +156,10 @@ def test_a_challenger_confidently_worse_calibrated_than_production_fails() -> No
     assert guard["passed"] is False
     assert record["decision"] == FAIL
     assert "calibration: calibration error" in reason(record)
+    # the proper score beside it: here the shifted mean costs more than the ranking gains
+    brier = float(np.mean((off - y) ** 2)), float(np.mean((production - y) ** 2))
+    assert (guard["challenger_brier"], guard["production_brier"]) == pytest.approx(brier)
+    assert f"Brier score challenger {brier[0]:.4f} vs production {brier[1]:.4f}" in reason(record)
 
 
 def test_the_calibration_tolerance_is_relative_to_the_base_rate() -> None:
