@@ -36,8 +36,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lifecycle_assets.hyperparameters import GbdtParams  # noqa: E402
 from lifecycle_assets.metrics import HIGHER_IS_BETTER, metric  # noqa: E402
-from lifecycle_assets.training.params import GbdtParams  # noqa: E402
 from lifecycle_assets.training.trees import lightgbm_params  # noqa: E402
 
 FIRST_SCORED = 5  # period t needs t-1 to judge on and one period before that to fit on

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lifecycle_assets.errors import LifecycleError
-from lifecycle_assets.training.params import BUILT_IN_PARAMS, DEFAULT_FAMILY, ENTRY_POINT_GROUP
+from lifecycle_assets.hyperparameters import BUILT_IN_PARAMS, DEFAULT_FAMILY, ENTRY_POINT_GROUP
 
 # Train/test windows are mapped onto upstream partitions by a static Dagster partition
 # mapping (see `lifecycle_assets.defs.partitions`); the config's windows must fit inside it.

@@ -32,15 +32,15 @@ from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from lifecycle_assets.errors import LifecycleError
-from lifecycle_assets.training.features import Preprocessor
-from lifecycle_assets.training.fitted import Fitted
-from lifecycle_assets.training.model import TabularNet
-from lifecycle_assets.training.params import (
+from lifecycle_assets.hyperparameters import (
     ENTRY_POINT_GROUP,
     GbdtParams,
     MlpParams,
     TabmParams,
 )
+from lifecycle_assets.training.features import Preprocessor
+from lifecycle_assets.training.fitted import Fitted
+from lifecycle_assets.training.model import TabularNet
 from lifecycle_assets.training.trees import TreeEnsembleNet, fit_gbdt
 
 Factory = Callable[[Preprocessor, dict[str, Any]], nn.Module]

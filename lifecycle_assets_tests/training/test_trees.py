@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from lifecycle_assets.config import ConfigError, parse_config
+from lifecycle_assets.hyperparameters import GbdtParams
 from lifecycle_assets.metrics import roc_auc
 from lifecycle_assets.training.artifact import (
     MANIFEST,
@@ -31,7 +32,6 @@ from lifecycle_assets.training.artifact import (
 )
 from lifecycle_assets.training.families import FamilyError, resolve
 from lifecycle_assets.training.features import Preprocessor
-from lifecycle_assets.training.params import GbdtParams
 from lifecycle_assets.training.train import model_architecture, train_model
 from lifecycle_assets.training.trees import (
     TreeEnsembleNet,

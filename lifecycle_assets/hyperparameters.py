@@ -1,5 +1,6 @@
-"""The built-in model families' hyperparameters (pydantic only: the config validates them
-without importing torch). The families themselves are in `families.py`."""
+"""The built-in model families' hyperparameters (pydantic only): the config validates them
+without importing torch or the training package. The families themselves are in
+`training/families.py`."""
 
 from __future__ import annotations
 
