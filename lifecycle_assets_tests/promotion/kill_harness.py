@@ -118,7 +118,7 @@ def _install_write_hooks(on_write: Callable[[str], None]) -> None:
 
 def _short(path: Any) -> str:
     text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
-    for marker in ("/repo/", "/dvc-remote/", "/bentoml/"):
+    for marker in ("/repo/", "/dvc-remote/", "/models/"):
         if marker in text:
             return marker.strip("/") + "/" + text.split(marker, 1)[1]
     return Path(text).name
