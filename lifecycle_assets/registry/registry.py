@@ -104,6 +104,8 @@ def model_path(home: LifecycleHome, model_name: str, version: str) -> Path:
 
 
 def _store_path(home: LifecycleHome, model_name: str, version: str) -> Path:
+    if not model_name.strip(".") or "/" in model_name:
+        raise RegistryError(f"invalid model name {model_name!r}: not a folder name")
     return home.models / model_name / validate_version(version)
 
 

@@ -269,6 +269,13 @@ def test_register_refuses_an_artifact_with_an_invalid_version(tmp_path, home):
     assert not home.root.exists()
 
 
+def test_a_model_name_that_is_no_folder_name_is_refused(tmp_path, home):
+    with pytest.raises(RegistryError, match="invalid model name"):
+        Registry(home, "..").register(stage(tmp_path, "v1")[0], {})
+    with pytest.raises(RegistryError, match="invalid model name"):
+        load_version(home, ".", "v1")
+
+
 # --- aliases ---------------------------------------------------------------------------------
 
 

@@ -152,7 +152,8 @@ def test_a_version_exported_for_a_bento_is_listed_by_bentoml_with_labels(
 ) -> None:
     """The registry keeps its versions in its own store; the export a Bento build makes
     (`export_model`) puts one into the home's BentoML store with its labels and the digest
-    its registration recorded, once: the same export again copies nothing."""
+    its registration recorded, once: the same export again copies nothing, unless the copy's
+    files changed."""
     from lifecycle_assets.registry.registry import recorded_digest
     from lifecycle_assets.serving.bento import export_model
 
@@ -175,6 +176,14 @@ def test_a_version_exported_for_a_bento_is_listed_by_bentoml_with_labels(
     assert info["labels"]["data_version"] == f"train_split/{D1}"
     assert info["labels"]["device"] == "xla" and info["labels"]["version"] == "v1"
     assert info["metadata"]["artifact_sha256"] == recorded_digest(home, "v1")
+    # An exported copy whose files changed in BentoML's store is made again from the registry.
+    from lifecycle_assets.training.artifact import artifact_digest
+
+    exported = home.bentoml_home / "models" / "card-fraud" / "v1"
+    weights = exported / WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    assert export_model(home, "card-fraud", "v1") is True
+    assert artifact_digest(exported) == recorded_digest(home, "v1")
     # The stage says which version serves: v2 replaced v1 in production.
     registry = Registry(home, "card-fraud")
     assert (registry.stage("v1"), registry.stage("v2")) == ("archived", "production")
