@@ -284,7 +284,11 @@ class Harness:
         if delay is not None:
             proc.join(delay)
             if proc.is_alive():
-                os.killpg(proc.pid, signal.SIGKILL)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    # still starting, before it made its own process group: it alone
+                    proc.kill()
         proc.join(300)
         t.exitcode = proc.exitcode
         if kill_at and t.exitcode != -signal.SIGKILL:
