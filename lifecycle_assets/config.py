@@ -24,8 +24,8 @@ MAX_LOOKBACK_DAYS = 60
 
 # Partitions start here; simulated and replayed data must not start earlier.
 PARTITIONS_START = "2026-01-01"
-# The config file packed beside each registered model (in the BentoML model store): a Bento
-# built from the model serves under it with no lifecycle home.
+# The config file kept beside each registered model (in the registry's model store, and in
+# the copy a Bento packs): a Bento built from the model serves under it with no lifecycle home.
 PACKED_CONFIG = "lifecycle.yaml"
 # A later first partition, where a process names one (`defs.partitions.first_partition_day`):
 # `lifecycle ui` sets it to the home's first day of data, so that the UI counts and plots the

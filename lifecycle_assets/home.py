@@ -5,7 +5,8 @@ Layout::
     HOME/lifecycle.yaml     the active config
     HOME/clock.json         the loop's clock when it is simulated (absent: wall time)
     HOME/dagster/           DAGSTER_HOME (dagster.yaml; the SQLite instance, or PostgreSQL)
-    HOME/bentoml/           BENTOML_HOME (model store, bentos)
+    HOME/models/            the registry's model store: each registered version's files, once
+    HOME/bentoml/           BENTOML_HOME (bentos, and the models they pack, exported at build)
     HOME/repo/              git + DVC repo: dataset and model versions, the registry
     HOME/dvc-remote/        default DVC remote (a local directory)
     HOME/logs/              the log store: prediction and ground-truth segments
@@ -67,6 +68,10 @@ class LifecycleHome:
     @property
     def dagster_home(self) -> Path:
         return self.root / "dagster"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
 
     @property
     def bentoml_home(self) -> Path:

@@ -61,6 +61,7 @@ def init_home(
     for folder in (
         home.root,
         home.dagster_home,
+        home.models,
         home.bentoml_home,
         home.logs,
         home.lookup,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,3 +67,14 @@ def module_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LifecycleH
 
 def subprocess_env(home: LifecycleHome) -> dict[str, str]:
     return {**os.environ, **home.tool_env()}
+
+
+def bentoml_json(home: LifecycleHome, *args: str) -> Any:
+    """`bentoml <args> -o json` on the home's BentoML store (its public CLI, in a child
+    process with the home's environment), parsed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bentoml", *args, "-o", "json"],
+        capture_output=True, text=True, env=subprocess_env(home), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)

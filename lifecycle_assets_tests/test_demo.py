@@ -11,19 +11,18 @@ import sys
 import time
 from pathlib import Path
 
-import bentoml
 import httpx
 import pytest
 import yaml
-from bentoml._internal.bento import BentoStore
 
 from lifecycle_assets.config import example_config_path
 from lifecycle_assets.defs.resources.alerts import read_alerts
 from lifecycle_assets.home import LifecycleHome, project_root
-from lifecycle_assets.registry.registry import Registry, model_store
+from lifecycle_assets.registry.registry import Registry
 from lifecycle_assets.serving.process import free_port
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.versioning.repo import VersionedRepo
+from lifecycle_assets_tests.conftest import bentoml_json
 
 pytestmark = pytest.mark.slow
 
@@ -92,10 +91,8 @@ def test_short_demo_closes_the_loop(demo_home: Path) -> None:
     )
     assert summary["bento_per_promotion"] is True
     assert summary["bentos"] == [f"lifecycle:{v}" for v in promoted]
-    store = BentoStore(str(LifecycleHome(home).bentoml_home / "bentos"))
-    assert sorted(str(b.tag) for b in bentoml.bentos.list(_bento_store=store)) == sorted(
-        summary["bentos"]
-    )
+    listed = bentoml_json(LifecycleHome(home), "list")
+    assert sorted(b["tag"] for b in listed) == sorted(summary["bentos"])
     assert 0 < summary["dagster_share"] < 1
     day = summary["daily"][-1]
     assert set(day["seconds"]) >= {"serve", "feedback", "ingest", "late_labels", "training"}
@@ -114,11 +111,9 @@ def test_short_demo_closes_the_loop(demo_home: Path) -> None:
     repo = VersionedRepo(lc.repo, env=lc.tool_env())
     assert repo.status() == {}
     assert "model/v1" in repo.tags()
-    # The BentoML model store names the production version.
-    stages = {
-        str(m.tag.version): m.info.labels["stage"]
-        for m in bentoml.models.list(_model_store=model_store(lc))
-    }
+    # The registry's stages name the production version.
+    registry = Registry(lc, lc.config().problem.name)
+    stages = {v: registry.stage(v) for v in registry.versions()}
     assert [v for v, s in stages.items() if s == "production"] == [
         summary["production_model_version"]
     ]

@@ -39,7 +39,7 @@ def register(add: AddCommand) -> None:
     p.add_argument("version", nargs="?", help="e.g. v3 (default: every version)")
     p = command(
         "restore",
-        "bring a version into this home's model store from the DVC remote (a fresh node)",
+        "bring a version into this home's registry model store from the DVC remote (a fresh node)",
         cmd_restore,
     )
     p.add_argument("version", nargs="?", help="e.g. v3 (default: the production version)")
@@ -76,11 +76,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     from lifecycle_assets.registry.queries import list_versions
 
     rows = list_versions(open_home(args))
-    lines = [f"{'version':8} {'aliases':22} {'day':10} {'decision':12} {'approval':18} device"]
+    lines = [
+        f"{'version':8} {'aliases':22} {'stage':10} {'day':10} {'decision':12} {'approval':18} "
+        "device"
+    ]
     for r in rows:
         lines.append(
-            f"{r['version']:8} {','.join(r['aliases']) or '-':22} {r['day'] or '-':10} "
-            f"{r['decision'] or '-':12} {r['approval'] or '-':18} {r['device'] or '-'}"
+            f"{r['version']:8} {','.join(r['aliases']) or '-':22} {r['stage']:10} "
+            f"{r['day'] or '-':10} {r['decision'] or '-':12} {r['approval'] or '-':18} "
+            f"{r['device'] or '-'}"
         )
     emit(args, rows, "\n".join(lines) if rows else "no model versions yet")
     return 0

@@ -8,8 +8,7 @@ The order is what makes a `kill -9` at any point harmless (docs/validation-and-p
 2. move the `production` alias — or, for a challenger that serves in shadow first
    (`release.shadow_days`), the `shadow` alias, the same way (the registry appends the
    history line, then replaces `aliases.json` atomically; a crash between the two leaves a
-   pending line that readers ignore and the next move drops), then sets the BentoML model
-   labels that mirror it;
+   pending line that readers ignore and the next move drops);
 3. record the day in the served ledger (atomic replace).
 
 The service follows `aliases.json` only, so at every instant it serves the old or the new
@@ -109,10 +108,6 @@ def promote_or_carry_over(
         registry.move_alias(
             "production", version, actor=actor, reason=f"{verdict} on {day}", when=when
         )
-    else:
-        # Nothing moves: the BentoML labels of the last move are set again, in case a crash
-        # cut them short (a no-op when they are already set).
-        registry.mirror_production()
     record_served(registry.home, day, version)
     return Promotion(version, promote, verdict, artifact, stage, registry.alias("shadow"))
 

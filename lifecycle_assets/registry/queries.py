@@ -136,6 +136,7 @@ def list_versions(home: LifecycleHome) -> list[dict[str, Any]]:
             {
                 "version": version,
                 "aliases": sorted(a for a, v in aliases.items() if v == version),
+                "stage": reg.stage(version),
                 "day": info.get("day"),
                 "created_at": info.get("created_at"),
                 "train_split_tag": info.get("train_split_tag"),

@@ -3,16 +3,20 @@
 The source of truth is the home's git repo: `registry/versions.json` (every version and its
 lineage), `registry/aliases.json` (where `production`, `candidate` and `shadow` point now) and
 `registry/history.jsonl` (every alias move with actor, time, reason, from and to). Each
-registration and each move is a git commit, so `git log` is the audit trail. Every version is
-also exported to the BentoML model store (`NAME:vN`) for serving and `bentoml build`; its
-`stage` label there mirrors the production alias (`registered`, `production`, `archived`).
+registration and each move is a git commit, so `git log` is the audit trail.
+
+Each version's files live once, in the registry's model store in the home
+(`<home>/models/NAME/vN/`: the artifact, what was saved beside it, and the config it was
+registered under); every reader loads them through `load_version`, checked against the digest
+the registration recorded. A version's stage (`registered`, `production`, `archived`) is
+derived from the alias history (`Registry.stage`). BentoML gets a copy only when a Bento is
+built (`serving/bento.py`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import re
 import shutil
@@ -21,14 +25,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from lifecycle_assets.config import PACKED_CONFIG
 from lifecycle_assets.errors import LifecycleError, contract_problem
-from lifecycle_assets.files import write_atomic
+from lifecycle_assets.files import replace_tree, write_atomic
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.training.artifact import (
+    MANIFEST,
     IntegrityError,
     ModelArtifact,
     artifact_digest,
@@ -42,11 +46,9 @@ VERSION_RE = re.compile(r"^v[1-9][0-9]{0,8}$")
 # (which alone answers) until its shadow gate decides (`release.shadow_days`).
 ALIASES = ("production", "candidate", "shadow")
 APPROVAL_STATES = ("awaiting_approval", "approved", "released")
-# The `stage` label of a version's BentoML model: never in production, serving now, or
-# served and since replaced.
+# A version's stage (`Registry.stage`): never in production, serving now, or served and
+# since replaced.
 REGISTERED, PRODUCTION, ARCHIVED = "registered", "production", "archived"
-
-logger = logging.getLogger("lifecycle.registry")
 
 
 class RegistryError(LifecycleError, RuntimeError):
@@ -89,56 +91,22 @@ def bento_model_tag(model_name: str, version: str) -> str:
     return f"{model_name}:{validate_version(version)}"
 
 
-def model_store(home: LifecycleHome):
-    """The home's BentoML model store, named explicitly: BentoML resolves BENTOML_HOME once
-    per process, and one process (a test session, the CLI) may work on several homes."""
-    from bentoml._internal.models import ModelStore
-
-    path = home.bentoml_home / "models"
-    path.mkdir(parents=True, exist_ok=True)
-    return ModelStore(str(path))
-
-
 def model_path(home: LifecycleHome, model_name: str, version: str) -> Path:
-    """Where the home's BentoML model store keeps a version's files."""
-    import bentoml
-
-    try:
-        return Path(
-            bentoml.models.get(
-                bento_model_tag(model_name, version), _model_store=model_store(home)
-            ).path
-        )
-    except bentoml.exceptions.NotFound:
+    """Where the registry's model store keeps a registered version's files
+    (`<home>/models/NAME/vN/`); refused when the store does not hold it."""
+    path = _store_path(home, model_name, version)
+    if not (path / MANIFEST).is_file():
         raise RegistryError(
-            f"model {model_name}:{version} is not in the BentoML model store of {home.root}"
-        ) from None
+            f"model {model_name}:{version} is not in the registry's model store of {home.root} "
+            f"(`lifecycle models restore {version}` brings it back from the DVC remote)"
+        )
+    return path
 
 
-def set_stage_label(home: LifecycleHome, model_name: str, version: str, stage: str) -> None:
-    """Set the `stage` label of a version's BentoML model. BentoML 1.4 has no public call that
-    changes a stored model's labels, so its `model.yaml` is rewritten from BentoML's own
-    `ModelInfo`, replaced atomically: a reader sees the old labels or the new ones."""
-    import bentoml
-    from bentoml._internal.models.model import MODEL_YAML_FILENAME, ModelInfo
-
-    model = bentoml.models.get(bento_model_tag(model_name, version), _model_store=model_store(home))
-    info = model.info
-    if info.labels.get("stage") == stage:
-        return
-    relabelled = ModelInfo(
-        tag=info.tag,
-        module=info.module,
-        labels={**info.labels, "stage": stage},
-        options=info.options,
-        metadata=info.metadata,
-        context=info.context,
-        signatures=info.signatures,
-        api_version=info.api_version,
-        creation_time=info.creation_time,
-    )
-    text = yaml.safe_dump(relabelled.to_dict(), sort_keys=False)
-    write_atomic(Path(model.path) / MODEL_YAML_FILENAME, text, durable=True)
+def _store_path(home: LifecycleHome, model_name: str, version: str) -> Path:
+    if not model_name.strip(".") or "/" in model_name:
+        raise RegistryError(f"invalid model name {model_name!r}: not a folder name")
+    return home.models / model_name / validate_version(version)
 
 
 def read_versions(home: LifecycleHome) -> dict[str, dict[str, Any]]:
@@ -305,19 +273,25 @@ class Registry:
         found = [v for v, e in self.versions().items() if e.get("training_inputs") == inputs]
         return min(found, key=lambda v: int(v[1:])) if found else None
 
+    def stage(self, version: str) -> str:
+        """`production` while the alias names `version`, `archived` once it served and was
+        replaced, else `registered`: derived from the alias history, never stored apart."""
+        if self.alias("production") == validate_version(version):
+            return PRODUCTION
+        promoted = {e["to"] for e in self.history() if e["alias"] == "production"}
+        return ARCHIVED if version in promoted else REGISTERED
+
     def copy_registered(self, version: str, dest: Path) -> ModelArtifact:
         """The files `version` was registered with (the artifact and what was saved beside it,
-        such as its model card), copied into `dest` from the home's BentoML model store
+        such as its model card), copied into `dest` from the registry's model store
         (restored there from the DVC remote first when missing), and its artifact, verified
         against the digest its registration recorded."""
-        from bentoml._internal.models.model import MODEL_YAML_FILENAME
-
         self.restore(version)
         artifact = self.load(version)
         dest.mkdir(parents=True)
         for src in sorted(model_path(self.home, self.model_name, version).iterdir()):
-            # what the export added: BentoML's own record and the packed config
-            if src.is_file() and src.name not in (MODEL_YAML_FILENAME, PACKED_CONFIG):
+            # the packed config is the store's, kept beside the files for a Bento
+            if src.is_file() and src.name != PACKED_CONFIG:
                 shutil.copy2(src, dest / src.name)
         return artifact
 
@@ -336,7 +310,8 @@ class Registry:
         return f"v{max(numbers, default=0) + 1}"
 
     def register(self, artifact_dir: Path, info: dict[str, Any]) -> str:
-        """Record an artifact (already saved with its version) and export it to BentoML."""
+        """Record an artifact (already saved with its version) and keep its files in the
+        registry's model store."""
         manifest = read_manifest(artifact_dir)
         version = validate_version(manifest["version"])
         # Checked here, once: everything that loads a registered version later compares the
@@ -349,11 +324,11 @@ class Registry:
             if versions[version].get("artifact_sha256") != digest:
                 raise RegistryError(f"{version} is already registered with a different artifact")
             return version
-        # Checked before anything is exported or written: a bad entry registers nothing.
+        # Checked before anything is stored or written: a bad entry registers nothing.
         entry = RegistryEntry.checked(
             {"weights_sha256": manifest["weights_sha256"], "artifact_sha256": digest, **info}
         )
-        self._export(artifact_dir, entry, REGISTERED)
+        self._store(artifact_dir, version)
         versions[version] = entry
         history = VersionedRepo.of(self.home)
         history.ensure_git()
@@ -366,68 +341,40 @@ class Registry:
         )
         return version
 
-    def _export(self, artifact_dir: Path, entry: dict[str, Any], stage: str) -> None:
-        """Copy an artifact into the home's BentoML model store, labelled with `stage` and
-        its registry entry (`versions.json`'s record: digests and lineage)."""
-        import bentoml
-
-        manifest = read_manifest(artifact_dir)
-        labels = {
-            "stage": stage,
-            "task": manifest["task"],
-            "version": manifest["version"],
-            "day": str(entry.get("day") or ""),
-            "device": str(entry.get("device") or ""),
-            "data_version": str(entry.get("train_split_tag") or ""),
-        }
-        with bentoml.models.create(
-            bento_model_tag(self.model_name, manifest["version"]),
-            labels=labels,
-            # BentoML metadata takes no nulls, at any depth; the full record stays in
-            # versions.json.
-            metadata=_without_nulls(entry),
-            _model_store=model_store(self.home),
-        ) as ref:
-            for name in os.listdir(artifact_dir):
-                src = Path(artifact_dir) / name
+    def _store(self, artifact_dir: Path, version: str) -> None:
+        """Put an artifact's files into the registry's model store as `version`, with the
+        config it is registered under (`PACKED_CONFIG`: a Bento built from it serves it with
+        no lifecycle home, `serving/bento.py`). Written beside the target and swapped in, so
+        a reader finds the whole version or none."""
+        target = _store_path(self.home, self.model_name, version)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+        try:
+            for src in sorted(Path(artifact_dir).iterdir()):
                 if src.is_file():
-                    shutil.copy2(src, Path(ref.path) / name)
-            # The config the version was registered under travels with it: a Bento built
-            # from this model serves it with no lifecycle home (`serving/bento.py`).
+                    shutil.copy2(src, staging / src.name)
             if self.home.config_path.is_file():
-                shutil.copy2(self.home.config_path, Path(ref.path) / PACKED_CONFIG)
+                shutil.copy2(self.home.config_path, staging / PACKED_CONFIG)
+            replace_tree(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def restore(self, version: str) -> bool:
-        """Bring a registered version into this home's BentoML model store from the DVC
-        remote (the `models/candidate` output at its `model/vN` tag), checked against the
-        digest its registration recorded in git: what a fresh node, with only a clone of the
-        registry repo and the remote, needs to serve or validate it. False when the store
-        already holds it."""
-        import bentoml
-
-        entry = self.require(version)
-        try:
-            bentoml.models.get(
-                bento_model_tag(self.model_name, version), _model_store=model_store(self.home)
-            )
+        """Bring a registered version into the registry's model store from the DVC remote
+        (the `models/candidate` output at its `model/vN` tag), checked against the digest its
+        registration recorded in git: what a fresh node, with only a clone of the registry
+        repo and the remote, needs to serve or validate it. False when the store already
+        holds it."""
+        self.require(version)
+        if (_store_path(self.home, self.model_name, version) / MANIFEST).is_file():
             return False
-        except bentoml.exceptions.NotFound:
-            pass
         digest = recorded_digest(self.home, version)
         with tempfile.TemporaryDirectory(prefix=".restore-", dir=self.home.root) as tmp:
             staged = Path(tmp) / version
             VersionedRepo.of(self.home).restore("models/candidate", f"model/{version}", staged)
             # refused unless it is the registered artifact, and loadable as it will serve
             load_artifact(staged, expected_digest=digest, factories=_user_families(self.home))
-            promoted = {e["to"] for e in self.history() if e["alias"] == "production"}
-            stage = (
-                PRODUCTION
-                if self.alias("production") == version
-                else ARCHIVED
-                if version in promoted
-                else REGISTERED
-            )
-            self._export(staged, entry, stage)
+            self._store(staged, version)
         return True
 
     def set_approval(self, version: str, status: str, **fields: Any) -> dict[str, Any]:
@@ -521,8 +468,6 @@ class Registry:
             else:
                 aliases[alias] = {"version": version, "since": event["time"], "actor": actor}
         _write_json_atomic(self.dir / "aliases.json", aliases)
-        if "production" in moves:
-            self.mirror_production()
         return events
 
     def point(
@@ -535,30 +480,6 @@ class Registry:
                 if event["alias"] == alias and event["to"] == version:
                     return event
         return self.move_alias(alias, version, actor=actor, reason=reason, when=when)
-
-    def mirror_production(self) -> None:
-        """Set the BentoML `stage` labels the last production move in the registry's own
-        record implies: `production` on the version it moved to, `archived` on the one it
-        replaced. Only a mirror: a label that cannot be written leaves the move done, with a
-        warning. Idempotent, so a promotion rerun after a crash between its move and the
-        labels (the alias has moved; nothing moves again) sets them."""
-        from bentoml.exceptions import BentoMLException
-
-        moves = [e for e in self.history() if e["alias"] == "production" and e["from"] != e["to"]]
-        if not moves:
-            return
-        previous, version = moves[-1]["from"], moves[-1]["to"]
-        for name, stage in ((previous, ARCHIVED), (version, PRODUCTION)):
-            if name is None:
-                continue
-            try:
-                set_stage_label(self.home, self.model_name, name, stage)
-            except (BentoMLException, OSError, ValueError, yaml.YAMLError) as err:
-                logger.warning(
-                    "production moved to %s, but the BentoML label of %s:%s was not set to "
-                    "stage=%s: %s",
-                    version, self.model_name, name, stage, err,
-                )  # fmt: skip
 
     def _drop_pending_moves(self, aliases: dict[str, dict[str, Any]]) -> None:
         """Before appending: rewrite the history (atomically) without a killed move's pending
@@ -574,15 +495,6 @@ class Registry:
         write_atomic(
             path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in kept), durable=True
         )
-
-
-def _without_nulls(value: Any) -> Any:
-    """`value` with every None dropped (from dicts and lists, at any depth)."""
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_without_nulls(v) for v in value if v is not None]
-    return value
 
 
 def _history_lines(path: Path) -> list[dict[str, Any]]:

@@ -3,20 +3,34 @@ with the build argument `model=<name>:<version>`. The service declares that mode
 (`bentoml.models.BentoModel`), so the build packs it, with the config it was registered
 under, and the built Bento serves it with no lifecycle home (`bentoml serve
 lifecycle:<version>`, or the image of `bentoml containerize`). Offline-safe: the bentofile
-does not lock packages against an index, and the build runs with the home's BENTOML_HOME."""
+does not lock packages against an index, and the build runs with the home's BENTOML_HOME.
+
+The model lives in the registry's model store; the build is the one place BentoML needs it
+in its own store, so `export_model` copies it there first (`serving/bento_export.py`, BentoML's
+public API in a child process with the home's BENTOML_HOME), checked against its registration."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome, project_root
-from lifecycle_assets.registry.registry import bento_model_tag, validate_version
+from lifecycle_assets.registry.registry import (
+    Registry,
+    bento_model_tag,
+    load_version,
+    model_path,
+    recorded_digest,
+    validate_version,
+)
+from lifecycle_assets.training.artifact import artifact_digest
 
 BENTO_NAME = "lifecycle"
 BENTOFILE = Path("bentos") / "bentofile.yaml"
@@ -49,18 +63,19 @@ def bentofile_for(version: str) -> dict[str, object]:
 def build_bento(
     home: LifecycleHome, model_name: str, version: str, timeout: float = 900
 ) -> tuple[str, bool]:
-    """(tag, built): builds `lifecycle:<version>` unless the home already has it."""
+    """(tag, built): builds `lifecycle:<version>` unless the home already has it, with the
+    model exported to the home's BentoML store first."""
     tag = bento_tag(version)
     if bento_built(home, version):
         return tag, False
+    export_model(home, model_name, version)
     spec_dir = home.root / "bento-builds"
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec_path = spec_dir / f"bentofile-{version}.yaml"
     spec_path.write_text(yaml.safe_dump(bentofile_for(version), sort_keys=False))
-    done = subprocess.run(
+    _in_home(
+        home,
         [
-            sys.executable,
-            "-m",
             "bentoml",
             "build",
             "-f",
@@ -73,6 +88,64 @@ def build_bento(
             "tag",
             ".",
         ],
+        f"bentoml build of {tag}",
+        timeout,
+    )
+    return tag, True
+
+
+def export_model(home: LifecycleHome, model_name: str, version: str, timeout: float = 300) -> bool:
+    """Copy a registered version from the registry's model store into the home's BentoML
+    model store as `NAME:vN` (restored from the DVC remote first when the registry's store
+    lacks it), labelled with its task, day, device and data version, and with its registry
+    entry as metadata: `artifact_sha256` is what a built Bento checks its packed model
+    against before it serves. True when it was copied; False when BentoML's store already
+    held it with the registered digest. The copy in BentoML's store is checked against the
+    registration too, and made again if its files differ."""
+    registry = Registry(home, model_name)
+    registry.restore(version)
+    artifact = load_version(home, model_name, version)  # verified against its registration
+    entry = registry.require(version)
+    request = {
+        "tag": bento_model_tag(model_name, version),
+        "source": str(model_path(home, model_name, version)),
+        "labels": {
+            "task": artifact.task,
+            "version": version,
+            "day": str(entry.get("day") or ""),
+            "device": str(entry.get("device") or ""),
+            "data_version": str(entry.get("train_split_tag") or ""),
+        },
+        # BentoML metadata takes no nulls, at any depth; the full record stays in
+        # versions.json.
+        "metadata": _without_nulls(entry),
+    }
+    for replace in (False, True):
+        # A copy whose files no longer match (changed in BentoML's store) is replaced once.
+        done = _in_home(
+            home,
+            ["lifecycle_assets.serving.bento_export"],
+            f"exporting {request['tag']} to BentoML",
+            timeout,
+            stdin=json.dumps({**request, "replace": replace}),
+        )
+        exported = json.loads(done.stdout.strip().splitlines()[-1])
+        if artifact_digest(Path(exported["path"])) == recorded_digest(home, version):
+            return bool(exported["created"]) or replace
+    raise BentoBuildError(
+        f"{request['tag']} in the BentoML store of {home.root} does not match its "
+        "registration; refused"
+    )
+
+
+def _in_home(
+    home: LifecycleHome, module: list[str], what: str, timeout: float, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m <module...>` from the project root with the home's environment (its
+    BENTOML_HOME); a failure raises `BentoBuildError` with the end of its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", *module],
+        input=stdin,
         cwd=project_root(),
         env={**os.environ, **home.tool_env()},
         capture_output=True,
@@ -84,7 +157,15 @@ def build_bento(
     )
     if done.returncode != 0:
         raise BentoBuildError(
-            f"bentoml build of {tag} failed ({done.returncode}): "
-            + (done.stdout + done.stderr)[-2000:]
+            f"{what} failed ({done.returncode}): " + (done.stdout + done.stderr)[-2000:]
         )
-    return tag, True
+    return done
+
+
+def _without_nulls(value: Any) -> Any:
+    """`value` with every None dropped (from dicts and lists, at any depth)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value

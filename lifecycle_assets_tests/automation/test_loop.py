@@ -17,6 +17,7 @@ from lifecycle_assets.records import LogWriter
 from lifecycle_assets.registry.registry import Registry, served_ledger
 from lifecycle_assets.simulator.fraud import FraudSimulator
 from lifecycle_assets.versioning.repo import VersionedRepo
+from lifecycle_assets_tests.conftest import bentoml_json
 
 pytestmark = pytest.mark.slow
 
@@ -104,15 +105,12 @@ def test_versions_are_dvc_native_and_status_clean(
     assert meta["dvc_hash"].value == repo.out_hash("datasets/train_split")
 
 
-def test_a_promotion_gets_its_bento_and_its_production_label(
+def test_a_promotion_gets_its_bento_and_its_production_stage(
     module_home: LifecycleHome, history: list[DayOutcome]
 ) -> None:
     """`build_day_bento` (the demo's step after a day's runs) builds the Bento of the version
     that serves after the day, announcing the build; the same version again reuses it."""
-    import bentoml
-    from bentoml._internal.bento import BentoStore
-
-    from lifecycle_assets.registry.registry import model_store
+    from lifecycle_assets.registry.registry import recorded_digest
 
     day = history[-1].day
     version = served_ledger(module_home)[day.isoformat()]
@@ -122,10 +120,12 @@ def test_a_promotion_gets_its_bento_and_its_production_label(
     assert len(said) == 2, said
     assert said[0].startswith(f"{day}: building Bento lifecycle:{version} of model card-fraud:")
     assert said[1].startswith(f"{day}: built Bento lifecycle:{version} in ")
-    store = BentoStore(str(module_home.bentoml_home / "bentos"))
-    bento = bentoml.bentos.get(f"lifecycle:{version}", _bento_store=store)
-    assert bento.info.labels["model_version"] == version
-    assert [str(b.tag) for b in bentoml.bentos.list(_bento_store=store)] == [str(bento.tag)]
+    bento = bentoml_json(module_home, "get", f"lifecycle:{version}")
+    assert bento["labels"]["model_version"] == version
+    assert [b["tag"] for b in bentoml_json(module_home, "list")] == [f"lifecycle:{version}"]
+    # The build exported the model it packs, with the digest its registration recorded.
+    model = bentoml_json(module_home, "models", "get", f"card-fraud:{version}")
+    assert model["metadata"]["artifact_sha256"] == recorded_digest(module_home, version)
     materialised = instance_for(module_home).get_latest_materialization_event(
         dg.AssetKey("production_bento")
     )
@@ -143,12 +143,11 @@ def test_a_promotion_gets_its_bento_and_its_production_label(
     assert materialised is not None and materialised.asset_materialization is not None
     assert materialised.asset_materialization.metadata["built"].value is False
 
-    # The BentoML model store says which version serves.
-    models = bentoml.models.list(_model_store=model_store(module_home))
-    stages = {str(m.tag.version): m.info.labels["stage"] for m in models}
+    # The registry's stages say which version serves.
+    registry = Registry(module_home, module_home.config().problem.name)
+    stages = {v: registry.stage(v) for v in registry.versions()}
     assert stages[version] == "production"
     assert list(stages.values()).count("production") == 1
-    registry = Registry(module_home, module_home.config().problem.name)
     promoted = {e["to"] for e in registry.history() if e["alias"] == "production"}
     assert {v for v, s in stages.items() if s == "archived"} == promoted - {version}
 

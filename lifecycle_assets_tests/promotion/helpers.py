@@ -1,6 +1,6 @@
 """Real models and versioned test splits without running the whole loop: a labelled frame
 with the example config's columns, small nets fitted here (or left untrained, a bad model),
-registered in the home's registry and BentoML store, and splits published with DVC."""
+registered in the home's registry (its model store), and splits published with DVC."""
 
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ def _install_write_hooks(on_write: Callable[[str], None]) -> None:
 
 def _short(path: Any) -> str:
     text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
-    for marker in ("/repo/", "/dvc-remote/", "/bentoml/"):
+    for marker in ("/repo/", "/dvc-remote/", "/models/"):
         if marker in text:
             return marker.strip("/") + "/" + text.split(marker, 1)[1]
     return Path(text).name
@@ -284,7 +284,11 @@ class Harness:
         if delay is not None:
             proc.join(delay)
             if proc.is_alive():
-                os.killpg(proc.pid, signal.SIGKILL)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    # still starting, before it made its own process group: it alone
+                    proc.kill()
         proc.join(300)
         t.exitcode = proc.exitcode
         if kill_at and t.exitcode != -signal.SIGKILL:

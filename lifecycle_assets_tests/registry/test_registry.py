@@ -1,21 +1,16 @@
-"""The model registry: numbered immutable versions exported to the home's BentoML model store,
-audited alias moves, and the served-version ledger.
+"""The model registry: numbered immutable versions kept in the registry's own model store in
+the home, audited alias moves, the stage each version is in, and the served-version ledger.
 
-BentoML resolves `BENTOML_HOME` once per process (on first use, not at import), so a test
-session that touched BentoML earlier would keep the first home's store. The registry therefore
-names each home's store explicitly (`model_store(home)`), and these tests list that store the
-same way, so every test gets its own store under `tmp_path` whatever ran before it.
+The registry never touches BentoML (a Bento build exports a version: `serving/bento.py`), so
+every test's store is its home's, under `tmp_path`, whatever ran before it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-import shutil
 from pathlib import Path
 
-import bentoml
 import numpy as np
 import polars as pl
 import pytest
@@ -29,12 +24,10 @@ from lifecycle_assets.registry.registry import (
     bento_model_tag,
     load_version,
     model_path,
-    model_store,
     record_served,
     recorded_digest,
     served_before,
     served_ledger,
-    set_stage_label,
     validate_version,
     verify_versions,
 )
@@ -53,17 +46,6 @@ NAME = "card-fraud"
 UTC = dt.UTC
 SECOND = dt.timedelta(seconds=1)
 FRAME = pl.DataFrame({"amount": [1.0, 2.0, 3.0, 4.0], "country": ["DE", "FR", "DE", "US"]})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def default_bentoml_home_in_tmp(tmp_path_factory):
-    """Belt and braces: if BentoML's process-wide store is first resolved here, it is a temp
-    dir, so nothing that fell back to the default store could write into `~/bentoml`."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BENTOML_HOME", str(tmp_path_factory.mktemp("default-bentoml-home")))
-    mp.setenv("BENTOML_DO_NOT_TRACK", "true")
-    yield
-    mp.undo()
 
 
 @pytest.fixture
@@ -96,7 +78,10 @@ def stage(tmp_path, version: str, seed: int = 0) -> tuple:
 
 
 def store_tags(home: LifecycleHome) -> list[str]:
-    return sorted(str(m.tag) for m in bentoml.models.list(_model_store=model_store(home)))
+    """`NAME:vN` of every version in the home's registry store (staging folders are hidden)."""
+    folder = home.models / NAME
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return [f"{NAME}:{n}" for n in names if not n.startswith(".")]
 
 
 def test_versions_are_numbered_from_v1(tmp_path, home):
@@ -120,21 +105,17 @@ def test_next_version_counts_numerically_not_lexically(tmp_path, home):
     assert registry.next_version() == "v11"
 
 
-def test_register_exports_to_the_homes_bentoml_store(tmp_path, home):
+def test_register_keeps_the_files_once_in_the_registrys_store(tmp_path, home):
     registry = Registry(home, NAME)
     directory, artifact, digest = stage(tmp_path, "v1")
     registry.register(directory, {"train_split": "abc123", "note": None})
 
     assert store_tags(home) == [f"{NAME}:v1"]
-    model = bentoml.models.get(f"{NAME}:v1", _model_store=model_store(home))
-    assert {"stage": "registered", "task": "binary"}.items() <= model.info.labels.items()
-    # BentoML metadata takes no nulls; the registry's own record keeps them
+    assert registry.stage("v1") == "registered"
     whole = artifact_digest(directory)
-    assert model.info.metadata == {
-        "weights_sha256": digest,
-        "artifact_sha256": whole,
-        "train_split": "abc123",
-    }
+    assert artifact_digest(model_path(home, NAME, "v1")) == whole
+    # Nothing goes to BentoML at registration: a Bento build exports the version.
+    assert not (home.bentoml_home / "models").exists()
     assert registry.versions() == {
         "v1": {
             "weights_sha256": digest,
@@ -143,7 +124,7 @@ def test_register_exports_to_the_homes_bentoml_store(tmp_path, home):
             "note": None,
         }
     }
-    assert model_path(home, NAME, "v1").is_relative_to(home.bentoml_home)
+    assert model_path(home, NAME, "v1").is_relative_to(home.models)
 
     loaded = load_version(home, NAME, "v1")
     assert loaded.version == "v1"
@@ -158,7 +139,7 @@ def test_two_homes_in_one_process_keep_separate_stores(tmp_path):
     Registry(second, NAME).register(stage(tmp_path, "v2", seed=3)[0], {})
     assert store_tags(first) == [f"{NAME}:v1"]
     assert store_tags(second) == [f"{NAME}:v1", f"{NAME}:v2"]
-    with pytest.raises(RegistryError, match="not in the BentoML model store"):
+    with pytest.raises(RegistryError, match="not in the registry's model store"):
         load_version(first, NAME, "v2")
 
 
@@ -228,9 +209,9 @@ def test_a_version_without_a_recorded_digest_is_not_loaded(tmp_path, home):
         load_version(home, NAME, "v1")
 
 
-def test_a_tamper_of_all_four_files_is_refused_by_history(tmp_path, home):
-    """Weights, manifest, the registry's digest and BentoML's model.yaml rewritten
-    consistently: only the registration commit in git still says what was registered."""
+def test_a_tamper_of_every_file_is_refused_by_history(tmp_path, home):
+    """Weights, manifest and the registry's digest rewritten consistently: only the
+    registration commit in git still says what was registered."""
     registry = Registry(home, NAME)
     registry.register(stage(tmp_path, "v1")[0], {})
     registry.register(stage(tmp_path, "v2", seed=2)[0], {})
@@ -241,11 +222,6 @@ def test_a_tamper_of_all_four_files_is_refused_by_history(tmp_path, home):
     versions = registry.versions()
     versions["v1"].update(artifact_sha256=digest, weights_sha256=manifest["weights_sha256"])
     (registry.dir / "versions.json").write_text(json.dumps(versions))
-    model_yaml = folder / "model.yaml"
-    text = model_yaml.read_text()
-    old = versions["v2"]["artifact_sha256"]  # any 64-hex digest line works as a pattern
-    assert "artifact_sha256" in text and old
-    model_yaml.write_text(re.sub(r"(artifact_sha256: )\w+", rf"\g<1>{digest}", text))
     with pytest.raises(RegistryError, match="disagrees with its history for v1"):
         load_version(home, NAME, "v1")
     report = verify_versions(home, NAME)
@@ -274,7 +250,7 @@ def test_thresholds_outside_zero_one_are_refused(tmp_path):
 
 
 def test_load_of_an_unknown_version(home):
-    with pytest.raises(RegistryError, match="not in the BentoML model store"):
+    with pytest.raises(RegistryError, match="not in the registry's model store"):
         load_version(home, NAME, "v9")
 
 
@@ -291,6 +267,13 @@ def test_register_refuses_an_artifact_with_an_invalid_version(tmp_path, home):
     with pytest.raises(RegistryError, match="invalid model version"):
         Registry(home, NAME).register(directory, {})
     assert not home.root.exists()
+
+
+def test_a_model_name_that_is_no_folder_name_is_refused(tmp_path, home):
+    with pytest.raises(RegistryError, match="invalid model name"):
+        Registry(home, "..").register(stage(tmp_path, "v1")[0], {})
+    with pytest.raises(RegistryError, match="invalid model name"):
+        load_version(home, ".", "v1")
 
 
 # --- aliases ---------------------------------------------------------------------------------
@@ -500,74 +483,52 @@ def test_an_entry_that_breaks_the_contract_is_not_registered(tmp_path, home) -> 
     with pytest.raises(RegistryError, match="registry entry: day: Input should be a valid date"):
         registry.register(directory, {"day": "yesterday"})
     assert registry.versions() == {}
-    assert store_tags(home) == []  # nothing exported either
+    assert store_tags(home) == []  # nothing stored either
     assert registry.register(directory, {"day": "2026-06-10", "train_rows": 10}) == "v1"
 
 
-def stage_labels(home: LifecycleHome) -> dict[str, str]:
-    """Version → the `stage` label of its model in the home's BentoML store."""
-    models = bentoml.models.list(_model_store=model_store(home))
-    return {str(m.tag.version): m.info.labels["stage"] for m in models}
+def stages(registry: Registry) -> dict[str, str]:
+    return {version: registry.stage(version) for version in registry.versions()}
 
 
-def test_the_bentoml_stage_label_follows_production(tmp_path, home):
+def test_the_stage_follows_production(tmp_path, home):
     registry = Registry(home, NAME)
     for version in ("v1", "v2", "v3"):
         registry.register(stage(tmp_path, version)[0], {})
-    assert stage_labels(home) == {"v1": "registered", "v2": "registered", "v3": "registered"}
+    assert stages(registry) == {"v1": "registered", "v2": "registered", "v3": "registered"}
     t = dt.datetime(2026, 6, 1, 12, tzinfo=UTC)
 
     registry.move_alias("production", "v1", actor="loop", reason="FIRST_MODEL", when=t)
     registry.move_alias("candidate", "v2", actor="loop", reason="trained", when=t)
-    assert stage_labels(home) == {"v1": "production", "v2": "registered", "v3": "registered"}
+    assert stages(registry) == {"v1": "production", "v2": "registered", "v3": "registered"}
     registry.move_alias("production", "v2", actor="loop", reason="PASS", when=t + SECOND)
-    assert stage_labels(home) == {"v1": "archived", "v2": "production", "v3": "registered"}
+    assert stages(registry) == {"v1": "archived", "v2": "production", "v3": "registered"}
     registry.move_alias("production", "v1", actor="alice", reason="rollback", when=t + 2 * SECOND)
-    assert stage_labels(home) == {"v1": "production", "v2": "archived", "v3": "registered"}
+    assert stages(registry) == {"v1": "production", "v2": "archived", "v3": "registered"}
 
-    # Only the label changed: the other labels, the metadata and the files the registry
-    # verifies are as registered, and the version still loads against its digest.
-    info = bentoml.models.get(f"{NAME}:v1", _model_store=model_store(home)).info
-    assert info.labels["version"] == "v1" and info.labels["task"] == "binary"
-    assert info.metadata["artifact_sha256"] == recorded_digest(home, "v1")
+    # The stage is read from the registry's record, not written anywhere: the files the
+    # registry verifies are as registered, and the version still loads against its digest.
+    assert artifact_digest(model_path(home, NAME, "v1")) == recorded_digest(home, "v1")
     assert registry.load("v1").version == "v1"
 
 
-def test_a_label_that_cannot_be_written_leaves_the_move_done(tmp_path, home, caplog):
+def test_a_move_a_crash_cut_short_leaves_the_stages_as_before(tmp_path, home):
+    """A kill between the history line and aliases.json: the pending line is not a move, so
+    no stage changes until the move completes."""
     registry = Registry(home, NAME)
     for version in ("v1", "v2"):
         registry.register(stage(tmp_path, version)[0], {})
     t = dt.datetime(2026, 6, 1, 12, tzinfo=UTC)
     registry.move_alias("production", "v1", actor="loop", reason="FIRST_MODEL", when=t)
-    # v1's export is gone from the BentoML store: its label cannot follow the move.
-    shutil.rmtree(model_path(home, NAME, "v1"))
-    with caplog.at_level("WARNING", logger="lifecycle.registry"):
-        event = registry.move_alias("production", "v2", actor="loop", reason="PASS", when=t)
-    assert (event["from"], event["to"]) == ("v1", "v2")
-    assert registry.alias("production") == "v2"
-    assert [e["to"] for e in registry.history()] == ["v1", "v2"]
-    assert stage_labels(home)["v2"] == "production"
-    assert "stage=archived" in caplog.text and f"{NAME}:v1" in caplog.text
-
-
-def test_labels_a_crash_cut_short_are_set_when_the_promotion_reruns(tmp_path, home):
-    """A kill between the alias move and its labels leaves the old labels; the rerun finds
-    the alias moved (nothing moves again) and `mirror_production` sets them."""
-    registry = Registry(home, NAME)
-    for version in ("v1", "v2"):
-        registry.register(stage(tmp_path, version)[0], {})
-    t = dt.datetime(2026, 6, 1, 12, tzinfo=UTC)
-    registry.move_alias("production", "v1", actor="loop", reason="FIRST_MODEL", when=t)
-    registry.move_alias("production", "v2", actor="loop", reason="PASS", when=t + SECOND)
-    set_stage_label(home, NAME, "v1", "production")  # the labels as the kill left them
-    set_stage_label(home, NAME, "v2", "registered")
-    registry.mirror_production()
-    assert stage_labels(home) == {"v1": "archived", "v2": "production"}
+    pending = {"alias": "production", "from": "v1", "to": "v2", "actor": "loop"}
+    with open(registry.dir / "history.jsonl", "a") as fh:
+        fh.write(json.dumps({**pending, "reason": "PASS", "time": t.isoformat()}) + "\n")
+    assert stages(registry) == {"v1": "production", "v2": "registered"}
 
 
 def test_the_version_trained_from_the_same_inputs_is_found_and_its_files_copied(tmp_path, home):
     """A rerun of a day whose challenger is registered finds it by its training inputs and
-    gets the files it was registered with (not BentoML's own record or the packed config)."""
+    gets the files it was registered with (not the config the store keeps beside them)."""
     registry = Registry(home, NAME)
     registry.register(stage(tmp_path, "v1", seed=1)[0], {"training_inputs": "a" * 64})
     directory, artifact, _ = stage(tmp_path, "v2", seed=2)

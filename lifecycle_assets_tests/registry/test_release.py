@@ -147,7 +147,19 @@ def test_the_loop_registers_versions_with_their_training_metadata(home: Lifecycl
     assert "data:image/svg+xml;base64," in chart.value and "| 3 |" in chart.value
 
 
-def test_bentoml_models_list_shows_every_version_with_labels(home: LifecycleHome) -> None:
+def test_a_version_exported_for_a_bento_is_listed_by_bentoml_with_labels(
+    home: LifecycleHome,
+) -> None:
+    """The registry keeps its versions in its own store; the export a Bento build makes
+    (`export_model`) puts one into the home's BentoML store with its labels and the digest
+    its registration recorded, once: the same export again copies nothing, unless the copy's
+    files changed."""
+    from lifecycle_assets.registry.registry import recorded_digest
+    from lifecycle_assets.serving.bento import export_model
+
+    assert export_model(home, "card-fraud", "v1") is True
+    assert export_model(home, "card-fraud", "v2") is True
+    assert export_model(home, "card-fraud", "v1") is False
     out = subprocess.run(
         [sys.executable, "-m", "bentoml", "models", "list", "-o", "json"],
         capture_output=True, text=True, env=subprocess_env(home), timeout=120,
@@ -155,31 +167,30 @@ def test_bentoml_models_list_shows_every_version_with_labels(home: LifecycleHome
     assert out.returncode == 0, out.stderr
     tags = {m["tag"] for m in json.loads(out.stdout)}
     assert {"card-fraud:v1", "card-fraud:v2"} <= tags
-    import bentoml
+    got = subprocess.run(
+        [sys.executable, "-m", "bentoml", "models", "get", "card-fraud:v1", "-o", "json"],
+        capture_output=True, text=True, env=subprocess_env(home), timeout=120,
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    info = json.loads(got.stdout)
+    assert info["labels"]["data_version"] == f"train_split/{D1}"
+    assert info["labels"]["device"] == "xla" and info["labels"]["version"] == "v1"
+    assert info["metadata"]["artifact_sha256"] == recorded_digest(home, "v1")
+    # An exported copy whose files changed in BentoML's store is made again from the registry.
+    from lifecycle_assets.training.artifact import artifact_digest
 
-    from lifecycle_assets.registry.registry import model_store
-
-    info = bentoml.models.get("card-fraud:v1", _model_store=model_store(home)).info
-    assert info.labels["data_version"] == f"train_split/{D1}"
-    assert info.labels["device"] == "xla" and info.labels["version"] == "v1"
-    # The stage label says which version serves: v2 replaced v1 in production.
-    for version, stage in (("v1", "archived"), ("v2", "production")):
-        got = subprocess.run(
-            [sys.executable, "-m", "bentoml", "models", "get", f"card-fraud:{version}",
-             "-o", "json"],
-            capture_output=True, text=True, env=subprocess_env(home), timeout=120,
-        )  # fmt: skip
-        assert got.returncode == 0, got.stderr
-        assert json.loads(got.stdout)["labels"]["stage"] == stage
+    exported = home.bentoml_home / "models" / "card-fraud" / "v1"
+    weights = exported / WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    assert export_model(home, "card-fraud", "v1") is True
+    assert artifact_digest(exported) == recorded_digest(home, "v1")
+    # The stage says which version serves: v2 replaced v1 in production.
+    registry = Registry(home, "card-fraud")
+    assert (registry.stage("v1"), registry.stage("v2")) == ("archived", "production")
 
 
 def stage_label(home: LifecycleHome, version: str) -> str:
-    import bentoml
-
-    from lifecycle_assets.registry.registry import model_store
-
-    model = bentoml.models.get(f"card-fraud:{version}", _model_store=model_store(home))
-    return model.info.labels["stage"]
+    return Registry(home, "card-fraud").stage(version)
 
 
 def test_list_and_show_give_the_review_material(home: LifecycleHome, capsys) -> None:
@@ -225,7 +236,7 @@ def test_round_trip_promote_rollback_and_served_at(home: LifecycleHome, capsys) 
     # ... the versioned production output and the served ledger hold v1 ...
     assert json.loads((home.repo / "models/production/model.json").read_text())["version"] == "v1"
     assert served_ledger(home)[str(D3)] == "v1"
-    # ... the BentoML labels follow the rollback ...
+    # ... the stages follow the rollback ...
     assert stage_label(home, "v1") == "production" and stage_label(home, "v2") == "archived"
     # ... and the UI sees a runless materialisation of production_model for the loop's day.
     event = instance_for(home).get_latest_materialization_event(dg.AssetKey("production_model"))

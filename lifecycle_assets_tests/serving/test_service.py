@@ -3,8 +3,8 @@ subprocess on a temp lifecycle home, started once for the module.
 
 The tests run in file order against the one server: cold start first, then a model is
 registered and promoted, then batch, feedback, the logs, and a graceful shutdown last.
-Registration runs in a child process with the home's environment, because BentoML fixes its
-model store's location the first time a process uses it.
+Registration runs in a child process with the home's environment, as the loop's own processes
+do; a Bento build exports the model to the home's BentoML store in a child process too.
 """
 
 from __future__ import annotations
