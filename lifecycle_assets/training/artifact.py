@@ -28,6 +28,8 @@ from lifecycle_assets.training.features import Preprocessor
 WEIGHTS = "model.safetensors"
 MANIFEST = "model.json"
 FORMAT_VERSION = 1
+# Rows a scoring call feeds the module at once (`ModelArtifact.score`).
+SCORE_ROWS = 4096
 
 
 class ArtifactError(LifecycleError, RuntimeError):
@@ -74,7 +76,19 @@ class ModelArtifact:
         if self.net.training:  # eval() walks every module: a fifth of a one-row score
             self.net.eval()
         with torch.inference_mode():
-            out = self.net(torch.from_numpy(num), torch.from_numpy(cat))
+            # In blocks of rows: a module's intermediates grow with the rows it is given
+            # (a compiled tree ensemble holds nodes and leaves per tree for each row, about
+            # 50 KiB a row at the gbdt defaults), so a test split of millions scores in
+            # bounded memory. Each row's score does not depend on the block it is in.
+            out = torch.cat(
+                [
+                    self.net(
+                        torch.from_numpy(num[i : i + SCORE_ROWS]),
+                        torch.from_numpy(cat[i : i + SCORE_ROWS]),
+                    )
+                    for i in range(0, num.shape[0], SCORE_ROWS)
+                ]
+            )
             if self.task == "binary":
                 out = torch.sigmoid(out)
             if out.dim() == 2:  # an ensemble's members: averaged (in probability space)

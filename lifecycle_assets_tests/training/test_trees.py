@@ -330,6 +330,22 @@ def test_train_model_fits_compiles_and_calibrates_a_gbdt(tmp_path: Path, rows) -
     assert all(torch.equal(first[k], again[k]) for k in first)
 
 
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_scoring_in_blocks_of_rows_gives_the_scores_of_one_call(task, rows, monkeypatch) -> None:
+    """`ModelArtifact.score` feeds the module `SCORE_ROWS` rows at a time (a compiled
+    ensemble's intermediates grow with the rows): blocks of 7 give the scores of one call, to
+    the float32 rounding the service's one-row scores keep to the batch's."""
+    from lifecycle_assets.training import artifact as artifact_module
+
+    model = train_model(rows, gbdt_config(task, num_trees=30), "v1").artifact
+    whole = model.score(rows)
+    monkeypatch.setattr(artifact_module, "SCORE_ROWS", 7)
+    blocks = model.score(rows)
+    assert blocks.shape == whole.shape == (rows.height,)
+    np.testing.assert_allclose(blocks, whole, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.score(rows.head(7)), whole[:7], rtol=0, atol=1e-6)
+
+
 def test_a_gbdt_regression_predicts_in_label_units(rows) -> None:
     result = train_model(rows, gbdt_config("regression", num_trees=40), "v1")
     assert result.artifact.architecture["target"]["std"] > 1
