@@ -196,6 +196,10 @@ class TrainingConfig(_Section):
     # Eager PyTorch's intra-op threads while training: a small MLP gains nothing from more,
     # loses much on a busy machine, and a fixed count keeps CPU results bitwise reproducible.
     cpu_threads: int = Field(1, ge=1)
+    # At most this many rows of the train split are fitted: a larger split is sampled, the
+    # same rows for the same split and seed (`training.train.cap_rows`), and the model card
+    # records it. None (the default): every row.
+    max_rows: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _known_family(self) -> TrainingConfig:

@@ -85,6 +85,7 @@ WRONG_CONFIGS = [
     ("margin-negative", "validation:\n  margin: -0.1\n", ["'validation.margin'"]),
     ("bootstrap-few", "validation:\n  bootstrap_samples: 10\n", ["'validation.bootstrap_samples'"]),
     ("lr-zero", "training:\n  learning_rate: 0\n", ["'training.learning_rate'"]),
+    ("max-rows-zero", "training:\n  max_rows: 0\n", ["'training.max_rows'"]),
     (
         "threshold-above-one",
         "postprocessing:\n  decline_threshold: 1.5\n",

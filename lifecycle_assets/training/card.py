@@ -34,6 +34,7 @@ def model_card_markdown(
         "## Data",
         f"- Training data version: `{meta.get('train_split_tag')}` (DVC "
         f"`{meta.get('train_split_dvc_hash')}`, {meta.get('train_rows')} rows)",
+        *_sample(meta.get("training_sample")),
         *_history(meta.get("history")),
         f"- Test data version: `{(decision or {}).get('test_split_tag', 'not validated yet')}`"
         + (f" ({decision.get('test_rows')} rows)" if decision else ""),
@@ -64,6 +65,16 @@ def model_card_markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def _sample(sample: dict[str, Any] | None) -> list[str]:
+    """The rows fitted when `training.max_rows` capped them (`training.train.cap_rows`)."""
+    if not sample:
+        return []
+    return [
+        f"- Fitted on a sample: {sample.get('rows')} of {sample.get('of_rows')} rows "
+        f"(training.max_rows {sample.get('max_rows')}, drawn with seed {sample.get('seed')})"
+    ]
 
 
 def _history(history: dict[str, Any] | None) -> list[str]:

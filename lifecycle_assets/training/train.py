@@ -90,6 +90,22 @@ def split_holdout(
     return fit_rows, held
 
 
+def cap_rows(
+    train: pl.DataFrame, config: LifecycleConfig
+) -> tuple[pl.DataFrame, dict[str, Any] | None]:
+    """(the rows to fit, the record of the sample or None): at most `training.max_rows` rows.
+
+    A larger frame is sampled without replacement by a generator seeded from
+    `training.seed`, its rows kept in their order (the holdout and the history read event
+    time), so the same split and seed give the same rows. Every row, and no record, when
+    there is no cap or the frame is within it."""
+    cap, seed = config.training.max_rows, config.training.seed
+    if cap is None or train.height <= cap:
+        return train, None
+    picked = np.sort(np.random.default_rng(seed).choice(train.height, size=cap, replace=False))
+    return train[picked], {"max_rows": cap, "of_rows": train.height, "rows": cap, "seed": seed}
+
+
 def split_calibration(
     held: pl.DataFrame | None, config: LifecycleConfig
 ) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
@@ -265,6 +281,7 @@ def train_model(
     recent window scores clearly better on the split's newest days
     (`training/history.py`); the artifact records the choice (metadata `history`). `device` overrides `training.device`
     (auto, cpu or xla); a family fitted outright (`gbdt`) fits on the CPU whatever it says.
+    Each fit takes at most `training.max_rows` rows (`cap_rows`; metadata `training_sample`).
     """
     started = time.perf_counter()
     rows, history = choose_history(
@@ -281,7 +298,7 @@ def train_model(
 def _train_once(
     train: pl.DataFrame, config: LifecycleConfig, version: str, device: str | None
 ) -> TrainingResult:
-    """`train_model` on exactly these rows."""
+    """`train_model` on these rows (a sample of `training.max_rows` of them, if more)."""
     problem, cfg = config.problem, config.training
     if train.height == 0:
         raise TrainingError("the training split has no labelled rows")
@@ -291,6 +308,12 @@ def _train_once(
     kind = resolve_device(device or cfg.device)
     if kind == "cpu":
         _register_xla()
+    full, (train, sample) = train, cap_rows(train, config)
+    if sample is not None and problem.task == "binary" and train[problem.label].n_unique() < 2:
+        raise TrainingError(
+            f"training.max_rows ({sample['max_rows']}) sampled a single class from "
+            f"{sample['of_rows']} rows; raise the cap"
+        )
     fit_rows, held = split_holdout(train, config)
     held, calibration_rows = split_calibration(held, config)
     preprocessor = Preprocessor.fit(
@@ -352,12 +375,12 @@ def _train_once(
         thresholds=thresholds,
         version=version,
         metadata={
-            "train_rows": train.height,
+            "train_rows": full.height,
             # the loop's cap; a family fitted outright records its own (its params)
             "epochs": cfg.epochs if family.train is None else None,
             "seed": cfg.seed,
             "feature_ranges": fit_ranges(
-                train,
+                full,
                 problem.numeric_features,
                 problem.numeric_ranges,
                 problem.feature_range_slack,
@@ -385,6 +408,8 @@ def _train_once(
             "calibration_method": (artifact.architecture.get("calibration") or {}).get("method"),
         }
     )
+    if sample is not None:
+        artifact.metadata["training_sample"] = sample
     seconds = time.perf_counter() - started
     info = {**info, "hardware": hardware(info["device"], info)}
     return TrainingResult(

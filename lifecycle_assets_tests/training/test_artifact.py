@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lifecycle_assets.config import load_config
+from lifecycle_assets.defs.training.assets import _train as candidate_lineage
 from lifecycle_assets.metrics import roc_auc
 from lifecycle_assets.training.artifact import (
     MANIFEST,
@@ -22,8 +23,9 @@ from lifecycle_assets.training.artifact import (
     save_artifact,
     sha256_file,
 )
+from lifecycle_assets.training.card import model_card_markdown
 from lifecycle_assets.training.features import OOV_INDEX, Preprocessor
-from lifecycle_assets.training.train import TrainingError, train_model
+from lifecycle_assets.training.train import TrainingError, cap_rows, train_model
 from lifecycle_assets_tests.training.helpers import CATEGORICAL, NUMERIC, small_config, synthetic
 
 
@@ -178,6 +180,49 @@ def test_training_on_no_rows_is_refused(data):
     train, _ = data
     with pytest.raises(TrainingError, match="no labelled rows"):
         train_model(train.clear(), small_config(), "v1")
+
+
+# --- training.max_rows ------------------------------------------------------------------------
+
+
+def test_max_rows_samples_the_same_rows_in_their_order(data):
+    train, _ = data
+    rows, sample = cap_rows(train, small_config(max_rows=500))
+    again, _ = cap_rows(train, small_config(max_rows=500))
+    assert rows.equals(again)
+    assert sample == {"max_rows": 500, "of_rows": 2000, "rows": 500, "seed": 7}
+    assert rows["request_id"].is_unique().all()
+    order = rows["request_id"].str.slice(1).cast(pl.Int64)
+    assert order.is_sorted()  # the split's order kept: the holdout and history read it
+    other, _ = cap_rows(train, small_config(max_rows=500, seed=8))
+    assert not other.equals(rows)
+
+
+def test_max_rows_fits_the_sample_and_records_it(data):
+    train, _ = data
+    cfg = small_config(max_rows=500, epochs=2)
+    first = train_model(train, cfg, "v1").artifact
+    second = train_model(train, cfg, "v1").artifact
+    for key, tensor in first.net.state_dict().items():
+        assert torch.equal(tensor, second.net.state_dict()[key]), key
+    meta = first.metadata
+    assert meta["train_rows"] == 2000 and meta["fit_rows"] == 500
+    assert meta["training_sample"] == {"max_rows": 500, "of_rows": 2000, "rows": 500, "seed": 7}
+    card = model_card_markdown(first, cfg)
+    assert "Fitted on a sample: 500 of 2000 rows (training.max_rows 500" in card
+    lineage = candidate_lineage(train, cfg, "v1", {})[1]
+    assert lineage["training_sample"] == meta["training_sample"]
+    assert lineage["train_rows"] == 2000 and lineage["training_params"]["max_rows"] == 500
+
+
+def test_no_cap_or_a_cap_above_the_split_trains_every_row(data, trained):
+    train, _ = data
+    assert cap_rows(train, small_config()) == (train, None)
+    capped = train_model(train, small_config(max_rows=train.height), "v7").artifact
+    assert "training_sample" not in capped.metadata and "training_sample" not in trained.metadata
+    for key, tensor in trained.net.state_dict().items():
+        assert torch.equal(tensor, capped.net.state_dict()[key]), key
+    assert "Fitted on a sample" not in model_card_markdown(trained, small_config())
 
 
 def test_regression_scores_are_not_squashed():

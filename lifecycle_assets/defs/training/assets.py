@@ -151,6 +151,9 @@ def _train(
         "losses": [round(x, 6) for x in result.losses],
         **code_version(),
     }
+    if "training_sample" in result.artifact.metadata:
+        # training.max_rows capped the fit: the rows it used, in the registry's lineage too
+        lineage["training_sample"] = result.artifact.metadata["training_sample"]
     result.artifact.metadata.update(lineage)
     # What monitoring compares live traffic with; it travels inside the artifact.
     label_mean = train_split[cfg.problem.label].cast(pl.Float64).mean()
