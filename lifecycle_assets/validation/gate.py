@@ -30,7 +30,8 @@ PASS, FAIL, FIRST_MODEL, FORCED = (
     Decision.FIRST_MODEL.value,
     Decision.FORCED.value,
 )
-# Resamples per block: bounds the (block × rows) weight matrix to a few tens of MB.
+# Resamples per block: the (block × rows) float32 weight matrix is 0.8 MB per 1,000 test
+# rows (tens of MB at the demo's sizes, 0.8 GB at a million rows: docs/data.md, Scale).
 BLOCK = 200
 # Monte Carlo standard errors by which the share of resampled Δ at or below −margin must
 # clear α before the resampling stops short of `bootstrap_max_samples` (see `settled`).
