@@ -42,6 +42,8 @@ def mae(y: np.ndarray, p: np.ndarray) -> float:
 
 
 METRICS = {"roc_auc": roc_auc, "pr_auc": pr_auc, "log_loss": log_loss, "rmse": rmse, "mae": mae}
+# The metrics of a binary task: its scores are probabilities and its labels 0 or 1.
+BINARY_METRICS = ("roc_auc", "pr_auc", "log_loss")
 
 
 def metric(name: str, y: np.ndarray, s: np.ndarray) -> float:

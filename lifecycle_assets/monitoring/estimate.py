@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from lifecycle_assets.metrics import metric
+from lifecycle_assets.metrics import BINARY_METRICS, metric
 
 DRAWS = 400
 LEVEL = 0.95
@@ -266,9 +266,6 @@ def covered(low: float | None, high: float | None, realised: float | None) -> bo
     if low is None or high is None or realised is None or not math.isfinite(realised):
         return None
     return bool(low <= realised <= high)
-
-
-BINARY_METRICS = ("roc_auc", "pr_auc", "log_loss")
 
 
 # Binary: the scores are recalibrated on the serving version's matured rows of the days

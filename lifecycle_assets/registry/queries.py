@@ -129,6 +129,7 @@ def list_versions(home: LifecycleHome) -> list[dict[str, Any]]:
     reg = registry_for(home)
     aliases = {name: entry["version"] for name, entry in reg.aliases().items()}
     approvals = reg.approvals()
+    stages = reg.stages()
     rows = []
     for version, info in sorted(reg.versions().items(), key=lambda kv: int(kv[0][1:])):
         decision = decision_for(home, version)
@@ -136,7 +137,7 @@ def list_versions(home: LifecycleHome) -> list[dict[str, Any]]:
             {
                 "version": version,
                 "aliases": sorted(a for a, v in aliases.items() if v == version),
-                "stage": reg.stage(version),
+                "stage": stages[version],
                 "day": info.get("day"),
                 "created_at": info.get("created_at"),
                 "train_split_tag": info.get("train_split_tag"),

@@ -273,13 +273,20 @@ class Registry:
         found = [v for v, e in self.versions().items() if e.get("training_inputs") == inputs]
         return min(found, key=lambda v: int(v[1:])) if found else None
 
-    def stage(self, version: str) -> str:
-        """`production` while the alias names `version`, `archived` once it served and was
-        replaced, else `registered`: derived from the alias history, never stored apart."""
-        if self.alias("production") == validate_version(version):
-            return PRODUCTION
+    def stages(self) -> dict[str, str]:
+        """Each registered version's stage: `production` while the alias names it,
+        `archived` once it served and was replaced, else `registered`. Derived from the
+        aliases and their history (read once), never stored apart."""
+        production = self.alias("production")
         promoted = {e["to"] for e in self.history() if e["alias"] == "production"}
-        return ARCHIVED if version in promoted else REGISTERED
+        return {
+            v: PRODUCTION if v == production else ARCHIVED if v in promoted else REGISTERED
+            for v in self.versions()
+        }
+
+    def stage(self, version: str) -> str:
+        """One version's stage (`stages`); `registered` for one the registry does not hold."""
+        return self.stages().get(validate_version(version), REGISTERED)
 
     def copy_registered(self, version: str, dest: Path) -> ModelArtifact:
         """The files `version` was registered with (the artifact and what was saved beside it,

@@ -21,7 +21,7 @@ import numpy as np
 
 from lifecycle_assets.config import ValidationConfig
 from lifecycle_assets.decision import Decision
-from lifecycle_assets.metrics import HIGHER_IS_BETTER, metric, weighted_metric
+from lifecycle_assets.metrics import BINARY_METRICS, HIGHER_IS_BETTER, metric, weighted_metric
 
 # A decision record is JSON data: it holds the verdicts' plain string values.
 PASS, FAIL, FIRST_MODEL, FORCED = (
@@ -245,7 +245,7 @@ def _interval(values: np.ndarray, alpha: float) -> list[float] | None:
 def calibration_scale(y: np.ndarray, production: np.ndarray, name: str) -> tuple[float, str]:
     """What the calibration tolerance is a share of: the minority-class rate for a binary
     task, production's RMSE on the same rows for a regression (1.0 if that is 0)."""
-    if name in (*RANKING_METRICS, "log_loss"):
+    if name in BINARY_METRICS:
         rate = float(np.mean(y))
         return max(min(rate, 1.0 - rate), 1e-12), "the minority-class rate"
     rmse = float(np.sqrt(np.mean((production - y) ** 2)))
@@ -300,7 +300,7 @@ def calibration_guard(
         "error_difference_interval": _interval(error_boot, cfg.alpha),
         "tolerance": tol,
     }
-    if cfg.metric in (*RANKING_METRICS, "log_loss"):
+    if cfg.metric in BINARY_METRICS:
         # The proper score beside the bias, for the reader of a FAIL: whether the
         # challenger's probabilities as a whole (calibration and sharpness) are worse too, or
         # a better ranking outweighs the shift of its mean.
