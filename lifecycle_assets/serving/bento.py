@@ -7,7 +7,9 @@ does not lock packages against an index, and the build runs with the home's BENT
 
 The model lives in the registry's model store; the build is the one place BentoML needs it
 in its own store, so `export_model` copies it there first (`serving/bento_export.py`, BentoML's
-public API in a child process with the home's BENTOML_HOME), checked against its registration."""
+public API in a child process with the home's BENTOML_HOME), checked against its registration;
+the same child then builds the Bento (`bentoml.bentos.build_bentofile`, what `bentoml build`
+runs), so Python and BentoML start once per Bento."""
 
 from __future__ import annotations
 
@@ -64,44 +66,40 @@ def build_bento(
     home: LifecycleHome, model_name: str, version: str, timeout: float = 900
 ) -> tuple[str, bool]:
     """(tag, built): builds `lifecycle:<version>` unless the home already has it, with the
-    model exported to the home's BentoML store first."""
+    model exported to the home's BentoML store first, in the same child process."""
     tag = bento_tag(version)
     if bento_built(home, version):
         return tag, False
-    export_model(home, model_name, version)
     spec_dir = home.root / "bento-builds"
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec_path = spec_dir / f"bentofile-{version}.yaml"
     spec_path.write_text(yaml.safe_dump(bentofile_for(version), sort_keys=False))
-    _in_home(
-        home,
-        [
-            "bentoml",
-            "build",
-            "-f",
-            str(spec_path),
-            "--version",
-            version,
-            "--arg",
-            f"model={bento_model_tag(model_name, version)}",
-            "-o",
-            "tag",
-            ".",
-        ],
-        f"bentoml build of {tag}",
-        timeout,
-    )
+    build = {
+        "bentofile": str(spec_path),
+        "version": version,
+        "args": {"model": bento_model_tag(model_name, version)},
+        "build_ctx": str(project_root()),
+    }
+    export_model(home, model_name, version, timeout, build=build)
     return tag, True
 
 
-def export_model(home: LifecycleHome, model_name: str, version: str, timeout: float = 300) -> bool:
+def export_model(
+    home: LifecycleHome,
+    model_name: str,
+    version: str,
+    timeout: float = 300,
+    build: dict[str, Any] | None = None,
+) -> bool:
     """Copy a registered version from the registry's model store into the home's BentoML
     model store as `NAME:vN` (restored from the DVC remote first when the registry's store
     lacks it), labelled with its task, day, device and data version, and with its registry
     entry as metadata: `artifact_sha256` is what a built Bento checks its packed model
     against before it serves. True when it was copied; False when BentoML's store already
-    held it with the registered digest. The copy in BentoML's store is checked against the
-    registration too, and made again if its files differ."""
+    held it with the registered digest and the registry's files. A copy whose files differ
+    (changed in BentoML's store) is made again. With `build` (`build_bento`'s spec), the
+    same child process then builds the Bento that packs it, once the copy holds the
+    registry's files. The copy is checked against the registration here as well."""
     registry = Registry(home, model_name)
     registry.restore(version)
     artifact = load_version(home, model_name, version)  # verified against its registration
@@ -119,23 +117,25 @@ def export_model(home: LifecycleHome, model_name: str, version: str, timeout: fl
         # BentoML metadata takes no nulls, at any depth; the full record stays in
         # versions.json.
         "metadata": _without_nulls(entry),
+        "build": build,
     }
-    for replace in (False, True):
-        # A copy whose files no longer match (changed in BentoML's store) is replaced once.
-        done = _in_home(
-            home,
-            ["lifecycle_assets.serving.bento_export"],
-            f"exporting {request['tag']} to BentoML",
-            timeout,
-            stdin=json.dumps({**request, "replace": replace}),
-        )
-        exported = json.loads(done.stdout.strip().splitlines()[-1])
-        if artifact_digest(Path(exported["path"])) == recorded_digest(home, version):
-            return bool(exported["created"]) or replace
-    raise BentoBuildError(
-        f"{request['tag']} in the BentoML store of {home.root} does not match its "
-        "registration; refused"
+    what = f"exporting {request['tag']} to BentoML"
+    if build is not None:
+        what += f" and bentoml build of {bento_tag(version)}"
+    done = _in_home(
+        home,
+        ["lifecycle_assets.serving.bento_export"],
+        what,
+        timeout,
+        stdin=json.dumps(request),
     )
+    exported = json.loads(done.stdout.strip().splitlines()[-1])
+    if artifact_digest(Path(exported["path"])) != recorded_digest(home, version):
+        raise BentoBuildError(
+            f"{request['tag']} in the BentoML store of {home.root} does not match its "
+            "registration; refused"
+        )
+    return bool(exported["created"])
 
 
 def _in_home(
