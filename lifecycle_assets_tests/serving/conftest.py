@@ -15,9 +15,10 @@ from lifecycle_assets_tests.loadgen import in_child
 from lifecycle_assets_tests.serving.helpers import DAY, FakeStore
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def template(tmp_path_factory: pytest.TempPathFactory) -> LifecycleHome:
-    """A home with a promoted model (built once; each test serves from a copy)."""
+    """A home with a promoted model, built once for the session: each test serves from a copy
+    (`test_reliability.make_home`), so none changes it."""
     home = LifecycleHome(tmp_path_factory.mktemp("template") / "home")
     home.repo.mkdir(parents=True)
     shutil.copyfile(example_config_path(), home.config_path)

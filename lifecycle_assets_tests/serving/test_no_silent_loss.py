@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -284,33 +285,6 @@ def test_a_tampered_new_version_is_refused_and_the_old_one_keeps_serving(
         assert client.get("/readyz").status_code == 200  # a verified model still serves
 
 
-def test_one_error_shape_on_every_route(template: LifecycleHome, tmp_path: Path) -> None:
-    home = make_home(template, tmp_path / "home")
-    with ServiceProcess(home) as service:
-        client = httpx.Client(base_url=service.url, timeout=30)
-        cases = [
-            client.post("/feedback", json={"labels": [{"request_id": "r", "label": "x"}]},
-                        headers=service.auth_headers),
-            client.post("/feedback", json={"request_id": "r"}, headers=service.auth_headers),
-            client.post("/lookup", json={"scheduled_payment_id": "abc\n"}),
-            client.post("/lookup", json={"scheduled_payment_id": "missing-1"}),
-            client.get("/lookup/abc%0A"),
-            client.post("/predict", json={"entity_id": "c", "features": {**FEATURES, "country": 7}}),
-            client.post("/predict", json={"entity_id": "c",
-                                          "features": {f"f{i}": 1 for i in range(200_000)}}),
-        ]  # fmt: skip
-        for response in cases:
-            assert 400 <= response.status_code < 500, response.text[:300]
-            body = response.json()
-            assert isinstance(body, dict) and isinstance(body["error"], str), body
-            assert len(response.content) < 4096, len(response.content)
-            assert "Request" not in response.text  # no pydantic class names
-        assert cases[4].status_code == 400  # the trailing newline is not part of an id
-        assert cases[3].status_code == 404
-        assert cases[6].status_code == 413  # one request's body is capped at 64 KiB
-        assert cases[5].json()["error"] == "feature 'country' must be a string, got 7"
-
-
 def test_predict_token_when_required(template: LifecycleHome, tmp_path: Path) -> None:
     home = make_home(template, tmp_path / "home")
     config = home.config_path.read_text().replace("predict_auth: none", "predict_auth: required")
@@ -419,25 +393,6 @@ def test_half_sent_bodies_are_answered_408_and_closed(
         assert ok.status_code == 200
 
 
-def test_no_redirects_and_one_error_shape_for_other_methods_and_paths(
-    template: LifecycleHome, tmp_path: Path
-) -> None:
-    home = make_home(template, tmp_path / "home")
-    with ServiceProcess(home) as service:
-        client = httpx.Client(base_url=service.url, timeout=30, follow_redirects=False)
-        body = {"entity_id": "c", "features": FEATURES}
-        for response in (
-            client.post("/predict/", json=body, headers={"host": "evil.example"}),
-            client.post("/feedback/", json={"request_id": "r", "label": 1}),
-            client.get("/predict"),
-            client.put("/feedback", json={}),
-        ):
-            assert response.status_code in (404, 405), (response.status_code, response.text)
-            assert "location" not in response.headers
-            assert isinstance(response.json()["error"], str), response.text
-        assert client.get("/predict").headers.get("allow")
-
-
 def test_smaller_edges(template: LifecycleHome, tmp_path: Path) -> None:
     home = make_home(template, tmp_path / "home")
     with ServiceProcess(home) as service:
@@ -464,3 +419,64 @@ def test_smaller_edges(template: LifecycleHome, tmp_path: Path) -> None:
         )
         assert answer.status_code == 400 and "Authorization" in answer.json()["error"]
     assert sorted(logged_ids(home)) == ["edge-1"]  # the repeat was not logged twice
+
+
+# --- refusals, on one shared service ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def refusing(
+    template: LifecycleHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """One service for the tests that send it only requests it refuses (4xx): they change
+    nothing that it serves, logs or files, so they share it (checked once it has stopped)."""
+    home = make_home(template, tmp_path_factory.mktemp("refusing") / "home")
+    with ServiceProcess(home) as service:
+        yield service
+    assert logged_ids(home) == []
+    assert not (home.logs / "ground_truth").exists() or not any(
+        (home.logs / "ground_truth").iterdir()
+    )
+
+
+def test_one_error_shape_on_every_route(refusing: ServiceProcess) -> None:
+    service = refusing
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        cases = [
+            client.post("/feedback", json={"labels": [{"request_id": "r", "label": "x"}]},
+                        headers=service.auth_headers),
+            client.post("/feedback", json={"request_id": "r"}, headers=service.auth_headers),
+            client.post("/lookup", json={"scheduled_payment_id": "abc\n"}),
+            client.post("/lookup", json={"scheduled_payment_id": "missing-1"}),
+            client.get("/lookup/abc%0A"),
+            client.post("/predict", json={"entity_id": "c", "features": {**FEATURES, "country": 7}}),
+            client.post("/predict", json={"entity_id": "c",
+                                          "features": {f"f{i}": 1 for i in range(200_000)}}),
+        ]  # fmt: skip
+        for response in cases:
+            assert 400 <= response.status_code < 500, response.text[:300]
+            body = response.json()
+            assert isinstance(body, dict) and isinstance(body["error"], str), body
+            assert len(response.content) < 4096, len(response.content)
+            assert "Request" not in response.text  # no pydantic class names
+        assert cases[4].status_code == 400  # the trailing newline is not part of an id
+        assert cases[3].status_code == 404
+        assert cases[6].status_code == 413  # one request's body is capped at 64 KiB
+        assert cases[5].json()["error"] == "feature 'country' must be a string, got 7"
+
+
+def test_no_redirects_and_one_error_shape_for_other_methods_and_paths(
+    refusing: ServiceProcess,
+) -> None:
+    with httpx.Client(base_url=refusing.url, timeout=30, follow_redirects=False) as client:
+        body = {"entity_id": "c", "features": FEATURES}
+        for response in (
+            client.post("/predict/", json=body, headers={"host": "evil.example"}),
+            client.post("/feedback/", json={"request_id": "r", "label": 1}),
+            client.get("/predict"),
+            client.put("/feedback", json={}),
+        ):
+            assert response.status_code in (404, 405), (response.status_code, response.text)
+            assert "location" not in response.headers
+            assert isinstance(response.json()["error"], str), response.text
+        assert client.get("/predict").headers.get("allow")

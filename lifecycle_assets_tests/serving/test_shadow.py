@@ -24,7 +24,7 @@ from lifecycle_assets.serving.process import ServiceProcess, kill_tree
 from lifecycle_assets.serving.requests import PredictRequest
 from lifecycle_assets.serving.runtime import ServingRuntime
 from lifecycle_assets.training.artifact import WEIGHTS
-from lifecycle_assets_tests.loadgen import in_child, soak_features
+from lifecycle_assets_tests.loadgen import in_child, register_untrained_model, soak_features
 from lifecycle_assets_tests.serving.helpers import (
     DAY,
     PROBLEM,
@@ -184,13 +184,21 @@ def _send(url: str, n: int, prefix: str) -> list[dict[str, Any]]:
         return out
 
 
-def scores_of(home_root: str, version: str, n: str) -> None:
-    """Print the registry's batch scores of `version` for the first `n` soak features."""
+def register_shadows_and_score(home_root: str, n: str) -> None:
+    """Register v2 and v3 (not promoted), then print the registry's batch scores of v1 and v2
+    for the first `n` soak features, as {version: scores}: one child process (PyTorch and the
+    registry imported once) for all the set-up the test needs."""
     from lifecycle_assets.registry.registry import load_version
 
+    for version in ("v2", "v3"):
+        register_untrained_model(home_root, version, "no")
     home = LifecycleHome(Path(home_root))
-    artifact = load_version(home, home.config().problem.name, version)
-    print(json.dumps(artifact.score_rows([soak_features(i) for i in range(int(n))]).tolist()))
+    rows = [soak_features(i) for i in range(int(n))]
+    scores = {
+        v: load_version(home, home.config().problem.name, v).score_rows(rows).tolist()
+        for v in ("v1", "v2")
+    }
+    print(json.dumps(scores))
 
 
 @pytest.mark.slow
@@ -198,15 +206,12 @@ def test_a_served_shadow_survives_a_kill_and_a_broken_one_is_dropped(
     template: LifecycleHome, tmp_path: Path
 ) -> None:
     home = make_home(template, tmp_path / "home")
-    in_child(home, "register_untrained_model", str(home.root), "v2", "no")
-    in_child(home, "register_untrained_model", str(home.root), "v3", "no")
+    expected = json.loads(
+        in_child(home, "register_shadows_and_score", str(home.root), "4", module=__name__)
+    )
     registry = Registry(home, PROBLEM.name)
     now = dt.datetime.now(dt.UTC)
     registry.move_alias("shadow", "v2", actor="test", reason="shadow", when=now)
-    expected = {
-        v: json.loads(in_child(home, "scores_of", str(home.root), v, "4", module=__name__))
-        for v in ("v1", "v2")
-    }
     service = ServiceProcess(home).start()
     try:
         answers = _send(service.url, 4, "before")
