@@ -110,6 +110,13 @@ def score_with_registry(home_root: str, version: str) -> None:
     print(json.dumps({"scores": scores.tolist(), "decisions": artifact.decide(scores)}))
 
 
+def register_and_score(home_root: str, version: str) -> None:
+    """`register_model`, then `score_with_registry` from the registry's store on disk, in one
+    process (PyTorch and the registry imported once)."""
+    register_model(home_root, version)
+    score_with_registry(home_root, version)
+
+
 def point_at_missing_version(home_root: str, version: str) -> None:
     """Move production to a version that is registered but missing from the model store."""
     from lifecycle_assets.registry.registry import Registry, _write_json_atomic, registry_dir
@@ -246,9 +253,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def expected(server: Server) -> dict[str, Any]:
-    """Register v1, promote it, and score PROBES through the registry in a fresh process."""
-    in_child(server.home, "register_model", str(server.home.root), "v1")
-    return json.loads(in_child(server.home, "score_with_registry", str(server.home.root), "v1"))
+    """Register v1, promote it, and score PROBES through the registry, in a fresh process."""
+    return json.loads(in_child(server.home, "register_and_score", str(server.home.root), "v1"))
 
 
 def logged(home: LifecycleHome, at_least: int = 0, timeout: float = 10) -> pl.DataFrame:
