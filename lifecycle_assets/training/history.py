@@ -3,10 +3,11 @@
 With a history (`windows.history_days`; unset, six train windows), the train split holds
 that many days, and two candidates compete: `recent`, the newest `windows.train_days` of it
 (what a model learns from without a history), and `history`, every row. Each is fitted
-without the split's newest `windows.test_days` days, and scored on those days by the gate's
-metric (`validation.metric`). The history is kept unless the recent window scores better by more
-than `RECENT_BY` (relative): more rows vary less from one retrain to the next, and one
-day's comparison is noisy, so the recent window has to show it is better. A population that
+without the split's newest `windows.test_days` days and scored on those days by the gate's
+metric (`validation.metric`), then again one window earlier (`FOLDS`). The history is kept
+unless the recent window's mean score is better by more than `RECENT_BY` (relative): more
+rows vary less from one retrain to the next, and one window's comparison is noisy, so the
+recent window has to show it is better. A population that
 keeps returning (regions, seasons, customer types that come and go) favours the history; a
 change in how the label follows the features favours the recent days, by far more than the
 tolerance (docs/training-and-registry.md). The chosen rows are then fitted, newest days
@@ -16,8 +17,8 @@ The choice needs nothing but the split's own rows, so the same split chooses the
 (`lifecycle models reproduce`). While the split is no longer than the recent window plus its
 newest days (the loop's first days), the two candidates are the same rows and the recent
 window trains; where they cannot be compared — fewer than `windows.min_test_rows` rows on
-the newest days, a single class there or in a candidate's rows — the history trains. The
-record says why.
+the newest days, a single class there or in a candidate's rows — the history trains. Where
+only the older window cannot be compared, the newest decides alone. The record says why.
 """
 
 from __future__ import annotations
