@@ -16,7 +16,9 @@ compilation, no loop) is fitted on
 and scored on period t by the scenario's metric (ROC-AUC or RMSE). The same two candidates
 fitted without period t-1 and scored on it decide the choice for period t, as training does
 on a split's newest day: `choose@X` keeps the history unless the recent window scored more
-than X (relative) better. No label delay, no gate, no drift trigger: the figures compare
+than X (relative) better. `choose@X, 2 windows` judges as training does now (`FOLDS`): the
+two candidates' scores on period t-1 and on t-2 (each fitted on the periods before it)
+averaged, then compared. No label delay, no gate, no drift trigger: the figures compare
 how far back to learn, not the loop. Each scenario's per-period scores are written to
 `DIR/<scenario>/history-windows.json` as it finishes and reused by a rerun.
 """
@@ -42,6 +44,7 @@ from lifecycle_assets.training.trees import lightgbm_params  # noqa: E402
 
 FIRST_SCORED = 5  # period t needs t-1 to judge on and one period before that to fit on
 THRESHOLDS = (0.0, 0.005, 0.01, 0.02)
+TWO_WINDOWS_AT = 0.005  # training's RECENT_BY
 
 
 def scenario_scores(root: Path) -> dict[str, Any]:
@@ -98,13 +101,23 @@ def summary(scores: dict[str, Any]) -> dict[str, float]:
     sign = 1.0 if HIGHER_IS_BETTER[scores["metric"]] else -1.0
     periods = scores["periods"]
     out = {k: float(np.mean([p["test"][k] for p in periods])) for k in ("recent", "history")}
+
+    def gain(judged: list[dict[str, float]]) -> float:
+        mean = {k: float(np.mean([j[k] for j in judged])) for k in ("recent", "history")}
+        return sign * (mean["recent"] - mean["history"]) / max(abs(mean["history"]), 1e-12)
+
     for threshold in THRESHOLDS:
-        chosen = []
-        for p in periods:
-            new = p["newest"]
-            gain = sign * (new["recent"] - new["history"]) / max(abs(new["history"]), 1e-12)
-            chosen.append(p["test"]["recent" if gain > threshold else "history"])
+        chosen = [
+            p["test"]["recent" if gain([p["newest"]]) > threshold else "history"] for p in periods
+        ]
         out[f"choose@{threshold:g}"] = float(np.mean(chosen))
+    # Judged on two windows (training's FOLDS): the period before t and the one before that,
+    # whose candidates are the previous period's `newest` fits; the first period has one.
+    chosen = []
+    for i, p in enumerate(periods):
+        judged = [q["newest"] for q in periods[max(i - 1, 0) : i + 1]]
+        chosen.append(p["test"]["recent" if gain(judged) > TWO_WINDOWS_AT else "history"])
+    out[f"choose@{TWO_WINDOWS_AT:g}, 2 windows"] = float(np.mean(chosen))
     return out
 
 
@@ -121,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "| scenario | metric | periods | recent | history | "
         + " | ".join(f"choose@{t:g}" for t in THRESHOLDS)
-        + " |"
+        + f" | choose@{TWO_WINDOWS_AT:g}, 2 windows |"
     )
-    print("|---|---|---|" + "---|" * (2 + len(THRESHOLDS)))
+    print("|---|---|---|" + "---|" * (3 + len(THRESHOLDS)))
     for root in roots:
         out = root / "history-windows.json"
         scores = json.loads(out.read_text()) if out.exists() else scenario_scores(root)

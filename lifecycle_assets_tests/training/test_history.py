@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 import pytest
 from pydantic import ValidationError
@@ -84,8 +85,63 @@ def test_a_changed_concept_learns_from_the_recent_days() -> None:
     assert record["scores"][RECENT] > 0.8 > record["scores"][HISTORY]
     assert record["recent_gain"] > RECENT_BY
     assert record["reason"].startswith("recent scored") and "more than 0.5%" in record["reason"]
+    # judged on the newest day and on the day before it, each after the flip
+    assert [f["judged_days"] for f in record["folds"]] == [
+        ["2026-03-12", "2026-03-12"],
+        ["2026-03-11", "2026-03-11"],
+    ]
+    assert all(f["recent_gain"] > RECENT_BY for f in record["folds"])
+    mean = {k: sum(f["scores"][k] for f in record["folds"]) / 2 for k in (RECENT, HISTORY)}
+    assert record["recent_gain"] == pytest.approx((mean[RECENT] - mean[HISTORY]) / mean[HISTORY])
     assert rows.height == 4 * 300
     assert rows["event_time"].min() == FIRST + dt.timedelta(days=8, hours=12)
+
+
+class _Judged:
+    """A stand-in candidate whose scores on a day are set by the test: `table[(recent,
+    newest)]` is "perfect" (the label), "noisy" (the label, a third of it shuffled) or
+    "blind" (a constant). It checks it is judged only on days after its rows."""
+
+    def __init__(self, rows: pl.DataFrame, table: dict[tuple[bool, bool], str]) -> None:
+        self.first, self.last = rows["event_time"].min(), rows["event_time"].max()
+        self.table = table
+
+    def score(self, frame: pl.DataFrame) -> np.ndarray:
+        assert frame["event_time"].min() > self.last
+        recent = self.first > FIRST + dt.timedelta(days=1)
+        newest = frame["event_time"].max() == FIRST + dt.timedelta(days=11, hours=12)
+        y = frame["is_fraud"].to_numpy().astype(float)
+        kind = self.table[(recent, newest)]
+        if kind == "blind":
+            return np.full(len(y), 0.5)
+        if kind == "noisy":
+            rng = np.random.default_rng(0)
+            picked = rng.random(len(y)) < 1 / 3
+            y[picked] = rng.permutation(y[picked])
+        return y
+
+
+def test_a_gain_that_only_the_newest_day_shows_keeps_the_history() -> None:
+    # On the newest day the recent window scores perfectly and the history is noisy; on
+    # the day before, the recent window is blind and the history perfect. Judged on the
+    # newest day alone the recent window would win; the mean over both keeps the history.
+    frame = _days([300] * 12)
+    table = {(True, True): "perfect", (False, True): "noisy"}
+    table |= {(True, False): "blind", (False, False): "perfect"}
+    rows, record = choose_history(frame, _config(4, 12), fit=lambda r: _Judged(r, table))
+    assert record is not None and record["chosen"] == HISTORY
+    newest, before = record["folds"]
+    assert newest["judged_days"] == ["2026-03-12", "2026-03-12"]
+    assert before["judged_days"] == ["2026-03-11", "2026-03-11"]
+    assert newest["recent_gain"] > RECENT_BY and before["recent_gain"] < -RECENT_BY
+    assert record["scores"] == newest["scores"]  # the newest window's, as the card shows
+    assert record["recent_gain"] <= RECENT_BY
+    assert "the mean of 2 windows of 1 day(s)" in record["reason"]
+    assert rows is frame
+    # the same days with the day before agreeing: the recent window
+    table[(True, False)] = "perfect"
+    rows, record = choose_history(frame, _config(4, 12), fit=lambda r: _Judged(r, table))
+    assert record is not None and record["chosen"] == RECENT and rows.height == 4 * 300
 
 
 def test_too_few_rows_on_the_newest_days_keeps_the_history_and_says_why() -> None:
