@@ -1,6 +1,7 @@
 """The embedded instance's event log keeps one SQLAlchemy engine per shard, in Dagster's own
 files: what it stores, Dagster's stock SQLite event log reads back the same."""
 
+import sqlite3
 from pathlib import Path
 
 import dagster as dg
@@ -73,4 +74,52 @@ def test_the_kept_engines_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
     # The least recently used went; a read of its run builds its engine again.
     assert storage.get_logs_for_run(runs[0])
     assert len(storage._engines) == 2 and runs[0] in storage._engines
+    instance.dispose()
+
+
+def _schema(path: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+        stamp = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        mode = conn.execute("PRAGMA journal_mode").fetchall()
+    conn.close()
+    return [*rows, ("alembic", "version", str(stamp)), ("journal_mode", "", str(mode))]
+
+
+def test_new_run_shards_are_dagsters_own_set_up_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run's shard is Dagster's own empty shard: the first one set up by Dagster's
+    `_initdb`, each later one a copy of it; the kept connections close for a wipe."""
+    instance = _instance(tmp_path / "dagster", monkeypatch)
+    storage = instance.event_log_storage
+    assert isinstance(storage, EngineKeepingSqliteEventLogStorage)
+    set_up: list[str] = []
+    real = EngineKeepingSqliteEventLogStorage._initdb
+
+    def counting(self, engine, for_index_shard=False):  # type: ignore[no-untyped-def]
+        set_up.append(str(engine.url))
+        return real(self, engine, for_index_shard=for_index_shard)
+
+    monkeypatch.setattr(EngineKeepingSqliteEventLogStorage, "_initdb", counting)
+    runs = [
+        dg.materialize([counted], instance=instance, partition_key=day).run_id
+        for day in ("2026-06-01", "2026-06-02", "2026-06-03")
+    ]
+    assert set_up == [storage.conn_string_for_shard(runs[0])], set_up
+
+    # Dagster's stock storage sets up a shard of its own: the copies are the same database.
+    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
+    with stock.run_connection("fresh"):
+        pass
+    expected = _schema(Path(stock.path_for_shard("fresh")))
+    for run_id in runs:
+        assert _schema(Path(storage.path_for_shard(run_id))) == expected
+    assert not list(Path(storage._base_dir).glob("*.new")), "a staging copy left behind"
+
+    storage.wipe()
+    assert not any(Path(storage.path_for_shard(r)).exists() for r in runs)
+    again = dg.materialize([counted], instance=instance, partition_key="2026-06-04")
+    assert again.success
+    assert {e.dagster_event_type for e in storage.get_logs_for_run(again.run_id) if e.dagster_event}
     instance.dispose()
