@@ -1,5 +1,6 @@
-"""The embedded instance's event log keeps one SQLAlchemy engine per shard, in Dagster's own
-files: what it stores, Dagster's stock SQLite event log reads back the same."""
+"""The embedded instance's event log keeps one SQLAlchemy engine per shard, and its run storage
+one engine, in Dagster's own files: what they store, Dagster's stock SQLite storage reads back
+the same."""
 
 import sqlite3
 from pathlib import Path
@@ -7,9 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.runs import SqliteRunStorage
 
-from lifecycle_assets.automation import event_log
+from lifecycle_assets.automation import event_log, run_storage
 from lifecycle_assets.automation.event_log import EngineKeepingSqliteEventLogStorage
+from lifecycle_assets.automation.run_storage import ConnectionKeepingSqliteRunStorage
 from lifecycle_assets.instance import instance_yaml
 
 
@@ -122,4 +125,33 @@ def test_new_run_shards_are_dagsters_own_set_up_once(
     again = dg.materialize([counted], instance=instance, partition_key="2026-06-04")
     assert again.success
     assert {e.dagster_event_type for e in storage.get_logs_for_run(again.run_id) if e.dagster_event}
+    instance.dispose()
+
+
+def test_runs_are_stored_through_one_kept_connection_in_dagsters_own_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run storage builds its engine once; Dagster's stock SQLite run storage reads the
+    runs it stored, from the default place."""
+    home = tmp_path / "dagster"
+    instance = _instance(home, monkeypatch)
+    storage = instance.run_storage
+    assert isinstance(storage, ConnectionKeepingSqliteRunStorage)
+    built: list[str] = []
+    real = run_storage.create_engine
+
+    def counting(url: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        built.append(url)
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(run_storage, "create_engine", counting)
+    runs = [
+        dg.materialize([counted], instance=instance, partition_key=day).run_id
+        for day in ("2026-06-01", "2026-06-02")
+    ]
+    assert built == []
+    stock = SqliteRunStorage.from_local(str(home / "history"))
+    assert {r.run_id: r.status for r in stock.get_runs()} == dict.fromkeys(
+        runs, dg.DagsterRunStatus.SUCCESS
+    )
     instance.dispose()
