@@ -4,6 +4,7 @@ the same."""
 
 import sqlite3
 from pathlib import Path
+from types import ModuleType
 
 import dagster as dg
 import pytest
@@ -28,6 +29,19 @@ def _instance(home: Path, monkeypatch: pytest.MonkeyPatch) -> dg.DagsterInstance
     return dg.DagsterInstance.from_config(str(home))
 
 
+def _engines_built(module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URL of each SQLAlchemy engine `module` builds from now on."""
+    built: list[str] = []
+    real = module.create_engine
+
+    def counting(url: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        built.append(url)
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(module, "create_engine", counting)
+    return built
+
+
 def test_runs_store_through_kept_engines_in_dagsters_own_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -36,14 +50,7 @@ def test_runs_store_through_kept_engines_in_dagsters_own_files(
     storage = instance.event_log_storage
     assert isinstance(storage, EngineKeepingSqliteEventLogStorage)
 
-    built: list[str] = []
-    real = event_log.create_engine
-
-    def counting(url: str, **kwargs: object):  # type: ignore[no-untyped-def]
-        built.append(url)
-        return real(url, **kwargs)
-
-    monkeypatch.setattr(event_log, "create_engine", counting)
+    built = _engines_built(event_log, monkeypatch)
     days = ["2026-06-01", "2026-06-02", "2026-06-03"]
     runs = [dg.materialize([counted], instance=instance, partition_key=day).run_id for day in days]
     # Dozens of events per run, one engine per shard: each run's own (the index shard's was
@@ -137,14 +144,7 @@ def test_runs_are_stored_through_one_kept_connection_in_dagsters_own_file(
     instance = _instance(home, monkeypatch)
     storage = instance.run_storage
     assert isinstance(storage, ConnectionKeepingSqliteRunStorage)
-    built: list[str] = []
-    real = run_storage.create_engine
-
-    def counting(url: str, **kwargs: object):  # type: ignore[no-untyped-def]
-        built.append(url)
-        return real(url, **kwargs)
-
-    monkeypatch.setattr(run_storage, "create_engine", counting)
+    built = _engines_built(run_storage, monkeypatch)
     runs = [
         dg.materialize([counted], instance=instance, partition_key=day).run_id
         for day in ("2026-06-01", "2026-06-02")
