@@ -34,8 +34,14 @@ _RUN_COORDINATOR = {
 }
 
 
-# The embedded default's event log: Dagster's SQLite event log keeping one engine per shard
-# (lifecycle_assets/automation/event_log.py), in the default place under DAGSTER_HOME.
+# The embedded default's run storage and event log: Dagster's SQLite storage keeping its
+# connections open (lifecycle_assets/automation/run_storage.py and event_log.py), in the
+# default places under DAGSTER_HOME.
+_SQLITE_RUN_STORAGE = {
+    "module": "lifecycle_assets.automation.run_storage",
+    "class": "ConnectionKeepingSqliteRunStorage",
+    "config": {"dagster_home": {"env": "DAGSTER_HOME"}},
+}
 _SQLITE_EVENT_LOG = {
     "module": "lifecycle_assets.automation.event_log",
     "class": "EngineKeepingSqliteEventLogStorage",
@@ -54,6 +60,7 @@ def instance_yaml(postgres_url: str | None = None) -> str:
         stored = urlunsplit(urlsplit(postgres_url)._replace(scheme=DAGSTER_SCHEME))
         config["storage"] = {"postgres": {"postgres_url": stored}}
     else:
+        config["run_storage"] = _SQLITE_RUN_STORAGE
         config["event_log_storage"] = _SQLITE_EVENT_LOG
     config["run_coordinator"] = _RUN_COORDINATOR
     return yaml.safe_dump(config, sort_keys=False)

@@ -131,7 +131,12 @@ def run_day(
     should_train: Callable[[dt.date], bool] | None = None,
 ) -> DayOutcome:
     """Ingest day D, recompute the past days whose labels are final or changed, then
-    train/validate.
+    train/validate and run the shadow gate.
+
+    A Dagster run materialises one partition (or one range of partitions, the same for every
+    asset it selects), so the day's stages take a run per partition, in the order of their
+    data: D's ingest (its labels are what matures day D - maturity), each past day's label
+    refresh (the matured day enters D's train and test windows), then D's training run.
 
     `should_train(D)`, asked after ingest and labels (so it can read the day's monitoring),
     lets a retraining policy skip the training stage; None trains every day."""
@@ -152,11 +157,18 @@ def run_day(
         out.runs.append(materialize(home, LABEL_REFRESH, refresh.partition))
     out.stage_seconds["late_labels"] = time.perf_counter() - t0
 
-    if should_train is not None and not should_train(day):
+    # The shadow gate comes after the day's release step (shadow_report depends on
+    # production_model), on a day a shadow is in flight or a crashed run left its decision
+    # to finish. A shadow in flight already is still in flight after the release step (only
+    # the shadow gate moves it), so its gate runs in the training run, as in the daemon's
+    # job; one sent to shadow by today's release step gets a run of its own after it.
+    trains = should_train is None or should_train(day)
+    gated = trains and _shadow_due(home, key)
+    if not trains:
         echo(f"{key}: no training today (retraining policy)")
     else:
         t0 = time.perf_counter()
-        run = materialize(home, TRAINING, key)
+        run = materialize(home, TRAINING + SHADOW if gated else TRAINING, key)
         out.runs.append(run)
         out.stage_seconds["training"] = time.perf_counter() - t0
         out.decision = decision_for(home, run.run_id)
@@ -169,22 +181,28 @@ def run_day(
             )
         )
 
-    # The shadow gate, after the day's release step (as in the daemon's job), on a day a
-    # shadow is in flight or a crashed run left its decision to finish.
-    if Registry(home, home.config().problem.name).alias("shadow") is not None or (
-        load_shadow_record(home, key) is not None
-    ):
+    if not gated and _shadow_due(home, key):
         t0 = time.perf_counter()
         run = materialize(home, SHADOW, key)
         out.runs.append(run)
         out.stage_seconds["shadow"] = time.perf_counter() - t0
-        out.shadow = decision_for(home, run.run_id, SHADOW_REPORT)
+        gated = True
+    if gated:
+        out.shadow = decision_for(home, out.runs[-1].run_id, SHADOW_REPORT)
         if out.shadow is not None:
             echo(
                 f"{key}: shadow {out.shadow['challenger_version']} {out.shadow['decision']}, "
                 f"{out.shadow['action']} ({out.shadow.get('reason', '')})"
             )
     return out
+
+
+def _shadow_due(home: LifecycleHome, key: str) -> bool:
+    """Whether day `key` runs the shadow gate: a shadow in flight, or its decision stored by
+    a run that crashed before finishing it."""
+    return Registry(home, home.config().problem.name).alias("shadow") is not None or (
+        load_shadow_record(home, key) is not None
+    )
 
 
 def build_day_bento(

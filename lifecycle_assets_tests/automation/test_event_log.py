@@ -1,14 +1,19 @@
-"""The embedded instance's event log keeps one SQLAlchemy engine per shard, in Dagster's own
-files: what it stores, Dagster's stock SQLite event log reads back the same."""
+"""The embedded instance's event log keeps one SQLAlchemy engine per shard, and its run storage
+one engine, in Dagster's own files: what they store, Dagster's stock SQLite storage reads back
+the same."""
 
+import sqlite3
 from pathlib import Path
+from types import ModuleType
 
 import dagster as dg
 import pytest
 from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.runs import SqliteRunStorage
 
-from lifecycle_assets.automation import event_log
+from lifecycle_assets.automation import event_log, run_storage
 from lifecycle_assets.automation.event_log import EngineKeepingSqliteEventLogStorage
+from lifecycle_assets.automation.run_storage import ConnectionKeepingSqliteRunStorage
 from lifecycle_assets.instance import instance_yaml
 
 
@@ -24,6 +29,19 @@ def _instance(home: Path, monkeypatch: pytest.MonkeyPatch) -> dg.DagsterInstance
     return dg.DagsterInstance.from_config(str(home))
 
 
+def _engines_built(module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URL of each SQLAlchemy engine `module` builds from now on."""
+    built: list[str] = []
+    real = module.create_engine
+
+    def counting(url: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        built.append(url)
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(module, "create_engine", counting)
+    return built
+
+
 def test_runs_store_through_kept_engines_in_dagsters_own_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -32,14 +50,7 @@ def test_runs_store_through_kept_engines_in_dagsters_own_files(
     storage = instance.event_log_storage
     assert isinstance(storage, EngineKeepingSqliteEventLogStorage)
 
-    built: list[str] = []
-    real = event_log.create_engine
-
-    def counting(url: str, **kwargs: object):  # type: ignore[no-untyped-def]
-        built.append(url)
-        return real(url, **kwargs)
-
-    monkeypatch.setattr(event_log, "create_engine", counting)
+    built = _engines_built(event_log, monkeypatch)
     days = ["2026-06-01", "2026-06-02", "2026-06-03"]
     runs = [dg.materialize([counted], instance=instance, partition_key=day).run_id for day in days]
     # Dozens of events per run, one engine per shard: each run's own (the index shard's was
@@ -73,4 +84,74 @@ def test_the_kept_engines_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
     # The least recently used went; a read of its run builds its engine again.
     assert storage.get_logs_for_run(runs[0])
     assert len(storage._engines) == 2 and runs[0] in storage._engines
+    instance.dispose()
+
+
+def _schema(path: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+        stamp = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        mode = conn.execute("PRAGMA journal_mode").fetchall()
+    conn.close()
+    return [*rows, ("alembic", "version", str(stamp)), ("journal_mode", "", str(mode))]
+
+
+def test_new_run_shards_are_dagsters_own_set_up_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run's shard is Dagster's own empty shard: the first one set up by Dagster's
+    `_initdb`, each later one a copy of it; the kept connections close for a wipe."""
+    instance = _instance(tmp_path / "dagster", monkeypatch)
+    storage = instance.event_log_storage
+    assert isinstance(storage, EngineKeepingSqliteEventLogStorage)
+    set_up: list[str] = []
+    real = EngineKeepingSqliteEventLogStorage._initdb
+
+    def counting(self, engine, for_index_shard=False):  # type: ignore[no-untyped-def]
+        set_up.append(str(engine.url))
+        return real(self, engine, for_index_shard=for_index_shard)
+
+    monkeypatch.setattr(EngineKeepingSqliteEventLogStorage, "_initdb", counting)
+    runs = [
+        dg.materialize([counted], instance=instance, partition_key=day).run_id
+        for day in ("2026-06-01", "2026-06-02", "2026-06-03")
+    ]
+    assert set_up == [storage.conn_string_for_shard(runs[0])], set_up
+
+    # Dagster's stock storage sets up a shard of its own: the copies are the same database.
+    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
+    with stock.run_connection("fresh"):
+        pass
+    expected = _schema(Path(stock.path_for_shard("fresh")))
+    for run_id in runs:
+        assert _schema(Path(storage.path_for_shard(run_id))) == expected
+    assert not list(Path(storage._base_dir).glob("*.new")), "a staging copy left behind"
+
+    storage.wipe()
+    assert not any(Path(storage.path_for_shard(r)).exists() for r in runs)
+    again = dg.materialize([counted], instance=instance, partition_key="2026-06-04")
+    assert again.success
+    assert {e.dagster_event_type for e in storage.get_logs_for_run(again.run_id) if e.dagster_event}
+    instance.dispose()
+
+
+def test_runs_are_stored_through_one_kept_connection_in_dagsters_own_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run storage builds its engine once; Dagster's stock SQLite run storage reads the
+    runs it stored, from the default place."""
+    home = tmp_path / "dagster"
+    instance = _instance(home, monkeypatch)
+    storage = instance.run_storage
+    assert isinstance(storage, ConnectionKeepingSqliteRunStorage)
+    built = _engines_built(run_storage, monkeypatch)
+    runs = [
+        dg.materialize([counted], instance=instance, partition_key=day).run_id
+        for day in ("2026-06-01", "2026-06-02")
+    ]
+    assert built == []
+    stock = SqliteRunStorage.from_local(str(home / "history"))
+    assert {r.run_id: r.status for r in stock.get_runs()} == dict.fromkeys(
+        runs, dg.DagsterRunStatus.SUCCESS
+    )
     instance.dispose()
