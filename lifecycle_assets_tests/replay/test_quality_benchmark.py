@@ -309,7 +309,7 @@ def test_history_windows_scores_a_quality_workdir_and_reuses_it(tmp_path: Path, 
             assert set(period[kind]) == {"recent", "history"}
             assert all(0.5 < v <= 1.0 for v in period[kind].values())
     row = next(line for line in capsys.readouterr().out.splitlines() if "| stable |" in line)
-    assert len(row.strip("|").split("|")) == 3 + 2 + len(windows.THRESHOLDS)
+    assert len(row.strip("|").split("|")) == 3 + 2 + len(windows.THRESHOLDS) + 1
 
     # A rerun reuses the file: scores written there are what the table shows.
     for period in periods:
@@ -318,6 +318,26 @@ def test_history_windows_scores_a_quality_workdir_and_reuses_it(tmp_path: Path, 
     assert windows.main(["--workdir", str(tmp_path), "--scenarios", "stable"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "| stable |" in line)
     assert "| 0.2500 | 0.7500 |" in row
+
+    # The strategies, on four periods. On the period before each, the recent window wins on
+    # even periods (0.9 vs 0.8) and loses on odd ones (0.6 vs 0.8). Judged on that period
+    # alone, even periods take the recent window's test score (0.25), odd ones the
+    # history's (0.75). Judged on two windows (0.9 and 0.6 averaged against 0.8), only the
+    # first period, which has one window, takes the recent window.
+    four = {
+        "metric": "roc_auc",
+        "periods": [
+            {
+                "test": {"recent": 0.25, "history": 0.75},
+                "newest": {"recent": 0.9 if i % 2 == 0 else 0.6, "history": 0.8},
+            }
+            for i in range(4)
+        ],
+    }
+    table = windows.summary(four)
+    assert table["recent"] == 0.25 and table["history"] == 0.75
+    assert table["choose@0.005"] == (0.25 + 0.75 + 0.25 + 0.75) / 4
+    assert table["choose@0.005, 2 windows"] == (0.25 + 0.75 * 3) / 4
 
 
 def test_a_label_that_misses_its_maturity_follows_the_scenarios_semantics() -> None:
