@@ -43,6 +43,18 @@ from sqlalchemy.pool import QueuePool
 KEPT_ENGINES = 32
 
 
+def kept_engine(conn_string: str, **connect_args: Any) -> Engine:
+    """A SQLite engine that keeps one connection open; a use while it is taken gets a
+    connection of its own, closed when returned (SQLAlchemy's `QueuePool`)."""
+    return create_engine(
+        conn_string,
+        poolclass=QueuePool,
+        pool_size=1,
+        max_overflow=-1,
+        connect_args={"check_same_thread": False, **connect_args},
+    )
+
+
 class EngineKeepingSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` that keeps each shard's SQLAlchemy engine and connection."""
 
@@ -70,17 +82,10 @@ class EngineKeepingSqliteEventLogStorage(SqliteEventLogStorage):
         with self._db_lock:
             engine = self._engines.get(shard)
             if engine is None:
-                engine = create_engine(
-                    self.conn_string_for_shard(shard),
-                    # One connection kept open (every use of it is under the lock); Dagster's
-                    # set-up of a shard opens a few more at once, closed when returned.
-                    poolclass=QueuePool,
-                    pool_size=1,
-                    max_overflow=-1,
-                    connect_args={
-                        "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
-                        "check_same_thread": False,
-                    },
+                # Every use of its connection is under the lock; Dagster's set-up of a shard
+                # opens a few more at once.
+                engine = kept_engine(
+                    self.conn_string_for_shard(shard), timeout=SQLITE_BUSY_TIMEOUT_SECONDS
                 )
                 self._engines[shard] = engine
                 if len(self._engines) > KEPT_ENGINES:

@@ -24,21 +24,16 @@ from typing import Any
 from dagster._config import StringSource
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._serdes import ConfigurableClassData
-from sqlalchemy import Connection, create_engine
-from sqlalchemy.pool import QueuePool
+from sqlalchemy import Connection
+
+from lifecycle_assets.automation.event_log import kept_engine
 
 
 class ConnectionKeepingSqliteRunStorage(SqliteRunStorage):
     """`SqliteRunStorage` that builds its SQLAlchemy engine once and keeps a connection."""
 
     def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
-        self._engine = create_engine(
-            conn_string,
-            poolclass=QueuePool,
-            pool_size=1,
-            max_overflow=-1,
-            connect_args={"check_same_thread": False},
-        )
+        self._engine = kept_engine(conn_string)
         super().__init__(conn_string, inst_data=inst_data)
 
     @classmethod

@@ -75,7 +75,8 @@ def choose_history(
     w = config.windows
     if not config.history_days or train.height == 0 or "event_time" not in train.columns:
         return train, None
-    newest = _days(train).max()
+    days = _days(train)
+    newest = days.max()
     assert isinstance(newest, dt.date)
     recent_start = newest - dt.timedelta(days=w.train_days - 1)
     recent = _since(train, recent_start)
@@ -91,8 +92,8 @@ def choose_history(
     for fold in range(FOLDS):
         judge_end = newest - dt.timedelta(days=fold * w.test_days)
         judge_start = judge_end - dt.timedelta(days=w.test_days - 1)
-        judged = train.filter(_days(train).is_between(judge_start, judge_end))
-        before = train.filter(_days(train) < judge_start)
+        judged = train.filter(days.is_between(judge_start, judge_end))
+        before = train.filter(days < judge_start)
         candidates = {
             RECENT: _since(before, judge_start - dt.timedelta(days=w.train_days)),
             HISTORY: before,
