@@ -1,4 +1,4 @@
-"""The lifecycle's Dagster definitions: the asset graph, its checks, job, schedule and
+"""The lifecycle's Dagster definitions: the asset graph, its checks, job, sensors and
 resources. Nothing here reads the home: resources find it at run time (the daily
 partitions' first day may be named by the environment, `defs.partitions.first_partition_day`)."""
 
@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lifecycle_assets.defs.automation.sensors import LABEL_REFRESH, late_labels, new_log_partitions
+from lifecycle_assets.defs.automation.daily import TRAINING, daily_retraining
+from lifecycle_assets.defs.automation.sensors import late_labels, new_log_partitions
 from lifecycle_assets.defs.data.assets import (
     feature_table,
     ground_truth,
@@ -51,15 +52,6 @@ ASSETS = [
     production_bento,
 ]
 
-# Stages of one day of the loop, in order (the demo and the CLI run them by name).
-INGEST = ["raw_prediction_logs", "ground_truth", "prediction_drift"]
-LABELS = LABEL_REFRESH  # also what a past day's label refresh recomputes
-TRAINING = ["train_split", "test_split", "candidate_model", "validation_report", "production_model"]
-# The shadow gate: every day a shadow is in flight, trained that day or not.
-SHADOW = ["shadow_report"]
-# The deployable Bento of the day's production model (built once per new version).
-BENTO = ["production_bento"]
-
 lifecycle_loop = dg.define_asset_job(
     "lifecycle_loop",
     selection=dg.AssetSelection.assets(*ASSETS),
@@ -68,15 +60,11 @@ lifecycle_loop = dg.define_asset_job(
     "the shadow gate.",
 )
 
-daily_retraining = dg.build_schedule_from_partitioned_job(
-    lifecycle_loop, hour_of_day=1, name="daily_retraining"
-)
-
 staleness_retrain = build_staleness_sensor(lifecycle_loop, TRAINING)
-SENSORS = [staleness_retrain, broken_run_alert, late_labels, new_log_partitions]
+SENSORS = [daily_retraining, staleness_retrain, broken_run_alert, late_labels, new_log_partitions]
 
 
-# Runs the daemon launches (the schedule, the sensors, the UI) execute each step in its own
+# Runs the daemon launches (the sensors, the UI) execute each step in its own
 # process, forked from a server that imported the project once: a spawned step would import
 # torch, Dagster, DVC and BentoML again, seconds per step. `materialize` runs in process.
 LOOP_EXECUTOR = dg.multiprocess_executor.configured(
@@ -100,7 +88,6 @@ def build_resources(workdir: str | None = None) -> dict[str, object]:
 defs = dg.Definitions(
     assets=[*ASSETS, prediction_log_store],
     jobs=[lifecycle_loop, approve_model],
-    schedules=[daily_retraining],
     sensors=SENSORS,
     resources=build_resources(),
     executor=LOOP_EXECUTOR,

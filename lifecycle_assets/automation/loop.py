@@ -10,16 +10,23 @@ from typing import Any
 
 import dagster as dg
 
-from lifecycle_assets.defs.automation.sensors import LABEL_REFRESH, label_refresh_days
+from lifecycle_assets.defs.automation.daily import (
+    BENTO,
+    INGEST,
+    LABELS,
+    SHADOW,
+    TRAINING,
+    shadow_due,
+)
+from lifecycle_assets.defs.automation.sensors import label_refresh_days
 from lifecycle_assets.defs.registry.jobs import materialization_reporter
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.instance import check_postgres, postgres_url_of
 from lifecycle_assets.registry.queries import SHADOW_REPORT
-from lifecycle_assets.registry.registry import Registry, bento_model_tag, served_ledger
+from lifecycle_assets.registry.registry import bento_model_tag, served_ledger
 from lifecycle_assets.serving.bento import bento_built, bento_tag
 from lifecycle_assets.storage import AssetStore
-from lifecycle_assets.validation.shadow import load_shadow_record
 
 
 class RunFailed(LifecycleError, RuntimeError):
@@ -136,12 +143,11 @@ def run_day(
     A Dagster run materialises one partition (or one range of partitions, the same for every
     asset it selects), so the day's stages take a run per partition, in the order of their
     data: D's ingest (its labels are what matures day D - maturity), each past day's label
-    refresh (the matured day enters D's train and test windows), then D's training run.
+    refresh (the matured day enters D's train and test windows), then D's training run: the
+    order the daemon's sensors keep (`defs/automation/daily.py`, `day_wait`).
 
     `should_train(D)`, asked after ingest and labels (so it can read the day's monitoring),
     lets a retraining policy skip the training stage; None trains every day."""
-    from lifecycle_assets.definitions import INGEST, LABELS, SHADOW, TRAINING
-
     out = DayOutcome(day)
     key = day.isoformat()
 
@@ -154,16 +160,16 @@ def run_day(
     # train/test windows, and a matured day with a label backfill is recomputed: the rule
     # of the daemon's late-label sensor (`label_refresh_days`).
     for refresh in label_refresh_days(instance_for(home), home, day):
-        out.runs.append(materialize(home, LABEL_REFRESH, refresh.partition))
+        out.runs.append(materialize(home, LABELS, refresh.partition))
     out.stage_seconds["late_labels"] = time.perf_counter() - t0
 
     # The shadow gate comes after the day's release step (shadow_report depends on
     # production_model), on a day a shadow is in flight or a crashed run left its decision
     # to finish. A shadow in flight already is still in flight after the release step (only
-    # the shadow gate moves it), so its gate runs in the training run, as in the daemon's
-    # job; one sent to shadow by today's release step gets a run of its own after it.
+    # the shadow gate moves it), so its gate runs in the training run, as the daemon's
+    # `daily_retraining` sensor asks; one sent to shadow by today's release step gets a run of its own after it.
     trains = should_train is None or should_train(day)
-    gated = trains and _shadow_due(home, key)
+    gated = trains and shadow_due(home, key)
     if not trains:
         echo(f"{key}: no training today (retraining policy)")
     else:
@@ -181,7 +187,7 @@ def run_day(
             )
         )
 
-    if not gated and _shadow_due(home, key):
+    if not gated and shadow_due(home, key):
         t0 = time.perf_counter()
         run = materialize(home, SHADOW, key)
         out.runs.append(run)
@@ -197,14 +203,6 @@ def run_day(
     return out
 
 
-def _shadow_due(home: LifecycleHome, key: str) -> bool:
-    """Whether day `key` runs the shadow gate: a shadow in flight, or its decision stored by
-    a run that crashed before finishing it."""
-    return Registry(home, home.config().problem.name).alias("shadow") is not None or (
-        load_shadow_record(home, key) is not None
-    )
-
-
 def build_day_bento(
     home: LifecycleHome, day: dt.date, echo: Callable[[str], None] = lambda _: None
 ) -> RunOutcome | None:
@@ -212,8 +210,6 @@ def build_day_bento(
     D's decision, built when that version has none yet (a carried-over model reuses its
     Bento). A build takes seconds to half a minute, so it is announced and timed through `echo`.
     None when no model served after day D."""
-    from lifecycle_assets.definitions import BENTO
-
     key = day.isoformat()
     version = served_ledger(home).get(key)
     if version is None:

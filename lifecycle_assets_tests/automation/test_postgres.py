@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from lifecycle_assets.automation.loop import decision_for, instance_for, run_day
-from lifecycle_assets.definitions import INGEST, LABELS, TRAINING
+from lifecycle_assets.defs.automation.daily import INGEST, LABELS, TRAINING
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.instance import instance_yaml
 from lifecycle_assets.registry.registry import Registry, served_ledger

@@ -24,7 +24,15 @@ import polars as pl
 import pytest
 
 from lifecycle_assets.automation.loop import instance_for, materialize, run_day
-from lifecycle_assets.definitions import INGEST, LABELS, defs
+from lifecycle_assets.definitions import defs
+from lifecycle_assets.defs.automation.daily import (
+    INGEST,
+    LABELS,
+    SERVING,
+    TRAINING,
+    daily_retraining,
+    day_wait,
+)
 from lifecycle_assets.defs.automation.sensors import late_label_requests, late_labels
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
 from lifecycle_assets.records import GroundTruthRecord, LogWriter, PredictionRecord
@@ -354,6 +362,33 @@ def test_late_labels_recompute_that_day_and_nothing_else(loop_home) -> None:
     )
 
 
+def _daemon_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[LifecycleHome, FraudSimulator, dg.DagsterInstance, LogWriter]:
+    """A fresh home (maturity 1 day), its simulator, instance and a log writer."""
+    from lifecycle_assets.home_setup import init_home
+
+    _isolate(tmp_path / "home", monkeypatch)
+    (tmp_path / "lifecycle.yaml").write_text(CONFIG)
+    home = init_home(tmp_path / "home", tmp_path / "lifecycle.yaml")
+    return home, FraudSimulator(home.config()), instance_for(home), LogWriter(home.logs, "sim")
+
+
+def _log_unscored_day(writer: LogWriter, sim: FraudSimulator, index: int) -> None:
+    """Day `index`'s payments logged unscored (no model yet) and the labels arriving that day."""
+    writer.write_predictions(
+        [
+            PredictionRecord(
+                request_id=p.request_id, entity_id=p.card_id, event_time=p.event_time,
+                features=dict(p.features), model_version=None, score=None, decision=None,
+                logged_at=p.event_time,
+            )
+            for p in sim.payments(index)
+        ]
+    )  # fmt: skip
+    writer.write_ground_truth(sim.chargebacks_arriving(index))
+
+
 def test_the_daemon_recomputes_a_day_once_it_matures(tmp_path, monkeypatch) -> None:
     """The daemon ingests each day in its own run (the schedule, or `new_log_partitions`):
     a day's examples are computed before its labels are final. Once the labels of the day
@@ -361,28 +396,11 @@ def test_the_daemon_recomputes_a_day_once_it_matures(tmp_path, monkeypatch) -> N
     and live quality — whatever the count of labels, so its live quality counts as matured
     for the staleness trigger and its rows for training; a younger day waits. The daily
     runner takes the same rule (`label_refresh_days`)."""
-    from lifecycle_assets.home_setup import init_home
-
-    _isolate(tmp_path / "home", monkeypatch)
-    (tmp_path / "lifecycle.yaml").write_text(CONFIG)  # maturity 1 day
-    home = init_home(tmp_path / "home", tmp_path / "lifecycle.yaml")
-    sim = FraudSimulator(home.config())
-    instance = instance_for(home)
-    writer = LogWriter(home.logs, "sim")
+    home, sim, instance, writer = _daemon_home(tmp_path, monkeypatch)
     for i in range(2):
         day = sim.date(i)
         set_simulated_today(home, day)
-        writer.write_predictions(
-            [
-                PredictionRecord(
-                    request_id=p.request_id, entity_id=p.card_id, event_time=p.event_time,
-                    features=dict(p.features), model_version=None, score=None, decision=None,
-                    logged_at=p.event_time,
-                )
-                for p in sim.payments(i)
-            ]
-        )  # fmt: skip
-        writer.write_ground_truth(sim.chargebacks_arriving(i))
+        _log_unscored_day(writer, sim, i)
         writer.flush()
         materialize(home, INGEST + LABELS, day.isoformat())
     writer.close()
@@ -408,6 +426,77 @@ def test_the_daemon_recomputes_a_day_once_it_matures(tmp_path, monkeypatch) -> N
     examples = pl.read_parquet(_stored(home, "labeled_examples", first))
     assert examples["label_matured"].all()
     assert late_label_requests(instance, home, second) == []
+
+
+def _sensor_context(instance: dg.DagsterInstance) -> dg.SensorEvaluationContext:
+    return dg.build_sensor_context(instance=instance, resources={"home": defs.resources["home"]})
+
+
+def test_the_daemon_trains_a_day_after_its_ingest_and_the_refresh_it_brings(
+    tmp_path, monkeypatch
+) -> None:
+    """The daemon's training sensors keep the daily runner's order: day D trains only once
+    its logs are ingested and the day that matured with them is refreshed (`day_wait`), once
+    per day, and never while a run of D is in flight."""
+    home, sim, instance, writer = _daemon_home(tmp_path, monkeypatch)
+    for i in range(3):
+        _log_unscored_day(writer, sim, i)
+    writer.close()
+    first, second, third = (sim.date(i) for i in range(3))
+    set_simulated_today(home, third)  # yesterday: the second day
+    staleness = defs.resolve_sensor_def("staleness_retrain")
+
+    # Nothing ingested: the day waits for its ingest.
+    skipped = daily_retraining(_sensor_context(instance))
+    assert isinstance(skipped, dg.SkipReason)
+    assert skipped.skip_message == (
+        f"{second.isoformat()}: waiting for its ingest ({', '.join(INGEST + LABELS)} not "
+        "materialised)"
+    )
+    for day in (first, second):  # each ingested on its own day, as the daemon does
+        set_simulated_today(home, day)
+        materialize(home, INGEST + LABELS, day.isoformat())
+    set_simulated_today(home, third)
+    # The first day matured with the second day's labels: both sensors wait for its refresh.
+    waiting = (
+        f"{second.isoformat()}: waiting for the label refresh of {first.isoformat()} (matured)"
+    )
+    for sensor in (daily_retraining, staleness):
+        skipped = sensor(_sensor_context(instance))
+        assert isinstance(skipped, dg.SkipReason) and skipped.skip_message == waiting
+    # A day whose logs are in the store but not ingested waits for them.
+    assert day_wait(instance, home, third) is not None
+    assert "waiting for its ingest" in (day_wait(instance, home, third) or "")
+
+    materialize(home, LABELS, first.isoformat())
+    assert day_wait(instance, home, second) is None
+    result = daily_retraining(_sensor_context(instance))
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests or []
+    assert request.run_key == f"train-{second.isoformat()}"
+    assert request.partition_key == second.isoformat()
+    assert [k.to_user_string() for k in request.asset_selection or []] == TRAINING + SERVING
+    assert request.tags["lifecycle/trigger"] == "daily"
+
+    # A run of that day in flight: nothing more is requested for it until it ends.
+    running = instance.add_run(
+        dg.DagsterRun(
+            job_name="lifecycle_loop",
+            run_id="in-flight",
+            tags={"dagster/partition": second.isoformat()},
+            status=dg.DagsterRunStatus.STARTED,
+        )
+    )
+    skipped = daily_retraining(_sensor_context(instance))
+    assert isinstance(skipped, dg.SkipReason)
+    assert skipped.skip_message == f"{second.isoformat()}: a run of this day is in flight"
+    instance.delete_run(running.run_id)
+
+    # Trained (here by hand, as the daemon would run the request): nothing more that day.
+    materialize(home, TRAINING, second.isoformat())
+    skipped = daily_retraining(_sensor_context(instance))
+    assert isinstance(skipped, dg.SkipReason)
+    assert skipped.skip_message == f"{second.isoformat()}: trained"
 
 
 def test_served_score_equals_the_batch_score_on_the_feature_table(loop_home) -> None:

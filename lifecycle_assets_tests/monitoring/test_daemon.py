@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from lifecycle_assets.automation.loop import instance_for, materialize
-from lifecycle_assets.definitions import INGEST
+from lifecycle_assets.defs.automation.daily import INGEST, LABELS
 from lifecycle_assets.home import set_simulated_today
 from lifecycle_assets.records import LogWriter
 from lifecycle_assets.simulator.fraud import FraudSimulator
@@ -37,7 +37,8 @@ def test_ui_serves_every_asset_and_the_daemon_fires_the_staleness_sensor(make_ho
     writer = LogWriter(home.logs, "simulator")
     sim.write_day(writer, 0, None)
     writer.close()
-    materialize(home, INGEST, day.isoformat())
+    # the day's ingest, whole: the sensor reads a day's signals once it is done (day_wait)
+    materialize(home, INGEST + LABELS, day.isoformat())
     instance = instance_for(home)
     # A served model whose matured live quality fell well below what it was validated with.
     for key, meta in (

@@ -6,6 +6,7 @@ live and estimated quality, the gate's decisions) and decides with the plain pol
 is not closed finds the cooldown passed. The sensor keeps its episodes in its cursor; the
 replay's `triggered` policy makes the same decision (`decide_staleness`)."""
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from lifecycle_assets.config import LifecycleConfig
+from lifecycle_assets.defs.automation.daily import day_wait
 from lifecycle_assets.defs.resources.alerts import AlertSinkResource
 from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.monitoring.staleness import (
@@ -202,6 +204,14 @@ def build_staleness_sensor(job: Any, training_assets: list[str]) -> dg.SensorDef
         context: dg.SensorEvaluationContext, home: LifecycleHomeResource
     ) -> dg.RunRequest | dg.SkipReason:
         h = home.get()
+        # The newest day's signals are read once its stages before training are done (the
+        # matured day's refresh brings the live quality the daily runner's policy reads).
+        newest = _latest(context.instance, DRIFT, 1)
+        if newest and newest[0].asset_materialization.partition:
+            day = dt.date.fromisoformat(newest[0].asset_materialization.partition)
+            wait = day_wait(context.instance, h, day)
+            if wait is not None:
+                return dg.SkipReason(wait)
         config = h.config()
         versions = Registry(h, config.problem.name).versions()
         state = EpisodeState.parse(context.cursor)
