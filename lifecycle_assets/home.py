@@ -11,7 +11,7 @@ Layout::
     HOME/dvc-remote/        default DVC remote (a local directory)
     HOME/logs/              the log store: prediction and ground-truth segments
     HOME/lookup/            the offline lookup store
-    HOME/assets/            Dagster asset outputs (Parquet, model artifacts)
+    HOME/assets/            Dagster asset outputs (Parquet, JSON: records, model references)
 """
 
 from __future__ import annotations

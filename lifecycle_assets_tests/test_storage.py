@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lifecycle_assets.storage import AssetStore
+from lifecycle_assets.storage import AssetStore, ModelReference, StoredValueError
 from lifecycle_assets.training.train import train_model
 from lifecycle_assets_tests.training.helpers import small_config, synthetic
 
@@ -59,6 +59,36 @@ def test_a_model_is_stored_as_its_artifact_and_replaced_whole(tmp_path: Path) ->
     assert loaded.version == "v2"
     assert (loaded.score(rows) == second.score(rows)).all()
     assert [p.name for p in store.folder("candidate_model").iterdir()] == ["2026-06-01"]
+
+
+def test_a_model_reference_replaces_a_stored_artifact_and_is_read_back_as_it_is(
+    tmp_path: Path,
+) -> None:
+    store = AssetStore(tmp_path)
+    rows = synthetic(400, seed=1)
+    config = small_config({"family": "gbdt", "num_trees": 5}, epochs=1)
+    artifact = train_model(rows, config, "v1").artifact
+    day = "2026-06-01"
+    # a home from before references holds the artifact whole: still read as the artifact
+    store.write("production_model", day, artifact)
+    assert store.read("production_model", day).version == "v1"
+    reference = ModelReference("card-fraud", "v2", "ab" * 32)
+    store.write("production_model", day, reference)
+    assert store.read("production_model", day) == reference
+    assert [p.name for p in store.folder("production_model").iterdir()] == [f"{day}.json"]
+    assert store.record_partitions("production_model") == [day]
+    assert store.first_day() == day
+    # and the other way: an artifact stored whole replaces the reference
+    store.write("production_model", day, artifact)
+    assert store.read("production_model", day).version == "v1"
+    assert [p.name for p in store.folder("production_model").iterdir()] == [day]
+    # a record that says it is a reference but lacks a field is refused, not returned
+    store.write("candidate_model", day, {"kind": "model_reference", "model": "card-fraud"})
+    with pytest.raises(StoredValueError, match=f"^candidate_model {day}: a model reference"):
+        store.read("candidate_model", day)
+    # any other record is a record
+    store.write("validation_report", day, {"kind": "gate", "version": "v1"})
+    assert store.read("validation_report", day) == {"kind": "gate", "version": "v1"}
 
 
 def test_the_first_day_is_the_earliest_value_of_any_asset(tmp_path: Path) -> None:

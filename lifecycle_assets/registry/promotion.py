@@ -23,8 +23,8 @@ from typing import Any
 
 from lifecycle_assets.decision import Decision, ShadowAction, Stage, promotable
 from lifecycle_assets.errors import LifecycleError
-from lifecycle_assets.registry.registry import Registry, model_path, record_served
-from lifecycle_assets.training.artifact import WEIGHTS, ModelArtifact, sha256_file
+from lifecycle_assets.registry.registry import Registry, record_served, stored_weights_hash
+from lifecycle_assets.training.artifact import ModelArtifact
 from lifecycle_assets.training.verify import verify
 
 
@@ -49,7 +49,7 @@ def verify_release(registry: Registry, version: str) -> ModelArtifact:
         raise PromotionError(f"{version} is not a registered version; nothing was moved")
     try:
         artifact = registry.load(version)  # checks the weights against the manifest's hash
-        manifest_hash = _weights_hash(registry, version)
+        manifest_hash = stored_weights_hash(registry.home, registry.model_name, version)
         if manifest_hash != recorded.get("weights_sha256"):
             raise PromotionError(
                 f"{version}: weights hash {manifest_hash[:12]}… differs from the registered "
@@ -61,10 +61,6 @@ def verify_release(registry: Registry, version: str) -> ModelArtifact:
     except LifecycleError as err:
         raise PromotionError(f"{version} failed verification, nothing was moved: {err}") from err
     return artifact
-
-
-def _weights_hash(registry: Registry, version: str) -> str:
-    return sha256_file(model_path(registry.home, registry.model_name, version) / WEIGHTS)
 
 
 def promote_or_carry_over(

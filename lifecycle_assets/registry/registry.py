@@ -9,13 +9,15 @@ Each version's files live once, in the registry's model store in the home
 (`<home>/models/NAME/vN/`: the artifact, what was saved beside it, and the config it was
 registered under); every reader loads them through `load_version`, checked against the digest
 the registration recorded. A version's stage (`registered`, `production`, `archived`) is
-derived from the alias history (`Registry.stage`). BentoML gets a copy only when a Bento is
-built (`serving/bento.py`).
+derived from the alias history (`Registry.stage`). The model assets' daily values are
+`ModelReference`s to a version (`Registry.reference`), resolved here (`load_reference`), not
+copies of its files. BentoML gets a copy only when a Bento is built (`serving/bento.py`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 import os
 import re
@@ -31,13 +33,16 @@ from lifecycle_assets.config import PACKED_CONFIG
 from lifecycle_assets.errors import LifecycleError, contract_problem
 from lifecycle_assets.files import replace_tree, write_atomic
 from lifecycle_assets.home import LifecycleHome
+from lifecycle_assets.storage import ModelReference
 from lifecycle_assets.training.artifact import (
     MANIFEST,
+    WEIGHTS,
     IntegrityError,
     ModelArtifact,
     artifact_digest,
     load_artifact,
     read_manifest,
+    sha256_file,
 )
 from lifecycle_assets.versioning.repo import VersionedRepo
 
@@ -57,6 +62,11 @@ class RegistryError(LifecycleError, RuntimeError):
 
 class HistoryError(RegistryError, IntegrityError):
     """A version whose registration the registry's git history does not confirm."""
+
+
+class ModelReferenceError(RegistryError):
+    """A stored model reference the registry cannot resolve to the version it names: the
+    version is not registered, or its weights are not the ones the reference recorded."""
 
 
 def validate_version(version: str) -> str:
@@ -101,6 +111,11 @@ def model_path(home: LifecycleHome, model_name: str, version: str) -> Path:
             f"(`lifecycle models restore {version}` brings it back from the DVC remote)"
         )
     return path
+
+
+def stored_weights_hash(home: LifecycleHome, model_name: str, version: str) -> str:
+    """The sha256 of the weights file the registry's model store holds for a version."""
+    return sha256_file(model_path(home, model_name, version) / WEIGHTS)
 
 
 def _store_path(home: LifecycleHome, model_name: str, version: str) -> Path:
@@ -170,6 +185,26 @@ def load_version(home: LifecycleHome, model_name: str, version: str) -> ModelArt
     if artifact.version != version:
         raise RegistryError(f"artifact in the store for {version} says it is {artifact.version}")
     return artifact
+
+
+def load_reference(home: LifecycleHome, ref: ModelReference, where: str) -> ModelArtifact:
+    """The registered version a stored model reference names (`where`: the asset and its
+    partition), its weights file checked against the reference's hash and its files against
+    the registration's digest (`load_version`). Refused with one line naming `where` and the
+    version when the registry does not hold the version or the weights do not match."""
+    try:
+        Registry(home, ref.model).require(ref.version)
+        actual = stored_weights_hash(home, ref.model, ref.version)
+        if not hmac.compare_digest(actual, ref.weights_sha256):
+            raise IntegrityError(
+                f"the model store's weights (sha256 {actual[:12]}…) are not the ones the "
+                f"reference recorded ({ref.weights_sha256[:12]}…)"
+            )
+        return load_version(home, ref.model, ref.version)
+    except (LifecycleError, OSError) as err:
+        raise ModelReferenceError(
+            f"{where}: the stored reference to {ref.model}:{ref.version} is refused: {err}"
+        ) from err
 
 
 def verify_versions(
@@ -255,6 +290,11 @@ class Registry:
 
     def load(self, version: str) -> ModelArtifact:
         return load_version(self.home, self.model_name, validate_version(version))
+
+    def reference(self, version: str) -> ModelReference:
+        """What a model asset stores for a registered version: its name, its version and the
+        weights hash its registration recorded; the files stay in the model store."""
+        return ModelReference(self.model_name, version, self.require(version)["weights_sha256"])
 
     def require(self, version: str) -> dict[str, Any]:
         """The registered record of `version`, or a clear error naming the known versions."""

@@ -32,7 +32,7 @@ from lifecycle_assets.registry.registry import (
     validate_version,
 )
 from lifecycle_assets.storage import AssetStore
-from lifecycle_assets.training.artifact import ModelArtifact, save_artifact
+from lifecycle_assets.training.artifact import save_artifact
 from lifecycle_assets.versioning.publish import publish_stage
 from lifecycle_assets.versioning.repo import VersionedRepo
 
@@ -254,7 +254,7 @@ def _move_production(
             tag=None,
             extra_paths=("registry",),
         )
-        _store_asset_value(home, day, model)
+        _store_asset_value(home, reg, day, version)
     metadata = {
         "model_version": version,
         "previous_version": str(event["from"]),
@@ -269,10 +269,10 @@ def _move_production(
     return {"action": action, "event": event, "day": day.isoformat(), **meta}
 
 
-def _store_asset_value(home: LifecycleHome, day: dt.date, model: ModelArtifact) -> None:
-    """The production_model partition's stored value, so a downstream asset reading today's
-    partition gets the model that now serves."""
-    AssetStore.of(home).write("production_model", day.isoformat(), model)
+def _store_asset_value(home: LifecycleHome, reg: Registry, day: dt.date, version: str) -> None:
+    """The production_model partition's stored value (a reference to the version), so a
+    downstream asset reading today's partition gets the model that now serves."""
+    AssetStore.of(home).write("production_model", day.isoformat(), reg.reference(version))
 
 
 def check_version_arg(version: str) -> str:

@@ -282,7 +282,7 @@ def run_shadow_gate(
                 tag=None,
                 extra_paths=("registry",),
             )
-            store.write("production_model", key, promoted)
+            store.write("production_model", key, registry.reference(record["challenger_version"]))
             report(
                 "production_model",
                 key,

@@ -16,14 +16,23 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
+import torch
 
 from lifecycle_assets.automation.loop import instance_for, materialize
 from lifecycle_assets.cli import main
+from lifecycle_assets.defs.partitions import daily
 from lifecycle_assets.defs.resources.home import LifecycleHomeResource
+from lifecycle_assets.defs.resources.io_manager import LifecycleIOManager
 from lifecycle_assets.defs.resources.versioning import VersioningResource
 from lifecycle_assets.home import LifecycleHome, set_simulated_today
-from lifecycle_assets.registry.registry import Registry, model_path, served_ledger
-from lifecycle_assets.training.artifact import WEIGHTS
+from lifecycle_assets.registry.registry import (
+    ModelReferenceError,
+    Registry,
+    model_path,
+    served_ledger,
+)
+from lifecycle_assets.storage import AssetStore, ModelReference
+from lifecycle_assets.training.artifact import WEIGHTS, ModelArtifact, sha256_file
 from lifecycle_assets_tests.conftest import subprocess_env
 from lifecycle_assets_tests.training.helpers import synthetic
 
@@ -145,6 +154,64 @@ def test_the_loop_registers_versions_with_their_training_metadata(home: Lifecycl
     chart = event.asset_materialization.metadata["loss_chart"]
     assert isinstance(chart, dg.MarkdownMetadataValue)
     assert "data:image/svg+xml;base64," in chart.value and "| 3 |" in chart.value
+
+
+def load_value(home: LifecycleHome, asset: str, day: dt.date) -> ModelArtifact:
+    """A day's model as the assets downstream of it load it: through the IO manager."""
+    manager = LifecycleIOManager(home=LifecycleHomeResource(workdir=str(home.root)))
+    context = dg.build_input_context(
+        asset_key=dg.AssetKey(asset), partition_key=day.isoformat(), asset_partitions_def=daily
+    )
+    return manager.load_input(context)
+
+
+def test_a_days_model_is_stored_once_as_a_reference_to_its_version(home: LifecycleHome) -> None:
+    reg = Registry(home, "card-fraud")
+    store = AssetStore.of(home)
+    for day, version in ((D1, "v1"), (D2, "v2")):
+        reference = store.read("candidate_model", day.isoformat())
+        weights = sha256_file(model_path(home, "card-fraud", version) / WEIGHTS)
+        assert reference == ModelReference("card-fraud", version, weights)
+        assert reg.versions()[version]["weights_sha256"] == weights
+    # the days' values of both model assets are references: no weights file under assets/
+    for asset in ("candidate_model", "production_model"):
+        names = sorted(p.name for p in store.folder(asset).iterdir())
+        assert names == [f"{D1}.json", f"{D2}.json"]
+    assert not list(home.assets.rglob(WEIGHTS))
+    # loaded through the IO manager: the registered version, its weights
+    loaded, registered = load_value(home, "candidate_model", D2), reg.load("v2")
+    assert loaded.version == "v2"
+    state, expected = loaded.net.state_dict(), registered.net.state_dict()
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], expected[k]) for k in state)
+    assert load_value(home, "production_model", D2).version == "v2"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"weights_sha256": "0" * 64}, "are not the ones the reference recorded"),
+        ({"version": "v9"}, "no model version v9 in the registry (known: v1, v2)"),
+    ],
+    ids=["wrong-weights-hash", "unknown-version"],
+)
+def test_a_tampered_model_reference_is_refused(
+    home: LifecycleHome, change: dict[str, str], reason: str
+) -> None:
+    path = AssetStore.of(home).record_path("candidate_model", D2.isoformat())
+    original = path.read_text()
+    try:
+        path.write_text(json.dumps({**json.loads(original), **change}))
+        with pytest.raises(ModelReferenceError) as refused:
+            load_value(home, "candidate_model", D2)
+        message = str(refused.value)
+        version = change.get("version", "v2")
+        assert message.startswith(
+            f"candidate_model {D2}: the stored reference to card-fraud:{version} is refused: "
+        )
+        assert reason in message and len(message.splitlines()) == 1
+    finally:
+        path.write_text(original)
 
 
 def test_a_version_exported_for_a_bento_is_listed_by_bentoml_with_labels(
@@ -311,6 +378,16 @@ def test_forced_release_writes_a_forced_decision_record(home: LifecycleHome, cap
     assert record["day"] == str(D3) and record["decided_at"] == f"{D3}T12:00:00+00:00"
     assert (home.repo / "registry" / "decisions" / f"{D3}-v1.json").is_file()
     cli_json(home, capsys, "release", "v2", "--reason", "incident over")
+
+
+def test_a_release_stores_a_reference_to_the_version_that_serves(home: LifecycleHome) -> None:
+    # the day's production_model value, written by the CLI's releases outside any run
+    store = AssetStore.of(home)
+    assert store.read("production_model", D3.isoformat()) == Registry(home, "card-fraud").reference(
+        "v2"
+    )
+    assert not store.model_path("production_model", D3.isoformat()).exists()
+    assert load_value(home, "production_model", D3).version == "v2"
 
 
 def test_reproduce_retrains_bitwise_on_the_recorded_device_and_close_on_eager(

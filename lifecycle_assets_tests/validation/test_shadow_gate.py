@@ -198,6 +198,9 @@ def test_a_shadow_pass_promotes_and_clears_the_shadow_in_one_move(gated) -> None
     assert event.asset_materialization is not None
     assert event.asset_materialization.metadata["model_version"].value == "v2"
     assert AssetStore.of(home).read("production_model", FIRST_DECIDES.isoformat()).version == "v2"
+    # stored as a reference to the registered version, not a copy of its files
+    stored = AssetStore.of(home).read("production_model", FIRST_DECIDES.isoformat())
+    assert stored == registry.reference("v2")
     assert VersionedRepo.of(home).status() == {}
     # the offline record shows the shadow result beside its own
     offline = load_record(home, FIRST.isoformat())

@@ -1,5 +1,6 @@
-"""Asset values on disk without pickle: frames as Parquet, models as safetensors + JSON,
-records as JSON, one entry per asset partition, laid out by `storage.AssetStore`."""
+"""Asset values on disk without pickle: frames as Parquet, records as JSON, models as a
+reference to their registered version (the registry's model store holds the safetensors +
+JSON once), one entry per asset partition, laid out by `storage.AssetStore`."""
 
 from typing import Any
 
@@ -8,7 +9,9 @@ import polars as pl
 
 from lifecycle_assets.defs.partitions import WINDOW_INPUT
 from lifecycle_assets.defs.resources.home import LifecycleHomeResource
-from lifecycle_assets.storage import AssetStore
+from lifecycle_assets.registry.registry import Registry, load_reference
+from lifecycle_assets.storage import UNPARTITIONED, AssetStore, ModelReference
+from lifecycle_assets.training.artifact import ModelArtifact
 
 
 class LifecycleIOManager(dg.ConfigurableIOManager):
@@ -21,12 +24,22 @@ class LifecycleIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         partition = context.asset_partition_key if context.has_asset_partitions else None
+        if isinstance(obj, ModelArtifact):
+            # Registered already (`candidate_model` registers it, `production_model` serves a
+            # registered version): the partition keeps a reference, the files stay in the
+            # registry's model store.
+            home = self.home.get()
+            obj = Registry(home, home.config().problem.name).reference(str(obj.version))
         self._store().write(context.asset_key.to_user_string(), partition, obj)
 
     def _load_one(self, store: AssetStore, asset: str, partition: str | None) -> Any:
-        return store.read(
+        value = store.read(
             asset, partition, factories=lambda: self.home.get().config().training.model_factories
         )
+        if isinstance(value, ModelReference):
+            where = f"{asset} {partition or UNPARTITIONED}"
+            return load_reference(self.home.get(), value, where)
+        return value
 
     def load_input(self, context: dg.InputContext) -> Any:
         store, asset = self._store(), context.asset_key.to_user_string()
