@@ -4,9 +4,10 @@ broken data contract is put in one line."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:  # pydantic is imported where a contract is checked, not by every CLI start
+    from pydantic import BaseModel
 
 
 class LifecycleError(Exception):
@@ -16,6 +17,8 @@ class LifecycleError(Exception):
 def contract_problem(model: type[BaseModel], data: Mapping[str, Any], what: str) -> str | None:
     """None when `data` meets the contract `model`; else one line naming what was checked,
     the first field that breaks it and why (`decision record: day: Field required`)."""
+    from pydantic import ValidationError
+
     try:
         model.model_validate(data)
     except ValidationError as err:

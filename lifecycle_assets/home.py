@@ -22,10 +22,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lifecycle_assets.config import LifecycleConfig, load_config
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.files import write_atomic
+
+if TYPE_CHECKING:  # the config (pydantic) is imported where a home's config is read
+    from lifecycle_assets.config import LifecycleConfig
 
 HOME_ENV = "LIFECYCLE_HOME"
 DEFAULT_HOME_NAME = ".lifecycle"
@@ -112,6 +115,8 @@ class LifecycleHome:
         return self
 
     def config(self) -> LifecycleConfig:
+        from lifecycle_assets.config import load_config
+
         return load_config(self.config_path)
 
     def remote_url(self, config: LifecycleConfig | None = None) -> str:

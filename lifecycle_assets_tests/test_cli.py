@@ -33,15 +33,39 @@ def _one_line_error(out: subprocess.CompletedProcess[str]) -> str:
 
 def test_the_parser_loads_no_heavy_library() -> None:
     """`lifecycle --help` and every command's parsing import neither PyTorch, Dagster,
-    polars nor DVC: each command imports what it needs when it runs."""
+    polars, DVC, BentoML, pydantic nor PyYAML: each command imports what it needs when it
+    runs (`benchmarks/cli_startup.py` times it)."""
     code = (
         "import sys; from lifecycle_assets.cli import build_parser; build_parser(); "
         "heavy = sorted({m.split('.')[0] for m in sys.modules} "
-        "& {'torch', 'dagster', 'polars', 'dvc', 'bentoml'}); print(heavy)"
+        "& {'torch', 'dagster', 'polars', 'dvc', 'bentoml', 'pydantic', 'yaml'}); "
+        "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_cli_startup_benchmark_times_every_command() -> None:
+    """`benchmarks/cli_startup.py` times `--help` and each command's `--help` in fresh
+    processes and judges each against the bar (its figures are not asserted: no timed test)."""
+    from lifecycle_assets.cli import build_parser
+    from lifecycle_assets_tests.conftest import benchmark_module
+
+    bench = benchmark_module("cli_startup")
+    listed = bench.commands()
+    assert listed[0] == ["--help"]
+    parser_commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert {c[0] for c in listed[1:]} == parser_commands
+    result = bench.measure(1, only=[["--help"], ["models", "--help"]])
+    assert [r["command"] for r in result["commands"]] == [
+        "lifecycle --help",
+        "lifecycle models --help",
+    ]
+    for row in result["commands"]:
+        assert row["verdict"] in {"PASS", "MISS"} and 0 < row["median_s"] <= row["max_s"]
+    assert result["missed"] == [r["command"] for r in result["commands"] if r["verdict"] == "MISS"]
+    assert result["python_floor_median_s"] > 0
 
 
 def test_a_slow_command_says_what_started_to_a_terminal_only(tmp_path: Path) -> None:

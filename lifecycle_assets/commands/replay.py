@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 from lifecycle_assets.cli_support import AddCommand, emit
-from lifecycle_assets.config import example_config_path
 from lifecycle_assets.home import project_root
 
 DEFAULT_DIR = ".lifecycle-replay"
@@ -53,9 +52,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from lifecycle_assets.config import example_config_path
     from lifecycle_assets.replay.simulated import write_simulated_traffic
 
-    path = write_simulated_traffic(args.config, args.days, args.out, seed=args.seed)
+    config = args.config or str(example_config_path())
+    path = write_simulated_traffic(config, args.days, args.out, seed=args.seed)
     emit(
         args, {"path": str(path), "days": args.days}, f"wrote {args.days} simulated days to {path}"
     )
@@ -93,9 +94,7 @@ def register(add: AddCommand) -> None:
     p = add("simulate", "write the built-in simulator's traffic as a labelled replay file")
     p.add_argument("--days", type=int, required=True, help="simulated days")
     p.add_argument("--out", required=True, help="the file to write (.parquet or .csv)")
-    p.add_argument(
-        "--config", default=str(example_config_path()), help="a lifecycle.yaml (simulation)"
-    )
+    p.add_argument("--config", help="a lifecycle.yaml (simulation; default: the built-in example)")
     p.add_argument("--seed", type=int, default=None, help="simulator seed")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_simulate)

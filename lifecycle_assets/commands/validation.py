@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from lifecycle_assets.cli_support import AddCommand, add_json_flag, emit, open_home, progress
-from lifecycle_assets.decision import Decision
 
 EXIT_MISMATCH = 1
 
@@ -79,6 +78,8 @@ def _num(value: Any, fmt: str = "+.4f") -> str:
 
 
 def describe(r: dict[str, Any]) -> str:
+    from lifecycle_assets.decision import Decision  # (pydantic: not on the parser's path)
+
     lines = [
         f"decision {r.get('day')}: {r.get('decision')}",
         f"  reason      {r.get('reason', '')}",

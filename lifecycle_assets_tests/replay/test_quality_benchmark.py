@@ -9,7 +9,6 @@ bars."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import math
@@ -17,25 +16,15 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import polars as pl
 import pytest
 
+from lifecycle_assets_tests.conftest import benchmark_module
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
-
-
-def _module(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # quality.py imports public_data by this name
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(tmp_path: Path, out: Path) -> subprocess.CompletedProcess[str]:
@@ -155,7 +144,7 @@ def _stand_in_wheel(path: Path) -> None:
 
 
 def test_public_mapping_from_the_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    public = _module("public_data")
+    public = benchmark_module("public_data")
     wheel = tmp_path / public.WHEEL
     _stand_in_wheel(wheel)
     monkeypatch.setattr(public, "WHEEL_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
@@ -177,7 +166,7 @@ def test_public_mapping_from_the_wheel(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_rows_and_bars_per_family() -> None:
-    quality = _module("quality")
+    quality = benchmark_module("quality")
     families = ["mlp", "gbdt"]
     assert quality.row_name("periodic", "gbdt", families) == "periodic[gbdt]"
     assert quality.row_name("periodic", "mlp", ["mlp"]) == "periodic"
@@ -220,7 +209,7 @@ def test_rows_and_bars_per_family() -> None:
 def test_alerts_from_better_challengers(tmp_path: Path) -> None:
     """A gate alert counts against the bar when its challenger was at least as good as
     production on the gate metric, oriented by the metric's direction."""
-    quality = _module("quality")
+    quality = benchmark_module("quality")
 
     def period(day: str, ch: float | None, pr: float | None, alerts: list[str]) -> dict:
         return {"loop_day": day, "challenger_metric": ch, "production_metric": pr, "alerts": alerts}
@@ -262,7 +251,7 @@ def test_alerts_from_better_challengers(tmp_path: Path) -> None:
 
 
 def test_family_specs_carry_recipes_and_hyperparameters() -> None:
-    quality = _module("quality")
+    quality = benchmark_module("quality")
     assert quality.family_training("gbdt") == {"model": {"family": "gbdt"}}
     training = quality.family_training("gbdt@holdout=0.2,lambda_l2=0,bagging_fraction=1")
     assert training == {
@@ -289,8 +278,8 @@ def test_history_windows_scores_a_quality_workdir_and_reuses_it(tmp_path: Path, 
     """`benchmarks/history_windows.py` on a small `stable` scenario written as quality.py
     writes it: per period, both candidates scored on the period and on the one before; the
     table's strategies; a rerun reads the scores it wrote instead of fitting again."""
-    quality = _module("quality")
-    windows = _module("history_windows")
+    quality = benchmark_module("quality")
+    windows = benchmark_module("history_windows")
     scenario = quality.SCENARIOS["stable"]
     root = tmp_path / "stable"
     root.mkdir()
@@ -349,7 +338,7 @@ def test_a_label_that_misses_its_maturity_follows_the_scenarios_semantics() -> N
     from lifecycle_assets.config import parse_config
     from lifecycle_assets.replay.source import LABEL, LABEL_TIME, PERIOD
 
-    quality = _module("quality")
+    quality = benchmark_module("quality")
     frame = quality.SCENARIOS["stable"].rows("small", Path("."), lambda _: None)
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     # period 0, maturity one period: due before loop day 2
