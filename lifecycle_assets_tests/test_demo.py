@@ -22,6 +22,7 @@ from lifecycle_assets.registry.registry import Registry
 from lifecycle_assets.serving.process import free_port
 from lifecycle_assets.storage import AssetStore
 from lifecycle_assets.versioning.repo import VersionedRepo
+from lifecycle_assets.worktime import KINDS as WORK_KINDS
 from lifecycle_assets_tests.conftest import bentoml_json
 
 pytestmark = pytest.mark.slow
@@ -96,6 +97,17 @@ def test_short_demo_closes_the_loop(demo_home: Path) -> None:
     assert 0 < summary["dagster_share"] < 1
     day = summary["daily"][-1]
     assert set(day["seconds"]) >= {"serve", "feedback", "ingest", "late_labels", "training"}
+    # The loop's stages against the real work timed inside them (worktime): work is part of
+    # the stages, every kind of it ran, and the totals add up over the days.
+    assert set(day["work_seconds"]) == set(WORK_KINDS)
+    assert 0 < sum(day["work_seconds"].values()) < day["loop_seconds"]
+    assert summary["loop_seconds"] == pytest.approx(
+        sum(d["loop_seconds"] for d in summary["daily"]), abs=0.05
+    )
+    assert all(summary["work_seconds"][k] > 0 for k in WORK_KINDS)
+    assert summary["loop_over_work"] == pytest.approx(
+        summary["loop_seconds"] / summary["work_seconds"]["total"], abs=0.01
+    )
     assert day["production_quality_roc_auc"] is not None
     # never-vs-periodic on the same traffic: the day after FIRST_MODEL both serve the first
     # model, so the two qualities agree; later days compare daily retraining with never.

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from lifecycle_assets import worktime
 from lifecycle_assets.defs.automation.daily import (
     BENTO,
     INGEST,
@@ -49,6 +50,9 @@ class DayOutcome:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     decision: dict[str, Any] | None = None
     shadow: dict[str, Any] | None = None  # the day's shadow decision, if its gate decided
+    # The real work inside the day's runs, by kind (`worktime`): what the stages would cost
+    # with no orchestration, versioning or storage around them.
+    work_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def dagster_seconds(self) -> float:
@@ -150,6 +154,7 @@ def run_day(
     lets a retraining policy skip the training stage; None trains every day."""
     out = DayOutcome(day)
     key = day.isoformat()
+    worktime.take()  # what ran before the day is not the day's
 
     t0 = time.perf_counter()
     out.runs.append(materialize(home, INGEST + LABELS, key))
@@ -200,6 +205,7 @@ def run_day(
                 f"{key}: shadow {out.shadow['challenger_version']} {out.shadow['decision']}, "
                 f"{out.shadow['action']} ({out.shadow.get('reason', '')})"
             )
+    out.work_seconds = worktime.take()
     return out
 
 

@@ -11,6 +11,7 @@ from polars.io.plugins import register_io_source
 
 from lifecycle_assets.config import LifecycleConfig
 from lifecycle_assets.records import GROUND_TRUTH_SCHEMA, QUARANTINE_SCHEMA
+from lifecycle_assets.worktime import work
 
 __all__ = [
     "GROUND_TRUTH_SCHEMA",
@@ -68,6 +69,7 @@ def first_arrivals(labels: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return first.drop("received_at"), conflicts
 
 
+@work("transforms")
 def build_labeled_examples(
     predictions: pl.DataFrame,
     labels: pl.DataFrame,
@@ -148,6 +150,7 @@ def build_labeled_examples(
     return examples, quarantine
 
 
+@work("transforms")
 def build_feature_table(examples: pl.DataFrame, config: LifecycleConfig) -> pl.DataFrame:
     """Model features plus label and provenance; identifying columns never pass this point."""
     p = config.problem
@@ -193,6 +196,7 @@ def split_range(day: dt.date, which: str, config: LifecycleConfig) -> tuple[dt.d
     return split_windows(day, config)["history" if which == "train" else which]
 
 
+@work("transforms")
 def build_split(
     features: pl.DataFrame, day: dt.date, which: str, config: LifecycleConfig
 ) -> pl.DataFrame:

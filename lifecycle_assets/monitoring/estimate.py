@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from lifecycle_assets.metrics import BINARY_METRICS, metric
+from lifecycle_assets.worktime import work
 
 DRAWS = 400
 LEVEL = 0.95
@@ -379,6 +380,7 @@ def sampled_recalibrated_metric(
     return np.concatenate(out) if out else np.zeros(0)
 
 
+@work("statistics")
 def estimate_day(
     metric_name: str,
     scores: np.ndarray,
@@ -442,6 +444,7 @@ def residual_design(frame: pl.DataFrame, numeric: Sequence[str]) -> np.ndarray:
     return frame.select(*(pl.col(c).cast(pl.Float64) for c in [*cols, "score"])).to_numpy()
 
 
+@work("statistics")
 def estimate_regression_day(
     metric_name: str,
     day: pl.DataFrame,

@@ -18,11 +18,13 @@ import numpy as np
 import polars as pl
 
 from lifecycle_assets.metrics import HIGHER_IS_BETTER
+from lifecycle_assets.worktime import work
 
 REFERENCE_BINS = 10
 _EPS = 1e-4  # floor for empty bins, so PSI stays finite
 
 
+@work("transforms")
 def feature_reference(
     frame: pl.DataFrame, numeric: tuple[str, ...], categorical: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -59,6 +61,7 @@ def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+@work("transforms")
 def feature_drift(frame: pl.DataFrame, reference: dict[str, Any]) -> dict[str, float]:
     """PSI per feature of `frame` against `reference` (0 = same distribution; > 0.2 is large)."""
     out: dict[str, float] = {}

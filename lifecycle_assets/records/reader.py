@@ -23,6 +23,7 @@ from lifecycle_assets.records.contract import (
     RAW_CAP,
     day_dir,
 )
+from lifecycle_assets.worktime import work
 
 SEGMENT_PATTERNS = ("*.jsonl", "*.parquet")
 # Lines decoded per vectorised batch; a batch with a line that breaks the contract falls back
@@ -517,6 +518,7 @@ def _read(
     return pl.concat(goods, how="vertical"), pl.concat(bads, how="vertical")
 
 
+@work("transforms")
 def read_predictions(
     root: Path,
     day: dt.date,
@@ -556,6 +558,7 @@ def read_predictions(
     return rows, quarantine
 
 
+@work("transforms")
 def read_ground_truth(root: Path, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Label events that arrived on `day`, and the quarantined ones with reasons."""
     return _read(root, GROUND_TRUTH, day, _ground_truth_stream, ())

@@ -24,6 +24,7 @@ from torch import nn
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.files import write_atomic
 from lifecycle_assets.training.features import Preprocessor
+from lifecycle_assets.worktime import work
 
 WEIGHTS = "model.safetensors"
 MANIFEST = "model.json"
@@ -61,6 +62,7 @@ class ModelArtifact:
     metadata: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
 
+    @work("scoring")
     def score(self, frame: pl.DataFrame) -> np.ndarray:
         """Scores for a frame of raw features: probabilities (binary) or values (regression)."""
         num, cat = self.preprocessor.transform(frame)

@@ -36,6 +36,7 @@ from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.training.artifact import ModelArtifact, build_net
 from lifecycle_assets.training.features import Preprocessor, fit_ranges
 from lifecycle_assets.training.history import choose_history
+from lifecycle_assets.worktime import work
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -268,6 +269,7 @@ def batch_plan(
     return index.view(steps, batch_size), weight.view(steps, batch_size)
 
 
+@work("training")
 def train_model(
     train: pl.DataFrame,
     config: LifecycleConfig,

@@ -22,6 +22,7 @@ import numpy as np
 from lifecycle_assets.config import ValidationConfig
 from lifecycle_assets.decision import Decision
 from lifecycle_assets.metrics import BINARY_METRICS, HIGHER_IS_BETTER, metric, weighted_metric
+from lifecycle_assets.worktime import work
 
 # A decision record is JSON data: it holds the verdicts' plain string values.
 PASS, FAIL, FIRST_MODEL, FORCED = (
@@ -116,6 +117,7 @@ def _quantile(values: np.ndarray, q: float) -> float | None:
 # --- the decision ---------------------------------------------------------------------------
 
 
+@work("statistics")
 def decide(
     y: np.ndarray,
     challenger: np.ndarray,
