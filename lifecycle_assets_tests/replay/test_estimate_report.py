@@ -60,9 +60,9 @@ def test_the_report_plots_the_estimate_error_when_there_is_one() -> None:
 def test_the_benchmark_judges_the_estimate_where_it_is_meant_to_hold(
     scenario: str, error: float, coverage: float, verdict: str
 ) -> None:
-    from lifecycle_assets_tests.replay.test_quality_benchmark import _module
+    from lifecycle_assets_tests.conftest import benchmark_module
 
-    quality = _module("quality")
+    quality = benchmark_module("quality")
     estimate = {
         "periods": 10,
         "median_abs_error": error,
