@@ -492,8 +492,20 @@ def test_the_daemon_trains_a_day_after_its_ingest_and_the_refresh_it_brings(
     assert skipped.skip_message == f"{second.isoformat()}: a run of this day is in flight"
     instance.delete_run(running.run_id)
 
-    # Trained (here by hand, as the daemon would run the request): nothing more that day.
+    # Trained by the training stage alone (as a staleness retrain runs it): what the day still
+    # lacks, its serving outputs, is asked for in one run after it.
     materialize(home, TRAINING, second.isoformat())
+    result = daily_retraining(_sensor_context(instance))
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests or []
+    assert request.run_key == f"finish-{second.isoformat()}"
+    assert [k.to_user_string() for k in request.asset_selection or []] == SERVING
+    # Once they are stored (reported here; building a Bento is tested elsewhere), the day is
+    # done: nothing more is asked for it.
+    for asset in SERVING:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=asset, partition=second.isoformat())
+        )
     skipped = daily_retraining(_sensor_context(instance))
     assert isinstance(skipped, dg.SkipReason)
     assert skipped.skip_message == f"{second.isoformat()}: trained"

@@ -104,11 +104,11 @@ def daily_requests(
     """Day D's runs for the `daily_retraining` sensor, or why none is due (one line).
 
     Once `day_wait` allows and no run of D is in flight: the training run (run key
-    `train-D`) with the day's serving outputs (`SERVING`), and the shadow gate when a shadow
-    is in flight, unless D was trained
-    already (its `test_split` is stored: by this sensor or a staleness retrain). A shadow
-    that D's own release step sent into shadow gets its gate in a run of its own (`shadow-D`)
-    after that run, as the daily runner does."""
+    `train-D`) with the day's serving outputs (`SERVING`) and, while a shadow is in flight,
+    the shadow gate. A day trained already (its `test_split` is stored: by this sensor, or
+    by a staleness retrain that ran the training stage alone) gets what it still lacks in
+    one run after it (`finish-D`): its serving outputs, and the shadow gate of a shadow
+    that D's own release step sent into shadow, as the daily runner runs it."""
     key = day.isoformat()
     wait = day_wait(instance, home, day)
     if wait is not None:
@@ -117,10 +117,12 @@ def daily_requests(
         return f"{key}: a run of this day is in flight"
     gated = shadow_due(home, key)
     if not _materialised(instance, "test_split", key):
-        assets = TRAINING + SERVING + (SHADOW if gated else [])
-        return [_request(f"train-{key}", key, assets)]
-    if gated and not _materialised(instance, SHADOW[0], key):
-        return [_request(f"shadow-{key}", key, SHADOW)]
+        return [_request(f"train-{key}", key, TRAINING + SERVING + (SHADOW if gated else []))]
+    missing = [
+        a for a in SERVING + (SHADOW if gated else []) if not _materialised(instance, a, key)
+    ]
+    if missing:
+        return [_request(f"finish-{key}", key, missing)]
     return f"{key}: trained"
 
 
