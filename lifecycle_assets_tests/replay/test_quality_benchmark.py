@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets_tests.conftest import benchmark_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +101,16 @@ def test_small_concept_drift_run(tmp_path: Path) -> None:
     proc = _run(tmp_path, again)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert json.loads(again.read_text())["scenarios"]["concept"] == res
+
+    # benchmarks/challenger_blend.py on the replay kept there: the gate decides again from the
+    # stored models (references through the registry), and the challenger as fitted gets
+    # every recorded decision back.
+    blend = benchmark_module("challenger_blend")
+    measured = blend.scenario(LifecycleHome(work / "replay-mlp" / "periodic"))
+    assert measured["challengers"] >= 1
+    assert measured["recorded_decisions_reproduced"] == measured["challengers"]
+    assert set(measured["fails"]) == set(blend.KINDS)
+    assert set(measured["mean"]["gate"]) == {"production", *blend.KINDS}
 
 
 def _csv(frame: pl.DataFrame) -> bytes:
