@@ -40,6 +40,11 @@ def _segments(root: Path, stream: str, day: dt.date) -> list[Path]:
     return sorted(p for pattern in SEGMENT_PATTERNS for p in folder.glob(pattern))
 
 
+def has_segments(root: Path, day: dt.date) -> bool:
+    """Whether the log store holds a segment of `day` in either stream (what ingest reads)."""
+    return any(_segments(root, stream, day) for stream in (PREDICTIONS, GROUND_TRUTH))
+
+
 def parse_time(value: Any) -> dt.datetime | None:
     """An ISO-8601 string with a timezone, as UTC; None for anything else."""
     if not isinstance(value, str):

@@ -189,15 +189,16 @@ def load_version(home: LifecycleHome, model_name: str, version: str) -> ModelArt
 
 def load_reference(home: LifecycleHome, ref: ModelReference, where: str) -> ModelArtifact:
     """The registered version a stored model reference names (`where`: the asset and its
-    partition), its weights file checked against the reference's hash and its files against
-    the registration's digest (`load_version`). Refused with one line naming `where` and the
-    version when the registry does not hold the version or the weights do not match."""
+    partition): the reference's weights hash must be the one the version was registered with,
+    and `load_version` checks the store's files against the registration's digest (weights
+    included), so the files read are the ones the reference recorded, hashed once. Refused
+    with one line naming `where` and the version when the registry does not hold the version
+    or the weights do not match."""
     try:
-        Registry(home, ref.model).require(ref.version)
-        actual = stored_weights_hash(home, ref.model, ref.version)
-        if not hmac.compare_digest(actual, ref.weights_sha256):
+        registered = str(Registry(home, ref.model).require(ref.version)["weights_sha256"])
+        if not hmac.compare_digest(registered, ref.weights_sha256):
             raise IntegrityError(
-                f"the model store's weights (sha256 {actual[:12]}…) are not the ones the "
+                f"the registered weights (sha256 {registered[:12]}…) are not the ones the "
                 f"reference recorded ({ref.weights_sha256[:12]}…)"
             )
         return load_version(home, ref.model, ref.version)

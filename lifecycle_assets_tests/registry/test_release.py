@@ -214,6 +214,26 @@ def test_a_tampered_model_reference_is_refused(
         path.write_text(original)
 
 
+def test_a_reference_to_weights_changed_in_the_model_store_is_refused(
+    home: LifecycleHome,
+) -> None:
+    """The reference matches the registration; the store's file does not: the registration's
+    digest (`load_version`) refuses it, in the reference's one line."""
+    weights = model_path(home, "card-fraud", "v2") / WEIGHTS
+    original = weights.read_bytes()
+    try:
+        weights.write_bytes(original[:-8] + b"tampered")
+        with pytest.raises(ModelReferenceError) as refused:
+            load_value(home, "candidate_model", D2)
+        message = str(refused.value)
+        assert message.startswith(
+            f"candidate_model {D2}: the stored reference to card-fraud:v2 is refused: "
+        )
+        assert len(message.splitlines()) == 1
+    finally:
+        weights.write_bytes(original)
+
+
 def test_a_version_exported_for_a_bento_is_listed_by_bentoml_with_labels(
     home: LifecycleHome,
 ) -> None:

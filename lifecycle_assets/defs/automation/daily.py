@@ -26,7 +26,7 @@ import dagster as dg
 from lifecycle_assets.defs.automation.sensors import LABEL_REFRESH, label_refresh_days
 from lifecycle_assets.defs.resources.home import LifecycleHomeResource
 from lifecycle_assets.home import LifecycleHome
-from lifecycle_assets.records import GROUND_TRUTH, PREDICTIONS
+from lifecycle_assets.records import has_segments
 from lifecycle_assets.registry.registry import Registry
 from lifecycle_assets.validation.shadow import load_shadow_record
 
@@ -50,18 +50,11 @@ def _materialised(instance: dg.DagsterInstance, asset: str, partition: str) -> b
     return bool(records)
 
 
-def _has_logs(home: LifecycleHome, day: str) -> bool:
-    return any(
-        folder.is_dir() and any(folder.iterdir())
-        for folder in (home.logs / stream / f"date={day}" for stream in (PREDICTIONS, GROUND_TRUTH))
-    )
-
-
 def day_wait(instance: dg.DagsterInstance, home: LifecycleHome, day: dt.date) -> str | None:
     """The earlier stage day `day`'s training still waits for (one line, for a sensor's skip
     reason), or None when it may run: D's logs ingested, and no past day left to refresh."""
     key = day.isoformat()
-    if _has_logs(home, key):
+    if has_segments(home.logs, day):
         missing = [a for a in INGEST + LABELS if not _materialised(instance, a, key)]
         if missing:
             return f"{key}: waiting for its ingest ({', '.join(missing)} not materialised)"
