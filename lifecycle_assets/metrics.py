@@ -2,10 +2,13 @@
 
 A resample is a vector of row multiplicities (weights); every metric here is computed from
 weights, so the gate scores a block of resamples at once and training scores plain rows
-(one row of ones) with the same code.
+(one row of ones) with the same code. `weighted_scorer` prepares the rows once (ROC-AUC's
+sort) for a caller that scores many blocks of the same rows.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -58,12 +61,12 @@ def weighted_metric(name: str, y: np.ndarray, s: np.ndarray, w: np.ndarray) -> n
     """The metric under each row of weights `w` (resamples × rows); nan where undefined."""
     y = np.asarray(y, dtype=np.float64)
     s = np.asarray(s, dtype=np.float64)
-    w = np.atleast_2d(np.asarray(w))
-    if w.dtype not in (np.float32, np.float64):
-        w = w.astype(np.float64)
+    w = _block(w)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if name in ("roc_auc", "pr_auc"):
-            return _ranking_metric(name, y.astype(bool), s, w)
+        if name == "roc_auc":
+            return RocAuc(y, s)(w)
+        if name == "pr_auc":
+            return _average_precision(y.astype(bool), s, w)
         total = w.sum(axis=1)
         if name == "log_loss":
             p = np.clip(s, 1e-7, 1 - 1e-7)
@@ -76,7 +79,80 @@ def weighted_metric(name: str, y: np.ndarray, s: np.ndarray, w: np.ndarray) -> n
     raise ValueError(f"unknown metric {name!r}: expected one of {sorted(METRICS)}")
 
 
-def _ranking_metric(name: str, y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _block(w: np.ndarray) -> np.ndarray:
+    w = np.atleast_2d(np.asarray(w))
+    return w if w.dtype in (np.float32, np.float64) else w.astype(np.float64)
+
+
+def weighted_scorer(
+    name: str, y: np.ndarray, s: np.ndarray, rows: np.ndarray | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """`weighted_metric` of these rows, prepared once for many blocks of weights: the
+    returned function takes a block (resamples × all rows) and gives the metric of each
+    resample. `rows` (indices) restricts it to some rows, a slice, without copying the
+    block's columns for a ranking metric."""
+    y = np.asarray(y, dtype=np.float64)
+    s = np.asarray(s, dtype=np.float64)
+    if name == "roc_auc":
+        return RocAuc(y, s, rows)
+    if rows is None:
+        return lambda w: weighted_metric(name, y, s, w)
+    y_rows, s_rows = y[rows], s[rows]
+    return lambda w: weighted_metric(name, y_rows, s_rows, _block(w)[:, rows])
+
+
+class RocAuc:
+    """ROC-AUC under blocks of row weights, ties counting one half.
+
+    The weighted AUC is Σ over positives i of w_i × (the negatives' weight scored below s_i
+    + half of theirs tied with it), over (Σ positive weight × Σ negative weight). Prepared
+    once: the negatives sorted by score, and for each positive how many of them score below
+    it and how many at or below (`searchsorted`). A block then costs one gather of the
+    negatives' weights in score order and one running sum of them, read at those two counts
+    for each positive. A float32 block (the gate's resamples: whole-number multiplicities)
+    is summed in float32 while its sums stay below 2**24, where every one is exact, and in
+    float64 beyond."""
+
+    def __init__(self, y: np.ndarray, s: np.ndarray, rows: np.ndarray | None = None) -> None:
+        cols = np.arange(len(y)) if rows is None else np.asarray(rows, dtype=np.int64)
+        positive = np.asarray(y)[cols].astype(bool)
+        scores = np.asarray(s, dtype=np.float64)[cols]
+        order = np.argsort(scores[~positive], kind="mergesort")
+        negative_scores = scores[~positive][order]
+        # column 0 stands for "no negative below": its gathered weight is set to 0
+        self.running_cols = np.concatenate(([0], cols[~positive][order]))
+        self.positive_cols = cols[positive]
+        self.below = np.searchsorted(negative_scores, scores[positive], side="left")
+        self.through = np.searchsorted(negative_scores, scores[positive], side="right")
+
+    def _running(self, w: np.ndarray) -> np.ndarray:
+        """Per resample, the negatives' weight summed in score order, from 0."""
+        running = np.take(w, self.running_cols, axis=1)
+        running[:, 0] = 0
+        np.cumsum(running, axis=1, out=running)
+        if running.dtype != np.float64 and running[:, -1].max() >= _FLOAT32_EXACT:
+            return self._running(w.astype(np.float64))
+        return running
+
+    def __call__(self, w: np.ndarray) -> np.ndarray:
+        w = _block(w)
+        if w.shape[1] == 0:
+            return np.full(w.shape[0], np.nan)
+        running = self._running(w)
+        ends = np.take(running, self.below, axis=1).astype(np.float64)
+        ends += np.take(running, self.through, axis=1)
+        wp = np.take(w, self.positive_cols, axis=1).astype(np.float64)
+        n_pos, n_neg = wp.sum(axis=1), running[:, -1].astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = 0.5 * np.einsum("ij,ij->i", wp, ends) / (n_pos * n_neg)
+        return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+# Whole numbers up to here are exact in float32, and so is every sum of them that stays below.
+_FLOAT32_EXACT = 2**24
+
+
+def _average_precision(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
     if len(s) == 0:
         return np.full(w.shape[0], np.nan)
     order = np.argsort(s, kind="mergesort")
@@ -90,11 +166,6 @@ def _ranking_metric(name: str, y: np.ndarray, s: np.ndarray, w: np.ndarray) -> n
         pos = np.add.reduceat(pos, starts, axis=1)
         neg = np.add.reduceat(neg, starts, axis=1)
     n_pos = pos.sum(axis=1, dtype=np.float64)
-    n_neg = neg.sum(axis=1, dtype=np.float64)
-    if name == "roc_auc":
-        neg_below = np.cumsum(neg, axis=1) - neg
-        auc = (pos * (neg_below + 0.5 * neg)).sum(axis=1, dtype=np.float64) / (n_pos * n_neg)
-        return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
     # average precision: thresholds from the highest score down
     tp = np.cumsum(pos[:, ::-1], axis=1, dtype=np.float64)
     fp = np.cumsum(neg[:, ::-1], axis=1, dtype=np.float64)

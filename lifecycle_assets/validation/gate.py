@@ -14,14 +14,17 @@ comparison paired.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 from lifecycle_assets.config import ValidationConfig
 from lifecycle_assets.decision import Decision
-from lifecycle_assets.metrics import BINARY_METRICS, HIGHER_IS_BETTER, metric, weighted_metric
+from lifecycle_assets.metrics import BINARY_METRICS, HIGHER_IS_BETTER, metric, weighted_scorer
 from lifecycle_assets.worktime import work
 
 # A decision record is JSON data: it holds the verdicts' plain string values.
@@ -31,9 +34,12 @@ PASS, FAIL, FIRST_MODEL, FORCED = (
     Decision.FIRST_MODEL.value,
     Decision.FORCED.value,
 )
-# Resamples per block: the (block × rows) float32 weight matrix is 0.8 MB per 1,000 test
-# rows (tens of MB at the demo's sizes, 0.8 GB at a million rows: docs/data.md, Scale).
+# Resamples per block: the adaptive resampling looks at its verdict after each block.
 BLOCK = 200
+# Weights (resamples × rows) drawn and scored at once: a block of a large test split comes in
+# chunks of fewer resamples, the same draws in the same order, so memory stays near
+# 16 M × (8 bytes drawn + 4 held + the metric's passes) whatever the test split's size.
+CHUNK_CELLS = 1 << 24
 # Monte Carlo standard errors by which the share of resampled Δ at or below −margin must
 # clear α before the resampling stops short of `bootstrap_max_samples` (see `settled`).
 SETTLED_Z = 2.58
@@ -42,25 +48,40 @@ SETTLED_Z = 2.58
 # --- the paired bootstrap -------------------------------------------------------------------
 
 
+def block_ends(samples: int, most: int | None = None) -> list[int]:
+    """The resample counts at which `bootstrap_weights`' blocks end: every `BLOCK`, and
+    `samples` exactly, then on to `most`."""
+    last, done, ends = max(samples, most or 0), 0, []
+    while done < last:
+        done += min(BLOCK, (samples if done < samples else last) - done)
+        ends.append(done)
+    return ends
+
+
 def bootstrap_weights(
-    n: int, samples: int, seed: int, most: int | None = None
+    n: int, samples: int, seed: int, most: int | None = None, cells: int | None = None
 ) -> Iterator[np.ndarray]:
-    """Blocks of resamples with replacement, each resample as row multiplicities (sum n).
+    """Resamples with replacement, each as row multiplicities (sum n), in blocks
+    (`block_ends`); a block larger than `cells` weights (`CHUNK_CELLS`) comes in chunks of
+    whole resamples.
+    The draws do not depend on the chunking: one generator draws every resample's rows in
+    turn, whatever the chunk.
 
     With `most`, blocks go on past `samples` up to `most` for a consumer that may stop early;
     the blocks end at `samples` exactly, so its first `samples` resamples are the ones
     `most=None` gives."""
     rng = np.random.default_rng(seed)
-    last = max(samples, most or 0)
+    per_chunk = max(1, (cells or CHUNK_CELLS) // max(n, 1))
     done = 0
-    while done < last:
-        b = min(BLOCK, (samples if done < samples else last) - done)
-        idx = rng.integers(0, n, size=(b, n))
-        offsets = (np.arange(b) * n)[:, None]
-        counts = np.bincount((idx + offsets).ravel(), minlength=b * n).reshape(b, n)
-        # float32 holds multiplicities exactly and halves the memory traffic of the passes
-        yield counts.astype(np.float32)
-        done += b
+    for end in block_ends(samples, most):
+        while done < end:
+            b = min(per_chunk, end - done)
+            idx = rng.integers(0, n, size=(b, n))
+            idx += (np.arange(b) * n)[:, None]
+            counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
+            # float32 holds multiplicities exactly and halves the memory traffic of the passes
+            yield counts.astype(np.float32)
+            done += b
 
 
 def paired_bootstrap_delta(
@@ -73,10 +94,8 @@ def paired_bootstrap_delta(
 ) -> np.ndarray:
     """Bootstrap distribution of the oriented difference, resampling the same rows for both."""
     sign = 1.0 if HIGHER_IS_BETTER[name] else -1.0
-    deltas = [
-        sign * (weighted_metric(name, y, challenger, w) - weighted_metric(name, y, production, w))
-        for w in bootstrap_weights(len(y), samples, seed)
-    ]
+    ch, pr = weighted_scorer(name, y, challenger), weighted_scorer(name, y, production)
+    deltas = [sign * (ch(w) - pr(w)) for w in bootstrap_weights(len(y), samples, seed)]
     out = np.concatenate(deltas) if deltas else np.zeros(0)
     return out[np.isfinite(out)]
 
@@ -173,32 +192,39 @@ def decide(
     bias_pr_boot: list[np.ndarray] = []
     slice_boot: dict[tuple[str, str], list[np.ndarray]] = {k: [] for k in slice_masks}
     residual, residual_pr = challenger - y, production - y
+    # Each model overall, then each slice's pair: prepared once, and every chunk scored by
+    # all of them at once, a thread each (the gathers and running sums release the GIL).
+    scorers = [weighted_scorer(name, y, challenger), weighted_scorer(name, y, production)]
+    for mask in slice_masks.values():
+        rows = np.flatnonzero(mask)
+        scorers += [weighted_scorer(name, y, s, rows) for s in (challenger, production)]
     # At least `bootstrap_samples` resamples; more, block by block, while the verdict is
     # within the resampling's own error (`settled`). The first blocks are the same resamples
     # whatever the cap, so a clear verdict is unchanged by it.
     drawn = 0
-    for w in bootstrap_weights(len(y), cfg.bootstrap_samples, seed, cfg.bootstrap_max_samples):
-        ch_boot.append(weighted_metric(name, y, challenger, w))
-        pr_boot.append(weighted_metric(name, y, production, w))
-        total = w.sum(axis=1)
-        bias_boot.append((w @ residual) / total)
-        bias_pr_boot.append((w @ residual_pr) / total)
-        for key, mask in slice_masks.items():
-            ws = w[:, mask]
-            slice_boot[key].append(
-                sign
-                * (
-                    weighted_metric(name, y[mask], challenger[mask], ws)
-                    - weighted_metric(name, y[mask], production[mask], ws)
+    ends = set(block_ends(cfg.bootstrap_samples, cfg.bootstrap_max_samples))
+    weights = bootstrap_weights(len(y), cfg.bootstrap_samples, seed, cfg.bootstrap_max_samples)
+    with ThreadPoolExecutor(min(len(scorers), os.cpu_count() or 1)) as pool:
+        for w in weights:
+            ch, pr, *per_slice = pool.map(_score, scorers, repeat(w))
+            ch_boot.append(ch)
+            pr_boot.append(pr)
+            total = w.sum(axis=1)
+            bias_boot.append((w @ residual) / total)
+            bias_pr_boot.append((w @ residual_pr) / total)
+            for i, key in enumerate(slice_masks):
+                slice_boot[key].append(sign * (per_slice[2 * i] - per_slice[2 * i + 1]))
+            drawn += len(w)
+            if (
+                drawn in ends
+                and drawn >= cfg.bootstrap_samples
+                and settled(
+                    _finite_deltas(sign, np.concatenate(ch_boot), np.concatenate(pr_boot)),
+                    margin,
+                    cfg.alpha,
                 )
-            )
-        drawn += len(w)
-        if drawn >= cfg.bootstrap_samples and settled(
-            _finite_deltas(sign, np.concatenate(ch_boot), np.concatenate(pr_boot)),
-            margin,
-            cfg.alpha,
-        ):
-            break
+            ):
+                break
     record["bootstrap_samples"] = drawn
     ch_all, pr_all = np.concatenate(ch_boot), np.concatenate(pr_boot)
     deltas = _finite_deltas(sign, ch_all, pr_all)
@@ -229,6 +255,10 @@ def decide(
         and record["delta"] >= 0
     )
     return record
+
+
+def _score(score: Callable[[np.ndarray], np.ndarray], w: np.ndarray) -> np.ndarray:
+    return score(w)
 
 
 def _finite_deltas(sign: float, challenger: np.ndarray, production: np.ndarray) -> np.ndarray:

@@ -7,14 +7,17 @@ import numpy as np
 import pytest
 
 from lifecycle_assets.config import ValidationConfig
-from lifecycle_assets.metrics import metric, pr_auc, weighted_metric
+from lifecycle_assets.metrics import metric, pr_auc, weighted_metric, weighted_scorer
+from lifecycle_assets.validation import gate
 from lifecycle_assets.validation.gate import (
     FAIL,
     PASS,
+    block_ends,
     bootstrap_weights,
     decide,
 )
 from lifecycle_assets.validation.record import reason
+from lifecycle_assets_tests.conftest import benchmark_module
 
 
 def brute_force_average_precision(y: np.ndarray, s: np.ndarray) -> float:
@@ -61,6 +64,65 @@ def test_weighted_metrics_equal_explicit_resamples(name: str) -> None:
     got = weighted_metric(name, y, s, weights)
     want = [metric(name, y[row], s[row]) for row in idx]
     assert got == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.parametrize("name", ["roc_auc", "pr_auc", "log_loss", "rmse", "mae"])
+def test_a_prepared_slice_scores_the_slice_rows_of_each_resample(name: str) -> None:
+    """`weighted_scorer` with `rows` takes the whole block and gives the metric of the
+    slice's rows as resampled: what the slice guard compares."""
+    rng = np.random.default_rng(5)
+    n = 400
+    y = (rng.random(n) < 0.3).astype(np.float64)
+    s = np.round(np.clip(0.3 * y + rng.random(n) * 0.7, 0, 1), 2)  # many ties
+    rows = np.flatnonzero(rng.random(n) < 0.4)
+    block = np.concatenate(list(bootstrap_weights(n, 50, seed=2)))
+    got = weighted_scorer(name, y, s, rows)(block)
+    want = weighted_metric(name, y[rows], s[rows], block[:, rows])
+    assert got == pytest.approx(want, rel=1e-12, nan_ok=True)
+    assert weighted_scorer(name, y, s)(block) == pytest.approx(
+        weighted_metric(name, y, s, block), rel=1e-12, nan_ok=True
+    )
+
+
+def test_roc_auc_sums_large_weights_in_float64() -> None:
+    """A float32 block whose sums pass 2**24 is no longer exact in float32: the AUC is summed
+    in float64 and equals the float64 block's."""
+    rng = np.random.default_rng(1)
+    y = (rng.random(300) < 0.4).astype(np.float64)
+    s = rng.random(300)
+    w = rng.integers(1, 2**18, size=(3, 300)).astype(np.float32)
+    assert np.all(w[:, y == 0].sum(axis=1, dtype=np.float64) > 2**24)
+    got = weighted_metric("roc_auc", y, s, w)
+    assert np.array_equal(got, weighted_metric("roc_auc", y, s, w.astype(np.float64)))
+
+
+def test_a_block_in_chunks_is_the_same_resamples() -> None:
+    """However many resamples are drawn at once (`cells`), the draws are the same, in the
+    same order, and no chunk crosses the end of a block (where the gate may stop)."""
+    whole = list(bootstrap_weights(37, 450, seed=4, most=800))
+    assert [len(b) for b in whole] == [200, 200, 50, 200, 150]
+    chunked = list(bootstrap_weights(37, 450, seed=4, most=800, cells=37 * 30))
+    assert max(len(b) for b in chunked) == 30
+    assert np.array_equal(np.concatenate(chunked), np.concatenate(whole))
+    ends = np.cumsum([len(b) for b in chunked]).tolist()
+    assert set(block_ends(450, 800)) <= set(ends) and block_ends(450, 800)[-1] == 800
+    assert block_ends(450, 800) == [200, 400, 450, 650, 800]
+
+
+def test_the_gate_decides_the_same_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole record — metrics, bounds, the adaptive resampling's count, calibration and
+    slices — is the same when the resamples are scored in small chunks."""
+    rng = np.random.default_rng(8)
+    n = 3000
+    y = (rng.random(n) < 0.2).astype(np.float64)
+    production = np.round(np.clip(0.25 * y + rng.random(n) * 0.75, 0, 1), 3)
+    challenger = np.round(np.clip(production + rng.normal(0, 0.12, n), 0, 1), 3)
+    slices = {"region": rng.choice(["north", "south", "east"], n)}
+    cfg = ValidationConfig(slice_min_rows=200, slice_min_positives=20)
+    whole = decide(y, challenger, production, cfg, seed=5, slices=slices)
+    monkeypatch.setattr(gate, "CHUNK_CELLS", n * 7)
+    assert decide(y, challenger, production, cfg, seed=5, slices=slices) == whole
+    assert whole["guards"]["slices"]["tested"] == 3
 
 
 def test_bootstrap_weights_are_resamples_of_n_rows() -> None:
@@ -263,3 +325,11 @@ def test_gate_and_alert_settings_are_validated(section: dict, words: str) -> Non
 
     with pytest.raises(ConfigError, match=words):
         parse_config(section)
+
+
+def test_the_gate_speed_benchmark_decides_a_fraud_like_day() -> None:
+    """`benchmarks/gate_speed.py`'s run (structure only; no timing is asserted)."""
+    result = benchmark_module("gate_speed").one_size(4000)
+    assert result["rows"] == 4000 and result["resamples"] >= 1000
+    assert result["decision"] in (PASS, FAIL) and result["slices_tested"] > 0
+    assert result["seconds"] >= 0 and len(result["record_digest"]) == 16
