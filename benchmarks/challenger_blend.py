@@ -111,8 +111,10 @@ def scenario(home: LifecycleHome) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def periodic_homes(description: str, argv: list[str] | None) -> list[Path]:
+    """The periodic replay homes of the `benchmarks/quality.py` workdir the command line
+    names (`--workdir`, and optionally `--scenarios`, `--family`)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--workdir", type=Path, required=True, help="a quality.py workdir")
     parser.add_argument("--scenarios", default="", help="comma-separated (default: all there)")
     parser.add_argument("--family", default="gbdt", help="the replay's family (its folder)")
@@ -122,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     homes = [h for h in homes if not wanted or h.parents[1].name in wanted]
     if not homes:
         parser.error(f"no periodic replay of {args.family} under {args.workdir}")
+    return homes
+
+
+def main(argv: list[str] | None = None) -> int:
+    homes = periodic_homes(__doc__.splitlines()[0], argv)
     print("| scenario | challengers | FAILs: " + " / ".join(KINDS) + " | gate split: production"
           " / " + " / ".join(KINDS) + " | next split: same |")  # fmt: skip
     print("|---|---|---|---|---|")

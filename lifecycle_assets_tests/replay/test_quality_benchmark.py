@@ -112,6 +112,15 @@ def test_small_concept_drift_run(tmp_path: Path) -> None:
     assert set(measured["fails"]) == set(blend.KINDS)
     assert set(measured["mean"]["gate"]) == {"production", *blend.KINDS}
 
+    # benchmarks/retrain_oracle.py on the same home: every candidate scored on every later
+    # day; promoting them all is a schedule like any other, never is the first model alone.
+    oracle = benchmark_module("retrain_oracle").scenario(
+        LifecycleHome(work / "replay-mlp" / "periodic")
+    )
+    assert oracle["judged_days"] >= 2 and "triggered" not in oracle
+    assert 0.0 <= oracle["never"] <= 1.0 and 0.0 <= oracle["always"] <= 1.0
+    assert all(len(b["days"]) == int(k) for k, b in oracle["best"].items())
+
 
 def _csv(frame: pl.DataFrame) -> bytes:
     buf = io.BytesIO()
@@ -376,3 +385,27 @@ def test_a_label_that_misses_its_maturity_follows_the_scenarios_semantics() -> N
         "public-housing": "drop",
         "public-wfh": "drop",
     }
+
+
+def test_the_retrain_oracle_finds_the_best_schedule_of_k_retrains() -> None:
+    """`best_schedules`' dynamic programme against every schedule of at most k retrains
+    (from the candidates that serve a judged day), for a higher-is-better and a
+    lower-is-better metric."""
+    import itertools
+
+    oracle = benchmark_module("retrain_oracle")
+    rng = np.random.default_rng(3)
+    days = 9
+    q = {(i, j): float(rng.random()) for i in range(days) for j in range(i + 1, days)}
+    first, judged = 0, list(range(1, days))
+    for higher in (True, False):
+        found = oracle.best_schedules(q, first, judged, 4, higher)
+        for k in range(1, 5):
+            means = {
+                days_: oracle.schedule_mean(q, first, set(days_), judged)
+                for size in range(k + 1)
+                for days_ in itertools.combinations(range(1, days - 1), size)
+            }
+            pick = max(means, key=means.get) if higher else min(means, key=means.get)
+            assert found[k][0] == pytest.approx(means[pick])
+            assert means[tuple(found[k][1])] == pytest.approx(means[pick])
