@@ -342,9 +342,11 @@ def run_duckdb(logs: Path, out: Path) -> dict[str, int]:
 
 
 def _windows() -> dict[str, tuple[dt.date, dt.date]]:
-    from lifecycle_assets.data.transforms import split_windows
+    """The days each split holds, as the project's splits define them (the train split
+    reaches back over the history: `transforms.split_range`)."""
+    from lifecycle_assets.data.transforms import split_range
 
-    return split_windows(SPLIT_DAY, config())
+    return {which: split_range(SPLIT_DAY, which, config()) for which in ("train", "test")}
 
 
 ENGINES = {"polars": run_polars, "pandas": run_pandas, "duckdb": run_duckdb}
@@ -424,6 +426,9 @@ def main() -> None:
                 f"train {r['train']:,}  test {r['test']:,}  quarantined {r['quarantined']:,}"
             )
         print(f"(interpreter + imports alone: {imports_rss / 2**20:.0f} MiB RSS)")
+        rows = {e: (r["train"], r["test"], r["quarantined"]) for e, r in results.items()}
+        if len(set(rows.values())) > 1:
+            raise SystemExit(f"the engines disagree on the rows (train, test, quarantined): {rows}")
         pol = results.get("polars")
         if pol:
             if "pandas" in results:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -631,3 +632,20 @@ def test_data_card_of_an_empty_split():
     assert card["label_rate"] == 0.0
     assert set(card["null_rates"].values()) == {0.0}
     assert list(card["schema"]) == FEATURE_COLUMNS
+
+
+def test_the_data_pipeline_benchmark_engines_build_the_same_splits(tmp_path: Path) -> None:
+    """`benchmarks/data_pipeline.py` compares polars (the project's functions) with pandas and
+    DuckDB doing the same work: on a small input the three agree on every count (train split
+    over the history, test split, quarantined rows), or the speed ratios would compare
+    different work."""
+    from lifecycle_assets_tests.conftest import benchmark_module
+
+    bench = benchmark_module("data_pipeline")
+    bench.generate(tmp_path / "logs", 20_000)
+    counts = {
+        engine: run(tmp_path / "logs", tmp_path / f"out-{engine}")
+        for engine, run in bench.ENGINES.items()
+    }
+    assert counts["polars"]["train"] > 0 and counts["polars"]["test"] > 0
+    assert counts["pandas"] == counts["polars"] == counts["duckdb"]
