@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from itertools import repeat
 from typing import Any
 
@@ -191,27 +192,29 @@ def decide(
     bias_boot: list[np.ndarray] = []
     bias_pr_boot: list[np.ndarray] = []
     slice_boot: dict[tuple[str, str], list[np.ndarray]] = {k: [] for k in slice_masks}
-    residual, residual_pr = challenger - y, production - y
-    # Each model overall, then each slice's pair: prepared once, and every chunk scored by
-    # all of them at once, a thread each (the gathers and running sums release the GIL).
-    scorers = [weighted_scorer(name, y, challenger), weighted_scorer(name, y, production)]
+    # Each model overall, then each slice's pair, prepared once; then each resample's total
+    # weight and both models' summed residuals (the calibration guard's bias). Every chunk
+    # is worked by all of them at once, a thread each (the gathers, running sums and
+    # products release the GIL), while the next chunk is drawn.
+    tasks = [weighted_scorer(name, y, challenger), weighted_scorer(name, y, production)]
     for mask in slice_masks.values():
         rows = np.flatnonzero(mask)
-        scorers += [weighted_scorer(name, y, s, rows) for s in (challenger, production)]
+        tasks += [weighted_scorer(name, y, s, rows) for s in (challenger, production)]
+    tasks += [_row_sums, partial(_residual_sums, challenger - y)]
+    tasks += [partial(_residual_sums, production - y)]
     # At least `bootstrap_samples` resamples; more, block by block, while the verdict is
     # within the resampling's own error (`settled`). The first blocks are the same resamples
     # whatever the cap, so a clear verdict is unchanged by it.
     drawn = 0
     ends = set(block_ends(cfg.bootstrap_samples, cfg.bootstrap_max_samples))
     weights = bootstrap_weights(len(y), cfg.bootstrap_samples, seed, cfg.bootstrap_max_samples)
-    with ThreadPoolExecutor(min(len(scorers), os.cpu_count() or 1)) as pool:
-        for w in weights:
-            ch, pr, *per_slice = pool.map(_score, scorers, repeat(w))
+    with ThreadPoolExecutor(min(len(tasks), os.cpu_count() or 1)) as pool:
+        for w in _drawn_ahead(weights):
+            ch, pr, *per_slice, total, summed, summed_pr = pool.map(_score, tasks, repeat(w))
             ch_boot.append(ch)
             pr_boot.append(pr)
-            total = w.sum(axis=1)
-            bias_boot.append((w @ residual) / total)
-            bias_pr_boot.append((w @ residual_pr) / total)
+            bias_boot.append(summed / total)
+            bias_pr_boot.append(summed_pr / total)
             for i, key in enumerate(slice_masks):
                 slice_boot[key].append(sign * (per_slice[2 * i] - per_slice[2 * i + 1]))
             drawn += len(w)
@@ -259,6 +262,24 @@ def decide(
 
 def _score(score: Callable[[np.ndarray], np.ndarray], w: np.ndarray) -> np.ndarray:
     return score(w)
+
+
+def _row_sums(w: np.ndarray) -> np.ndarray:
+    return w.sum(axis=1)
+
+
+def _residual_sums(residual: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return w @ residual
+
+
+def _drawn_ahead(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """`chunks` in order, each drawn by a thread of its own while the consumer works on the
+    one before (one chunk ahead; a consumer that stops early leaves it unused)."""
+    with ThreadPoolExecutor(1) as drawer:
+        ahead = drawer.submit(next, chunks, None)
+        while (chunk := ahead.result()) is not None:
+            ahead = drawer.submit(next, chunks, None)
+            yield chunk
 
 
 def _finite_deltas(sign: float, challenger: np.ndarray, production: np.ndarray) -> np.ndarray:
