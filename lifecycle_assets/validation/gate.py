@@ -41,6 +41,9 @@ BLOCK = 200
 # chunks of fewer resamples, the same draws in the same order, so memory stays near
 # 16 M × (8 bytes drawn + 4 held + the metric's passes) whatever the test split's size.
 CHUNK_CELLS = 1 << 24
+# At most this many threads work on a chunk (each scorer's running sums are a chunk's size in
+# float32): a machine with many cores does not multiply the gate's memory by its core count.
+SCORING_THREADS = 4
 # Monte Carlo standard errors by which the share of resampled Δ at or below −margin must
 # clear α before the resampling stops short of `bootstrap_max_samples` (see `settled`).
 SETTLED_Z = 2.58
@@ -208,7 +211,7 @@ def decide(
     drawn = 0
     ends = set(block_ends(cfg.bootstrap_samples, cfg.bootstrap_max_samples))
     weights = bootstrap_weights(len(y), cfg.bootstrap_samples, seed, cfg.bootstrap_max_samples)
-    with ThreadPoolExecutor(min(len(tasks), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(_threads(len(tasks))) as pool:
         for w in _drawn_ahead(weights):
             ch, pr, *per_slice, total, summed, summed_pr = pool.map(_score, tasks, repeat(w))
             ch_boot.append(ch)
@@ -262,6 +265,13 @@ def decide(
 
 def _score(score: Callable[[np.ndarray], np.ndarray], w: np.ndarray) -> np.ndarray:
     return score(w)
+
+
+def _threads(tasks: int) -> int:
+    """Threads that work on a chunk at once: this process's cores (its CPU affinity, where
+    the platform says), at most `SCORING_THREADS`, since each holds a chunk's running sums."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(tasks, cores or 1, SCORING_THREADS))
 
 
 def _row_sums(w: np.ndarray) -> np.ndarray:

@@ -123,6 +123,16 @@ def test_the_gate_decides_the_same_in_chunks(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(gate, "CHUNK_CELLS", n * 7)
     assert decide(y, challenger, production, cfg, seed=5, slices=slices) == whole
     assert whole["guards"]["slices"]["tested"] == 3
+    # one thread works every task in turn: the same record again
+    monkeypatch.setattr(gate, "SCORING_THREADS", 1)
+    assert gate._threads(11) == 1
+    assert decide(y, challenger, production, cfg, seed=5, slices=slices) == whole
+
+
+def test_the_gate_uses_a_few_threads_whatever_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gate.os, "sched_getaffinity", lambda _: set(range(64)), raising=False)
+    assert gate._threads(41) == gate.SCORING_THREADS == 4
+    assert gate._threads(2) == 2
 
 
 def test_bootstrap_weights_are_resamples_of_n_rows() -> None:
