@@ -649,3 +649,12 @@ def test_the_data_pipeline_benchmark_engines_build_the_same_splits(tmp_path: Pat
     }
     assert counts["polars"]["train"] > 0 and counts["polars"]["test"] > 0
     assert counts["pandas"] == counts["polars"] == counts["duckdb"]
+
+
+def test_has_repeats_answers_from_the_values() -> None:
+    from lifecycle_assets.data.transforms import has_repeats
+
+    ids = pl.Series([f"pay-{i}" for i in range(5000)])
+    assert not has_repeats(ids) and not has_repeats(ids.head(0))
+    assert has_repeats(pl.concat([ids, ids.slice(4321, 1)]))
+    assert has_repeats(pl.Series(["a", None, None])) and not has_repeats(pl.Series(["a", None]))
