@@ -67,9 +67,8 @@ def bootstrap_weights(
 ) -> Iterator[np.ndarray]:
     """Resamples with replacement, each as row multiplicities (sum n), in blocks
     (`block_ends`); a block larger than `cells` weights (`CHUNK_CELLS`) comes in chunks of
-    whole resamples.
-    The draws do not depend on the chunking: one generator draws every resample's rows in
-    turn, whatever the chunk.
+    whole resamples. The draws do not depend on the chunking: one generator draws every
+    resample's rows in turn, whatever the chunk (`test_a_block_in_chunks_is_the_same_resamples`).
 
     With `most`, blocks go on past `samples` up to `most` for a consumer that may stop early;
     the blocks end at `samples` exactly, so its first `samples` resamples are the ones

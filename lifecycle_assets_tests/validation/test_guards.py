@@ -107,6 +107,9 @@ def test_a_block_in_chunks_is_the_same_resamples() -> None:
     ends = np.cumsum([len(b) for b in chunked]).tolist()
     assert set(block_ends(450, 800)) <= set(ends) and block_ends(450, 800)[-1] == 800
     assert block_ends(450, 800) == [200, 400, 450, 650, 800]
+    for n in (2, 1001, 4097):  # odd and even row counts: the generator's stream, not the shape
+        one = np.concatenate(list(bootstrap_weights(n, 12, seed=9)))
+        assert np.array_equal(one, np.concatenate(list(bootstrap_weights(n, 12, 9, cells=n))))
 
 
 def test_the_gate_decides_the_same_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
