@@ -14,8 +14,9 @@ comparison paired.
 from __future__ import annotations
 
 import math
+import operator
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from itertools import repeat
@@ -212,7 +213,7 @@ def decide(
     weights = bootstrap_weights(len(y), cfg.bootstrap_samples, seed, cfg.bootstrap_max_samples)
     with ThreadPoolExecutor(_threads(len(tasks))) as pool:
         for w in _drawn_ahead(weights):
-            ch, pr, *per_slice, total, summed, summed_pr = pool.map(_score, tasks, repeat(w))
+            ch, pr, *per_slice, total, summed, summed_pr = pool.map(operator.call, tasks, repeat(w))
             ch_boot.append(ch)
             pr_boot.append(pr)
             bias_boot.append(summed / total)
@@ -260,10 +261,6 @@ def decide(
         and record["delta"] >= 0
     )
     return record
-
-
-def _score(score: Callable[[np.ndarray], np.ndarray], w: np.ndarray) -> np.ndarray:
-    return score(w)
 
 
 def _threads(tasks: int) -> int:
