@@ -29,7 +29,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -47,15 +47,28 @@ THRESHOLDS = (0.0, 0.005, 0.01, 0.02)
 TWO_WINDOWS_AT = 0.005  # training's RECENT_BY
 
 
-def scenario_scores(root: Path) -> dict[str, Any]:
-    """Per period: each candidate's score on it, and on the period before it."""
-    import lightgbm as lgb
-    from quality import INTERVAL  # benchmarks/ is on the path of a script run from it
+class Scenario(NamedTuple):
+    """A quality.py scenario's rows as LightGBM takes them, with each row's period."""
+
+    task: str
+    metric: str  # the scenario's metric: roc_auc (binary) or rmse
+    x: np.ndarray
+    y: np.ndarray
+    period: np.ndarray  # index of each row's period, 0 = the first
+    starts: np.ndarray  # each period's first instant
+    categorical: list[int]  # columns of x that are categorical codes
+    train_periods: int  # windows.train_days: one loop day per period
+
+
+def load_scenario(root: Path) -> Scenario:
+    """A scenario's `data.parquet`, cut into its periods by its `lifecycle-gbdt.yaml`."""
+    try:
+        from quality import INTERVAL  # run as a script: benchmarks/ is on sys.path
+    except ImportError:  # imported as benchmarks.history_windows
+        from benchmarks.quality import INTERVAL
 
     cfg = yaml.safe_load((root / "lifecycle-gbdt.yaml").read_text())
     problem, task = cfg["problem"], cfg["problem"]["task"]
-    recent_periods = int(cfg["windows"]["train_days"])  # one loop day per period
-    name = "roc_auc" if task == "binary" else "rmse"
     frame = pl.read_parquet(root / "data.parquet").sort(problem["event_time"])
     period = pl.col(problem["event_time"]).dt.truncate(INTERVAL[cfg["replay"]["period"]])
     frame = frame.with_columns(period.alias("_period"))
@@ -66,23 +79,40 @@ def scenario_scores(root: Path) -> dict[str, Any]:
         [pl.col(c).cast(pl.Float64) for c in numeric]
         + [pl.col(c).cast(pl.String).cast(pl.Categorical).to_physical() for c in categorical]
     ).to_numpy()
-    cats = list(range(len(numeric), len(numeric) + len(categorical)))
-    y = frame[problem["label"]].cast(pl.Float64).to_numpy()
-    params = lightgbm_params(GbdtParams().model_dump(exclude_none=True), task, 7, 1)
+    return Scenario(
+        task=task,
+        metric="roc_auc" if task == "binary" else "rmse",
+        x=x,
+        y=frame[problem["label"]].cast(pl.Float64).to_numpy(),
+        period=index,
+        starts=starts,
+        categorical=list(range(len(numeric), len(numeric) + len(categorical))),
+        train_periods=int(cfg["windows"]["train_days"]),
+    )
+
+
+def scenario_scores(root: Path) -> dict[str, Any]:
+    """Per period: each candidate's score on it, and on the period before it."""
+    import lightgbm as lgb
+
+    data = load_scenario(root)
+    x, y, index, cats, name = data.x, data.y, data.period, data.categorical, data.metric
+    recent_periods = data.train_periods
+    params = lightgbm_params(GbdtParams().model_dump(exclude_none=True), data.task, 7, 1)
     rounds = GbdtParams().num_trees
 
     def fitted_score(first: int, scored: int) -> float:
         rows = (index >= first) & (index < scored)
-        data = lgb.Dataset(x[rows], y[rows], categorical_feature=cats, free_raw_data=False)
-        booster = lgb.train(params, data, num_boost_round=rounds)
+        train = lgb.Dataset(x[rows], y[rows], categorical_feature=cats, free_raw_data=False)
+        booster = lgb.train(params, train, num_boost_round=rounds)
         test = index == scored
         return metric(name, y[test], booster.predict(x[test]))
 
     periods = []
-    for t in range(FIRST_SCORED, len(starts)):
+    for t in range(FIRST_SCORED, len(data.starts)):
         periods.append(
             {
-                "period": str(starts[t])[:10],
+                "period": str(data.starts[t])[:10],
                 "test": {
                     "recent": fitted_score(t - recent_periods, t),
                     "history": fitted_score(0, t),

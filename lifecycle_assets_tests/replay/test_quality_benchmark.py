@@ -294,12 +294,9 @@ def test_family_specs_carry_recipes_and_hyperparameters() -> None:
         quality.main(["--size", "small", "--family", "gbdt@nope=1", "--scenarios", "stable"])
 
 
-def test_history_windows_scores_a_quality_workdir_and_reuses_it(tmp_path: Path, capsys) -> None:
-    """`benchmarks/history_windows.py` on a small `stable` scenario written as quality.py
-    writes it: per period, both candidates scored on the period and on the one before; the
-    table's strategies; a rerun reads the scores it wrote instead of fitting again."""
+def _small_stable_workdir(tmp_path: Path) -> Path:
+    """A small `stable` scenario written as quality.py writes it; its folder."""
     quality = benchmark_module("quality")
-    windows = benchmark_module("history_windows")
     scenario = quality.SCENARIOS["stable"]
     root = tmp_path / "stable"
     root.mkdir()
@@ -307,6 +304,16 @@ def test_history_windows_scores_a_quality_workdir_and_reuses_it(tmp_path: Path, 
     frame.write_parquet(root / "data.parquet")
     config = quality._config(scenario, frame, "one", "gbdt")
     (root / "lifecycle-gbdt.yaml").write_text(quality.yaml.safe_dump(config))
+    return root
+
+
+def test_history_windows_scores_a_quality_workdir_and_reuses_it(tmp_path: Path, capsys) -> None:
+    """`benchmarks/history_windows.py` on a small `stable` scenario written as quality.py
+    writes it: per period, both candidates scored on the period and on the one before; the
+    table's strategies; a rerun reads the scores it wrote instead of fitting again."""
+    quality = benchmark_module("quality")
+    windows = benchmark_module("history_windows")
+    root = _small_stable_workdir(tmp_path)
 
     assert windows.main(["--workdir", str(tmp_path)]) == 0
     scores = json.loads((root / "history-windows.json").read_text())
@@ -409,3 +416,33 @@ def test_the_retrain_oracle_finds_the_best_schedule_of_k_retrains() -> None:
             pick = max(means, key=means.get) if higher else min(means, key=means.get)
             assert found[k][0] == pytest.approx(means[pick])
             assert means[tuple(found[k][1])] == pytest.approx(means[pick])
+
+
+def test_successors_counts_worse_successors_per_variant_and_reuses_them(
+    tmp_path: Path, capsys
+) -> None:
+    """`benchmarks/successors.py` on a small `stable` scenario: per variant, the first
+    model, the mean served score, the successors worse than their predecessor; a rerun
+    reads the figures it wrote; a hyperparameter the family lacks is refused by name."""
+    successors = benchmark_module("successors")
+    root = _small_stable_workdir(tmp_path)
+    args = ["--workdir", str(tmp_path), "--variant", "leaves3:num_leaves=3,num_trees=20"]
+    assert successors.main(args) == 0
+    done = json.loads((root / "successors.json").read_text())
+    (figures,) = done.values()
+    assert figures["metric"] == "roc_auc"
+    assert figures["successors"] == 6 - successors.FIRST_SCORED  # the small size's weeks
+    assert 0.5 < figures["first"] <= 1.0 and 0.5 < figures["mean"] <= 1.0
+    assert 0 <= figures["worse"] <= figures["successors"]
+    row = next(line for line in capsys.readouterr().out.splitlines() if "| stable |" in line)
+    assert "| leaves3 |" in row
+
+    # A rerun shows the stored figures instead of fitting again.
+    figures["worse"] = 2
+    (root / "successors.json").write_text(json.dumps(done))
+    assert successors.main(args) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "| stable |" in line)
+    assert f"| 2 of {figures['successors']} |" in row
+
+    with pytest.raises(SystemExit):
+        successors.main(["--workdir", str(tmp_path), "--variant", "bad:num_leavs=3"])
