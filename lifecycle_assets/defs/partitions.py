@@ -68,11 +68,16 @@ with warnings.catch_warnings():
 WINDOW_INPUT = "lifecycle/partition_window"
 
 
-def window_input(mapping: dg.PartitionMapping, key: str | None = None) -> dg.AssetIn:
+def window_input(
+    mapping: dg.PartitionMapping, key: str | None = None, *, records: bool = False
+) -> dg.AssetIn:
     """An input that reads a window of an upstream asset's daily partitions (`mapping`),
     however many of its days exist yet: at the first partition a window of days reaching
-    back before it is that one day, and still a window."""
-    return dg.AssetIn(key, partition_mapping=mapping, metadata={WINDOW_INPUT: True})
+    back before it is that one day, and still a window. Rows (DataFrames) are read as one
+    frame; `records` (an asset whose partitions are records) as a list of them, oldest
+    day first."""
+    kind = "records" if records else "rows"
+    return dg.AssetIn(key, partition_mapping=mapping, metadata={WINDOW_INPUT: kind})
 
 
 def partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:

@@ -269,6 +269,44 @@ def covered(low: float | None, high: float | None, realised: float | None) -> bo
     return bool(low <= realised <= high)
 
 
+# The interval is widened by the errors the estimate made on earlier matured days once there
+# are at least this many of them (fewer say too little about the tails).
+ERROR_DAYS_MIN = 5
+
+
+def widened_by_errors(
+    estimated: float | None,
+    low: float | None,
+    high: float | None,
+    errors: Sequence[float | None],
+    level: float = LEVEL,
+    bounds: tuple[float, float] = (0.0, math.inf),
+) -> dict[str, Any]:
+    """The interval at least as wide as the estimate's own recent errors require: the
+    estimate ± the conformal quantile of the absolute errors (estimated − realised) of
+    earlier matured days, at the interval's `level` — the ⌈(n + 1)·level⌉-th smallest of n,
+    the largest when n is too small for that rank — unioned with the interval as computed.
+
+    The draws behind the interval see only the labels' randomness given calibrated scores.
+    What they cannot see — calibration that drifted with the traffic, a changed relation —
+    shows in the errors of days whose labels have matured, so the interval takes their
+    measure. Fewer than `ERROR_DAYS_MIN` errors, or no estimate: the interval unchanged.
+    The widened bounds stay within the metric's range (`bounds`: ROC-AUC and PR-AUC in
+    [0, 1], the error metrics ≥ 0). `widened_by` is the quantile used (None: not widened)."""
+    finite = np.abs([e for e in errors if e is not None and math.isfinite(e)])
+    unchanged = {"low": low, "high": high, "widened_by": None, "error_days": len(finite)}
+    if estimated is None or low is None or high is None or len(finite) < ERROR_DAYS_MIN:
+        return unchanged
+    rank = min(math.ceil((len(finite) + 1) * level), len(finite))
+    q = float(np.sort(finite)[rank - 1])
+    return {
+        "low": min(low, max(estimated - q, bounds[0])),
+        "high": max(high, min(estimated + q, bounds[1])),
+        "widened_by": q,
+        "error_days": len(finite),
+    }
+
+
 # Binary: the scores are recalibrated on the serving version's matured rows of the days
 # before D when there are at least this many (NannyML's CBPE fits its calibrator on labelled
 # reference data too).

@@ -257,3 +257,31 @@ def test_the_regression_point_estimate_sits_inside_its_interval() -> None:
     for name in ("mae", "rmse"):
         est = estimate.estimate_regression(name, model, x, draws=400)
         assert est["low"] < est["estimate"] < est["high"], name
+
+
+def test_the_interval_is_widened_to_the_conformal_quantile_of_earlier_errors() -> None:
+    # Fewer than ERROR_DAYS_MIN errors (None and NaN are not errors): unchanged.
+    few = [0.05] * (estimate.ERROR_DAYS_MIN - 1) + [None, float("nan")]
+    assert estimate.widened_by_errors(0.8, 0.78, 0.82, few) == {
+        "low": 0.78,
+        "high": 0.82,
+        "widened_by": None,
+        "error_days": estimate.ERROR_DAYS_MIN - 1,
+    }
+    # 19 errors at 95 %: rank ⌈20 × 0.95⌉ = 19, the largest; 39 errors: rank 38 of 39.
+    errors = [0.001 * k for k in range(1, 20)]
+    wide = estimate.widened_by_errors(0.8, 0.78, 0.82, [-e for e in errors])
+    assert wide["widened_by"] == pytest.approx(0.019) and wide["error_days"] == 19
+    assert wide["low"] == 0.78 and wide["high"] == 0.82  # the draws' interval was wider
+    errors = [0.01 * k for k in range(1, 40)]
+    wide = estimate.widened_by_errors(0.8, 0.78, 0.82, errors)
+    assert wide["widened_by"] == pytest.approx(0.38)
+    assert (wide["low"], wide["high"]) == (pytest.approx(0.42), pytest.approx(1.18))
+    wide = estimate.widened_by_errors(0.8, 0.78, 0.82, errors, bounds=(0.0, 1.0))
+    assert (wide["low"], wide["high"]) == (pytest.approx(0.42), 1.0)  # kept within [0, 1]
+    # Only as many errors as there are: with 5 the rank is capped at the largest.
+    wide = estimate.widened_by_errors(0.8, 0.79, 0.81, [0.01, -0.02, 0.03, -0.04, 0.05])
+    assert wide["widened_by"] == pytest.approx(0.05)
+    assert (wide["low"], wide["high"]) == (pytest.approx(0.75), pytest.approx(0.85))
+    # No estimate: nothing to widen.
+    assert estimate.widened_by_errors(None, None, None, errors)["widened_by"] is None

@@ -9,6 +9,7 @@ import math
 import dagster as dg
 import numpy as np
 import polars as pl
+import pytest
 
 from lifecycle_assets.automation.loop import instance_for, materialize
 from lifecycle_assets.config import MonitoringConfig
@@ -84,6 +85,33 @@ def test_live_quality_carries_the_estimate_and_its_error(make_home) -> None:
     assert matured["meta"]["estimate_error"] == est - realised
     assert abs(matured["meta"]["estimate_error"]) < 0.02
     assert matured["report"]["estimate_covers"] is True
+
+
+def test_the_interval_takes_the_measure_of_earlier_matured_days_errors(make_home) -> None:
+    """live_quality[D] reads its own records of the days before D (a window of its earlier
+    partitions): with the errors of five matured days stored, the interval widens to the
+    largest of them; a day not yet matured does not count."""
+    home = make_home()
+    store = AssetStore.of(home)
+    plain = _materialise(home, _examples(matured=False), "2026-06-10")["meta"]
+    assert plain["estimate_error_days"] == 0 and math.isnan(plain["estimate_widened_by"])
+    errors = {"2026-06-03": 0.01, "2026-06-04": -0.02, "2026-06-05": 0.03, "2026-06-06": 0.02}
+    errors["2026-06-07"] = -0.06
+    for day, error in errors.items():
+        store.write("live_quality", day, {"day": day, "matured": True, "estimate_error": error})
+    store.write("live_quality", "2026-06-08", {"matured": False, "estimate_error": None})
+    store.write("live_quality", "2026-06-09", {"matured": False, "estimate_error": -0.5})
+    wide = _materialise(home, _examples(matured=False), "2026-06-10")
+    meta, report = wide["meta"], wide["report"]
+    est = meta["estimated_quality"]
+    assert est == plain["estimated_quality"]  # the point estimate does not move
+    assert meta["estimate_error_days"] == 5
+    assert meta["estimate_widened_by"] == pytest.approx(0.06)
+    assert meta["estimated_quality_low"] == pytest.approx(est - 0.06)
+    assert meta["estimated_quality_high"] == pytest.approx(est + 0.06)
+    # the draws' own interval is kept in the record beside it
+    assert report["estimated_draws_low"] == plain["estimated_quality_low"]
+    assert report["estimated_draws_high"] == plain["estimated_quality_high"]
 
 
 REGRESSION = """\

@@ -1,6 +1,7 @@
 """Monitoring assets: thin wrappers over `monitoring.metrics`, plotted per partition in the UI."""
 
 import datetime as dt
+import math
 from typing import Any
 
 import dagster as dg
@@ -112,6 +113,8 @@ def _estimate_metadata(
         "estimated_quality": _num(estimated["estimated_quality"]),
         "estimated_quality_low": _num(estimated["estimated_low"]),
         "estimated_quality_high": _num(estimated["estimated_high"]),
+        "estimate_widened_by": _num(estimated.get("estimate_widened_by")),
+        "estimate_error_days": estimated.get("estimate_error_days", 0),
         **{k: _num(estimated[k]) for k in extra if k in estimated},
         **(
             {
@@ -125,6 +128,31 @@ def _estimate_metadata(
     }
 
 
+def _widened(
+    estimated: dict[str, Any], earlier: list[dict[str, Any]], metric_name: str
+) -> dict[str, Any]:
+    """The estimate with its interval widened by the errors of the matured days before
+    (`estimate.widened_by_errors`); the draws' own interval kept beside it."""
+    errors = [r.get("estimate_error") for r in earlier if r.get("matured")]
+    bounds = (0.0, 1.0) if metric_name in ("roc_auc", "pr_auc") else (0.0, math.inf)
+    wide = estimate.widened_by_errors(
+        estimated["estimated_quality"],
+        estimated["estimated_low"],
+        estimated["estimated_high"],
+        errors,
+        bounds=bounds,
+    )
+    return {
+        **estimated,
+        "estimated_draws_low": estimated["estimated_low"],
+        "estimated_draws_high": estimated["estimated_high"],
+        "estimated_low": wide["low"],
+        "estimated_high": wide["high"],
+        "estimate_widened_by": wide["widened_by"],
+        "estimate_error_days": wide["error_days"],
+    }
+
+
 @dg.asset(
     partitions_def=daily,
     group_name=GROUP,
@@ -132,6 +160,7 @@ def _estimate_metadata(
     ins={
         "labeled_examples": dg.AssetIn(),
         "earlier_features": window_input(DAYS_BEFORE, "feature_table"),
+        "earlier_quality": window_input(DAYS_BEFORE, "live_quality", records=True),
     },
 )
 def live_quality(
@@ -139,6 +168,7 @@ def live_quality(
     home: LifecycleHomeResource,
     labeled_examples: pl.DataFrame,
     earlier_features: pl.DataFrame,
+    earlier_quality: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Quality of what was served on day D, measured on its labels; final once D matures.
     Recomputed whenever day D's labelled examples are, so late labels update it.
@@ -147,7 +177,8 @@ def live_quality(
     (`monitoring.estimate`): binary, from the day's scores, recalibrated on the matured rows
     of the days before D (`earlier_features`); regression, from a model of the absolute
     residual fitted on those rows. Once D matures, the estimate's error (estimated −
-    realised)."""
+    realised). The estimate's interval is at least as wide as the errors it made on the
+    matured days before D (`earlier_quality`, this asset's own records) require."""
     cfg = home.config()
     label = cfg.problem.label
     usable = labeled_examples.filter(pl.col("score").is_not_null() & pl.col(label).is_not_null())
@@ -184,6 +215,8 @@ def live_quality(
             cfg.problem.numeric_features,
             scored_by,
         )
+    if estimated:
+        estimated = _widened(estimated, earlier_quality, cfg.validation.metric)
     error = (
         estimate.estimate_error(estimated.get("estimated_quality"), quality) if matured else None
     )
