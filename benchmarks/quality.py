@@ -368,6 +368,7 @@ def _period_rows(frame: pl.DataFrame, scenario: Scenario) -> list[int]:
 RECIPE_KEYS = {
     "holdout": "holdout_fraction",
     "calibration": "calibration",
+    "folds": "calibration_folds",
     "epochs": "epochs",
     "seed": "seed",
 }
@@ -405,7 +406,7 @@ def family_training(spec: str) -> dict[str, Any]:
             training["model"][key] = yaml.safe_load(value)
         elif key == "calibration":
             training[RECIPE_KEYS[key]] = value
-        elif key in ("epochs", "seed"):
+        elif key in ("epochs", "seed", "folds"):
             training[RECIPE_KEYS[key]] = int(float(value))
         else:
             training[RECIPE_KEYS[key]] = float(value)
@@ -1157,7 +1158,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="replay the loop with this model family (repeatable: each family's rows are "
         "`policy[family]`; default the config's default family only); a training recipe may "
-        "follow `@`: gbdt@holdout=0.2 (holdout, calibration, epochs, seed, history — "
+        "follow `@`: gbdt@holdout=0.2 (holdout, calibration, folds, epochs, seed, history — "
         "windows.history_days in periods — or the family's hyperparameters: "
         "gbdt@lambda_l2=0)",
     )

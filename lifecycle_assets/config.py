@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lifecycle_assets.errors import LifecycleError
 from lifecycle_assets.hyperparameters import BUILT_IN_PARAMS, DEFAULT_FAMILY, ENTRY_POINT_GROUP
@@ -190,6 +190,12 @@ class TrainingConfig(_Section):
     early_stopping_patience: int = Field(2, ge=1)
     # Fitted on the holdout, part of the artifact's scoring (binary tasks): platt | isotonic.
     calibration: Literal["platt", "isotonic", "none"] = "platt"
+    # Without a holdout to calibrate on: k ≥ 2 fits the calibration on cross-fitted scores
+    # instead — the fitted rows drawn into k folds, each fold scored by a model of the same
+    # family fitted on the other folds — so every row calibrates and the model itself still
+    # learns from every row, at k extra fits per retrain. 0: none (an artifact without a
+    # holdout is not calibrated).
+    calibration_folds: int = Field(0, ge=0, le=10)
     seed: int = 7
     # auto: torch-xla when PJRT_DEVICE is set (TPU VMs; PJRT_DEVICE=CPU in tests), else eager.
     device: Literal["auto", "cpu", "xla"] = "auto"
@@ -200,6 +206,13 @@ class TrainingConfig(_Section):
     # same rows for the same split and seed (`training.train.cap_rows`), and the model card
     # records it. None (the default): every row.
     max_rows: int | None = Field(None, ge=1)
+
+    @field_validator("calibration_folds")
+    @classmethod
+    def _folds(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("0 (off) or at least 2 folds")
+        return value
 
     @model_validator(mode="after")
     def _known_family(self) -> TrainingConfig:

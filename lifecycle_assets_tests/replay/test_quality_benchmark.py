@@ -446,3 +446,24 @@ def test_successors_counts_worse_successors_per_variant_and_reuses_them(
 
     with pytest.raises(SystemExit):
         successors.main(["--workdir", str(tmp_path), "--variant", "bad:num_leavs=3"])
+
+
+def test_estimate_calibration_compares_the_calibrations_and_reuses_them(
+    tmp_path: Path, capsys
+) -> None:
+    """`benchmarks/estimate_calibration.py` on a small `stable` scenario: one error per
+    estimated period for each calibration; a rerun with the same folds reads them back."""
+    calibration = benchmark_module("estimate_calibration")
+    root = _small_stable_workdir(tmp_path)
+    args = ["--workdir", str(tmp_path), "--scenarios", "stable", "--folds", "2"]
+    assert calibration.main(args) == 0
+    done = json.loads((root / "estimate-calibration.json").read_text())
+    assert done["folds"] == 2 and set(done["errors"]) == set(calibration.KINDS)
+    periods = 6 - calibration.FIRST_ESTIMATED  # the small size's weeks
+    assert all(len(e) == periods and all(abs(x) < 0.5 for x in e) for e in done["errors"].values())
+    done["errors"]["raw"] = [0.25] * periods
+    (root / "estimate-calibration.json").write_text(json.dumps(done))
+    capsys.readouterr()
+    assert calibration.main(args) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "| stable |" in line)
+    assert f"| stable | {periods} | 0.2500, +0.2500 |" in row

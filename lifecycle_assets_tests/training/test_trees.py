@@ -32,7 +32,12 @@ from lifecycle_assets.training.artifact import (
 )
 from lifecycle_assets.training.families import FamilyError, resolve
 from lifecycle_assets.training.features import Preprocessor
-from lifecycle_assets.training.train import model_architecture, train_model
+from lifecycle_assets.training.train import (
+    cross_fitted_scores,
+    fit_calibration,
+    model_architecture,
+    train_model,
+)
 from lifecycle_assets.training.trees import (
     TreeEnsembleNet,
     compile_booster,
@@ -306,6 +311,38 @@ def gbdt_config(task: str = "binary", **model: Any):
             "labels": cfg.labels.model_copy(update={"unlabeled_after_maturity": "drop"}),
         }
     )
+
+
+def test_without_a_holdout_calibration_is_fitted_on_cross_fitted_scores(rows) -> None:
+    """`training.calibration_folds: 3` with no holdout: the model fits every row, and its
+    Platt calibration is the one fitted on every row's score by a model of the other two
+    blocks; too few rows for the folds leaves the model uncalibrated, with the reason."""
+    cfg = small_config({"family": "gbdt"}, calibration_folds=3)
+    artifact = train_model(rows, cfg, "v1").artifact
+    meta = artifact.metadata
+    assert (meta["fit_rows"], meta["holdout_rows"]) == (3000, 0)
+    assert (meta["calibration_rows"], meta["calibration_folds"]) == (3000, 3)
+    scores, reason = cross_fitted_scores(rows, cfg, "v1", None)
+    assert reason is None and scores is not None
+    expected = fit_calibration(scores, rows["is_fraud"].cast(pl.Float64).to_numpy(), "platt")
+    assert artifact.architecture["calibration"] == expected
+    # the fit itself is the uncalibrated model's: the same trees, scores through Platt
+    plain = train_model(rows, small_config({"family": "gbdt"}), "v1").artifact
+    assert plain.metadata["calibration_rows"] == 0 and "calibration" not in plain.architecture
+    first = plain.net.state_dict()
+    assert all(torch.equal(first[k], artifact.net.state_dict()[k]) for k in first)
+    a, b = expected["a"], expected["b"]
+    raw = plain.score(rows.head(50))
+    logit = np.log(raw) - np.log1p(-raw)
+    np.testing.assert_allclose(
+        artifact.score(rows.head(50)), 1 / (1 + np.exp(-(a * logit + b))), atol=1e-6
+    )
+
+    few = train_model(rows.head(120), cfg, "v1").artifact
+    assert "calibration" not in few.architecture
+    assert "50 rows per fold" in few.metadata["calibration_skipped"]
+    with pytest.raises(ConfigError, match="calibration_folds"):
+        parse_config({**cfg.model_dump(mode="json"), "training": {"calibration_folds": 1}})
 
 
 def test_train_model_fits_compiles_and_calibrates_a_gbdt(tmp_path: Path, rows) -> None:
