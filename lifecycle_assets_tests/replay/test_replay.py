@@ -21,6 +21,7 @@ from lifecycle_assets.config import example_config_path
 from lifecycle_assets.records import read_predictions
 from lifecycle_assets.replay.runner import run_replay
 from lifecycle_assets.replay.simulated import LABEL_TIME_COLUMN, simulated_frame
+from lifecycle_assets_tests.conftest import benchmark_module
 from lifecycle_assets_tests.replay.browser import chromium, visit
 from lifecycle_assets_tests.replay.deliveries import CONFIG, deliveries
 
@@ -192,3 +193,22 @@ def test_replay_runs_unchanged_on_another_schema_and_task(tmp_path: Path):
     assert logged.height == 600 and quarantined.height == 0
     assert logged["score"].null_count() == 0 and logged["decision"].null_count() == 600
     assert (root / "report.html").is_file()
+
+
+def test_the_replay_speed_benchmark_reports_each_stage_and_the_never_bar(tmp_path: Path) -> None:
+    """`benchmarks/replay_speed.py` on seven simulated days, `never` only (the first model
+    comes on the sixth): the figures' structure and the bar's verdict on the period after it
+    (no timing is asserted)."""
+    speed = benchmark_module("replay_speed")
+    out = tmp_path / "speed.json"
+    assert speed.main(["--days", "7", "--policy", "never", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    never = result["policies"]["never"]
+    assert result["days"] == 7 and result["requests"] > 0
+    assert never["first_model_period"] == 5 and never["served_periods"] == 1
+    assert {"serve", "ingest", "late_labels", "dagster_overhead"} == set(never["served_stages"])
+    assert never["mean_served_period"] > 0
+    assert result["bar"] == {
+        "never_period_seconds": never["mean_served_period"],
+        "bar": speed.BAR_NEVER_SECONDS,
+    }
