@@ -226,6 +226,50 @@ _pending_bodies = 0
 STARTING = "the service is starting"
 
 
+class Coalescer:
+    """`/predict` requests that reach the service in the same event-loop turn, scored in
+    one call (`ServingRuntime.predict_each`): under concurrent load the forward pass, the
+    model and clock lookups and the log hand-off are paid once per group, not per request.
+    The first request of a turn schedules the group's scoring after the turn's other ready
+    work (`loop.call_soon`), so a lone request is a group of one, answered one loop step
+    later. Each request gets its own answer or refusal; the group is at most `limit`."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self.limit = limit
+        self._pending: list[tuple[PredictRequest, asyncio.Future[Any]]] = []
+        self.groups = 0  # groups scored by this worker (for tests and benchmarks)
+
+    async def predict(self, runtime: "ServingRuntime", request: PredictRequest) -> Prediction:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((request, answer))
+        if len(self._pending) == 1:
+            loop.call_soon(self._score, runtime)
+        elif len(self._pending) >= self.limit:
+            self._score(runtime)
+        result = await answer
+        if isinstance(result, Exception):
+            raise result
+        return cast(Prediction, result)
+
+    def _score(self, runtime: "ServingRuntime") -> None:
+        group, self._pending = self._pending, []
+        if not group:
+            return  # scored already, when the group reached `limit`
+        self.groups += 1
+        answers: list[Any]
+        try:
+            answers = list(runtime.predict_each([request for request, _ in group]))
+        except Exception as err:  # a defect: every request of the group gets it (a 500)
+            answers = [err] * len(group)
+        for (_, future), result in zip(group, answers, strict=True):
+            if not future.done():  # a request whose client went away is not answered
+                future.set_result(result)
+
+
+_coalescer = Coalescer()
+
+
 def _not_found(item_id: str) -> str:
     return f"no offline prediction for scheduled payment {item_id!r}"
 
@@ -347,7 +391,11 @@ class Edge:
         model, handler = HANDLERS[path]
         try:
             body = model.model_validate(parsed)
-            payload = handler(runtime, body, _header(headers, b"authorization")).model_dump_json()
+            if path == "/predict":  # scored with the other requests of this loop turn
+                answer: BaseModel = await _coalescer.predict(runtime, cast(PredictRequest, body))
+            else:
+                answer = handler(runtime, body, _header(headers, b"authorization"))
+            payload = answer.model_dump_json()
         except ValidationError as err:
             await _send_json(send, 400, validation_error_body(err))
             return

@@ -276,63 +276,119 @@ class ServingRuntime:
             )
 
     def predict(self, requests: Sequence[PredictRequest]) -> list[Prediction]:
-        """Validate, score, post-process and log; the log line is written before returning."""
+        """Validate, score, post-process and log; the log line is written before returning.
+        One client's batch: a refused request refuses the whole batch."""
         self.tick()
         self.check_log()
-        served = self._serving()
+        served, window = self._serving(), self._window_for(requests)
+        valid = prepare(
+            requests, self.validator, self.now(), window=window, ranges=self._model_ranges(served)
+        )
+        self._refuse_repeated_ids(valid)
+        answers = self._score_and_log(valid, served, refuse_batch=True)
+        return [a for a in answers if isinstance(a, Prediction)]
+
+    def predict_each(self, requests: Sequence[PredictRequest]) -> list[Prediction | RequestError]:
+        """`predict` for requests that arrived apart, each from its own client, scored and
+        logged together (`/predict` requests of one event-loop turn, `bentos/service.py`):
+        each request gets its own answer, a `Prediction` or the `RequestError` it alone
+        would have got, never a neighbour's. A request id repeated within the group is
+        refused for the later arrival, as it would be had they come one after another."""
+        try:
+            self.tick()
+            self.check_log()
+        except RequestError as err:
+            return [err] * len(requests)
+        served, window = self._serving(), self._window_for(requests)
+        ranges, now = self._model_ranges(served), self.now()
+        answers: list[Prediction | RequestError | None] = [None] * len(requests)
+        valid: list[ValidRequest] = []
+        where: list[int] = []
+        ids: set[str] = set()
+        for i, request in enumerate(requests):
+            try:
+                (one,) = prepare([request], self.validator, now, window=window, ranges=ranges)
+                if one.request_id in ids:
+                    raise RequestError(
+                        f"request_id {one.request_id!r} was already answered; send a new "
+                        "id (or none: the service makes one)",
+                        status=409,
+                    )
+                self._refuse_repeated_ids([one])
+            except RequestError as err:
+                answers[i] = err
+                continue
+            ids.add(one.request_id)
+            valid.append(one)
+            where.append(i)
+        for i, answer in zip(where, self._score_and_log(valid, served), strict=True):
+            answers[i] = answer
+        return [a for a in answers if a is not None]
+
+    def _window_for(self, requests: Sequence[PredictRequest]) -> TimeWindow:
         window = self.time_window()
         if _any_later(requests, window.latest):
             # The loop's clock may have moved since the last tick (the demo sets the next
             # day, then sends its traffic at once): look again before refusing.
             self._read_clock()
             window = self.time_window()
-        valid = prepare(
-            requests,
-            self.validator,
-            self.now(),
-            window=window,
-            ranges=self._model_ranges(served),
-        )
-        self._refuse_repeated_ids(valid)
+        return window
+
+    def _score_and_log(
+        self, valid: Sequence[ValidRequest], served: Served, *, refuse_batch: bool = False
+    ) -> list[Prediction | RequestError]:
+        """Score the validated requests in one call, log them and answer each. A
+        non-finite score under `serving.on_invalid_score: refuse` refuses its request
+        (unlogged) — and with `refuse_batch`, the whole batch, as one client's batch is."""
+        if not valid:
+            return []
         if served.artifact is None:  # cold start: logged unscored, no decision
             self._remember_ids(valid)
-            records = prediction_records(valid, None, None, None)
-            self.log.predictions(records)
+            self.log.predictions(prediction_records(valid, None, None, None))
             return [
                 Prediction(request_id=r.request_id, model_version=None, score=None, decision=None)
-                for r in records
+                for r in valid
             ]
         scored = self.postprocess.score(
             served.artifact, [r.features for r in valid], [r.entity_id for r in valid]
         )
-        if self.policy.on_invalid_score == "refuse":
-            for i, row in enumerate(scored):
-                if row.score is None:
-                    where = f"requests[{i}]: " if len(valid) > 1 else ""
-                    raise RequestError(
-                        f"{where}model {served.version} gave a non-finite score for these "
-                        "features; refused (serving.on_invalid_score: refuse)",
-                        status=422,
-                    )
-        self._remember_ids(valid)
-        scores = [row.score for row in scored]
-        decisions = [row.outcome.decision for row in scored]
-        rules = [row.outcome.rule for row in scored]
-        probabilities = [row.outcome.probability for row in scored]
-        records = prediction_records(valid, served.version, scores, decisions, rules)
+        answers: list[Prediction | RequestError] = []
+        kept: list[int] = []
+        for i, row in enumerate(scored):
+            if row.score is None and self.policy.on_invalid_score == "refuse":
+                batch = f"requests[{i}]: " if refuse_batch and len(valid) > 1 else ""
+                refusal = RequestError(
+                    f"{batch}model {served.version} gave a non-finite score for these "
+                    "features; refused (serving.on_invalid_score: refuse)",
+                    status=422,
+                )
+                if refuse_batch:
+                    raise refusal
+                answers.append(refusal)
+                continue
+            kept.append(i)
+            answers.append(
+                Prediction(
+                    request_id=valid[i].request_id,
+                    model_version=served.version,
+                    score=row.score,
+                    probability=row.outcome.probability,
+                    decision=row.outcome.decision,
+                    rule=row.outcome.rule,
+                )
+            )
+        answered = [valid[i] for i in kept]
+        self._remember_ids(answered)
+        records = prediction_records(
+            answered,
+            served.version,
+            [scored[i].score for i in kept],
+            [scored[i].outcome.decision for i in kept],
+            [scored[i].outcome.rule for i in kept],
+        )
         # Handed to the log writer thread; see `BatchedLog` for the loss window.
         self.log.predictions(records)
-        return [
-            Prediction(
-                request_id=r.request_id,
-                model_version=served.version,
-                score=s,
-                probability=p,
-                decision=d,
-                rule=rule,
-            )
-            for r, s, p, d, rule in zip(valid, scores, probabilities, decisions, rules, strict=True)
-        ]
+        return answers
 
     def _with_shadow_scores(self, records: list[PredictionRecord]) -> list[PredictionRecord]:
         """The log drain's step before encoding: the shadow's scores on the records."""

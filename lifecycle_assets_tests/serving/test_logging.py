@@ -1,8 +1,10 @@
 """Logging off the request path (`BatchedLog`), idempotent feedback and the unknown-request-id
-policy, and the JSON body checks the service applies before BentoML parses a body."""
+policy, the JSON body checks the service applies before BentoML parses a body, and the
+coalescer that scores the `/predict` requests of one event-loop turn together."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import errno
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bentos.service import check_json
+from bentos.service import Coalescer, check_json
 from lifecycle_assets.data.transforms import first_arrivals
 from lifecycle_assets.home import LifecycleHome
 from lifecycle_assets.records import (
@@ -28,7 +30,12 @@ from lifecycle_assets.records import (
 )
 from lifecycle_assets.records import writer as records_writer
 from lifecycle_assets.serving.logbuffer import BatchedLog
-from lifecycle_assets.serving.requests import FeedbackRequest, PredictRequest, RequestError
+from lifecycle_assets.serving.requests import (
+    FeedbackRequest,
+    Prediction,
+    PredictRequest,
+    RequestError,
+)
 from lifecycle_assets_tests.serving.helpers import (
     DAY,
     NOON,
@@ -312,3 +319,45 @@ def test_json_body_checks(body: bytes, reason: str) -> None:
 def test_good_json_passes_the_body_checks() -> None:
     assert check_json(GOOD) is None
     assert check_json(b'{"amount": 1e309}') is None  # a float: refused later as not finite
+
+
+def test_the_coalescer_scores_the_requests_of_one_loop_turn_together() -> None:
+    """Requests that reach `Coalescer.predict` in one event-loop turn are scored in one
+    `predict_each` call, in arrival order, each answered with its own result (a refusal
+    raised for its own request alone); a request of a later turn is a group of its own,
+    and a group that reaches `limit` is scored at once."""
+    calls: list[list[str]] = []
+
+    class Runtime:
+        def predict_each(self, requests: list[PredictRequest]) -> list[Any]:
+            calls.append([r.entity_id for r in requests])
+            return [
+                RequestError("refused", 409)
+                if r.entity_id == "bad"
+                else Prediction(
+                    request_id=r.entity_id, model_version="v1", score=0.5, decision="approve"
+                )
+                for r in requests
+            ]
+
+    def request(entity: str) -> PredictRequest:
+        return PredictRequest.model_construct(entity_id=entity, features={})
+
+    async def main() -> tuple[Coalescer, list[Any], Prediction, list[Prediction]]:
+        coalescer, rt = Coalescer(limit=4), Runtime()
+        together = await asyncio.gather(
+            *(coalescer.predict(rt, request(e)) for e in ("a", "bad", "c")),  # type: ignore[arg-type]
+            return_exceptions=True,
+        )
+        later = await coalescer.predict(rt, request("d"))  # type: ignore[arg-type]
+        many = await asyncio.gather(
+            *(coalescer.predict(rt, request(f"m{i}")) for i in range(6))  # type: ignore[arg-type]
+        )
+        return coalescer, together, later, many
+
+    coalescer, together, later, many = asyncio.run(main())
+    assert calls == [["a", "bad", "c"], ["d"], ["m0", "m1", "m2", "m3"], ["m4", "m5"]]
+    assert [p.request_id for p in (together[0], together[2])] == ["a", "c"]
+    assert isinstance(together[1], RequestError) and together[1].status == 409
+    assert later.request_id == "d" and [p.request_id for p in many] == [f"m{i}" for i in range(6)]
+    assert coalescer.groups == 4

@@ -138,6 +138,43 @@ def test_batch_scores_match_single_scores(home: LifecycleHome, store: FakeStore)
         assert b.score == pytest.approx(s.score, abs=1e-6)
 
 
+def test_requests_scored_together_are_answered_each_on_its_own(
+    home: LifecycleHome, store: FakeStore
+) -> None:
+    """`predict_each` (the requests of one event-loop turn, from different clients): the
+    same scores as one at a time; a bad request, an id answered before and an id repeated
+    within the group are refused alone, and only the answered requests are logged."""
+    store.models["v1"] = make_artifact("v1")
+    point(home, "v1")
+    rt = runtime(home, store, background_loads=False)
+    earlier = predict_one(rt, 9)
+    group = [PredictRequest(entity_id=f"c{i}", features=features(i)) for i in range(4)]
+    group.insert(1, PredictRequest(entity_id="c", features={**features(), "amount": float("nan")}))
+    group.append(PredictRequest(entity_id="c", features=features(5), request_id=earlier.request_id))
+    group.append(PredictRequest(entity_id="d", features=features(6), request_id="twice"))
+    group.append(PredictRequest(entity_id="d", features=features(7), request_id="twice"))
+    answers = rt.predict_each(group)
+    assert len(answers) == len(group)
+    bad, answered_before, second_twice = answers[1], answers[5], answers[7]
+    assert isinstance(bad, RequestError) and bad.status == 400 and "requests[" not in str(bad)
+    assert isinstance(answered_before, RequestError) and answered_before.status == 409
+    assert isinstance(second_twice, RequestError) and second_twice.status == 409
+    served = [a for a in answers if not isinstance(a, RequestError)]
+    assert len(served) == 5 and served[-1].request_id == "twice"
+    for i, answer in zip(range(4), served[:4], strict=True):
+        alone = store.models["v1"].score_rows([features(i)])[0]
+        assert answer.score == pytest.approx(float(alone), abs=1e-6)
+    rt.log.sync()
+    assert logged(home)["request_id"].to_list() == [
+        earlier.request_id,
+        *(a.request_id for a in served),
+    ]
+    _serve_nan_scores(rt)
+    (refused,) = rt.predict_each([group[0]])
+    assert isinstance(refused, RequestError) and refused.status == 422
+    rt.close()
+
+
 def test_bad_request_logs_nothing(home: LifecycleHome, store: FakeStore) -> None:
     rt = runtime(home, store)
     good = PredictRequest(entity_id="c", features=features())

@@ -507,6 +507,51 @@ def test_batch_predictions(server: Server, expected: dict[str, Any]) -> None:
     assert {p["model_version"] for p in predictions} == {"v1"}
 
 
+def _send_at_once(url: str, bodies: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """Every body on its own connection, all connected first and then written in one go,
+    so the requests wait together in the server's socket buffers; (status, JSON) each."""
+    host, port = url.removeprefix("http://").split(":")
+    conns = [socket.create_connection((host, int(port)), timeout=30) for _ in bodies]
+    for conn, body in zip(conns, bodies, strict=True):
+        data = json.dumps(body).encode()
+        head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        conn.sendall(f"{head}Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    answers = []
+    for conn in conns:
+        with conn, conn.makefile("rb") as stream:
+            status = int(stream.readline().split()[1])
+            length = 0
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            answers.append((status, json.loads(stream.read(length))))
+    return answers
+
+
+def test_requests_in_flight_together_are_answered_each_on_its_own(
+    server: Server, expected: dict[str, Any]
+) -> None:
+    """`/predict` requests in flight together, through the worker's coalescer
+    (`bentos.service.Coalescer`; its grouping is tested in test_logging.py): each gets its
+    own score, and a refusal stays its own — of two requests with the same id, one is
+    answered and one gets 409."""
+    bodies = [{"entity_id": f"card-{i}", "features": PROBES[i % 8]} for i in range(40)]
+    bodies[7] = {"request_id": "together-1", "entity_id": "card-7", "features": PROBES[7]}
+    bodies[8] = {"request_id": "together-1", "entity_id": "card-0", "features": PROBES[0]}
+    answers = _send_at_once(server.url, bodies)
+    assert sorted(status for status, _ in answers[7:9]) == [200, 409], answers[7:9]
+    for i, (status, body) in enumerate(answers):
+        if i in (7, 8):
+            continue
+        assert status == 200, body
+        assert body["score"] == pytest.approx(expected["scores"][i % 8], abs=1e-6)
+    served = [body["request_id"] for status, body in answers if status == 200]
+    server.sent.extend(served)
+    rows = logged(server.home, len(server.sent)).filter(pl.col("request_id").is_in(served))
+    assert rows.height == len(served) == 39
+
+
 def test_feedback_is_recorded_and_joins_to_predictions(server: Server) -> None:
     one = server.client.post("/feedback", json={"request_id": "batch-0", "label": 1}, headers=AUTH)
     assert one.status_code == 200, one.text
