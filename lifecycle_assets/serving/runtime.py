@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -308,13 +308,7 @@ class ServingRuntime:
         for i, request in enumerate(requests):
             try:
                 (one,) = prepare([request], self.validator, now, window=window, ranges=ranges)
-                if one.request_id in ids:
-                    raise RequestError(
-                        f"request_id {one.request_id!r} was already answered; send a new "
-                        "id (or none: the service makes one)",
-                        status=409,
-                    )
-                self._refuse_repeated_ids([one])
+                self._refuse_repeated_ids([one], answering=ids)
             except RequestError as err:
                 answers[i] = err
                 continue
@@ -396,12 +390,15 @@ class ServingRuntime:
             return records
         return with_shadow_scores(self.shadow, records)
 
-    def _refuse_repeated_ids(self, valid: Sequence[ValidRequest]) -> None:
-        """409 for a request id this worker has already answered: logged twice, both rows
-        would be quarantined by the pipeline (duplicate_request_id) and the first answer
-        would lose its label. Remembered per worker, for the last `REQUEST_ID_MEMORY` ids."""
+    def _refuse_repeated_ids(
+        self, valid: Sequence[ValidRequest], answering: Collection[str] = ()
+    ) -> None:
+        """409 for a request id this worker has already answered, or is answering in the
+        same group (`answering`): logged twice, both rows would be quarantined by the
+        pipeline (duplicate_request_id) and the first answer would lose its label.
+        Remembered per worker, for the last `REQUEST_ID_MEMORY` ids."""
         for i, req in enumerate(valid):
-            if req.request_id in self._answered:
+            if req.request_id in self._answered or req.request_id in answering:
                 where = f"requests[{i}]: " if len(valid) > 1 else ""
                 raise RequestError(
                     f"{where}request_id {req.request_id!r} was already answered; send a new "
