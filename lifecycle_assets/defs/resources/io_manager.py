@@ -57,8 +57,8 @@ class LifecycleIOManager(dg.ConfigurableIOManager):
         # A window of upstream partitions: the ones not materialised (before the data
         # starts, or not yet arrived) contribute no rows.
         if context.definition_metadata.get(WINDOW_INPUT) == "records":
-            loaded = ((k, self._load_one(store, asset, k)) for k in sorted(keys))
-            return [value for _, value in loaded if value is not None]
+            loaded = (self._load_one(store, asset, k) for k in sorted(keys))
+            return [record for record in loaded if record is not None]
         frames = [f for f in (self._load_one(store, asset, k) for k in keys) if f is not None]
         if not frames:
             return store.empty_frame(asset)
