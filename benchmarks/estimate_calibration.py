@@ -34,33 +34,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 try:
-    from history_windows import load_scenario  # run as a script: benchmarks/ is on sys.path
+    from history_windows import fit_gbdt, load_scenario  # run as a script: on sys.path
 except ImportError:  # imported as benchmarks.estimate_calibration
-    from benchmarks.history_windows import load_scenario  # type: ignore[no-redef]
+    from benchmarks.history_windows import fit_gbdt, load_scenario  # type: ignore[no-redef]
 
-from lifecycle_assets.hyperparameters import GbdtParams  # noqa: E402
 from lifecycle_assets.metrics import metric  # noqa: E402
 from lifecycle_assets.monitoring.estimate import expected_roc_auc  # noqa: E402
 from lifecycle_assets.training.artifact import calibrate  # noqa: E402
 from lifecycle_assets.training.train import fit_calibration  # noqa: E402
-from lifecycle_assets.training.trees import lightgbm_params  # noqa: E402
 
 FIRST_ESTIMATED = 5
 KINDS = ("raw", "random folds", "time blocks")
 
 
 def scenario_errors(root: Path, folds: int) -> dict[str, Any]:
-    import lightgbm as lgb
-
     data = load_scenario(root)
     if data.task != "binary":
         raise SystemExit(f"{root.name}: the estimate's calibration is for binary tasks")
-    hp = GbdtParams().model_dump(exclude_none=True)
-    params = lightgbm_params(hp, data.task, 7, 2)
 
     def fitted(rows: np.ndarray) -> Any:
-        train = lgb.Dataset(data.x[rows], data.y[rows], categorical_feature=data.categorical)
-        return lgb.train(params, train, num_boost_round=int(hp["num_trees"]))
+        return fit_gbdt(data, rows)
 
     errors: dict[str, list[float]] = {k: [] for k in KINDS}
     for t in range(FIRST_ESTIMATED, len(data.starts)):

@@ -91,22 +91,29 @@ def load_scenario(root: Path) -> Scenario:
     )
 
 
-def scenario_scores(root: Path) -> dict[str, Any]:
-    """Per period: each candidate's score on it, and on the period before it."""
+def fit_gbdt(
+    data: Scenario, rows: np.ndarray, overrides: dict[str, Any] | None = None, threads: int = 2
+) -> Any:
+    """LightGBM on the scenario's `rows` (a mask), with the `gbdt` family's hyperparameters
+    (`overrides` on its defaults) through the family's own `lightgbm_params` (seed 7), for
+    all of its rounds: no holdout, no compilation."""
     import lightgbm as lgb
 
+    hp = GbdtParams(**(overrides or {})).model_dump(exclude_none=True)
+    params = lightgbm_params(hp, data.task, 7, threads)
+    train = lgb.Dataset(data.x[rows], data.y[rows], categorical_feature=data.categorical)
+    return lgb.train(params, train, num_boost_round=int(hp["num_trees"]))
+
+
+def scenario_scores(root: Path) -> dict[str, Any]:
+    """Per period: each candidate's score on it, and on the period before it."""
     data = load_scenario(root)
-    x, y, index, cats, name = data.x, data.y, data.period, data.categorical, data.metric
-    recent_periods = data.train_periods
-    params = lightgbm_params(GbdtParams().model_dump(exclude_none=True), data.task, 7, 1)
-    rounds = GbdtParams().num_trees
+    y, index, name, recent_periods = data.y, data.period, data.metric, data.train_periods
 
     def fitted_score(first: int, scored: int) -> float:
-        rows = (index >= first) & (index < scored)
-        train = lgb.Dataset(x[rows], y[rows], categorical_feature=cats, free_raw_data=False)
-        booster = lgb.train(params, train, num_boost_round=rounds)
+        booster = fit_gbdt(data, (index >= first) & (index < scored), threads=1)
         test = index == scored
-        return metric(name, y[test], booster.predict(x[test]))
+        return metric(name, y[test], booster.predict(data.x[test]))
 
     periods = []
     for t in range(FIRST_SCORED, len(data.starts)):

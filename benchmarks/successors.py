@@ -38,13 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 try:
-    from history_windows import load_scenario  # run as a script: benchmarks/ is on sys.path
+    from history_windows import fit_gbdt, load_scenario  # run as a script: on sys.path
 except ImportError:  # imported as benchmarks.successors
-    from benchmarks.history_windows import load_scenario  # type: ignore[no-redef]
+    from benchmarks.history_windows import fit_gbdt, load_scenario  # type: ignore[no-redef]
 
 from lifecycle_assets.hyperparameters import GbdtParams  # noqa: E402
 from lifecycle_assets.metrics import HIGHER_IS_BETTER, metric  # noqa: E402
-from lifecycle_assets.training.trees import lightgbm_params  # noqa: E402
 
 FIRST_SCORED = 4  # the first successor: fitted on four periods, its predecessor on three
 MARGIN = {"roc_auc": 0.01, "rmse": 0.01}  # the gate's defaults: absolute, relative
@@ -72,15 +71,10 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def successor_scores(root: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    import lightgbm as lgb
-
     data = load_scenario(root)
-    hp = GbdtParams(**overrides).model_dump(exclude_none=True)
-    params = lightgbm_params(hp, data.task, 7, 2)
 
     def fitted(rows: np.ndarray) -> Any:
-        train = lgb.Dataset(data.x[rows], data.y[rows], categorical_feature=data.categorical)
-        return lgb.train(params, train, num_boost_round=int(hp["num_trees"]))
+        return fit_gbdt(data, rows, overrides)
 
     def score(model: Any, k: int) -> float:
         rows = data.period == k
