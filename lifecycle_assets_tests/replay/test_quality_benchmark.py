@@ -467,3 +467,42 @@ def test_estimate_calibration_compares_the_calibrations_and_reuses_them(
     assert calibration.main(args) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "| stable |" in line)
     assert f"| stable | {periods} | 0.2500, +0.2500 |" in row
+
+
+def test_estimate_floor_separates_chance_calibration_and_the_label_contract(
+    tmp_path: Path, capsys
+) -> None:
+    """`benchmarks/estimate_floor.py` on a small `stable` scenario: one error per estimated
+    period for each kind, the share of positives the loop counts negative; a rerun reads
+    them back; a scenario without a known P(y | x) is refused by name."""
+    floor = benchmark_module("estimate_floor")
+    root = _small_stable_workdir(tmp_path)
+    args = ["--workdir", str(tmp_path), "--scenarios", "stable"]
+    assert floor.main(args) == 0
+    done = json.loads((root / "estimate-floor.json").read_text())
+    assert set(done["errors"]) == set(floor.KINDS)
+    periods = 6 - floor.FIRST_ESTIMATED  # the small size's weeks
+    assert all(len(e) == periods and all(abs(x) < 0.5 for x in e) for e in done["errors"].values())
+    # the small scenario's labels arrive up to 9 days late against one week of maturity
+    assert 0 < done["positives_counted_negative"] < 0.2
+    done["errors"]["oracle"] = [0.25] * periods
+    (root / "estimate-floor.json").write_text(json.dumps(done))
+    capsys.readouterr()
+    assert floor.main(args) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "| stable |" in line)
+    assert "| 0.2500, +0.2500 |" in row
+    with pytest.raises(SystemExit):
+        floor.main(["--workdir", str(tmp_path), "--scenarios", "concept"])
+    assert "no known P(y | x) for concept" in capsys.readouterr().err
+
+
+def test_the_expected_roc_auc_under_given_probabilities_is_the_estimates_own_formula() -> None:
+    """With the scores as their own probabilities, the oracle's formula is the estimate's;
+    with probabilities that ignore the scores, any ranking is expected at 0.5."""
+    from lifecycle_assets.monitoring.estimate import expected_roc_auc
+
+    floor = benchmark_module("estimate_floor")
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.random(500), 2)  # with ties
+    assert floor.expected_roc_auc_under(scores, scores) == pytest.approx(expected_roc_auc(scores))
+    assert floor.expected_roc_auc_under(scores, np.full(500, 0.3)) == pytest.approx(0.5)
