@@ -29,6 +29,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         period=args.period,
         serve=args.serve,
         echo=(lambda _: None) if args.json else _say,
+        jobs=args.jobs,
     )
     root = Path(workdir).resolve()
     means = summary["comparison"]["mean_quality"]
@@ -87,6 +88,13 @@ def register(add: AddCommand) -> None:
         choices=["inprocess", "http"],
         default="inprocess",
         help="the serving code path in this process (default) or a real `bentoml serve`",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="policies replayed at once, each in a process of its own (default 1: one after "
+        "the other; the results are the same, the seconds per period are not comparable)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_replay)

@@ -409,6 +409,76 @@ def prepare_replay_dir(workdir: str | Path) -> Path:
     return root
 
 
+def _replay_one(
+    root: Path,
+    config_file: str | Path,
+    traffic: Traffic,
+    policy: str,
+    serve: Serve,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """One policy's replay in a home of its own, `root/<policy>`."""
+    home = init_home(root / policy, config_file)
+    if policy == "shadow" and home.config().release.shadow_days == 0:
+        set_shadow_days(home, 1, "the shadow policy")
+    return replay_policy(home, traffic, policy, serve, echo)
+
+
+def _replay_in_child(
+    root: Path, config_file: str | Path, traffic: Traffic, policy: str, serve: Serve, lines: Any
+) -> dict[str, Any]:
+    """`_replay_one` in a worker process; its progress lines go to the parent's queue."""
+    return _replay_one(root, config_file, traffic, policy, serve, lines.put)
+
+
+def _replay_in_processes(
+    root: Path,
+    config_file: str | Path,
+    traffic: Traffic,
+    policies: list[str],
+    serve: Serve,
+    echo: Callable[[str], None],
+    jobs: int,
+) -> dict[str, dict[str, Any]]:
+    """Each policy's replay in a worker process, `jobs` at a time (fresh interpreters: the
+    parent's tools and threads are not forked). The workers' progress lines are echoed here
+    as they come. The first failure is raised once the replays already running have ended;
+    those not yet started do not start."""
+    import multiprocessing
+    import queue
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("spawn")
+
+    def drain(lines: Any) -> None:
+        while True:
+            try:
+                echo(lines.get_nowait())
+            except queue.Empty:
+                return
+
+    with context.Manager() as manager:
+        lines = manager.Queue()
+        with ProcessPoolExecutor(max_workers=min(jobs, len(policies)), mp_context=context) as pool:
+            futures = {
+                policy: pool.submit(
+                    _replay_in_child, root, config_file, traffic, policy, serve, lines
+                )
+                for policy in policies
+            }
+            pending = set(futures.values())
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                drain(lines)
+                error = next((e for f in finished if (e := f.exception()) is not None), None)
+                if error is not None:
+                    for future in pending:
+                        future.cancel()
+                    raise error
+        drain(lines)
+    return {policy: future.result() for policy, future in futures.items()}
+
+
 def run_replay(
     data: str | Path,
     config_file: str | Path,
@@ -417,8 +487,13 @@ def run_replay(
     period: Period | None = None,
     serve: Serve = "inprocess",
     echo: Callable[[str], None] = lambda _: None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Replay `data` once per policy under `workdir`; writes replay.json and report.html."""
+    """Replay `data` once per policy under `workdir`; writes replay.json and report.html.
+
+    `jobs` > 1 replays up to that many policies at once, each in a process of its own (every
+    policy has its own home, and a home's tools are pointed at through the process's
+    environment); the results are the same as one after the other, the seconds are not."""
     from lifecycle_assets.replay.report import write_report
 
     config = load_config(config_file)
@@ -426,6 +501,8 @@ def run_replay(
     unknown = sorted(set(chosen) - set(POLICIES))
     if unknown:
         raise ReplayError(f"unknown policies {unknown}; choose from {list(POLICIES)}")
+    if jobs < 1:
+        raise ReplayError(f"jobs must be at least 1, not {jobs}")
     per: Period = period or config.replay.period
     last = dt.date.fromisoformat(daily.get_last_partition_key() or "2026-01-01")
     traffic = prepare_traffic(load_table(data), config, per, last)
@@ -436,12 +513,14 @@ def run_replay(
         f"loop days from {traffic.loop_start}; policies {', '.join(chosen)}; serving {serve}"
     )
     started = time.perf_counter()
-    results: dict[str, dict[str, Any]] = {}
-    for policy in dict.fromkeys(chosen):
-        home = init_home(root / policy, config_file)
-        if policy == "shadow" and config.release.shadow_days == 0:
-            set_shadow_days(home, 1, "the shadow policy")
-        results[policy] = replay_policy(home, traffic, policy, serve, echo)
+    policies_once = list(dict.fromkeys(chosen))
+    if jobs > 1 and len(policies_once) > 1:
+        results = _replay_in_processes(root, config_file, traffic, policies_once, serve, echo, jobs)
+    else:
+        results = {
+            policy: _replay_one(root, config_file, traffic, policy, serve, echo)
+            for policy in policies_once
+        }
     higher = HIGHER_IS_BETTER[config.validation.metric]
     summary = {
         "data": str(Path(data).resolve()),

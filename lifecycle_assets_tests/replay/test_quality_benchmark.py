@@ -506,3 +506,20 @@ def test_the_expected_roc_auc_under_given_probabilities_is_the_estimates_own_for
     scores = np.round(rng.random(500), 2)  # with ties
     assert floor.expected_roc_auc_under(scores, scores) == pytest.approx(expected_roc_auc(scores))
     assert floor.expected_roc_auc_under(scores, np.full(500, 0.3)) == pytest.approx(0.5)
+
+
+def test_the_full_runs_wall_time_is_judged_only_on_a_whole_run_of_its_own() -> None:
+    """The 30-minute bar: judged on a full-size run that replayed every scenario itself;
+    not on the small size, a subset, or a run that reused a finished scenario."""
+    quality = benchmark_module("quality")
+    names = list(quality.SCENARIOS)
+    fresh = [{"scenario": n} for n in names]
+    bar = quality.wall_time_bar("full", names, fresh, 1_700.0, 2)
+    assert (
+        bar is not None and bar["verdict"] == "PASS" and "28.3 minutes, 2 job(s)" in bar["figures"]
+    )
+    assert quality.wall_time_bar("full", names, fresh, 1_900.0, 1)["verdict"] == "MISS"
+    assert quality.wall_time_bar("small", names, fresh, 60.0, 2) is None
+    assert quality.wall_time_bar("full", names[:2], fresh[:2], 60.0, 2) is None
+    reused = [dict(r, reused=True) if r["scenario"] == "stable" else r for r in fresh]
+    assert quality.wall_time_bar("full", names, reused, 60.0, 2) is None

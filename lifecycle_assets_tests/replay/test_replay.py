@@ -19,7 +19,7 @@ import yaml
 
 from lifecycle_assets.config import example_config_path
 from lifecycle_assets.records import read_predictions
-from lifecycle_assets.replay.runner import run_replay
+from lifecycle_assets.replay.runner import ReplayError, run_replay
 from lifecycle_assets.replay.simulated import LABEL_TIME_COLUMN, simulated_frame
 from lifecycle_assets_tests.conftest import benchmark_module
 from lifecycle_assets_tests.replay.browser import chromium, visit
@@ -146,24 +146,47 @@ def test_the_replay_report_renders_in_chromium(simulator_replay):
     assert all(n > 0 for n in plots.values()), plots
 
 
-def test_replay_runs_unchanged_on_another_schema_and_task(tmp_path: Path):
+@pytest.fixture(scope="module")
+def deliveries_replay(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Food-delivery times (regression, weekly periods, no request id column, CSV with ISO
-    text timestamps), generated with numpy alone; drift from week 3."""
-    data = tmp_path / "deliveries.csv"
+    text timestamps), generated with numpy alone; drift from week 3. Replayed through the
+    CLI (policies one after the other) and in this process with both policies at once."""
+    tmp = tmp_path_factory.mktemp("deliveries")
+    data = tmp / "deliveries.csv"
     deliveries(weeks=5, per_week=600, drift_week=3).write_csv(data)
     config = yaml.safe_load(CONFIG)
     config["monitoring"]["cooldown_days"] = 1
-    (tmp_path / "eta.yaml").write_text(yaml.safe_dump(config))
-    root = tmp_path / "replay"
+    (tmp / "eta.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if k != "LIFECYCLE_HOME"}
     out = subprocess.run(
         [
             sys.executable, "-m", "lifecycle_assets.cli", "replay", str(data),
-            "--config", str(tmp_path / "eta.yaml"), "--workdir", str(root),
-            "--policy", "periodic", "--policy", "triggered", "--json",
+            "--config", str(tmp / "eta.yaml"), "--workdir", str(tmp / "replay"),
+            "--policy", "periodic", "--policy", "triggered", "--jobs", "1", "--json",
         ],
         capture_output=True, text=True, env=env, timeout=900,
     )  # fmt: skip
+    lines: list[str] = []
+    environ = dict(os.environ)
+    at_once = run_replay(
+        data,
+        tmp / "eta.yaml",
+        tmp / "at-once",
+        policies=["periodic", "triggered"],
+        echo=lines.append,
+        jobs=2,
+    )
+    return {
+        "cli": out,
+        "root": tmp / "replay",
+        "at_once": at_once,
+        "lines": lines,
+        "environ_after": dict(os.environ) == environ,
+    }
+
+
+def test_replay_runs_unchanged_on_another_schema_and_task(deliveries_replay: dict[str, Any]):
+    out, root = deliveries_replay["cli"], deliveries_replay["root"]
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     printed = json.loads(out.stdout)
     assert printed["task"] == "regression" and printed["period"] == "week"
@@ -193,6 +216,35 @@ def test_replay_runs_unchanged_on_another_schema_and_task(tmp_path: Path):
     assert logged.height == 600 and quarantined.height == 0
     assert logged["score"].null_count() == 0 and logged["decision"].null_count() == 600
     assert (root / "report.html").is_file()
+
+
+def test_policies_replayed_at_once_give_the_results_of_one_after_the_other(
+    deliveries_replay: dict[str, Any],
+) -> None:
+    """`jobs=2`: each policy in a process of its own, the same per-period results as the
+    CLI's replay one after the other; every period's progress line reaches this process's
+    echo; this process's environment is not pointed at any home."""
+    one_by_one = json.loads((deliveries_replay["root"] / "replay.json").read_text())
+    at_once = deliveries_replay["at_once"]
+    assert list(at_once["policies"]) == ["periodic", "triggered"]
+    kept = ("quality", "decision", "trained", "trigger_fired", "production_after", "alerts")
+    for policy, res in one_by_one["policies"].items():
+        mine = at_once["policies"][policy]
+        assert [{k: p[k] for k in kept} for p in mine["periods"]] == [
+            {k: p[k] for k in kept} for p in res["periods"]
+        ]
+        assert (mine["retrains"], mine["rejections"]) == (res["retrains"], res["rejections"])
+    assert at_once["comparison"]["mean_quality"] == one_by_one["comparison"]["mean_quality"]
+    for policy in ("periodic", "triggered"):
+        assert sum(line.startswith(policy) for line in deliveries_replay["lines"]) == 5
+    assert deliveries_replay["environ_after"]
+    with pytest.raises(ReplayError, match="jobs must be at least 1"):
+        run_replay(
+            deliveries_replay["root"].parent / "deliveries.csv",
+            deliveries_replay["root"].parent / "eta.yaml",
+            deliveries_replay["root"].parent / "refused",
+            jobs=0,
+        )
 
 
 def test_the_replay_speed_benchmark_reports_each_stage_and_the_never_bar(tmp_path: Path) -> None:
