@@ -70,6 +70,9 @@ class VersionFence:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / str(self.worker_id)).touch()
 
+    def unmark_ready(self, version: str) -> None:
+        (self.dir / "ready" / version / str(self.worker_id)).unlink(missing_ok=True)
+
     def ready_count(self, version: str) -> int:
         folder = self.dir / "ready" / version
         if not folder.is_dir():

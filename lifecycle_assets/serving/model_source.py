@@ -180,14 +180,21 @@ class AliasFollower:
         logger.info("now serving %s:%s (was %s)", self.problem.name, version, previous)
 
     def _keep(self, version: str, artifact: ModelArtifact) -> None:
+        """Hold a loaded, verified version and mark this worker ready for it; a version freed
+        to make room is no longer marked ready (the fence counts what a worker holds)."""
         with self._lock:
             self._loaded[version] = artifact
             self._loaded_at[version] = time.monotonic()
             # keep what serves, what the fence names and the newest: older ones are freed
             keep = {self._served.version, self.alias_version, version}
-            for old in [v for v in self._loaded if v not in keep]:
+            freed = [v for v in self._loaded if v not in keep]
+            for old in freed:
                 self._loaded.pop(old)
                 self._loaded_at.pop(old, None)
+        if self.fence is not None:
+            for old in freed:
+                self.fence.unmark_ready(old)
+            self.fence.mark_ready(version)
 
     def _advance(self, version: str) -> None:
         """Move the fence to `version` once every live worker has it loaded."""
@@ -290,7 +297,6 @@ class AliasFollower:
                     self._seen = sig
                     self._retry_at.pop(version, None)
                     self.last_error = self.last_failure = None
-                self.fence.mark_ready(version)
                 self._advance(version)
                 return
             with self._lock:

@@ -102,6 +102,41 @@ def test_a_worker_started_mid_switch_serves_the_fenced_version(home: LifecycleHo
     assert a.served.version == "v2"
 
 
+def test_a_version_loaded_at_start_for_the_fence_counts_as_ready(home: LifecycleHome) -> None:
+    """A worker started after the alias moved but before the fence did loads the alias's
+    version and the fenced one; when the alias moves back to the fenced one, both workers
+    already hold it and the fence moves at once (it used to wait for the timeout, since the
+    version loaded for the fence was never marked ready)."""
+    store = Store()
+    point(home, "v1")
+    a = worker(home, store, 1)
+    point(home, "v2")
+    late = worker(home, store, 2)  # a has not looked yet: the fence still names v1
+    assert late.served.version == "v1"
+    a.check()  # both ready for v2: the fence moves
+    assert (a.served.version, late.served.version) == ("v2", "v2")
+    point(home, "v1")
+    a.check()
+    late.check()
+    assert (a.served.version, late.served.version) == ("v1", "v1")
+    assert VersionFence(home.root / "serving").current() == (True, "v1")
+
+
+def test_a_version_freed_by_a_worker_no_longer_counts_it_ready(home: LifecycleHome) -> None:
+    store = Store()
+    store.models["v3"] = make_artifact("v3", seed=3)
+    point(home, "v1")
+    only = worker(home, store, 1, workers=1)
+    for version in ("v2", "v3"):  # v1 is freed once v3 is loaded and v2 serves
+        point(home, version)
+        only.check()
+        assert only.served.version == version  # a request: it answers with what it loaded
+    fence = VersionFence(home.root / "serving", workers=1, worker_id=os.getpid())
+    assert only.served.version == "v3"
+    assert fence.ready_count("v1") == 0
+    assert fence.ready_count("v2") == fence.ready_count("v3") == 1
+
+
 def test_a_single_worker_switches_as_soon_as_it_has_loaded(home: LifecycleHome) -> None:
     store = Store()
     point(home, "v1")
