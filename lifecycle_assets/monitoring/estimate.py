@@ -42,16 +42,23 @@ def _probabilities(scores: np.ndarray) -> np.ndarray:
     return np.clip(p, 0.0, 1.0)
 
 
-def expected_roc_auc(scores: np.ndarray) -> float | None:
+def expected_roc_auc(scores: np.ndarray, probabilities: np.ndarray | None = None) -> float | None:
     """ROC-AUC expected under the scores' own probabilities: the AUC of every (positive,
     negative) pair of distinct rows, each pair weighted p_i (1 − p_j), ties counting half.
-    None when no pair can be formed (fewer than two rows, or every p is 0 or every p is 1)."""
-    p = _probabilities(scores)
+    `probabilities`: each row's chance of being positive taken from elsewhere (a known
+    P(y | x)), the rows still ranked by `scores`. None when no pair can be formed (fewer than
+    two rows, or every p is 0 or every p is 1)."""
+    if probabilities is None:
+        s = p = _probabilities(scores)
+    else:
+        s, p = np.asarray(scores, dtype=np.float64), np.asarray(probabilities, dtype=np.float64)
+        finite = np.isfinite(s) & np.isfinite(p)
+        s, p = s[finite], np.clip(p[finite], 0.0, 1.0)
     if len(p) < 2:
         return None
-    order = np.argsort(p, kind="stable")
-    s = p[order]
-    pos, neg = s, 1.0 - s
+    order = np.argsort(s, kind="stable")
+    s, pos = s[order], p[order]
+    neg = 1.0 - pos
     # groups of tied scores: each row's group's totals
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     pos_g = np.add.reduceat(pos, starts)

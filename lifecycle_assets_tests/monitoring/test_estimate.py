@@ -25,6 +25,17 @@ def test_expected_roc_auc_by_hand() -> None:
     assert estimate.expected_roc_auc(np.ones(4)) is None
 
 
+def test_expected_roc_auc_under_given_probabilities_is_the_estimates_own_formula() -> None:
+    """With the scores as their own probabilities, the given-probabilities form (the
+    oracle of benchmarks/estimate_floor.py) is the estimate; with probabilities that ignore
+    the scores, any ranking is expected at 0.5."""
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.random(500), 2)  # with ties
+    own = estimate.expected_roc_auc(scores)
+    assert estimate.expected_roc_auc(scores, scores) == pytest.approx(own)
+    assert estimate.expected_roc_auc(scores, np.full(500, 0.3)) == pytest.approx(0.5)
+
+
 def test_expected_roc_auc_equals_the_mean_auc_over_label_draws() -> None:
     """The weighted AUC is (to sampling error) what the label draws average to."""
     rng = np.random.default_rng(1)

@@ -498,18 +498,6 @@ def test_estimate_floor_separates_chance_calibration_and_the_label_contract(
     assert "no known P(y | x) for concept" in capsys.readouterr().err
 
 
-def test_the_expected_roc_auc_under_given_probabilities_is_the_estimates_own_formula() -> None:
-    """With the scores as their own probabilities, the oracle's formula is the estimate's;
-    with probabilities that ignore the scores, any ranking is expected at 0.5."""
-    from lifecycle_assets.monitoring.estimate import expected_roc_auc
-
-    floor = benchmark_module("estimate_floor")
-    rng = np.random.default_rng(3)
-    scores = np.round(rng.random(500), 2)  # with ties
-    assert floor.expected_roc_auc_under(scores, scores) == pytest.approx(expected_roc_auc(scores))
-    assert floor.expected_roc_auc_under(scores, np.full(500, 0.3)) == pytest.approx(0.5)
-
-
 def test_the_full_runs_wall_time_is_judged_only_on_a_whole_run_of_its_own() -> None:
     """The 30-minute bar: judged on a full-size run that replayed every scenario itself;
     not on the small size, a subset, or a run that reused a finished scenario."""
